@@ -1,0 +1,85 @@
+//! keycard's [`Error`] type, and how each error becomes a response.
+
+use http::StatusCode;
+
+use crate::store::StoreError;
+
+/// What can go wrong when a handler uses its [`Session`](crate::Session).
+///
+/// Handlers can return it with `?`: it implements axum's `IntoResponse` with
+/// a status that fits and a generic body (details go to the log, not to the
+/// client). Whatever the handler does with it, a request whose session could
+/// not be loaded or saved is answered by the layer with that status anyway:
+/// keycard never carries on with a silently replaced session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed (database down, timeout, corrupt row).
+    #[error("the session store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The session could not be loaded earlier in this request.
+    #[error(
+        "the session is unavailable because the store failed earlier in this request; \
+         the layer answers 503"
+    )]
+    Unavailable,
+    /// A stored value could not be read as the type the handler asked for.
+    #[error("session value {key:?} does not have the requested type: {source}")]
+    Deserialize {
+        /// The key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// A value could not be turned into JSON (e.g. a map with non-string keys).
+    #[error("session value {key:?} cannot be stored as JSON: {source}")]
+    Serialize {
+        /// The key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// Another request ended this session, or signed it in again with a new
+    /// token, while this one ran. This request's changes were dropped rather
+    /// than bring the old session back; the layer answers 409.
+    #[error(
+        "the session was ended or given a new token by a concurrent request; \
+         this request's session changes were dropped"
+    )]
+    Conflict,
+    /// Concurrent writes to one session kept winning for too long.
+    #[error("gave up writing the session after {0} attempts against concurrent writers")]
+    Contention(u32),
+    /// The operating system could not supply random bytes for a token.
+    #[error("the operating system's random number generator failed")]
+    Randomness,
+}
+
+impl Error {
+    /// The status the layer answers with when this error ends a request, and
+    /// the generic body it sends.
+    pub(crate) fn status_and_body(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::Conflict => (
+                StatusCode::CONFLICT,
+                "Your session changed in another request. Please try again.\n",
+            ),
+            Error::Deserialize { .. } | Error::Serialize { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error.\n",
+            ),
+            Error::Store(_) | Error::Unavailable | Error::Contention(_) | Error::Randomness => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session service is temporarily unavailable. Please try again later.\n",
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        let (status, body) = self.status_and_body();
+        (status, body).into_response()
+    }
+}

@@ -1,0 +1,115 @@
+//! [`ResponseFuture`]: runs the handler, then saves the session and writes
+//! its cookies before the response leaves.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response};
+use pin_project_lite::pin_project;
+
+use super::{Context, cookies};
+use crate::{Error, Session};
+
+type Saving<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+
+pin_project! {
+    /// Response future of [`SessionService`](super::SessionService).
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Handler {
+            #[pin]
+            inner: F,
+            session: Option<Session>,
+            ctx: Arc<Context>,
+        },
+        Saving { saving: Saving<B> },
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(super) fn new(inner: F, session: Session, ctx: Arc<Context>) -> Self {
+        Self {
+            state: State::Handler {
+                inner,
+                session: Some(session),
+                ctx,
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<&'static str> + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Handler {
+                    inner,
+                    session,
+                    ctx,
+                } => {
+                    let response = ready!(inner.poll(cx))?;
+                    let Some(session) = session.take().filter(Session::was_used) else {
+                        // The handler never looked at its session: no query,
+                        // no cookie, no allocation.
+                        return Poll::Ready(Ok(response));
+                    };
+                    let saving = Box::pin(finish(session, response, ctx.clone()));
+                    this.state.set(State::Saving { saving });
+                }
+                StateProj::Saving { saving } => return saving.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+/// Saves the session and puts its cookies on `response`, or replaces the
+/// response by an error one if the session could not be loaded or saved.
+async fn finish<B: From<&'static str>>(
+    session: Session,
+    mut response: Response<B>,
+    ctx: Arc<Context>,
+) -> Response<B> {
+    // A server error means the handler's work did not complete: keep the
+    // session as it was rather than store half of a change.
+    let discard = response.status().is_server_error();
+    match session.save(discard).await {
+        Ok(action) => {
+            cookies::write(response.headers_mut(), &action, &ctx.config);
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%error, "keycard: session not saved; answering with an error");
+            error_response(&error)
+        }
+    }
+}
+
+fn error_response<B: From<&'static str>>(error: &Error) -> Response<B> {
+    let (status, body) = error.status_and_body();
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,192 @@
+//! [`SessionLayer`]: server-side sessions for any tower service.
+//!
+//! The layer reads the session cookies of each request, puts a lazy
+//! [`Session`](crate::Session) handle into the request's extensions, and,
+//! when the response comes back, saves whatever the handler changed and sets
+//! the cookies. In order:
+//!
+//! 1. **Cookies in.** The id and token cookies are parsed strictly; a
+//!    malformed, incomplete or ambiguous pair is treated as no cookie and
+//!    costs no store query.
+//! 2. **Lazy load.** The first [`Session`](crate::Session) method the handler
+//!    calls loads the row (one query by primary key), compares token hashes
+//!    in constant time and checks the idle and absolute timeouts (and the
+//!    client address, if bound). Anything wrong gives a fresh anonymous
+//!    session that is not stored yet.
+//! 3. **Save on the way out.** Untouched: nothing. Read only: at most a
+//!    `last_activity` renewal per [`touch_interval`](SessionLayer::touch_interval).
+//!    Changed: one write, merged with concurrent writers. New with values or
+//!    a user: one insert and two cookies. Logged out: one delete and expired
+//!    cookies. A 5xx response from the handler discards the changes.
+//! 4. **Fail closed.** If the store fails while loading or saving, the
+//!    response becomes `503 Service Unavailable`, whatever the handler
+//!    answered, and carries no cookie.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use keycard::{Session, SessionLayer, SqliteStore};
+//!
+//! async fn counter(session: Session) -> Result<String, keycard::Error> {
+//!     let n = session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = SqliteStore::connect("sqlite::memory:").await?;
+//! store.migrate().await?;
+//! let app: Router = Router::new()
+//!     .route("/", get(counter))
+//!     .layer(SessionLayer::new(store).idle_timeout(std::time::Duration::from_secs(15 * 60)));
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use cookie::SameSite;
+use tower_layer::Layer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::SessionConfig;
+use crate::store::SessionStore;
+
+mod cookies;
+mod future;
+mod service;
+
+pub use future::ResponseFuture;
+pub use service::SessionService;
+
+/// What every request's session shares: the store, the settings, the clock.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) config: SessionConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// A tower [`Layer`] that gives every request a [`Session`](crate::Session).
+///
+/// Build it with [`SessionLayer::new`] and the builder methods below; the
+/// module documentation describes what it does per request.
+#[derive(Clone, Debug)]
+pub struct SessionLayer {
+    ctx: Arc<Context>,
+}
+
+impl SessionLayer {
+    /// A layer keeping sessions in `store`, with the defaults of
+    /// [`SessionConfig`].
+    pub fn new(store: impl SessionStore) -> Self {
+        Self::with_shared_store(Arc::new(store))
+    }
+
+    /// A layer over a store that is shared with other code (an admin task, a
+    /// second layer).
+    pub fn with_shared_store(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            ctx: Arc::new(Context {
+                store,
+                config: SessionConfig::default(),
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.ctx.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.ctx.store
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Context)) -> Self {
+        f(Arc::make_mut(&mut self.ctx));
+        self
+    }
+
+    /// Ends sessions unused for this long. Default: 30 minutes.
+    pub fn idle_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.config.idle_timeout = delta(timeout))
+    }
+
+    /// Ends sessions this long after they began, however active. Default:
+    /// 12 hours. Persistent cookies expire at the same moment.
+    pub fn absolute_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.config.absolute_timeout = delta(timeout))
+    }
+
+    /// Renews a read-only session's `last_activity` at most this often, so
+    /// that reading a session costs no write most of the time. Default: a
+    /// thirtieth of the idle timeout; never more than half of it.
+    pub fn touch_interval(self, interval: Duration) -> Self {
+        self.configure(|c| c.config.touch_interval = Some(delta(interval)))
+    }
+
+    /// Names the cookies `__Host-{base}-id` and `__Host-{base}-token`
+    /// (without `__Host-` in [`insecure_dev_cookies`](Self::insecure_dev_cookies)
+    /// mode). Default: `keycard`.
+    ///
+    /// # Panics
+    ///
+    /// If `base` is not 1 to 64 ASCII letters, digits, `-` or `_`: a
+    /// configuration mistake, reported at start-up.
+    pub fn cookie_name(self, base: &str) -> Self {
+        self.configure(|c| c.config.set_cookie_base(base))
+    }
+
+    /// For development over plain `http://localhost` only: drops the
+    /// `Secure` attribute and the `__Host-` prefix, which browsers refuse
+    /// without HTTPS. Never use it in production.
+    pub fn insecure_dev_cookies(self) -> Self {
+        self.configure(|c| c.config.set_secure(false))
+    }
+
+    /// The cookies' `SameSite` attribute. Default: `Lax`. `None` is refused
+    /// by browsers unless the cookies are `Secure`.
+    pub fn same_site(self, same_site: SameSite) -> Self {
+        self.configure(|c| c.config.same_site = same_site)
+    }
+
+    /// Binds each session to the client address it was created from: a
+    /// request from another address gets a fresh anonymous session. Default:
+    /// off (addresses change on mobile networks). Needs the peer address, e.g.
+    /// axum's `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn bind_ip(self, bind: bool) -> Self {
+        self.configure(|c| c.config.bind_ip = bind)
+    }
+
+    /// How far in the future a stored timestamp may lie (clocks of several
+    /// app servers differ a little) before the session is refused. Default:
+    /// 2 seconds.
+    pub fn max_clock_skew(self, skew: Duration) -> Self {
+        self.configure(|c| c.config.max_clock_skew = delta(skew))
+    }
+
+    /// The clock timeouts are measured with. Default: the system clock.
+    /// Tests pass a [`ManualClock`](crate::clock::ManualClock).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.configure(|c| c.clock = Arc::new(clock))
+    }
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            ctx: self.ctx.clone(),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! [`SessionService`]: puts a [`Session`] into each request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{Context, cookies};
+use crate::Session;
+
+/// The service [`SessionLayer`](super::SessionLayer) wraps around an
+/// application.
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    pub(super) inner: S,
+    pub(super) ctx: Arc<Context>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let presented = cookies::read(request.headers(), &self.ctx.config);
+        let client_ip = client_ip(&request);
+        let session = Session::new(
+            self.ctx.clone(),
+            presented.pair,
+            presented.had_cookie,
+            client_ip,
+        );
+        request.extensions_mut().insert(session.clone());
+        // The clone that was polled ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(inner.call(request), session, self.ctx.clone())
+    }
+}
+
+/// The TCP peer's address: from axum's `ConnectInfo` when the app is served
+/// with `into_make_service_with_connect_info`, or a plain `SocketAddr`
+/// extension put there by another server.
+fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    extensions.get::<SocketAddr>().map(SocketAddr::ip)
+}

@@ -1,0 +1,173 @@
+//! The [`SessionStore`] trait, its record types, and the SQL stores.
+//!
+//! A store is deliberately dumb: it reads and writes rows and knows nothing of
+//! cookies, timeouts or policies, which live in the layer so that every store
+//! behaves the same. Every timestamp it writes is handed to it by the layer
+//! (from the application's [`Clock`](crate::clock::Clock)); a store never
+//! asks the database for the time.
+//!
+//! Writes are optimistic: [`SessionStore::update`] names the `version` it
+//! read and succeeds only if the row still has it. The layer reacts to a
+//! refused update by reading the row again and merging its own changes into
+//! it, which is how two concurrent requests of one session keep each other's
+//! writes.
+//!
+//! To write a store for another database, implement the trait and run the
+//! behaviour suite in `tests/` against it.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::token::{SessionId, TokenHash};
+
+mod migrate;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod table_name;
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use table_name::TableName;
+
+/// The JSON object of an application's session values.
+pub type SessionData = Map<String, Value>;
+
+/// Every column of a session row but the two the store manages (`id`,
+/// `version`). This is what [`SessionStore::insert`] and
+/// [`SessionStore::update`] write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionFields {
+    /// SHA-256 of the session token; the token itself is never stored.
+    pub token_hash: TokenHash,
+    /// The application's user key, `None` while anonymous.
+    pub user_id: Option<String>,
+    /// The client address the session was created from.
+    pub ip_address: Option<String>,
+    /// An API client's session, exempt from per-user limits on human sessions.
+    pub is_api: bool,
+    /// How the user was authenticated (`"password"`, `"basic"`, …).
+    pub auth_method: Option<String>,
+    /// When the user last proved who they are.
+    pub authenticated_at: Option<DateTime<Utc>>,
+    /// Whether the cookie outlives the browser session ("remember me").
+    pub persistent: bool,
+    /// When the session was created; the absolute timeout counts from here.
+    pub created_at: DateTime<Utc>,
+    /// When the session was last used; the idle timeout counts from here.
+    pub last_activity: DateTime<Utc>,
+    /// The application's values.
+    pub data: SessionData,
+}
+
+/// A session row as read from the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// The store-assigned key.
+    pub id: SessionId,
+    /// Incremented by every [`SessionStore::update`]; a write names the
+    /// version it read so that it cannot overwrite a newer one.
+    pub version: i64,
+    /// Everything else.
+    pub fields: SessionFields,
+}
+
+/// The cut-off times of [`SessionStore::delete_expired`]: a row is expired
+/// if it was last active before `idle_before` or created before
+/// `created_before`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryCutoffs {
+    /// Rows with `last_activity` earlier than this are expired.
+    pub idle_before: DateTime<Utc>,
+    /// Rows with `created_at` earlier than this are expired.
+    pub created_before: DateTime<Utc>,
+}
+
+/// What went wrong inside a store.
+///
+/// Its messages never contain a token or a token hash.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error or could not be reached.
+    #[error("session store database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row holds a value keycard never writes (edited by hand, or another
+    /// program shares the table).
+    #[error("session row {id} is corrupt: {what}")]
+    Corrupt {
+        /// The row's key.
+        id: i64,
+        /// Which column is wrong, and how.
+        what: &'static str,
+    },
+    /// A table name that is not a plain SQL identifier.
+    #[error(
+        "invalid session table name {0:?}: use 1 to 63 ASCII letters, digits or `_`, not starting with a digit"
+    )]
+    InvalidTableName(String),
+    /// A migration could not be applied.
+    #[error("session store migration {version} failed: {source}")]
+    Migration {
+        /// The migration's version number.
+        version: i64,
+        /// The database's error.
+        source: sqlx::Error,
+    },
+}
+
+/// Storage of session rows. Implemented by [`SqliteStore`] (and the
+/// PostgreSQL and MySQL stores); a wrapper can implement it to add caching,
+/// metrics or fault injection.
+///
+/// All methods are single statements, so a store needs no transactions.
+#[async_trait]
+pub trait SessionStore: Debug + Send + Sync + 'static {
+    /// Reads the row with this id, if there is one. Expired rows are
+    /// returned too: judging them is the layer's job.
+    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Inserts a new row with `version` 1 and returns its store-assigned id.
+    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError>;
+
+    /// Overwrites the row `id` with `fields` and increments its version, but
+    /// only if its version is still `expected_version`. Returns `false` when
+    /// the row is gone or has a newer version.
+    async fn update(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        fields: &SessionFields,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves `last_activity` forward to `at` (never backwards) without
+    /// touching the version. Returns `false` if the row is gone.
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Deletes the row; returns whether there was one.
+    async fn delete(&self, id: SessionId) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` expired rows and returns how many it deleted.
+    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError>;
+
+    /// Counts rows active at or after `since`.
+    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Decodes the `data` column. Shared by the SQL stores so that they agree on
+/// what a corrupt value is.
+pub(crate) fn decode_data(id: i64, text: &str) -> Result<SessionData, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt {
+        id,
+        what: "`data` is not a JSON object",
+    })
+}
+
+/// Encodes the `data` column.
+pub(crate) fn encode_data(data: &SessionData) -> String {
+    // A map of `Value`s always serialises: keys are strings, and `Value`
+    // holds no non-finite floats.
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,394 @@
+//! Test support: a store wrapper that counts calls and can be told to fail,
+//! the test application, and a client with a cookie jar that drives the app
+//! through `tower::ServiceExt::oneshot`.
+#![allow(dead_code)]
+
+pub mod stores;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path};
+use axum::http::{Request, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Router, http};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use keycard::clock::ManualClock;
+use keycard::store::{ExpiryCutoffs, SessionFields, SessionRecord, SessionStore, StoreError};
+use keycard::{Session, SessionId, SessionLayer};
+use tower::ServiceExt;
+
+/// Calls made to the store, by method.
+#[derive(Debug, Default)]
+pub struct Calls {
+    pub load: AtomicU64,
+    pub insert: AtomicU64,
+    pub update: AtomicU64,
+    pub touch: AtomicU64,
+    pub delete: AtomicU64,
+}
+
+impl Calls {
+    pub fn total(&self) -> u64 {
+        self.load.load(Ordering::SeqCst) + self.writes()
+    }
+
+    pub fn writes(&self) -> u64 {
+        [&self.insert, &self.update, &self.touch, &self.delete]
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    pub fn loads(&self) -> u64 {
+        self.load.load(Ordering::SeqCst)
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.load,
+            &self.insert,
+            &self.update,
+            &self.touch,
+            &self.delete,
+        ] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A real store wrapped to count its calls and, on demand, to fail like a
+/// database that went away.
+#[derive(Debug)]
+pub struct CountingStore {
+    pub inner: Arc<dyn SessionStore>,
+    pub calls: Calls,
+    pub fail_loads: AtomicBool,
+    pub fail_writes: AtomicBool,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self {
+            inner,
+            calls: Calls::default(),
+            fail_loads: AtomicBool::new(false),
+            fail_writes: AtomicBool::new(false),
+        }
+    }
+
+    fn check(&self, flag: &AtomicBool) -> Result<(), StoreError> {
+        if flag.load(Ordering::SeqCst) {
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.calls.load.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_loads)?;
+        self.inner.load(id).await
+    }
+
+    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+        self.calls.insert.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.insert(fields).await
+    }
+
+    async fn update(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        fields: &SessionFields,
+    ) -> Result<bool, StoreError> {
+        self.calls.update.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.update(id, expected_version, fields).await
+    }
+
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.calls.touch.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.touch(id, at).await
+    }
+
+    async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.calls.delete.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.delete(id).await
+    }
+
+    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
+        self.inner.delete_expired(cutoffs, limit).await
+    }
+
+    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.count_active_since(since).await
+    }
+}
+
+type AppResult = Result<axum::response::Response, keycard::Error>;
+
+async fn read_counter(session: Session) -> AppResult {
+    let n: u64 = session.get("counter").await?.unwrap_or(0);
+    Ok(n.to_string().into_response())
+}
+
+async fn incr(session: Session) -> AppResult {
+    let n = session
+        .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
+    Ok(n.to_string().into_response())
+}
+
+async fn set(session: Session, Path((key, value)): Path<(String, String)>) -> AppResult {
+    session.insert(&key, value).await?;
+    Ok("set".into_response())
+}
+
+async fn get_key(session: Session, Path(key): Path<String>) -> AppResult {
+    let value: Option<String> = session.get(&key).await?;
+    Ok(value.unwrap_or_default().into_response())
+}
+
+async fn remove(session: Session, Path(key): Path<String>) -> AppResult {
+    session.remove(&key).await?;
+    Ok("removed".into_response())
+}
+
+async fn login(session: Session, Path(user): Path<String>) -> AppResult {
+    session.login(user).await?;
+    Ok("signed in".into_response())
+}
+
+async fn logout(session: Session) -> AppResult {
+    session.logout().await?;
+    Ok("signed out".into_response())
+}
+
+async fn regenerate(session: Session) -> AppResult {
+    session.regenerate().await?;
+    Ok("regenerated".into_response())
+}
+
+async fn whoami(session: Session) -> AppResult {
+    Ok(match session.user_id().await? {
+        Some(user) => user.into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    })
+}
+
+async fn persistent(session: Session, Path(on): Path<bool>) -> AppResult {
+    session.set_persistent(on).await?;
+    session.insert("remember", on).await?;
+    Ok("ok".into_response())
+}
+
+async fn clear(session: Session) -> AppResult {
+    session.clear().await?;
+    Ok("cleared".into_response())
+}
+
+/// Logs in, then fails: the rotation must not take effect.
+async fn login_then_fail(session: Session, Path(user): Path<String>) -> AppResult {
+    session.login(user).await?;
+    session.insert("half", "written").await?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Reads the session, ignores any error, and answers 200: the layer must
+/// still answer 503 when the load failed.
+async fn ignore_errors(session: Session) -> &'static str {
+    let _ = session.get::<u64>("counter").await;
+    "handler says ok"
+}
+
+async fn info(session: Session) -> AppResult {
+    let id = session
+        .id()
+        .await?
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let created = session.created_at().await?.timestamp_micros();
+    let last = session.last_activity().await?.timestamp_micros();
+    Ok(format!("{id} {created} {last}").into_response())
+}
+
+/// The application the behaviour suite drives.
+pub fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route("/anon", get(|| async { "ok" }))
+        .route("/read", get(read_counter))
+        .route("/incr", post(incr))
+        .route("/set/{key}/{value}", post(set))
+        .route("/get/{key}", get(get_key))
+        .route("/remove/{key}", post(remove))
+        .route("/clear", post(clear))
+        .route("/login/{user}", post(login))
+        .route("/login-then-fail/{user}", post(login_then_fail))
+        .route("/logout", post(logout))
+        .route("/regenerate", post(regenerate))
+        .route("/whoami", get(whoami))
+        .route("/persistent/{on}", post(persistent))
+        .route("/ignore-errors", get(ignore_errors))
+        .route("/info", get(info))
+        .layer(layer)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("ASCII Set-Cookie").to_owned())
+            .collect()
+    }
+}
+
+/// A browser: a cookie jar in front of the app.
+#[derive(Clone)]
+pub struct Client {
+    pub app: Router,
+    pub jar: HashMap<String, String>,
+    pub peer: Option<SocketAddr>,
+}
+
+impl Client {
+    pub fn new(app: Router) -> Self {
+        Self {
+            app,
+            jar: HashMap::new(),
+            peer: None,
+        }
+    }
+
+    pub fn cookie_header(&self) -> Option<String> {
+        (!self.jar.is_empty()).then(|| {
+            let mut pairs: Vec<_> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            pairs.sort();
+            pairs.join("; ")
+        })
+    }
+
+    pub async fn send(&mut self, method: &str, uri: &str) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(cookies) = self.cookie_header() {
+            request = request.header(header::COOKIE, cookies);
+        }
+        let mut request = request.body(Body::empty()).expect("valid request");
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let reply = send_raw(&self.app, request).await;
+        for set_cookie in reply.set_cookies() {
+            let cookie = cookie::Cookie::parse(set_cookie).expect("valid Set-Cookie");
+            let removal = cookie.max_age() == Some(cookie::time::Duration::ZERO);
+            if removal {
+                self.jar.remove(cookie.name());
+            } else {
+                self.jar
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+        }
+        reply
+    }
+
+    pub async fn get(&mut self, uri: &str) -> Reply {
+        self.send("GET", uri).await
+    }
+
+    pub async fn post(&mut self, uri: &str) -> Reply {
+        self.send("POST", uri).await
+    }
+
+    /// The session id the jar holds.
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.jar
+            .iter()
+            .find(|(k, _)| k.ends_with("-id"))
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// The token the jar holds.
+    pub fn token(&self) -> Option<String> {
+        self.jar
+            .iter()
+            .find(|(k, _)| k.ends_with("-token"))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+pub async fn send_raw(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A store under test plus what keeps it alive (a temp dir, a schema).
+pub struct TestStore {
+    pub counting: Arc<CountingStore>,
+    pub clock: ManualClock,
+    _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl TestStore {
+    pub fn new(inner: Arc<dyn SessionStore>, keep: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        Self {
+            counting: Arc::new(CountingStore::new(inner)),
+            clock: ManualClock::default(),
+            _keep: keep,
+        }
+    }
+
+    /// The layer the suite uses: development cookies (so the jar sees plain
+    /// names) unless a test says otherwise, and the manual clock.
+    pub fn layer(&self) -> SessionLayer {
+        SessionLayer::with_shared_store(self.counting.clone()).clock(self.clock.clone())
+    }
+
+    pub fn calls(&self) -> &Calls {
+        &self.counting.calls
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.counting.inner
+    }
+
+    pub async fn row(&self, id: SessionId) -> Option<SessionRecord> {
+        self.store().load(id).await.expect("store reachable")
+    }
+}

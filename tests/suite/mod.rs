@@ -1,0 +1,361 @@
+//! The behaviour suite: every test here runs unchanged against every store
+//! (see `behaviour_suite!` at the bottom and the test files that invoke it).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::TimeDelta;
+use keycard::clock::Clock as _;
+use keycard::token::SessionToken;
+
+use crate::common::{Calls, Client, TestStore, app, send_raw};
+
+pub mod cookies;
+pub mod failures;
+pub mod lifecycle;
+pub mod timeouts;
+
+/// A client with a stored session holding `counter = 1`.
+async fn client_with_session(store: &TestStore) -> Client {
+    let mut client = Client::new(app(store.layer()));
+    let reply = client.post("/incr").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "1");
+    assert!(client.session_id().is_some(), "a session cookie was set");
+    client
+}
+
+pub async fn untouched_session_costs_no_query_and_no_cookie(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    store.calls().reset();
+    let reply = client.get("/anon").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "ok");
+    assert_eq!(
+        store.calls().total(),
+        0,
+        "no store call for an untouched session"
+    );
+    assert!(reply.set_cookies().is_empty());
+    assert!(reply.headers.get(header::CACHE_CONTROL).is_none());
+}
+
+pub async fn new_session_without_values_is_not_stored(store: TestStore) {
+    let mut client = Client::new(app(store.layer()));
+    let reply = client.get("/read").await;
+    assert_eq!(reply.body, "0");
+    assert_eq!(
+        store.calls().total(),
+        0,
+        "nothing presented, nothing stored"
+    );
+    assert!(reply.set_cookies().is_empty());
+    let reply = client.get("/whoami").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.set_cookies().is_empty());
+}
+
+pub async fn new_session_with_a_value_is_inserted_once(store: TestStore) {
+    let mut client = Client::new(app(store.layer()));
+    let reply = client.post("/set/colour/blue").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(Calls::get(&store.calls().insert), 1);
+    assert_eq!(store.calls().writes(), 1);
+    assert_eq!(reply.set_cookies().len(), 2);
+    assert_eq!(
+        reply
+            .headers
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.to_str().ok()),
+        Some(Some("no-store"))
+    );
+    let id = client.session_id().expect("id cookie");
+    let row = store.row(id).await.expect("row inserted");
+    assert_eq!(row.version, 1);
+    assert_eq!(row.fields.data["colour"], "blue");
+    assert_eq!(row.fields.user_id, None);
+    // Only the hash of the token is stored.
+    let token: SessionToken = client
+        .token()
+        .expect("token cookie")
+        .parse()
+        .expect("token");
+    assert_eq!(row.fields.token_hash, token.hash());
+    assert_eq!(client.get("/get/colour").await.body, "blue");
+}
+
+pub async fn read_only_request_costs_one_read_and_no_write(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    store.calls().reset();
+    let reply = client.get("/read").await;
+    assert_eq!(reply.body, "1");
+    assert_eq!(store.calls().loads(), 1);
+    assert_eq!(store.calls().writes(), 0, "inside touch_interval: no write");
+    assert!(reply.set_cookies().is_empty());
+}
+
+pub async fn read_after_touch_interval_renews_activity_once(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let id = client.session_id().expect("id");
+    let before = store.row(id).await.expect("row").fields.last_activity;
+    store.clock.advance(TimeDelta::seconds(61)); // default interval: 60 s
+    store.calls().reset();
+    assert_eq!(client.get("/read").await.body, "1");
+    assert_eq!(Calls::get(&store.calls().touch), 1);
+    assert_eq!(store.calls().writes(), 1);
+    let after = store.row(id).await.expect("row");
+    assert_eq!(after.fields.last_activity - before, TimeDelta::seconds(61));
+    assert_eq!(after.version, 1, "a touch is not a data change");
+    store.calls().reset();
+    assert_eq!(client.get("/read").await.body, "1");
+    assert_eq!(store.calls().writes(), 0, "renewed: no second write");
+}
+
+pub async fn touch_interval_is_configurable(store: TestStore) {
+    let layer = store.layer().touch_interval(Duration::from_secs(5));
+    let mut client = Client::new(app(layer));
+    client.post("/incr").await;
+    store.clock.advance(TimeDelta::seconds(4));
+    store.calls().reset();
+    client.get("/read").await;
+    assert_eq!(store.calls().writes(), 0);
+    store.clock.advance(TimeDelta::seconds(2));
+    client.get("/read").await;
+    assert_eq!(Calls::get(&store.calls().touch), 1);
+}
+
+pub async fn changed_session_is_one_update(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    store.calls().reset();
+    client.post("/set/colour/green").await;
+    assert_eq!(store.calls().loads(), 1);
+    assert_eq!(Calls::get(&store.calls().update), 1);
+    assert_eq!(store.calls().writes(), 1);
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(row.fields.data["colour"], "green");
+    assert_eq!(row.fields.data["counter"], 1);
+    assert_eq!(row.version, 2);
+}
+
+pub async fn inserting_an_equal_value_is_not_a_change(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    client.post("/set/colour/red").await;
+    store.calls().reset();
+    let reply = client.post("/set/colour/red").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(store.calls().writes(), 0);
+    assert!(reply.set_cookies().is_empty());
+    // Removing a key that does not exist is not a change either.
+    client.post("/remove/nothing").await;
+    assert_eq!(store.calls().writes(), 0);
+}
+
+pub async fn remove_and_clear_are_saved(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    client.post("/set/a/1").await;
+    client.post("/remove/a").await;
+    let id = client.session_id().expect("id");
+    let row = store.row(id).await.expect("row");
+    assert!(!row.fields.data.contains_key("a"));
+    assert_eq!(row.fields.data["counter"], 1);
+    client.post("/clear").await;
+    assert!(store.row(id).await.expect("row").fields.data.is_empty());
+    assert_eq!(client.get("/read").await.body, "0");
+}
+
+pub async fn update_is_atomic_and_returns_the_stored_value(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    for expected in 2..=5 {
+        assert_eq!(client.post("/incr").await.body, expected.to_string());
+    }
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(row.fields.data["counter"], 5);
+}
+
+pub async fn info_reports_id_and_times_from_the_injected_clock(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let id = client.session_id().expect("id");
+    let created = store.clock.now().timestamp_micros();
+    let reply = client.get("/info").await;
+    assert_eq!(reply.body, format!("{id} {created} {created}"));
+}
+
+pub async fn wrong_token_for_a_real_id_is_anonymous(store: TestStore) {
+    let mut victim = client_with_session(&store).await;
+    victim.post("/login/alice").await;
+    let id = victim.session_id().expect("id");
+    let mut attacker = Client::new(victim.app.clone());
+    attacker.jar = victim.jar.clone();
+    let forged = SessionToken::generate().expect("rng").expose();
+    let token_name = victim
+        .jar
+        .keys()
+        .find(|k| k.ends_with("-token"))
+        .expect("token cookie")
+        .clone();
+    attacker.jar.insert(token_name, forged);
+    assert_eq!(
+        attacker.get("/whoami").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(attacker.get("/read").await.body, "0");
+    // The attacker's write creates its own session, never touching alice's.
+    attacker.post("/set/evil/1").await;
+    assert_ne!(attacker.session_id(), Some(id));
+    let row = store.row(id).await.expect("alice's row");
+    assert!(!row.fields.data.contains_key("evil"));
+    assert_eq!(victim.get("/whoami").await.body, "alice");
+}
+
+pub async fn unknown_id_is_anonymous_after_one_read(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let token_name = client
+        .jar
+        .keys()
+        .find(|k| k.ends_with("-id"))
+        .cloned()
+        .expect("id");
+    client.jar.insert(token_name, "987654321".into());
+    store.calls().reset();
+    assert_eq!(client.get("/read").await.body, "0");
+    assert_eq!(store.calls().loads(), 1);
+    assert_eq!(store.calls().writes(), 0);
+}
+
+pub async fn persistent_sessions_get_a_max_age_within_the_absolute_timeout(store: TestStore) {
+    let layer = store.layer().absolute_timeout(Duration::from_secs(3600));
+    let mut client = Client::new(app(layer));
+    client.post("/incr").await;
+    store.clock.advance(TimeDelta::seconds(600));
+    let reply = client.post("/persistent/true").await;
+    let cookies = reply.set_cookies();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for c in &cookies {
+        let parsed = cookie::Cookie::parse(c.as_str()).expect("cookie");
+        assert_eq!(
+            parsed.max_age(),
+            Some(cookie::time::Duration::seconds(3000)),
+            "{c}"
+        );
+    }
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert!(row.fields.persistent);
+    // Back to a browser-session cookie.
+    let reply = client.post("/persistent/false").await;
+    for c in reply.set_cookies() {
+        assert!(!c.contains("Max-Age"), "{c}");
+    }
+    assert!(!store.row(row.id).await.expect("row").fields.persistent);
+}
+
+pub async fn garbage_requests_get_clean_responses(store: TestStore) {
+    let app = app(store.layer());
+    let huge = "a".repeat(60_000);
+    let header_values: Vec<Vec<u8>> = vec![
+        b"__Host-keycard-id=1; __Host-keycard-token=\xff\xfe".to_vec(),
+        b"\xff\xff\xff=\x80".to_vec(),
+        b";;;==;=;".to_vec(),
+        format!("__Host-keycard-id={huge}").into_bytes(),
+        b"__Host-keycard-id=\"1\"; __Host-keycard-token=\"x\"".to_vec(),
+    ];
+    for value in header_values {
+        for route in ["/read", "/whoami", "/incr", "/anon"] {
+            let method = if route == "/incr" { "POST" } else { "GET" };
+            let request = Request::builder()
+                .method(method)
+                .uri(route)
+                .header(header::COOKIE, value.as_slice())
+                .body(Body::empty())
+                .expect("request");
+            let reply = send_raw(&app, request).await;
+            assert!(
+                reply.status.is_success() || reply.status == StatusCode::UNAUTHORIZED,
+                "{route}: {:?}",
+                reply.status
+            );
+        }
+    }
+    assert_eq!(store.calls().loads(), 0, "junk never reaches the store");
+}
+
+/// Expands to one test per behaviour, for one store factory.
+#[macro_export]
+macro_rules! behaviour_suite {
+    ($factory:path) => {
+        $crate::behaviour_suite!(@each $factory;
+            untouched_session_costs_no_query_and_no_cookie,
+            new_session_without_values_is_not_stored,
+            new_session_with_a_value_is_inserted_once,
+            read_only_request_costs_one_read_and_no_write,
+            read_after_touch_interval_renews_activity_once,
+            touch_interval_is_configurable,
+            changed_session_is_one_update,
+            inserting_an_equal_value_is_not_a_change,
+            remove_and_clear_are_saved,
+            update_is_atomic_and_returns_the_stored_value,
+            info_reports_id_and_times_from_the_injected_clock,
+            wrong_token_for_a_real_id_is_anonymous,
+            unknown_id_is_anonymous_after_one_read,
+            persistent_sessions_get_a_max_age_within_the_absolute_timeout,
+            garbage_requests_get_clean_responses,
+            cookies::malformed_cookies_are_absent_and_cost_no_query,
+            cookies::duplicate_cookies_with_different_values_are_absent,
+            cookies::duplicate_cookies_with_equal_values_are_accepted,
+            cookies::cookie_attributes_are_safe_by_default,
+            cookies::development_cookies_drop_secure_and_prefix,
+            cookies::removal_cookies_carry_the_same_attributes,
+            cookies::custom_cookie_names_are_used,
+            lifecycle::login_rotates_the_token_and_kills_the_old_one,
+            lifecycle::login_from_anonymous_keeps_values,
+            lifecycle::login_as_another_user_starts_clean,
+            lifecycle::regenerate_keeps_values_and_user,
+            lifecycle::logout_deletes_the_row_and_expires_cookies,
+            lifecycle::server_error_after_login_keeps_the_old_session,
+            lifecycle::server_error_discards_a_new_session,
+            timeouts::idle_timeout_ends_the_session,
+            timeouts::absolute_timeout_ends_a_busy_session,
+            timeouts::future_activity_from_a_stepped_back_clock_is_refused,
+            timeouts::ip_binding_refuses_another_address,
+            timeouts::ip_binding_off_by_default,
+            timeouts::purge_deletes_only_expired_rows,
+            timeouts::count_active_since_counts_recent_rows,
+            failures::load_failure_is_503_whatever_the_handler_says,
+            failures::save_failure_is_503_without_cookies,
+            failures::handler_sees_the_store_error,
+            failures::logs_never_contain_a_token_or_its_hash,
+        );
+    };
+    (@each $factory:path; $($name:ident)::+ ,) => {
+        $crate::behaviour_suite!(@one $factory; $($name)::+);
+    };
+    (@each $factory:path; $($name:ident)::+ , $($rest:tt)+) => {
+        $crate::behaviour_suite!(@one $factory; $($name)::+);
+        $crate::behaviour_suite!(@each $factory; $($rest)+);
+    };
+    (@one $factory:path; $module:ident :: $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some(store) = $factory().await {
+                $crate::suite::$module::$name(store).await;
+            }
+        }
+    };
+    (@one $factory:path; $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some(store) = $factory().await {
+                $crate::suite::$name(store).await;
+            }
+        }
+    };
+}
