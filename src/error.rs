@@ -47,9 +47,6 @@ pub enum Error {
          this request's session changes were dropped"
     )]
     Conflict,
-    /// Concurrent writes to one session kept winning for too long.
-    #[error("gave up writing the session after {0} attempts against concurrent writers")]
-    Contention(u32),
     /// The operating system could not supply random bytes for a token.
     #[error("the operating system's random number generator failed")]
     Randomness,
@@ -68,7 +65,7 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error.\n",
             ),
-            Error::Store(_) | Error::Unavailable | Error::Contention(_) | Error::Randomness => (
+            Error::Store(_) | Error::Unavailable | Error::Randomness => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The session service is temporarily unavailable. Please try again later.\n",
             ),
@@ -80,6 +77,8 @@ impl Error {
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
         let (status, body) = self.status_and_body();
+        // The body is generic; the reason goes to the log.
+        tracing::warn!(error = %self, %status, "keycard: handler answered with a session error");
         (status, body).into_response()
     }
 }

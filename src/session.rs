@@ -25,10 +25,6 @@ use crate::layer::Context;
 use crate::store::{SessionData, SessionFields, SessionRecord};
 use crate::token::{SessionId, SessionToken, TokenHash};
 
-/// How often an optimistic write is retried against concurrent writers of
-/// the same session before the request gives up with [`Error::Contention`].
-const MAX_WRITE_ATTEMPTS: u32 = 64;
-
 /// A request's session.
 ///
 /// Extract it in an axum handler (with the default `axum` feature), or take
@@ -179,54 +175,65 @@ impl Session {
     /// ```
     pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, Error>
     where
-        T: Serialize + DeserializeOwned,
-        F: FnMut(Option<T>) -> T,
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut(Option<T>) -> T + Send,
     {
+        let now = self.0.ctx.now();
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
-        let ctx = &self.0.ctx;
-        for attempt in 0..MAX_WRITE_ATTEMPTS {
-            let old = w
-                .view
-                .data
-                .get(key)
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|source| Error::Deserialize {
-                    key: key.to_owned(),
-                    source,
-                })?;
-            let new = f(old);
-            let value = to_value(key, &new)?;
-            let Some(stored) = &w.stored else {
-                // Nobody else can know an unsaved session: no race to lose.
-                w.set(key, Some(value));
-                return Ok(new);
+        let (new, value) = apply(key, &mut f, &w.view.data)?;
+        let Some(stored) = &w.stored else {
+            // Nobody else can know an unsaved session: no race to lose.
+            w.set(key, Some(value));
+            return Ok(new);
+        };
+        // Fast path: one statement, unless a concurrent request wrote first.
+        let mut fields = stored.fields.clone();
+        fields.data.insert(key.to_owned(), value.clone());
+        fields.last_activity = fields.last_activity.max(now);
+        let store = &self.0.ctx.store;
+        let span = w.span.clone();
+        if store
+            .update(stored.id, stored.version, &fields)
+            .instrument(span.clone())
+            .await?
+        {
+            let record = SessionRecord {
+                id: stored.id,
+                version: stored.version + 1,
+                fields,
             };
-            let mut fields = stored.fields.clone();
-            fields.data.insert(key.to_owned(), value.clone());
-            fields.last_activity = fields.last_activity.max(ctx.now());
-            let written = ctx
-                .store
-                .update(stored.id, stored.version, &fields)
-                .instrument(w.span.clone())
-                .await?;
-            if written {
-                let record = SessionRecord {
-                    id: stored.id,
-                    version: stored.version + 1,
-                    fields,
-                };
-                w.view.last_activity = record.fields.last_activity;
-                w.stored = Some(record);
-                w.dirty.remove(key);
-                w.view.data.insert(key.to_owned(), value);
-                return Ok(new);
-            }
-            self.rebase_after_conflict(w, attempt).await?;
+            w.committed(key, value, record);
+            return Ok(new);
         }
-        Err(Error::Contention(MAX_WRITE_ATTEMPTS))
+        // Slow path: under the row lock, on the row as it is now.
+        let id = stored.id;
+        let expected = stored.fields.token_hash;
+        let mut outcome = None;
+        let mut merge = |current: &SessionRecord| {
+            if !current.fields.token_hash.ct_eq(&expected) {
+                return None;
+            }
+            let result = apply(key, &mut f, &current.fields.data);
+            let mut fields = current.fields.clone();
+            if let Ok((_, value)) = &result {
+                fields.data.insert(key.to_owned(), value.clone());
+                fields.last_activity = fields.last_activity.max(now);
+            }
+            let write = result.is_ok().then_some(fields);
+            outcome = Some(result);
+            write
+        };
+        let written = store.update_locked(id, &mut merge).instrument(span).await?;
+        match (written, outcome) {
+            (Some(record), Some(Ok((new, value)))) => {
+                w.rebase(record.clone());
+                w.committed(key, value, record);
+                Ok(new)
+            }
+            (_, Some(Err(error))) => Err(error),
+            _ => Err(self.conflict(w)),
+        }
     }
 
     /// The signed-in user's id, `None` while anonymous.
@@ -425,32 +432,13 @@ impl Session {
         }
     }
 
-    /// After a refused optimistic write: reads the row again and replays this
-    /// request's changes on it, unless the session was ended or re-tokened.
-    async fn rebase_after_conflict(&self, w: &mut Working, attempt: u32) -> Result<(), Error> {
-        let Some(stored) = &w.stored else {
-            return Ok(());
-        };
-        let fresh = self
-            .0
-            .ctx
-            .store
-            .load(stored.id)
-            .instrument(w.span.clone())
-            .await?;
-        match fresh {
-            Some(fresh) if fresh.fields.token_hash.ct_eq(&stored.fields.token_hash) => {
-                w.rebase(fresh);
-                backoff(attempt).await;
-                Ok(())
-            }
-            _ => {
-                w.span.in_scope(|| {
-                    tracing::info!("keycard: session ended or rotated by a concurrent request")
-                });
-                Err(Error::Conflict)
-            }
-        }
+    /// The error for a session that a concurrent request ended or gave a
+    /// new token: this request's changes are dropped, never written back.
+    fn conflict(&self, w: &Working) -> Error {
+        w.span.in_scope(|| {
+            tracing::info!("keycard: session ended or rotated by a concurrent request")
+        });
+        Error::Conflict
     }
 
     /// Whether a method of this session ran during the request.
@@ -497,22 +485,31 @@ impl Session {
             return Ok(CookieAction::None);
         }
         w.view.last_activity = w.view.last_activity.max(now);
-        for attempt in 0..MAX_WRITE_ATTEMPTS {
-            let Some(stored) = &w.stored else { break };
-            if ctx.store.update(stored.id, stored.version, &w.view).await? {
-                let id = stored.id;
-                if let Some(token) = &w.new_token {
-                    tracing::info!(
-                        fingerprint = %token.hash().fingerprint(),
-                        "keycard: session token rotated"
-                    );
+        let id = stored.id;
+        if !ctx.store.update(id, stored.version, &w.view).await? {
+            // A concurrent request wrote first: replay this request's changes
+            // on the row as it is now, under its lock.
+            let expected = stored.fields.token_hash;
+            let mut merge = |current: &SessionRecord| {
+                if !current.fields.token_hash.ct_eq(&expected) {
+                    return None;
                 }
-                return Ok(self.cookies_for(id, w));
+                w.rebase(current.clone());
+                w.view.last_activity = w.view.last_activity.max(now);
+                Some(w.view.clone())
+            };
+            match ctx.store.update_locked(id, &mut merge).await? {
+                Some(record) => w.stored = Some(record),
+                None => return Err(self.conflict(w)),
             }
-            self.rebase_after_conflict(w, attempt).await?;
-            w.view.last_activity = w.view.last_activity.max(now);
         }
-        Err(Error::Contention(MAX_WRITE_ATTEMPTS))
+        if let Some(token) = &w.new_token {
+            tracing::info!(
+                fingerprint = %token.hash().fingerprint(),
+                "keycard: session token rotated"
+            );
+        }
+        Ok(self.cookies_for(id, w))
     }
 
     async fn insert_new(&self, w: &mut Working, now: DateTime<Utc>) -> Result<CookieAction, Error> {
@@ -565,19 +562,24 @@ fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, Error> {
     })
 }
 
-/// A short random pause between optimistic retries, so that writers who
-/// collided do not collide again in lockstep.
-async fn backoff(attempt: u32) {
-    if attempt == 0 {
-        return;
-    }
-    let mut byte = [0u8; 2];
-    let spread = u64::from(attempt.min(20)) * 100;
-    let jitter = match rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut byte) {
-        Ok(()) => u64::from(u16::from_le_bytes(byte)) % spread,
-        Err(_) => spread / 2,
-    };
-    tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+/// Runs an update closure on the value under `key` in `data`.
+fn apply<T, F>(key: &str, f: &mut F, data: &SessionData) -> Result<(T, Value), Error>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<T>) -> T,
+{
+    let old = data
+        .get(key)
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|source| Error::Deserialize {
+            key: key.to_owned(),
+            source,
+        })?;
+    let new = f(old);
+    let value = to_value(key, &new)?;
+    Ok((new, value))
 }
 
 impl Working {
@@ -617,6 +619,14 @@ impl Working {
         } else {
             self.dirty.insert(key.to_owned());
         }
+    }
+
+    /// Records that `key = value` is now stored, as part of `record`.
+    fn committed(&mut self, key: &str, value: Value, record: SessionRecord) {
+        self.view.last_activity = record.fields.last_activity;
+        self.view.data.insert(key.to_owned(), value);
+        self.dirty.remove(key);
+        self.stored = Some(record);
     }
 
     fn clear_data(&mut self) {

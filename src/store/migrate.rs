@@ -29,3 +29,30 @@ pub(crate) const SQLITE: &[Migration] = &[Migration {
     version: 1,
     sql: include_str!("../../migrations/sqlite/0001_create_sessions.sql"),
 }];
+
+/// The PostgreSQL migrations, oldest first.
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../../migrations/postgres/0001_create_sessions.sql"),
+}];
+
+/// The MySQL/MariaDB migrations, oldest first.
+#[cfg(feature = "mysql")]
+pub(crate) const MYSQL: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../../migrations/mysql/0001_create_sessions.sql"),
+}];
+
+/// A stable 64-bit key for a table's migration lock (PostgreSQL advisory
+/// locks take a number): FNV-1a of the table name.
+#[cfg(feature = "postgres")]
+pub(crate) fn lock_key(table: &TableName) -> i64 {
+    let hash = table
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}

@@ -7,17 +7,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _, SqlStr};
+use sqlx::{AssertSqlSafe, Executor, Row, SqlStr, Sqlite};
 
-use super::migrate::{Migration, SQLITE};
+use super::migrate::SQLITE;
+use super::sql::{RawRow, StatementTexts, Statements, assigned_id, count, encode_data};
 use super::{
-    ExpiryCutoffs, SessionFields, SessionRecord, SessionStore, StoreError, TableName, decode_data,
-    encode_data,
+    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, TableName,
 };
-use crate::token::{SessionId, TokenHash};
+use crate::token::SessionId;
+
+const SQL: StatementTexts = StatementTexts {
+    load: "SELECT {columns} FROM {table} WHERE id = ?",
+    load_for_update: "SELECT {columns} FROM {table} WHERE id = ?",
+    insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
+        authenticated_at, persistent, created_at, last_activity, data, version) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+    update: "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, is_api = ?, \
+        auth_method = ?, authenticated_at = ?, persistent = ?, created_at = ?, \
+        last_activity = ?, data = ?, version = version + 1 WHERE id = ? AND version = ?",
+    touch: "UPDATE {table} SET last_activity = MAX(last_activity, ?) WHERE id = ?",
+    delete: "DELETE FROM {table} WHERE id = ?",
+    delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+        WHERE last_activity < ? OR created_at < ? LIMIT ?)",
+    count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
+};
 
 /// Sessions in SQLite, through an [`sqlx::SqlitePool`].
 ///
@@ -39,55 +55,6 @@ pub struct SqliteStore {
     sql: Arc<Statements>,
 }
 
-/// The statements, formatted once with the table name. sqlx caches each
-/// prepared statement per connection by its text.
-#[derive(Debug)]
-struct Statements {
-    load: SqlStr,
-    insert: SqlStr,
-    update: SqlStr,
-    touch: SqlStr,
-    delete: SqlStr,
-    delete_expired: SqlStr,
-    count_active_since: SqlStr,
-}
-
-impl Statements {
-    fn new(table: &TableName) -> Self {
-        let sql =
-            |text: String| AssertSqlSafe(text.replace("{table}", table.as_str())).into_sql_str();
-        Self {
-            load: sql(format!("SELECT {COLUMNS} FROM {{table}} WHERE id = ?")),
-            insert: sql(
-                "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
-                 authenticated_at, persistent, created_at, last_activity, data, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id"
-                    .to_owned(),
-            ),
-            update: sql(
-                "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, is_api = ?, \
-                 auth_method = ?, authenticated_at = ?, persistent = ?, created_at = ?, \
-                 last_activity = ?, data = ?, version = version + 1 \
-                 WHERE id = ? AND version = ?"
-                    .to_owned(),
-            ),
-            touch: sql(
-                "UPDATE {table} SET last_activity = MAX(last_activity, ?) WHERE id = ?".to_owned(),
-            ),
-            delete: sql("DELETE FROM {table} WHERE id = ?".to_owned()),
-            delete_expired: sql("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-                 WHERE last_activity < ? OR created_at < ? LIMIT ?)"
-                .to_owned()),
-            count_active_since: sql(
-                "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?".to_owned()
-            ),
-        }
-    }
-}
-
-const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, auth_method, \
-    authenticated_at, persistent, created_at, last_activity, data";
-
 impl SqliteStore {
     /// Wraps an existing pool, using the table `keycard_sessions`.
     pub fn new(pool: SqlitePool) -> Self {
@@ -96,7 +63,7 @@ impl SqliteStore {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: SqlitePool, table: TableName) -> Self {
-        let sql = Arc::new(Statements::new(&table));
+        let sql = Arc::new(Statements::new(&SQL, &table));
         Self { pool, table, sql }
     }
 
@@ -133,59 +100,54 @@ impl SqliteStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let book = format!("{}_migrations", self.table);
-        let create_book = format!(
-            "CREATE TABLE IF NOT EXISTS {book} (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
-        );
-        sqlx::raw_sql(AssertSqlSafe(create_book))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {book} \
+             (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )))
+        .execute(&mut *conn)
+        .await?;
         for migration in SQLITE {
-            self.apply(&mut conn, &book, migration).await?;
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        book: &str,
-        migration: &Migration,
-    ) -> Result<(), StoreError> {
-        let failed = |source| StoreError::Migration {
-            version: migration.version,
-            source,
-        };
-        // IMMEDIATE takes the write lock at once, so two processes migrating
-        // together apply each file once.
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(failed)?;
-        let result = async {
-            let applied: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT version FROM {book} WHERE version = ?"
-            )))
-            .bind(migration.version)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if applied.is_none() {
-                sqlx::raw_sql(AssertSqlSafe(migration.render(&self.table)))
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO {book} (version, applied_at) VALUES (?, ?)"
+            let failed = |source| StoreError::Migration {
+                version: migration.version,
+                source,
+            };
+            // IMMEDIATE takes the write lock at once, so two processes
+            // migrating together apply each file once.
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .map_err(failed)?;
+            let applied = async {
+                let done: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT version FROM {book} WHERE version = ?"
                 )))
                 .bind(migration.version)
-                .bind(Utc::now().timestamp_micros())
-                .execute(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?;
+                if done.is_none() {
+                    sqlx::raw_sql(AssertSqlSafe(migration.render(&self.table)))
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(AssertSqlSafe(format!(
+                        "INSERT INTO {book} (version, applied_at) VALUES (?, ?)"
+                    )))
+                    .bind(migration.version)
+                    .bind(Utc::now().timestamp_micros())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok::<_, sqlx::Error>(())
             }
-            Ok::<_, sqlx::Error>(())
+            .await;
+            let end = if applied.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            let ended = sqlx::raw_sql(end).execute(&mut *conn).await;
+            applied.and(ended.map(drop)).map_err(failed)?;
         }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = sqlx::raw_sql(end).execute(&mut *conn).await;
-        result.and(ended.map(drop)).map_err(failed)
+        Ok(())
     }
 }
 
@@ -193,52 +155,46 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(id: i64, micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or(StoreError::Corrupt {
-        id,
-        what: "timestamp out of range",
-    })
-}
-
 fn decode_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let raw_id: i64 = row.try_get("id")?;
-    let id = SessionId::new(raw_id).ok_or(StoreError::Corrupt {
-        id: raw_id,
-        what: "`id` is not positive",
-    })?;
-    let hash: Vec<u8> = row.try_get("token_hash")?;
-    let token_hash = TokenHash::from_slice(&hash).ok_or(StoreError::Corrupt {
-        id: raw_id,
-        what: "`token_hash` is not 32 bytes",
-    })?;
-    let authenticated_at: Option<i64> = row.try_get("authenticated_at")?;
-    let data: String = row.try_get("data")?;
-    Ok(SessionRecord {
+    let id: i64 = row.try_get("id")?;
+    let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        let raw: Option<i64> = row.try_get(column)?;
+        raw.map(|t| {
+            DateTime::from_timestamp_micros(t).ok_or(StoreError::Corrupt {
+                id,
+                what: "timestamp out of range",
+            })
+        })
+        .transpose()
+    };
+    let required = |t: Option<DateTime<Utc>>| {
+        t.ok_or(StoreError::Corrupt {
+            id,
+            what: "timestamp missing",
+        })
+    };
+    RawRow {
         id,
         version: row.try_get("version")?,
-        fields: SessionFields {
-            token_hash,
-            user_id: row.try_get("user_id")?,
-            ip_address: row.try_get("ip_address")?,
-            is_api: row.try_get("is_api")?,
-            auth_method: row.try_get("auth_method")?,
-            authenticated_at: authenticated_at
-                .map(|t| from_micros(raw_id, t))
-                .transpose()?,
-            persistent: row.try_get("persistent")?,
-            created_at: from_micros(raw_id, row.try_get("created_at")?)?,
-            last_activity: from_micros(raw_id, row.try_get("last_activity")?)?,
-            data: decode_data(raw_id, &data)?,
-        },
-    })
+        token_hash: row.try_get("token_hash")?,
+        user_id: row.try_get("user_id")?,
+        ip_address: row.try_get("ip_address")?,
+        is_api: row.try_get("is_api")?,
+        auth_method: row.try_get("auth_method")?,
+        authenticated_at: time("authenticated_at")?,
+        persistent: row.try_get("persistent")?,
+        created_at: required(time("created_at")?)?,
+        last_activity: required(time("last_activity")?)?,
+        data: row.try_get("data")?,
+    }
+    .into_record()
 }
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Binds the columns of [`SessionFields`] in the order both the insert and
 /// the update statement list them.
-fn bind_fields<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    f: &'q SessionFields,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+fn bind_fields<'q>(query: Query<'q>, f: &'q SessionFields) -> Query<'q> {
     query
         .bind(f.token_hash.as_bytes().as_slice())
         .bind(f.user_id.as_deref())
@@ -252,25 +208,45 @@ fn bind_fields<'q>(
         .bind(encode_data(&f.data))
 }
 
+async fn fetch<'e>(
+    executor: impl Executor<'e, Database = Sqlite>,
+    sql: &SqlStr,
+    id: SessionId,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let row = sqlx::query(sql.clone())
+        .bind(id.get())
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(decode_row).transpose()
+}
+
+/// The optimistic write: succeeds only if the row still has `version`.
+async fn write<'e>(
+    executor: impl Executor<'e, Database = Sqlite>,
+    sql: &Statements,
+    id: SessionId,
+    version: i64,
+    fields: &SessionFields,
+) -> Result<bool, StoreError> {
+    let done = bind_fields(sqlx::query(sql.update.clone()), fields)
+        .bind(id.get())
+        .bind(version)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(self.sql.load.clone())
-            .bind(id.get())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_row).transpose()
+        fetch(&self.pool, &self.sql.load, id).await
     }
 
     async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
-        let raw: i64 = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
+        let row = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
             .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        SessionId::new(raw).ok_or(StoreError::Corrupt {
-            id: raw,
-            what: "the database assigned a non-positive `id`",
-        })
+            .await?;
+        assigned_id(row.try_get(0)?)
     }
 
     async fn update(
@@ -279,12 +255,32 @@ impl SessionStore for SqliteStore {
         expected_version: i64,
         fields: &SessionFields,
     ) -> Result<bool, StoreError> {
-        let done = bind_fields(sqlx::query(self.sql.update.clone()), fields)
-            .bind(id.get())
-            .bind(expected_version)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        write(&self.pool, &self.sql, id, expected_version, fields).await
+    }
+
+    async fn update_locked(
+        &self,
+        id: SessionId,
+        merge: &mut Merge<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        // IMMEDIATE takes SQLite's write lock before the read, so no other
+        // writer can come between the read and the write.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
+            return Ok(None);
+        };
+        let Some(fields) = merge(&current) else {
+            return Ok(None);
+        };
+        if !write(&mut *tx, &self.sql, id, current.version, &fields).await? {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(SessionRecord {
+            id,
+            version: current.version + 1,
+            fields,
+        }))
     }
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -315,10 +311,10 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
+        let n: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
             .bind(micros(since))
             .fetch_one(&self.pool)
             .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(count(n))
     }
 }

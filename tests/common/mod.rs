@@ -20,7 +20,9 @@ use axum::{Router, http};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use keycard::clock::ManualClock;
-use keycard::store::{ExpiryCutoffs, SessionFields, SessionRecord, SessionStore, StoreError};
+use keycard::store::{
+    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError,
+};
 use keycard::{Session, SessionId, SessionLayer};
 use tower::ServiceExt;
 
@@ -119,6 +121,16 @@ impl SessionStore for CountingStore {
         self.calls.update.fetch_add(1, Ordering::SeqCst);
         self.check(&self.fail_writes)?;
         self.inner.update(id, expected_version, fields).await
+    }
+
+    async fn update_locked(
+        &self,
+        id: SessionId,
+        merge: &mut Merge<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.calls.update.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.update_locked(id, merge).await
     }
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -358,19 +370,44 @@ pub async fn send_raw(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
-/// A store under test plus what keeps it alive (a temp dir, a schema).
+/// Opens another, independent store (own pool) on the same table: a second
+/// app server.
+pub type TwinFactory = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<dyn SessionStore>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A store under test plus what keeps it alive (a temp dir, a table).
 pub struct TestStore {
     pub counting: Arc<CountingStore>,
     pub clock: ManualClock,
-    _keep: Box<dyn std::any::Any + Send + Sync>,
+    twin: TwinFactory,
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TestStore {
-    pub fn new(inner: Arc<dyn SessionStore>, keep: Box<dyn std::any::Any + Send + Sync>) -> Self {
+    pub fn new(
+        inner: Arc<dyn SessionStore>,
+        twin: TwinFactory,
+        keep: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
         Self {
             counting: Arc::new(CountingStore::new(inner)),
             clock: ManualClock::default(),
-            _keep: keep,
+            twin,
+            _keep: Some(keep),
+        }
+    }
+
+    /// A second app server's store: its own pool on the same table, the
+    /// same clock.
+    pub async fn twin(&self) -> TestStore {
+        Self {
+            counting: Arc::new(CountingStore::new((self.twin)().await)),
+            clock: self.clock.clone(),
+            twin: self.twin.clone(),
+            _keep: None,
         }
     }
 

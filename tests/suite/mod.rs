@@ -11,6 +11,7 @@ use keycard::token::SessionToken;
 
 use crate::common::{Calls, Client, TestStore, app, send_raw};
 
+pub mod concurrency;
 pub mod cookies;
 pub mod failures;
 pub mod lifecycle;
@@ -333,6 +334,12 @@ macro_rules! behaviour_suite {
             failures::save_failure_is_503_without_cookies,
             failures::handler_sees_the_store_error,
             failures::logs_never_contain_a_token_or_its_hash,
+            concurrency::concurrent_updates_of_one_session_lose_nothing,
+            concurrency::concurrent_writes_to_different_keys_are_all_kept,
+            concurrency::logout_racing_a_write_leaves_the_session_dead,
+            concurrency::rotation_racing_a_write_never_revives_the_old_token,
+            concurrency::concurrent_first_visits_create_distinct_sessions,
+            concurrency::two_app_servers_share_one_store,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {
