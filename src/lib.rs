@@ -70,3 +70,8 @@ pub use session::Session;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use token::SessionId;
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

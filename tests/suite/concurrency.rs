@@ -183,3 +183,152 @@ pub async fn two_app_servers_share_one_store(store: TestStore) {
     on_b.post("/logout").await;
     assert_eq!(on_a.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A handler that loads the session, then waits for the test's go-ahead
+/// before writing: lets a test put another request exactly in between.
+mod gated {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::extract::{Extension, Path};
+    use axum::routing::post;
+    use keycard::{Session, SessionLayer};
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    pub struct Gate {
+        pub loaded: Notify,
+        pub go: Notify,
+    }
+
+    async fn slow_set(
+        session: Session,
+        Extension(gate): Extension<Arc<Gate>>,
+        Path(key): Path<String>,
+    ) -> Result<&'static str, keycard::Error> {
+        session.get_value("counter").await?;
+        gate.loaded.notify_one();
+        gate.go.notified().await;
+        session.insert(&key, "slow").await?;
+        Ok("set")
+    }
+
+    async fn slow_incr(
+        session: Session,
+        Extension(gate): Extension<Arc<Gate>>,
+    ) -> Result<String, keycard::Error> {
+        session.get_value("counter").await?;
+        gate.loaded.notify_one();
+        gate.go.notified().await;
+        let n = session
+            .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+            .await?;
+        Ok(n.to_string())
+    }
+
+    pub fn app(layer: SessionLayer, gate: Arc<Gate>) -> Router {
+        Router::new()
+            .route("/slow-set/{key}", post(slow_set))
+            .route("/slow-incr", post(slow_incr))
+            .layer(layer)
+            .layer(Extension(gate))
+    }
+}
+
+/// Starts a gated request and returns once it has loaded its session.
+async fn start_gated(
+    client: &Client,
+    gate: &std::sync::Arc<gated::Gate>,
+    store: &TestStore,
+    path: &str,
+) -> tokio::task::JoinHandle<crate::common::Reply> {
+    let mut slow = client.clone();
+    slow.app = gated::app(store.layer(), gate.clone());
+    let path = path.to_owned();
+    let task = tokio::spawn(async move { slow.post(&path).await });
+    gate.loaded.notified().await;
+    task
+}
+
+pub async fn stale_write_is_merged_with_a_newer_one(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let gate = std::sync::Arc::new(gated::Gate::default());
+    let slow = start_gated(&client, &gate, &store, "/slow-set/a").await;
+    assert_eq!(client.post("/set/b/fast").await.status, StatusCode::OK);
+    store.calls().reset();
+    gate.go.notify_one();
+    assert_eq!(slow.await.expect("slow request").status, StatusCode::OK);
+    assert_eq!(
+        crate::common::Calls::get(&store.calls().update),
+        2,
+        "one refused optimistic write, one locked merge"
+    );
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(row.fields.data["a"], "slow");
+    assert_eq!(row.fields.data["b"], "fast");
+    assert_eq!(row.fields.data["counter"], 1);
+}
+
+pub async fn stale_update_reapplies_on_the_newer_value(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let gate = std::sync::Arc::new(gated::Gate::default());
+    let slow = start_gated(&client, &gate, &store, "/slow-incr").await;
+    assert_eq!(client.post("/incr").await.body, "2");
+    gate.go.notify_one();
+    assert_eq!(
+        slow.await.expect("slow").body,
+        "3",
+        "ran again on 2, not on 1"
+    );
+    assert_eq!(client.get("/read").await.body, "3");
+}
+
+pub async fn stale_write_after_logout_is_a_conflict_and_no_resurrection(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    client.post("/login/alice").await;
+    let id = client.session_id().expect("id");
+    let gate = std::sync::Arc::new(gated::Gate::default());
+    let slow = start_gated(&client, &gate, &store, "/slow-set/a").await;
+    let captured = client.clone();
+    assert_eq!(client.post("/logout").await.status, StatusCode::OK);
+    gate.go.notify_one();
+    let reply = slow.await.expect("slow");
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(reply.set_cookies().is_empty());
+    assert!(store.row(id).await.is_none(), "not re-inserted");
+    let mut replay = captured;
+    assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+}
+
+pub async fn stale_write_after_rotation_is_a_conflict(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let id = client.session_id().expect("id");
+    let gate = std::sync::Arc::new(gated::Gate::default());
+    let slow = start_gated(&client, &gate, &store, "/slow-set/a").await;
+    let old = client.clone();
+    client.post("/login/alice").await;
+    gate.go.notify_one();
+    assert_eq!(slow.await.expect("slow").status, StatusCode::CONFLICT);
+    let row = store.row(id).await.expect("row");
+    assert!(
+        !row.fields.data.contains_key("a"),
+        "the stale write was dropped"
+    );
+    let mut replay = old;
+    assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get("/whoami").await.body, "alice");
+}
+
+pub async fn stale_update_after_logout_is_a_conflict(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let id = client.session_id().expect("id");
+    let gate = std::sync::Arc::new(gated::Gate::default());
+    let slow = start_gated(&client, &gate, &store, "/slow-incr").await;
+    client.post("/logout").await;
+    gate.go.notify_one();
+    assert_eq!(slow.await.expect("slow").status, StatusCode::CONFLICT);
+    assert!(store.row(id).await.is_none());
+}

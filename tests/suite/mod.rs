@@ -340,6 +340,11 @@ macro_rules! behaviour_suite {
             concurrency::rotation_racing_a_write_never_revives_the_old_token,
             concurrency::concurrent_first_visits_create_distinct_sessions,
             concurrency::two_app_servers_share_one_store,
+            concurrency::stale_write_is_merged_with_a_newer_one,
+            concurrency::stale_update_reapplies_on_the_newer_value,
+            concurrency::stale_write_after_logout_is_a_conflict_and_no_resurrection,
+            concurrency::stale_write_after_rotation_is_a_conflict,
+            concurrency::stale_update_after_logout_is_a_conflict,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {

@@ -1,0 +1,198 @@
+//! # keycard bench server
+//!
+//! A fixed HTTP contract that the load benchmark and black-box tests drive.
+//! Its flags and routes only ever grow: never change what is here.
+//!
+//! ```text
+//! cargo run --release --all-features --example bench_server -- \
+//!     --addr 127.0.0.1:3001 --store sqlite:bench.db --insecure-cookies
+//! ```
+//!
+//! Flags:
+//!
+//! | flag | meaning | default |
+//! |---|---|---|
+//! | `--addr HOST:PORT` | where to listen | `127.0.0.1:3001` |
+//! | `--store URL` | `sqlite:PATH`, `postgres://…` or `mysql://…` | `sqlite:keycard-bench.db` |
+//! | `--idle-timeout SECS` | the session idle timeout | 1800 |
+//! | `--insecure-cookies` | plain-http cookies (no `Secure`, no `__Host-`) | off |
+//!
+//! Routes:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `GET /anon` | `200 ok`; never touches the session |
+//! | `GET /read` | the session's `counter` (0 if none); no write |
+//! | `POST /incr` | increments `counter` with the atomic [`Session::update`] and returns the new value |
+//! | `POST /login/{user}` | signs in as `user` (rotates the token) |
+//! | `POST /logout` | ends the session |
+//! | `GET /whoami` | the signed-in user, or 401 |
+//!
+//! PostgreSQL and MySQL need the `postgres` and `mysql` features
+//! (`--all-features`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keycard::store::SessionStore;
+use keycard::{Session, SessionLayer, SqliteStore};
+
+const USAGE: &str = "\
+usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--insecure-cookies]
+
+  --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
+  --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
+  --idle-timeout SECS   session idle timeout in seconds (default: 1800)
+  --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)";
+
+struct Options {
+    addr: SocketAddr,
+    store: String,
+    idle_timeout: Duration,
+    insecure_cookies: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
+        store: "sqlite:keycard-bench.db".to_owned(),
+        idle_timeout: Duration::from_secs(1800),
+        insecure_cookies: false,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => {
+                let text = value()?;
+                options.addr = text
+                    .parse()
+                    .map_err(|_| format!("--addr: {text:?} is not HOST:PORT"))?;
+            }
+            "--store" => options.store = value()?,
+            "--idle-timeout" => {
+                let text = value()?;
+                let secs: u64 = text.parse().ok().filter(|s| *s > 0).ok_or(format!(
+                    "--idle-timeout: {text:?} is not a positive integer"
+                ))?;
+                options.idle_timeout = Duration::from_secs(secs);
+            }
+            "--insecure-cookies" => options.insecure_cookies = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(options)
+}
+
+/// Opens the store the URL names and creates its table.
+async fn open_store(url: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let store = keycard::store::PostgresStore::connect(url).await?;
+            store.migrate().await?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err("this build has no PostgreSQL store: run with --features postgres".into());
+    }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        #[cfg(feature = "mysql")]
+        {
+            let store = keycard::store::MySqlStore::connect(url).await?;
+            store.migrate().await?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "mysql"))]
+        return Err("this build has no MySQL store: run with --features mysql".into());
+    }
+    Err(format!("--store: {url:?} is not sqlite:PATH, postgres://… or mysql://…").into())
+}
+
+type Reply = Result<Response, keycard::Error>;
+
+async fn read(session: Session) -> Reply {
+    let counter: u64 = session.get("counter").await?.unwrap_or(0);
+    Ok(counter.to_string().into_response())
+}
+
+async fn incr(session: Session) -> Reply {
+    let counter = session
+        .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
+    Ok(counter.to_string().into_response())
+}
+
+async fn login(session: Session, Path(user): Path<String>) -> Reply {
+    session.login(user).await?;
+    Ok("ok".into_response())
+}
+
+async fn logout(session: Session) -> Reply {
+    session.logout().await?;
+    Ok("ok".into_response())
+}
+
+async fn whoami(session: Session) -> Reply {
+    Ok(match session.user_id().await? {
+        Some(user) => user.into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    })
+}
+
+fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route("/anon", get(|| async { "ok" }))
+        .route("/read", get(read))
+        .route("/incr", post(incr))
+        .route("/login/{user}", post(login))
+        .route("/logout", post(logout))
+        .route("/whoami", get(whoami))
+        .layer(layer)
+}
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("bench_server: {message}\n\n{USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let store = open_store(&options.store).await?;
+    let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);
+    if options.insecure_cookies {
+        layer = layer.insecure_dev_cookies();
+    }
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    println!(
+        "bench_server listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        app(layer).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

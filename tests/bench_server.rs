@@ -1,0 +1,203 @@
+//! Black-box tests of `examples/bench_server.rs`: the real binary, over
+//! real HTTP, on every store whose URL is set (SQLite always).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example binary cargo built beside this test.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join("examples").join("bench_server");
+    assert!(
+        path.exists(),
+        "{} not built: run through `cargo test`",
+        path.display()
+    );
+    path
+}
+
+fn start(store: Option<String>, extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("b.db").display()));
+    let mut child = Command::new(binary())
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--insecure-cookies",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start bench_server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let base = line
+        .trim()
+        .strip_prefix("bench_server listening on ")
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+        .to_owned();
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+/// A tiny browser: remembers the cookies the server sets.
+#[derive(Clone)]
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    jar: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new(server: &Server) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            jar: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, method: reqwest::Method, path: &str) -> (u16, String, usize) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !self.jar.is_empty() {
+            let cookies: Vec<_> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header("cookie", cookies.join("; "));
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let mut set = 0;
+        for value in response.headers().get_all("set-cookie") {
+            set += 1;
+            let c =
+                cookie::Cookie::parse(value.to_str().expect("ascii").to_owned()).expect("cookie");
+            if c.max_age() == Some(cookie::time::Duration::ZERO) {
+                self.jar.remove(c.name());
+            } else {
+                self.jar.insert(c.name().to_owned(), c.value().to_owned());
+            }
+        }
+        (status, response.text().await.expect("body"), set)
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, usize) {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    async fn post(&mut self, path: &str) -> (u16, String, usize) {
+        self.send(reqwest::Method::POST, path).await
+    }
+}
+
+async fn contract(server: Server) {
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.get("/anon").await, (200, "ok".into(), 0));
+    assert_eq!(browser.get("/read").await, (200, "0".into(), 0));
+    assert_eq!(browser.get("/whoami").await.0, 401);
+    assert_eq!(browser.post("/incr").await, (200, "1".into(), 2));
+    assert_eq!(browser.post("/incr").await, (200, "2".into(), 0));
+    assert_eq!(browser.get("/read").await, (200, "2".into(), 0));
+    assert_eq!(browser.get("/anon").await, (200, "ok".into(), 0));
+    let before = browser.jar.clone();
+    assert_eq!(browser.post("/login/bob").await.2, 2, "rotated cookies");
+    assert_ne!(browser.jar, before);
+    assert_eq!(browser.get("/whoami").await, (200, "bob".into(), 0));
+    assert_eq!(browser.get("/read").await.1, "2");
+    let captured = browser.clone();
+    assert_eq!(browser.post("/logout").await.2, 2, "expired cookies");
+    assert_eq!(browser.get("/whoami").await.0, 401);
+    let mut replay = captured;
+    assert_eq!(replay.get("/whoami").await.0, 401, "old cookies are dead");
+
+    // The race scenario: 8 clients x 25 increments on one session.
+    let mut racer = Browser::new(&server);
+    racer.post("/incr").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let mut racer = racer.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    assert_eq!(racer.post("/incr").await.0, 200);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("racer");
+    }
+    assert_eq!(racer.get("/read").await.1, "201", "no increment lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_sqlite() {
+    contract(start(None, &[])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_postgres() {
+    if !cfg!(feature = "postgres") {
+        return;
+    }
+    if let Some(url) = common_url("KEYCARD_TEST_POSTGRES_URL") {
+        contract(start(Some(url), &[])).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_mysql() {
+    if !cfg!(feature = "mysql") {
+        return;
+    }
+    if let Some(url) = common_url("KEYCARD_TEST_MYSQL_URL") {
+        contract(start(Some(url), &[])).await;
+    }
+}
+
+#[test]
+fn bench_server_refuses_bad_flags() {
+    for args in [
+        &["--bogus"][..],
+        &["--addr", "nowhere"],
+        &["--idle-timeout", "-5"],
+        &["--idle-timeout"],
+        &["--store", "redis://x"],
+    ] {
+        let output = Command::new(binary()).args(args).output().expect("run");
+        assert!(!output.status.success(), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?} explains itself");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+fn common_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!("{var} is not set under CI"),
+        _ => None,
+    }
+}
