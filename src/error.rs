@@ -47,6 +47,10 @@ pub enum Error {
          this request's session changes were dropped"
     )]
     Conflict,
+    /// [`Session::login`](crate::Session::login) was given a user id or
+    /// method that no store can hold (empty, or too long). Nothing changed.
+    #[error("invalid login: {0}")]
+    InvalidLogin(&'static str),
     /// The operating system could not supply random bytes for a token.
     #[error("the operating system's random number generator failed")]
     Randomness,
@@ -61,6 +65,7 @@ impl Error {
                 StatusCode::CONFLICT,
                 "Your session changed in another request. Please try again.\n",
             ),
+            Error::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "Invalid sign-in.\n"),
             Error::Deserialize { .. } | Error::Serialize { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error.\n",

@@ -66,7 +66,7 @@ pub mod token;
 pub use config::SessionConfig;
 pub use error::Error;
 pub use layer::SessionLayer;
-pub use session::Session;
+pub use session::{MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use token::SessionId;

@@ -25,6 +25,11 @@ use crate::layer::Context;
 use crate::store::{SessionData, SessionFields, SessionRecord};
 use crate::token::{SessionId, SessionToken, TokenHash};
 
+/// The longest user id a session holds, in characters.
+pub const MAX_USER_ID_CHARS: usize = 255;
+/// The longest auth method name a session holds, in characters.
+pub const MAX_AUTH_METHOD_CHARS: usize = 64;
+
 /// A request's session.
 ///
 /// Extract it in an axum handler (with the default `axum` feature), or take
@@ -252,7 +257,7 @@ impl Session {
         self.with(|w| w.view.authenticated_at).await
     }
 
-    /// Signs `user_id` in. Same as [`login_with_method`](Self::login_with_method)
+    /// Signs `user_id` (1 to [`MAX_USER_ID_CHARS`] characters) in. Same as [`login_with_method`](Self::login_with_method)
     /// with no method recorded.
     pub async fn login(&self, user_id: impl Into<String>) -> Result<(), Error> {
         self.login_inner(user_id.into(), None).await
@@ -275,6 +280,21 @@ impl Session {
     }
 
     async fn login_inner(&self, user: String, method: Option<String>) -> Result<(), Error> {
+        // Checked before anything is loaded or changed, and the same on every
+        // store (MySQL's columns are the narrowest).
+        if user.is_empty() || user.chars().count() > MAX_USER_ID_CHARS {
+            return Err(Error::InvalidLogin(
+                "the user id must be 1 to 255 characters",
+            ));
+        }
+        if method
+            .as_ref()
+            .is_some_and(|m| m.is_empty() || m.chars().count() > MAX_AUTH_METHOD_CHARS)
+        {
+            return Err(Error::InvalidLogin(
+                "the auth method must be 1 to 64 characters",
+            ));
+        }
         let now = self.0.ctx.now();
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;

@@ -26,11 +26,13 @@ use serde_json::{Map, Value};
 
 use crate::token::{SessionId, TokenHash};
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod migrate;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -2,16 +2,13 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlStr};
+use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
-use super::sql::{RawRow, StatementTexts, Statements, assigned_id, count, encode_data};
-use super::{
-    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, TableName,
-};
+use super::sql::{RawRow, StatementTexts, Statements, assigned_id, sql_store};
+use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
 const SQL: StatementTexts = StatementTexts {
@@ -132,6 +129,11 @@ impl PostgresStore {
     }
 }
 
+/// PostgreSQL's `TIMESTAMPTZ` takes a UTC time as it is.
+fn utc(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
 fn decode_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
     RawRow {
         id: row.try_get("id")?,
@@ -150,129 +152,25 @@ fn decode_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
     .into_record()
 }
 
-type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
-
-/// Binds the columns of [`SessionFields`] as `$1` to `$10`.
-fn bind_fields<'q>(query: Query<'q>, f: &'q SessionFields) -> Query<'q> {
-    query
-        .bind(f.token_hash.as_bytes().as_slice())
-        .bind(f.user_id.as_deref())
-        .bind(f.ip_address.as_deref())
-        .bind(f.is_api)
-        .bind(f.auth_method.as_deref())
-        .bind(f.authenticated_at)
-        .bind(f.persistent)
-        .bind(f.created_at)
-        .bind(f.last_activity)
-        .bind(encode_data(&f.data))
+sql_store! {
+    store: PostgresStore,
+    database: Postgres,
+    arguments: PgArguments,
+    time: utc,
 }
 
-async fn fetch<'e>(
-    executor: impl Executor<'e, Database = Postgres>,
-    sql: &SqlStr,
-    id: SessionId,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let row = sqlx::query(sql.clone())
-        .bind(id.get())
-        .fetch_optional(executor)
-        .await?;
-    row.as_ref().map(decode_row).transpose()
-}
-
-/// The optimistic write: succeeds only if the row still has `version`.
-async fn write<'e>(
-    executor: impl Executor<'e, Database = Postgres>,
-    sql: &Statements,
-    id: SessionId,
-    version: i64,
-    fields: &SessionFields,
-) -> Result<bool, StoreError> {
-    let done = bind_fields(sqlx::query(sql.update.clone()), fields)
-        .bind(id.get())
-        .bind(version)
-        .execute(executor)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        fetch(&self.pool, &self.sql.load, id).await
+/// What [`sql_store!`] leaves to each backend.
+impl PostgresStore {
+    /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
+    /// concurrent writers of one session queue.
+    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
     }
 
-    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+    async fn insert_row(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
         let row = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
             .fetch_one(&self.pool)
             .await?;
         assigned_id(row.try_get(0)?)
-    }
-
-    async fn update(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-    ) -> Result<bool, StoreError> {
-        write(&self.pool, &self.sql, id, expected_version, fields).await
-    }
-
-    async fn update_locked(
-        &self,
-        id: SessionId,
-        merge: &mut Merge<'_>,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        // FOR UPDATE holds the row until commit: concurrent writers queue.
-        let mut tx = self.pool.begin().await?;
-        let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
-            return Ok(None);
-        };
-        let Some(fields) = merge(&current) else {
-            return Ok(None);
-        };
-        if !write(&mut *tx, &self.sql, id, current.version, &fields).await? {
-            return Ok(None);
-        }
-        tx.commit().await?;
-        Ok(Some(SessionRecord {
-            id,
-            version: current.version + 1,
-            fields,
-        }))
-    }
-
-    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.touch.clone())
-            .bind(at)
-            .bind(id.get())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.delete.clone())
-            .bind(id.get())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.delete_expired.clone())
-            .bind(cutoffs.idle_before)
-            .bind(cutoffs.created_before)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count(n))
     }
 }

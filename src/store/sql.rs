@@ -125,3 +125,152 @@ pub(crate) fn assigned_id(raw: i64) -> Result<SessionId, StoreError> {
 pub(crate) fn count(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or(0)
 }
+
+/// The parts of a SQL store that differ between backends only in types:
+/// binding a row's columns, the optimistic write, the locked merge, and the
+/// single-statement methods of [`SessionStore`](super::SessionStore).
+///
+/// The invoking module provides `SQL` (its [`StatementTexts`]), `decode_row`,
+/// and, on the store type, `begin_locked` (a transaction whose first read
+/// takes the row's write lock) and `insert_row` (backends return the new id
+/// differently). `time` converts a timestamp to what the backend binds.
+macro_rules! sql_store {
+    (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
+        type Query<'q> = sqlx::query::Query<'q, $db, $args>;
+
+        /// Binds the columns of `SessionFields` in the order both the insert
+        /// and the update statement list them.
+        fn bind_fields<'q>(query: Query<'q>, f: &'q SessionFields) -> Query<'q> {
+            query
+                .bind(f.token_hash.as_bytes().as_slice())
+                .bind(f.user_id.as_deref())
+                .bind(f.ip_address.as_deref())
+                .bind(f.is_api)
+                .bind(f.auth_method.as_deref())
+                .bind(f.authenticated_at.map($time))
+                .bind(f.persistent)
+                .bind($time(f.created_at))
+                .bind($time(f.last_activity))
+                .bind($crate::store::sql::encode_data(&f.data))
+        }
+
+        async fn fetch<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            sql: &sqlx::SqlStr,
+            id: SessionId,
+        ) -> Result<Option<SessionRecord>, StoreError> {
+            let row = sqlx::query(sql.clone())
+                .bind(id.get())
+                .fetch_optional(executor)
+                .await?;
+            row.as_ref().map(decode_row).transpose()
+        }
+
+        /// The optimistic write: succeeds only if the row still has `version`.
+        async fn write<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            sql: &$crate::store::sql::Statements,
+            id: SessionId,
+            version: i64,
+            fields: &SessionFields,
+        ) -> Result<bool, StoreError> {
+            let done = bind_fields(sqlx::query(sql.update.clone()), fields)
+                .bind(id.get())
+                .bind(version)
+                .execute(executor)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
+            async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+                fetch(&self.pool, &self.sql.load, id).await
+            }
+
+            async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+                self.insert_row(fields).await
+            }
+
+            async fn update(
+                &self,
+                id: SessionId,
+                expected_version: i64,
+                fields: &SessionFields,
+            ) -> Result<bool, StoreError> {
+                write(&self.pool, &self.sql, id, expected_version, fields).await
+            }
+
+            async fn update_locked(
+                &self,
+                id: SessionId,
+                merge: &mut $crate::store::Merge<'_>,
+            ) -> Result<Option<SessionRecord>, StoreError> {
+                let mut tx = self.begin_locked().await?;
+                let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
+                    return Ok(None);
+                };
+                let Some(fields) = merge(&current) else {
+                    return Ok(None);
+                };
+                if !write(&mut *tx, &self.sql, id, current.version, &fields).await? {
+                    return Ok(None);
+                }
+                tx.commit().await?;
+                Ok(Some(SessionRecord {
+                    id,
+                    version: current.version + 1,
+                    fields,
+                }))
+            }
+
+            async fn touch(
+                &self,
+                id: SessionId,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.sql.touch.clone())
+                    .bind($time(at))
+                    .bind(id.get())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.sql.delete.clone())
+                    .bind(id.get())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_expired(
+                &self,
+                cutoffs: $crate::store::ExpiryCutoffs,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(self.sql.delete_expired.clone())
+                    .bind($time(cutoffs.idle_before))
+                    .bind($time(cutoffs.created_before))
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn count_active_since(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
+                    .bind($time(since))
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok($crate::store::sql::count(n))
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

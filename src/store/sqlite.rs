@@ -4,19 +4,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Executor, Row, SqlStr, Sqlite};
+use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::migrate::SQLITE;
-use super::sql::{RawRow, StatementTexts, Statements, assigned_id, count, encode_data};
-use super::{
-    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, TableName,
-};
+use super::sql::{RawRow, StatementTexts, Statements, assigned_id, sql_store};
+use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
 const SQL: StatementTexts = StatementTexts {
@@ -190,131 +187,25 @@ fn decode_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
     .into_record()
 }
 
-type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
-
-/// Binds the columns of [`SessionFields`] in the order both the insert and
-/// the update statement list them.
-fn bind_fields<'q>(query: Query<'q>, f: &'q SessionFields) -> Query<'q> {
-    query
-        .bind(f.token_hash.as_bytes().as_slice())
-        .bind(f.user_id.as_deref())
-        .bind(f.ip_address.as_deref())
-        .bind(f.is_api)
-        .bind(f.auth_method.as_deref())
-        .bind(f.authenticated_at.map(micros))
-        .bind(f.persistent)
-        .bind(micros(f.created_at))
-        .bind(micros(f.last_activity))
-        .bind(encode_data(&f.data))
+sql_store! {
+    store: SqliteStore,
+    database: Sqlite,
+    arguments: SqliteArguments,
+    time: micros,
 }
 
-async fn fetch<'e>(
-    executor: impl Executor<'e, Database = Sqlite>,
-    sql: &SqlStr,
-    id: SessionId,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let row = sqlx::query(sql.clone())
-        .bind(id.get())
-        .fetch_optional(executor)
-        .await?;
-    row.as_ref().map(decode_row).transpose()
-}
-
-/// The optimistic write: succeeds only if the row still has `version`.
-async fn write<'e>(
-    executor: impl Executor<'e, Database = Sqlite>,
-    sql: &Statements,
-    id: SessionId,
-    version: i64,
-    fields: &SessionFields,
-) -> Result<bool, StoreError> {
-    let done = bind_fields(sqlx::query(sql.update.clone()), fields)
-        .bind(id.get())
-        .bind(version)
-        .execute(executor)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        fetch(&self.pool, &self.sql.load, id).await
+/// What [`sql_store!`] leaves to each backend.
+impl SqliteStore {
+    /// A transaction holding SQLite's write lock from its start, so no other
+    /// writer comes between its read and its write.
+    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+    async fn insert_row(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
         let row = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
             .fetch_one(&self.pool)
             .await?;
         assigned_id(row.try_get(0)?)
-    }
-
-    async fn update(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-    ) -> Result<bool, StoreError> {
-        write(&self.pool, &self.sql, id, expected_version, fields).await
-    }
-
-    async fn update_locked(
-        &self,
-        id: SessionId,
-        merge: &mut Merge<'_>,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        // IMMEDIATE takes SQLite's write lock before the read, so no other
-        // writer can come between the read and the write.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
-            return Ok(None);
-        };
-        let Some(fields) = merge(&current) else {
-            return Ok(None);
-        };
-        if !write(&mut *tx, &self.sql, id, current.version, &fields).await? {
-            return Ok(None);
-        }
-        tx.commit().await?;
-        Ok(Some(SessionRecord {
-            id,
-            version: current.version + 1,
-            fields,
-        }))
-    }
-
-    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.touch.clone())
-            .bind(micros(at))
-            .bind(id.get())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.delete.clone())
-            .bind(id.get())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.delete_expired.clone())
-            .bind(micros(cutoffs.idle_before))
-            .bind(micros(cutoffs.created_before))
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
-            .bind(micros(since))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count(n))
     }
 }

@@ -123,3 +123,23 @@ pub async fn server_error_discards_a_new_session(store: TestStore) {
     assert!(reply.set_cookies().is_empty());
     assert_eq!(store.calls().writes(), 0);
 }
+
+pub async fn user_ids_are_checked_the_same_on_every_store(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let longest = "é".repeat(keycard::MAX_USER_ID_CHARS);
+    let reply = client.post(&format!("/login/{longest}")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "255 characters fit every store"
+    );
+    assert_eq!(client.get("/whoami").await.body, longest);
+    let id = client.session_id().expect("id");
+    let before = store.row(id).await.expect("row");
+    let too_long = "a".repeat(keycard::MAX_USER_ID_CHARS + 1);
+    let reply = client.post(&format!("/login/{too_long}")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(store.row(id).await.expect("row"), before, "nothing changed");
+    assert_eq!(client.get("/whoami").await.body, longest);
+}

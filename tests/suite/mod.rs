@@ -323,6 +323,7 @@ macro_rules! behaviour_suite {
             lifecycle::logout_deletes_the_row_and_expires_cookies,
             lifecycle::server_error_after_login_keeps_the_old_session,
             lifecycle::server_error_discards_a_new_session,
+            lifecycle::user_ids_are_checked_the_same_on_every_store,
             timeouts::idle_timeout_ends_the_session,
             timeouts::absolute_timeout_ends_a_busy_session,
             timeouts::future_activity_from_a_stepped_back_clock_is_refused,
