@@ -17,6 +17,9 @@ pub enum Error {
     /// The store failed (database down, timeout, corrupt row).
     #[error("the session store failed: {0}")]
     Store(#[from] StoreError),
+    /// The application's [`AuthVersions`](crate::AuthVersions) failed.
+    #[error("reading the user's credential version failed: {0}")]
+    AuthVersions(String),
     /// The session could not be loaded earlier in this request.
     #[error(
         "the session is unavailable because the store failed earlier in this request; \
@@ -70,7 +73,7 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error.\n",
             ),
-            Error::Store(_) | Error::Unavailable | Error::Randomness => (
+            Error::Store(_) | Error::AuthVersions(_) | Error::Unavailable | Error::Randomness => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The session service is temporarily unavailable. Please try again later.\n",
             ),

@@ -53,6 +53,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
+mod auth_versions;
 pub mod clock;
 pub mod config;
 mod error;
@@ -63,10 +65,12 @@ mod session;
 pub mod store;
 pub mod token;
 
-pub use config::SessionConfig;
+pub use admin::{PurgeTask, SessionAdmin};
+pub use auth_versions::{AuthVersions, BoxError};
+pub use config::{ConcurrentSessions, SessionConfig};
 pub use error::Error;
 pub use layer::SessionLayer;
-pub use session::{MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session};
+pub use session::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionInfo};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use token::SessionId;

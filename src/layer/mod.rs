@@ -49,10 +49,13 @@ use chrono::TimeDelta;
 use cookie::SameSite;
 use tower_layer::Layer;
 
+use crate::AuthVersions;
 use crate::clock::{Clock, SystemClock};
+use crate::config::ConcurrentSessions;
 use crate::config::SessionConfig;
 use crate::store::SessionStore;
 
+mod client_ip;
 mod cookies;
 mod future;
 mod service;
@@ -66,6 +69,7 @@ pub(crate) struct Context {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
 }
 
 /// A tower [`Layer`] that gives every request a [`Session`](crate::Session).
@@ -92,6 +96,7 @@ impl SessionLayer {
                 store,
                 config: SessionConfig::default(),
                 clock: Arc::new(SystemClock),
+                auth_versions: None,
             }),
         }
     }
@@ -104,6 +109,14 @@ impl SessionLayer {
     /// The store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.ctx.store
+    }
+
+    /// Housekeeping and per-user control over this layer's sessions, with
+    /// its store, timeouts and clock: configure the layer first.
+    pub fn admin(&self) -> crate::SessionAdmin {
+        crate::SessionAdmin {
+            ctx: self.ctx.clone(),
+        }
     }
 
     fn configure(mut self, f: impl FnOnce(&mut Context)) -> Self {
@@ -167,6 +180,47 @@ impl SessionLayer {
     /// 2 seconds.
     pub fn max_clock_skew(self, skew: Duration) -> Self {
         self.configure(|c| c.config.max_clock_skew = delta(skew))
+    }
+
+    /// The idle and absolute timeouts of persistent ("remember me")
+    /// sessions, which [`Session::set_persistent`](crate::Session::set_persistent)
+    /// turns on. Defaults: 14 days idle, 30 days absolute. The cookies'
+    /// `Max-Age` ends with the absolute timeout.
+    pub fn persistent_timeouts(self, idle: Duration, absolute: Duration) -> Self {
+        self.configure(|c| {
+            c.config.persistent_idle_timeout = delta(idle);
+            c.config.persistent_absolute_timeout = delta(absolute);
+        })
+    }
+
+    /// How many human sessions a user may have; applied at each sign-in.
+    /// Default: [`ConcurrentSessions::MaxPerUser(32)`](ConcurrentSessions::MaxPerUser),
+    /// which bounds the rows one account can pile up without signing people
+    /// out of their other devices; CamCOPS' rule is
+    /// [`ConcurrentSessions::OnePerUser`].
+    pub fn concurrent_sessions(self, policy: ConcurrentSessions) -> Self {
+        self.configure(|c| c.config.concurrent_sessions = policy)
+    }
+
+    /// The reverse proxies (addresses or CIDR ranges) whose
+    /// `X-Forwarded-For` and `Forwarded` headers name the client. The client
+    /// is the right-most address that is not a trusted proxy; from any other
+    /// peer these headers are ignored, so they cannot be spoofed. Default:
+    /// none.
+    pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        self.configure(|c| c.config.trusted_proxies = proxies.into_iter().collect())
+    }
+
+    /// How many expired rows one purge statement deletes, so that purging a
+    /// million rows never locks the table for long. Default: 1,000.
+    pub fn purge_batch_size(self, rows: u32) -> Self {
+        self.configure(|c| c.config.purge_batch_size = rows.max(1))
+    }
+
+    /// Checks each signed-in session's credential version against the
+    /// user's current one (see [`AuthVersions`]).
+    pub fn auth_versions(self, versions: impl AuthVersions) -> Self {
+        self.configure(|c| c.auth_versions = Some(Arc::new(versions)))
     }
 
     /// The clock timeouts are measured with. Default: the system clock.

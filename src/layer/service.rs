@@ -1,12 +1,12 @@
 //! [`SessionService`]: puts a [`Session`] into each request.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::client_ip::client_ip;
 use super::future::ResponseFuture;
 use super::{Context, cookies};
 use crate::Session;
@@ -34,7 +34,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let presented = cookies::read(request.headers(), &self.ctx.config);
-        let client_ip = client_ip(&request);
+        let client_ip = client_ip(&request, &self.ctx.config.trusted_proxies);
         let session = Session::new(
             self.ctx.clone(),
             presented.pair,
@@ -47,16 +47,4 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::new(inner.call(request), session, self.ctx.clone())
     }
-}
-
-/// The TCP peer's address: from axum's `ConnectInfo` when the app is served
-/// with `into_make_service_with_connect_info`, or a plain `SocketAddr`
-/// extension put there by another server.
-fn client_ip<B>(request: &Request<B>) -> Option<IpAddr> {
-    let extensions = request.extensions();
-    #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-        return Some(info.0.ip());
-    }
-    extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }

@@ -25,24 +25,42 @@ impl Migration {
 
 /// The SQLite migrations, oldest first.
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../migrations/sqlite/0001_create_sessions.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../migrations/sqlite/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../migrations/sqlite/0002_auth_version.sql"),
+    },
+];
 
 /// The PostgreSQL migrations, oldest first.
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../migrations/postgres/0001_create_sessions.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../migrations/postgres/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../migrations/postgres/0002_auth_version.sql"),
+    },
+];
 
 /// The MySQL/MariaDB migrations, oldest first.
 #[cfg(feature = "mysql")]
-pub(crate) const MYSQL: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../migrations/mysql/0001_create_sessions.sql"),
-}];
+pub(crate) const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../migrations/mysql/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../migrations/mysql/0002_auth_version.sql"),
+    },
+];
 
 /// A stable 64-bit key for a table's migration lock (PostgreSQL advisory
 /// locks take a number): FNV-1a of the table name.

@@ -74,6 +74,10 @@ pub struct SessionFields {
     pub last_activity: DateTime<Utc>,
     /// The application's values.
     pub data: SessionData,
+    /// The user's credential version at sign-in, when the application keeps
+    /// one (see [`AuthVersions`](crate::AuthVersions)): a session whose
+    /// version is older than the user's current one is refused.
+    pub auth_version: Option<i64>,
 }
 
 /// A session row as read from the store.
@@ -92,15 +96,31 @@ pub struct SessionRecord {
 /// state in, its new fields out (or `None` to leave it as it is).
 pub type Merge<'a> = dyn FnMut(&SessionRecord) -> Option<SessionFields> + Send + 'a;
 
-/// The cut-off times of [`SessionStore::delete_expired`]: a row is expired
-/// if it was last active before `idle_before` or created before
-/// `created_before`.
+/// The cut-off times of [`SessionStore::delete_expired`]: a browser-session
+/// row is expired if it was last active before `idle_before` or created
+/// before `created_before`; a persistent ("remember me") row by the
+/// `persistent_` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpiryCutoffs {
-    /// Rows with `last_activity` earlier than this are expired.
+    /// Browser sessions with `last_activity` earlier than this are expired.
     pub idle_before: DateTime<Utc>,
-    /// Rows with `created_at` earlier than this are expired.
+    /// Browser sessions with `created_at` earlier than this are expired.
     pub created_before: DateTime<Utc>,
+    /// Persistent sessions with `last_activity` earlier than this are expired.
+    pub persistent_idle_before: DateTime<Utc>,
+    /// Persistent sessions with `created_at` earlier than this are expired.
+    pub persistent_created_before: DateTime<Utc>,
+}
+
+/// Which of a user's sessions [`SessionStore::delete_for_user`] deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserSessions {
+    /// Every session of the user (account disabled).
+    All,
+    /// Every session but this one ("sign out everywhere else").
+    AllExcept(SessionId),
+    /// Only this session, and only if it is the user's.
+    Only(SessionId),
 }
 
 /// What went wrong inside a store.
@@ -180,6 +200,17 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
 
     /// Deletes up to `limit` expired rows and returns how many it deleted.
     async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError>;
+
+    /// The user's sessions, most recently active first (expired ones too:
+    /// judging them is the layer's job).
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Deletes the user's sessions that `which` names; returns how many.
+    async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError>;
+
+    /// Deletes the user's human (non-API) sessions beyond the `keep` most
+    /// recently active, in one statement; returns how many.
+    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError>;
 
     /// Counts rows active at or after `since`.
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -15,15 +15,27 @@ const SQL: StatementTexts = StatementTexts {
     load: "SELECT {columns} FROM {table} WHERE id = $1",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = $1 FOR UPDATE",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
-        authenticated_at, persistent, created_at, last_activity, data, version) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING id",
-    update: "UPDATE {table} SET token_hash = $1, user_id = $2, ip_address = $3, is_api = $4, \
-        auth_method = $5, authenticated_at = $6, persistent = $7, created_at = $8, \
-        last_activity = $9, data = $10, version = version + 1 WHERE id = $11 AND version = $12",
+        authenticated_at, persistent, created_at, last_activity, data, auth_version, version) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) RETURNING id",
+    update: "UPDATE {table} SET token_hash = $1, user_id = $2, ip_address = $3, \
+        is_api = $4, auth_method = $5, authenticated_at = $6, persistent = $7, \
+        created_at = $8, last_activity = $9, data = $10, auth_version = $11, \
+        version = version + 1 WHERE id = $12 AND version = $13",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, $1) WHERE id = $2",
     delete: "DELETE FROM {table} WHERE id = $1",
     delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-        WHERE last_activity < $1 OR created_at < $2 LIMIT $3)",
+        WHERE (NOT persistent AND (last_activity < $1 OR created_at < $2)) \
+        OR (persistent AND (last_activity < $3 OR created_at < $4)) LIMIT $5)",
+    list_for_user: "SELECT {columns} FROM {table} WHERE user_id = $1 \
+        ORDER BY last_activity DESC, id DESC",
+    delete_user_all: "DELETE FROM {table} WHERE user_id = $1",
+    delete_user_except: "DELETE FROM {table} WHERE user_id = $1 AND id <> $2",
+    delete_user_only: "DELETE FROM {table} WHERE user_id = $1 AND id = $2",
+    // Ranked in a derived table, which MySQL requires to delete from the
+    // table it reads; one statement, so concurrent logins agree.
+    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
+        SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
+        FROM {table} WHERE user_id = $1 AND NOT is_api) AS ranked WHERE place > $2)",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 
@@ -148,6 +160,7 @@ fn decode_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         last_activity: row.try_get("last_activity")?,
         data: row.try_get("data")?,
+        auth_version: row.try_get("auth_version")?,
     }
     .into_record()
 }

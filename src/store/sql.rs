@@ -9,7 +9,7 @@ use crate::token::{SessionId, TokenHash};
 
 /// The columns every `SELECT` reads, in the order [`RawRow`] names them.
 pub(crate) const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, \
-    auth_method, authenticated_at, persistent, created_at, last_activity, data";
+    auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version";
 
 /// One backend's SQL, with `{table}` where the table name goes and the
 /// backend's own placeholders.
@@ -22,6 +22,11 @@ pub(crate) struct StatementTexts {
     pub(crate) touch: &'static str,
     pub(crate) delete: &'static str,
     pub(crate) delete_expired: &'static str,
+    pub(crate) delete_excess_for_user: &'static str,
+    pub(crate) delete_user_only: &'static str,
+    pub(crate) delete_user_except: &'static str,
+    pub(crate) delete_user_all: &'static str,
+    pub(crate) list_for_user: &'static str,
     pub(crate) count_active_since: &'static str,
 }
 
@@ -37,6 +42,11 @@ pub(crate) struct Statements {
     pub(crate) touch: SqlStr,
     pub(crate) delete: SqlStr,
     pub(crate) delete_expired: SqlStr,
+    pub(crate) delete_excess_for_user: SqlStr,
+    pub(crate) delete_user_only: SqlStr,
+    pub(crate) delete_user_except: SqlStr,
+    pub(crate) delete_user_all: SqlStr,
+    pub(crate) list_for_user: SqlStr,
     pub(crate) count_active_since: SqlStr,
 }
 
@@ -59,6 +69,11 @@ impl Statements {
             touch: render(texts.touch),
             delete: render(texts.delete),
             delete_expired: render(texts.delete_expired),
+            delete_excess_for_user: render(texts.delete_excess_for_user),
+            delete_user_only: render(texts.delete_user_only),
+            delete_user_except: render(texts.delete_user_except),
+            delete_user_all: render(texts.delete_user_all),
+            list_for_user: render(texts.list_for_user),
             count_active_since: render(texts.count_active_since),
         }
     }
@@ -78,6 +93,7 @@ pub(crate) struct RawRow {
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) last_activity: DateTime<Utc>,
     pub(crate) data: String,
+    pub(crate) auth_version: Option<i64>,
 }
 
 impl RawRow {
@@ -101,6 +117,7 @@ impl RawRow {
                 last_activity: self.last_activity,
                 data: serde_json::from_str(&self.data)
                     .map_err(|_| corrupt("`data` is not a JSON object"))?,
+                auth_version: self.auth_version,
             },
         })
     }
@@ -152,6 +169,7 @@ macro_rules! sql_store {
                 .bind($time(f.created_at))
                 .bind($time(f.last_activity))
                 .bind($crate::store::sql::encode_data(&f.data))
+                .bind(f.auth_version)
         }
 
         async fn fetch<'e>(
@@ -253,7 +271,50 @@ macro_rules! sql_store {
                 let done = sqlx::query(self.sql.delete_expired.clone())
                     .bind($time(cutoffs.idle_before))
                     .bind($time(cutoffs.created_before))
+                    .bind($time(cutoffs.persistent_idle_before))
+                    .bind($time(cutoffs.persistent_created_before))
                     .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+                let rows = sqlx::query(self.sql.list_for_user.clone())
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(decode_row).collect()
+            }
+
+            async fn delete_for_user(
+                &self,
+                user_id: &str,
+                which: $crate::store::UserSessions,
+            ) -> Result<u64, StoreError> {
+                use $crate::store::UserSessions;
+                let query = match which {
+                    UserSessions::All => {
+                        sqlx::query(self.sql.delete_user_all.clone()).bind(user_id)
+                    }
+                    UserSessions::AllExcept(id) => sqlx::query(self.sql.delete_user_except.clone())
+                        .bind(user_id)
+                        .bind(id.get()),
+                    UserSessions::Only(id) => sqlx::query(self.sql.delete_user_only.clone())
+                        .bind(user_id)
+                        .bind(id.get()),
+                };
+                Ok(query.execute(&self.pool).await?.rows_affected())
+            }
+
+            async fn delete_excess_for_user(
+                &self,
+                user_id: &str,
+                keep: u32,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(self.sql.delete_excess_for_user.clone())
+                    .bind(user_id)
+                    .bind(i64::from(keep))
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())

@@ -20,15 +20,27 @@ const SQL: StatementTexts = StatementTexts {
     load: "SELECT {columns} FROM {table} WHERE id = ?",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = ?",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
-        authenticated_at, persistent, created_at, last_activity, data, version) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
-    update: "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, is_api = ?, \
-        auth_method = ?, authenticated_at = ?, persistent = ?, created_at = ?, \
-        last_activity = ?, data = ?, version = version + 1 WHERE id = ? AND version = ?",
+        authenticated_at, persistent, created_at, last_activity, data, auth_version, version) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+    update: "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, \
+        is_api = ?, auth_method = ?, authenticated_at = ?, persistent = ?, \
+        created_at = ?, last_activity = ?, data = ?, auth_version = ?, \
+        version = version + 1 WHERE id = ? AND version = ?",
     touch: "UPDATE {table} SET last_activity = MAX(last_activity, ?) WHERE id = ?",
     delete: "DELETE FROM {table} WHERE id = ?",
     delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-        WHERE last_activity < ? OR created_at < ? LIMIT ?)",
+        WHERE (NOT persistent AND (last_activity < ? OR created_at < ?)) \
+        OR (persistent AND (last_activity < ? OR created_at < ?)) LIMIT ?)",
+    list_for_user: "SELECT {columns} FROM {table} WHERE user_id = ? \
+        ORDER BY last_activity DESC, id DESC",
+    delete_user_all: "DELETE FROM {table} WHERE user_id = ?",
+    delete_user_except: "DELETE FROM {table} WHERE user_id = ? AND id <> ?",
+    delete_user_only: "DELETE FROM {table} WHERE user_id = ? AND id = ?",
+    // Ranked in a derived table, which MySQL requires to delete from the
+    // table it reads; one statement, so concurrent logins agree.
+    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
+        SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
+        FROM {table} WHERE user_id = ? AND NOT is_api) AS ranked WHERE place > ?)",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
@@ -183,6 +195,7 @@ fn decode_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         created_at: required(time("created_at")?)?,
         last_activity: required(time("last_activity")?)?,
         data: row.try_get("data")?,
+        auth_version: row.try_get("auth_version")?,
     }
     .into_record()
 }

@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use keycard::clock::ManualClock;
 use keycard::store::{
-    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError,
+    ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, UserSessions,
 };
-use keycard::{Session, SessionId, SessionLayer};
+use keycard::{Login, Session, SessionId, SessionLayer};
 use tower::ServiceExt;
 
 /// Calls made to the store, by method.
@@ -77,6 +77,8 @@ pub struct CountingStore {
     pub calls: Calls,
     pub fail_loads: AtomicBool,
     pub fail_writes: AtomicBool,
+    pub fail_purges: AtomicBool,
+    pub purge_attempts: AtomicU64,
 }
 
 impl CountingStore {
@@ -86,6 +88,8 @@ impl CountingStore {
             calls: Calls::default(),
             fail_loads: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
+            fail_purges: AtomicBool::new(false),
+            purge_attempts: AtomicU64::new(0),
         }
     }
 
@@ -146,7 +150,26 @@ impl SessionStore for CountingStore {
     }
 
     async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
+        self.purge_attempts.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_purges)?;
         self.inner.delete_expired(cutoffs, limit).await
+    }
+
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.check(&self.fail_loads)?;
+        self.inner.list_for_user(user_id).await
+    }
+
+    async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
+        self.calls.delete.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.delete_for_user(user_id, which).await
+    }
+
+    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
+        self.calls.delete.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.delete_excess_for_user(user_id, keep).await
     }
 
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -186,6 +209,60 @@ async fn remove(session: Session, Path(key): Path<String>) -> AppResult {
 async fn login(session: Session, Path(user): Path<String>) -> AppResult {
     session.login(user).await?;
     Ok("signed in".into_response())
+}
+
+async fn login_with(session: Session, Path((user, method)): Path<(String, String)>) -> AppResult {
+    session.login_with(Login::new(user).method(method)).await?;
+    Ok("signed in".into_response())
+}
+
+async fn auth(session: Session) -> AppResult {
+    let method = session.auth_method().await?.unwrap_or_default();
+    let at = session
+        .authenticated_at()
+        .await?
+        .map(|t| t.timestamp_micros().to_string())
+        .unwrap_or_default();
+    Ok(format!("{method} {at}").into_response())
+}
+
+async fn logout_keep(session: Session) -> AppResult {
+    session.logout_keeping_data().await?;
+    Ok("signed out".into_response())
+}
+
+/// One line per session: `id current|other api|human`.
+async fn sessions(session: Session) -> AppResult {
+    let lines: Vec<String> = session
+        .user_sessions()
+        .await?
+        .iter()
+        .map(|s| {
+            let current = if s.current { "current" } else { "other" };
+            let kind = if s.is_api { "api" } else { "human" };
+            format!("{} {current} {kind}", s.id)
+        })
+        .collect();
+    Ok(lines.join("\n").into_response())
+}
+
+async fn end_others(session: Session) -> AppResult {
+    Ok(session
+        .end_other_sessions()
+        .await?
+        .to_string()
+        .into_response())
+}
+
+async fn end_one(session: Session, Path(id): Path<String>) -> AppResult {
+    let Ok(id) = id.parse::<SessionId>() else {
+        return Ok(StatusCode::BAD_REQUEST.into_response());
+    };
+    Ok(session
+        .end_user_session(id)
+        .await?
+        .to_string()
+        .into_response())
 }
 
 async fn logout(session: Session) -> AppResult {
@@ -254,6 +331,12 @@ pub fn app(layer: SessionLayer) -> Router {
         .route("/login/{user}", post(login))
         .route("/login-then-fail/{user}", post(login_then_fail))
         .route("/logout", post(logout))
+        .route("/logout-keep", post(logout_keep))
+        .route("/login-with/{user}/{method}", post(login_with))
+        .route("/auth", get(auth))
+        .route("/sessions", get(sessions))
+        .route("/sessions/end-others", post(end_others))
+        .route("/sessions/{id}/end", post(end_one))
         .route("/regenerate", post(regenerate))
         .route("/whoami", get(whoami))
         .route("/persistent/{on}", post(persistent))
@@ -286,6 +369,7 @@ pub struct Client {
     pub app: Router,
     pub jar: HashMap<String, String>,
     pub peer: Option<SocketAddr>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -294,6 +378,7 @@ impl Client {
             app,
             jar: HashMap::new(),
             peer: None,
+            headers: Vec::new(),
         }
     }
 
@@ -309,6 +394,9 @@ impl Client {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(cookies) = self.cookie_header() {
             request = request.header(header::COOKIE, cookies);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
         }
         let mut request = request.body(Body::empty()).expect("valid request");
         if let Some(peer) = self.peer {

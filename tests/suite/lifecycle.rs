@@ -143,3 +143,27 @@ pub async fn user_ids_are_checked_the_same_on_every_store(store: TestStore) {
     assert_eq!(store.row(id).await.expect("row"), before, "nothing changed");
     assert_eq!(client.get("/whoami").await.body, longest);
 }
+
+pub async fn logout_keeping_data_signs_out_but_keeps_values(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    client.post("/login/alice").await;
+    client.post("/set/basket/apples").await;
+    let id = client.session_id().expect("id");
+    let signed_in = client.jar.clone();
+    let reply = client.post("/logout-keep").await;
+    assert_eq!(reply.set_cookies().len(), 2, "fresh token");
+    assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get("/get/basket").await.body, "apples");
+    let row = store.row(id).await.expect("row kept");
+    assert_eq!(row.fields.user_id, None);
+    assert_eq!(row.fields.auth_method, None);
+    assert_eq!(row.fields.authenticated_at, None);
+    let mut replay = Client::new(client.app.clone());
+    replay.jar = signed_in;
+    assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        replay.get("/get/basket").await.body,
+        "",
+        "old cookies are dead"
+    );
+}

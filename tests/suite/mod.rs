@@ -16,6 +16,7 @@ pub mod cookies;
 pub mod failures;
 pub mod lifecycle;
 pub mod timeouts;
+pub mod users;
 
 /// A client with a stored session holding `counter = 1`.
 async fn client_with_session(store: &TestStore) -> Client {
@@ -231,7 +232,9 @@ pub async fn unknown_id_is_anonymous_after_one_read(store: TestStore) {
 }
 
 pub async fn persistent_sessions_get_a_max_age_within_the_absolute_timeout(store: TestStore) {
-    let layer = store.layer().absolute_timeout(Duration::from_secs(3600));
+    let layer = store
+        .layer()
+        .persistent_timeouts(Duration::from_secs(1800), Duration::from_secs(3600));
     let mut client = Client::new(app(layer));
     client.post("/incr").await;
     store.clock.advance(TimeDelta::seconds(600));
@@ -324,6 +327,21 @@ macro_rules! behaviour_suite {
             lifecycle::server_error_after_login_keeps_the_old_session,
             lifecycle::server_error_discards_a_new_session,
             lifecycle::user_ids_are_checked_the_same_on_every_store,
+            lifecycle::logout_keeping_data_signs_out_but_keeps_values,
+            timeouts::persistent_sessions_have_their_own_timeouts,
+            timeouts::purge_runs_in_bounded_batches_and_respects_persistent_limits,
+            timeouts::purge_task_survives_errors_and_stops_on_shutdown,
+            timeouts::ip_binding_behind_trusted_proxies_uses_the_forwarded_client,
+            users::one_per_user_ends_the_other_human_sessions,
+            users::max_per_user_ends_the_least_recently_active,
+            users::unlimited_keeps_every_session_and_the_default_caps_at_32,
+            users::racing_logins_leave_exactly_one_session,
+            users::user_sessions_lists_without_secrets_and_marks_this_one,
+            users::end_other_sessions_signs_out_everywhere_else,
+            users::end_user_session_ends_only_the_users_own,
+            users::admin_ends_all_sessions_of_a_user,
+            users::a_credential_change_invalidates_older_sessions_even_restored_ones,
+            users::login_with_records_method_and_version,
             timeouts::idle_timeout_ends_the_session,
             timeouts::absolute_timeout_ends_a_busy_session,
             timeouts::future_activity_from_a_stepped_back_clock_is_refused,

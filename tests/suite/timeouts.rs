@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use chrono::TimeDelta;
 use keycard::clock::Clock as _;
-use keycard::store::ExpiryCutoffs;
 
 use crate::common::{Client, TestStore, app};
 use crate::suite::client_with_session;
@@ -87,11 +86,7 @@ pub async fn purge_deletes_only_expired_rows(store: TestStore) {
     store.clock.advance(TimeDelta::hours(1));
     let mut fresh = Client::new(app.clone());
     fresh.post("/incr").await;
-    let now = store.clock.now();
-    let cutoffs = ExpiryCutoffs {
-        idle_before: now - TimeDelta::minutes(30),
-        created_before: now - TimeDelta::hours(12),
-    };
+    let cutoffs = keycard::SessionConfig::default().expiry_cutoffs(store.clock.now());
     let purged = store
         .store()
         .delete_expired(cutoffs, 1)
@@ -135,4 +130,144 @@ pub async fn count_active_since_counts_recent_rows(store: TestStore) {
             .expect("count"),
         1
     );
+}
+
+pub async fn persistent_sessions_have_their_own_timeouts(store: TestStore) {
+    let layer = store
+        .layer()
+        .idle_timeout(Duration::from_secs(600))
+        .persistent_timeouts(Duration::from_secs(3600), Duration::from_secs(7200));
+    let app = app(layer);
+    let mut remembered = Client::new(app.clone());
+    remembered.post("/login/alice").await;
+    remembered.post("/persistent/true").await;
+    let mut browser = Client::new(app.clone());
+    browser.post("/login/bob").await;
+    store.clock.advance(TimeDelta::seconds(1200));
+    assert_eq!(
+        browser.get("/whoami").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        remembered.get("/whoami").await.body,
+        "alice",
+        "persistent idle: 1 h"
+    );
+    store.clock.advance(TimeDelta::seconds(3500));
+    assert_eq!(remembered.get("/whoami").await.body, "alice");
+    store.clock.advance(TimeDelta::seconds(2600));
+    assert_eq!(
+        remembered.get("/whoami").await.status,
+        StatusCode::UNAUTHORIZED,
+        "persistent absolute: 2 h"
+    );
+}
+
+pub async fn purge_runs_in_bounded_batches_and_respects_persistent_limits(store: TestStore) {
+    let layer = store
+        .layer()
+        .idle_timeout(Duration::from_secs(600))
+        .persistent_timeouts(Duration::from_secs(3600), Duration::from_secs(7200))
+        .purge_batch_size(2);
+    let app = app(layer.clone());
+    let mut expired = Vec::new();
+    for _ in 0..5 {
+        let mut client = Client::new(app.clone());
+        client.post("/incr").await;
+        expired.push(client.session_id().expect("id"));
+    }
+    let mut remembered = Client::new(app.clone());
+    remembered.post("/persistent/true").await;
+    store.clock.advance(TimeDelta::seconds(1200));
+    let mut fresh = Client::new(app.clone());
+    fresh.post("/incr").await;
+    let before = store
+        .counting
+        .purge_attempts
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(layer.admin().purge_expired().await.expect("purge"), 5);
+    let batches = store
+        .counting
+        .purge_attempts
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - before;
+    assert_eq!(batches, 3, "5 rows in batches of 2: 2 + 2 + 1");
+    for id in expired {
+        assert!(store.row(id).await.is_none());
+    }
+    assert_eq!(remembered.get("/read").await.body, "0");
+    assert!(
+        store
+            .row(remembered.session_id().expect("id"))
+            .await
+            .is_some()
+    );
+    assert_eq!(fresh.get("/read").await.body, "1");
+    assert_eq!(layer.admin().purge_expired().await.expect("purge"), 0);
+}
+
+pub async fn purge_task_survives_errors_and_stops_on_shutdown(store: TestStore) {
+    use std::sync::atomic::Ordering;
+    let layer = store.layer().idle_timeout(Duration::from_secs(600));
+    let mut client = Client::new(app(layer.clone()));
+    client.post("/incr").await;
+    let id = client.session_id().expect("id");
+    store.clock.advance(TimeDelta::seconds(1200));
+    store.counting.fail_purges.store(true, Ordering::SeqCst);
+    let task = layer.admin().spawn_purge_task(Duration::from_millis(5));
+    let attempts = || store.counting.purge_attempts.load(Ordering::SeqCst);
+    wait_until(|| attempts() >= 3).await;
+    assert!(!task.is_finished(), "failures do not kill the task");
+    assert!(store.row(id).await.is_some());
+    store.counting.fail_purges.store(false, Ordering::SeqCst);
+    let mut purged = false;
+    for _ in 0..400 {
+        if store.row(id).await.is_none() {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(purged, "the task purged once the store recovered");
+    task.shutdown().await;
+    let after = attempts();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(attempts(), after, "no purge after shutdown");
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached");
+}
+
+pub async fn ip_binding_behind_trusted_proxies_uses_the_forwarded_client(store: TestStore) {
+    let layer = store
+        .layer()
+        .bind_ip(true)
+        .trusted_proxies(["10.0.0.0/8".parse().expect("net")]);
+    let mut client = Client::new(app(layer));
+    client.peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
+    client.headers = vec![("x-forwarded-for".into(), "6.6.6.6, 203.0.113.9".into())];
+    client.post("/login/alice").await;
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(row.fields.ip_address.as_deref(), Some("203.0.113.9"));
+    // Another proxy of ours, the same client: still bound.
+    client.peer = Some(SocketAddr::from(([10, 0, 0, 2], 443)));
+    client.headers = vec![("forwarded".into(), "for=203.0.113.9".into())];
+    assert_eq!(client.get("/whoami").await.body, "alice");
+    // The client moved: refused.
+    client.headers = vec![("x-forwarded-for".into(), "203.0.113.10".into())];
+    assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    // A spoofed header straight from an untrusted peer changes nothing.
+    client.peer = Some(SocketAddr::from(([198, 51, 100, 1], 443)));
+    client.headers = vec![("x-forwarded-for".into(), "203.0.113.9".into())];
+    assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }

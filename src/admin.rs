@@ -1,0 +1,151 @@
+//! [`SessionAdmin`]: session housekeeping and per-user control outside a
+//! request: count, list, end, purge, and a background purge task.
+//!
+//! ```
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use keycard::{SessionLayer, SqliteStore};
+//!
+//! let store = SqliteStore::connect("sqlite::memory:").await?;
+//! store.migrate().await?;
+//! let layer = SessionLayer::new(store);
+//! let admin = layer.admin();
+//!
+//! // An account was disabled: end all of its sessions, on every app server.
+//! admin.end_sessions_of("mallory", None).await?;
+//! // Housekeeping every 10 minutes; stops when `purge` is shut down or dropped.
+//! let purge = admin.spawn_purge_task(Duration::from_secs(600));
+//! # purge.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::layer::Context;
+use crate::session::SessionInfo;
+use crate::store::UserSessions;
+use crate::token::SessionId;
+
+/// Housekeeping and per-user control of the sessions of one
+/// [`SessionLayer`](crate::SessionLayer), with its store, timeouts and clock.
+/// Get one with [`SessionLayer::admin`](crate::SessionLayer::admin).
+#[derive(Clone, Debug)]
+pub struct SessionAdmin {
+    pub(crate) ctx: Arc<Context>,
+}
+
+impl SessionAdmin {
+    /// The user's active sessions, most recently used first. No token or
+    /// hash is included.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
+        let records = self.ctx.store.list_for_user(user_id).await?;
+        Ok(SessionInfo::active(
+            records,
+            &self.ctx.config,
+            self.ctx.now(),
+            None,
+        ))
+    }
+
+    /// Ends one session. Returns whether it existed.
+    pub async fn end(&self, id: SessionId) -> Result<bool, Error> {
+        Ok(self.ctx.store.delete(id).await?)
+    }
+
+    /// Ends the user's sessions, all of them (account disabled) or all but
+    /// `except` (credential change seen from the user's own session). Every
+    /// app server sees it on its next request. Returns how many ended.
+    pub async fn end_sessions_of(
+        &self,
+        user_id: &str,
+        except: Option<SessionId>,
+    ) -> Result<u64, Error> {
+        let which = except.map_or(UserSessions::All, UserSessions::AllExcept);
+        let ended = self.ctx.store.delete_for_user(user_id, which).await?;
+        tracing::info!(ended, "keycard: sessions of a user ended");
+        Ok(ended)
+    }
+
+    /// How many sessions were used at or after `since` (CamCOPS'
+    /// `n_sessions_active_since`).
+    pub async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, Error> {
+        Ok(self.ctx.store.count_active_since(since).await?)
+    }
+
+    /// Deletes every expired session, in batches of
+    /// [`purge_batch_size`](crate::SessionLayer::purge_batch_size) rows so
+    /// that no statement holds the table for long, and returns how many it
+    /// deleted. Expired sessions are refused whether or not this has run:
+    /// purging only reclaims space.
+    pub async fn purge_expired(&self) -> Result<u64, Error> {
+        let batch = self.ctx.config.purge_batch_size;
+        let mut purged = 0;
+        loop {
+            let cutoffs = self.ctx.config.expiry_cutoffs(self.ctx.now());
+            let deleted = self.ctx.store.delete_expired(cutoffs, batch).await?;
+            purged += deleted;
+            if deleted < u64::from(batch) {
+                return Ok(purged);
+            }
+            // Let requests waiting on the same pool in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Runs [`purge_expired`](Self::purge_expired) now and then every
+    /// `every`, on the current tokio runtime. A failed purge is logged and
+    /// retried at the next tick: the task never dies of a database error.
+    /// It stops when the returned handle is shut down or dropped.
+    pub fn spawn_purge_task(&self, every: Duration) -> PurgeTask {
+        let admin = self.clone();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = ticks.tick() => match admin.purge_expired().await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "keycard: expired sessions purged"),
+                        Err(error) => tracing::warn!(%error, "keycard: purge failed; retrying at the next tick"),
+                    },
+                }
+            }
+        });
+        PurgeTask {
+            stop: Some(stop),
+            handle,
+        }
+    }
+}
+
+/// The handle of [`SessionAdmin::spawn_purge_task`]. Dropping it stops the
+/// task too, without waiting for it.
+#[derive(Debug)]
+pub struct PurgeTask {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<()>,
+}
+
+impl PurgeTask {
+    /// Stops the task and waits until it has stopped (a purge under way is
+    /// finished first). Call it on shutdown.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+
+    /// Whether the task has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}

@@ -1,0 +1,131 @@
+//! A signed-in user's view of their sessions: list them, end one, end all
+//! the others (OWASP ASVS 7.5.2).
+
+use chrono::{DateTime, Utc};
+
+use super::{Session, ready_mut};
+use crate::Error;
+use crate::config::SessionConfig;
+use crate::store::{SessionRecord, UserSessions};
+use crate::token::SessionId;
+
+/// One of a user's sessions, as a "your sessions" page shows it. Carries no
+/// token or token hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session's id (not a secret: it only names the row).
+    pub id: SessionId,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used.
+    pub last_activity: DateTime<Utc>,
+    /// When the user signed in.
+    pub authenticated_at: Option<DateTime<Utc>>,
+    /// The client address it was created from.
+    pub ip_address: Option<String>,
+    /// An API client's session rather than a browser's.
+    pub is_api: bool,
+    /// How the user signed in.
+    pub auth_method: Option<String>,
+    /// A "remember me" session.
+    pub persistent: bool,
+    /// The session of the request that asked.
+    pub current: bool,
+}
+
+impl SessionInfo {
+    pub(crate) fn from_record(record: SessionRecord, current: Option<SessionId>) -> Self {
+        let f = record.fields;
+        Self {
+            id: record.id,
+            created_at: f.created_at,
+            last_activity: f.last_activity,
+            authenticated_at: f.authenticated_at,
+            ip_address: f.ip_address,
+            is_api: f.is_api,
+            auth_method: f.auth_method,
+            persistent: f.persistent,
+            current: current == Some(record.id),
+        }
+    }
+
+    /// The user's sessions in `records` that have not expired at `now`.
+    pub(crate) fn active(
+        records: Vec<SessionRecord>,
+        config: &SessionConfig,
+        now: DateTime<Utc>,
+        current: Option<SessionId>,
+    ) -> Vec<Self> {
+        records
+            .into_iter()
+            .filter(|r| {
+                let (idle, absolute) = config.timeouts(r.fields.persistent);
+                now - r.fields.last_activity <= idle && now - r.fields.created_at <= absolute
+            })
+            .map(|r| Self::from_record(r, current))
+            .collect()
+    }
+}
+
+impl Session {
+    /// The signed-in user's active sessions, most recently used first, this
+    /// one marked [`current`](SessionInfo::current). Empty while anonymous.
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        let (user, current) = self.user_and_id().await?;
+        let Some(user) = user else {
+            return Ok(Vec::new());
+        };
+        let ctx = &self.0.ctx;
+        let records = ctx.store.list_for_user(&user).await?;
+        Ok(SessionInfo::active(
+            records,
+            &ctx.config,
+            ctx.now(),
+            current,
+        ))
+    }
+
+    /// Ends every other session of the signed-in user, at once ("sign out
+    /// everywhere else", or after a password change). Returns how many
+    /// ended; 0 while anonymous.
+    pub async fn end_other_sessions(&self) -> Result<u64, Error> {
+        let (user, current) = self.user_and_id().await?;
+        let Some(user) = user else {
+            return Ok(0);
+        };
+        let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
+        let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
+        tracing::info!(ended, "keycard: other sessions of the user ended");
+        Ok(ended)
+    }
+
+    /// Ends one of the signed-in user's sessions, at once, if it is theirs
+    /// ("sign out that device"); ending this session is a
+    /// [`logout`](Self::logout). Returns whether a session ended.
+    pub async fn end_user_session(&self, id: SessionId) -> Result<bool, Error> {
+        let (user, current) = self.user_and_id().await?;
+        let Some(user) = user else {
+            return Ok(false);
+        };
+        if current == Some(id) {
+            self.logout().await?;
+            return Ok(true);
+        }
+        let ended = self
+            .0
+            .ctx
+            .store
+            .delete_for_user(&user, UserSessions::Only(id))
+            .await?;
+        Ok(ended == 1)
+    }
+
+    /// The signed-in user as this request sees it, and this session's id
+    /// (`None` until first stored).
+    async fn user_and_id(&self) -> Result<(Option<String>, Option<SessionId>), Error> {
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        Ok((w.view.user_id.clone(), w.stored.as_ref().map(|r| r.id)))
+    }
+}

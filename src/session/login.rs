@@ -1,0 +1,139 @@
+//! Signing in and out, and token rotation.
+
+use super::{Session, ready_mut};
+use crate::Error;
+
+/// The longest user id a session holds, in characters.
+pub const MAX_USER_ID_CHARS: usize = 255;
+/// The longest auth method name a session holds, in characters.
+pub const MAX_AUTH_METHOD_CHARS: usize = 64;
+
+/// A sign-in: who, and optionally how and under which credential version.
+///
+/// ```
+/// # async fn sign_in(session: keycard::Session) -> Result<(), keycard::Error> {
+/// use keycard::Login;
+///
+/// session
+///     .login_with(Login::new("ada").method("password").auth_version(7))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    user_id: String,
+    method: Option<String>,
+    auth_version: Option<i64>,
+}
+
+impl Login {
+    /// Signs in `user_id` (1 to [`MAX_USER_ID_CHARS`] characters).
+    pub fn new(user_id: impl Into<String>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            method: None,
+            auth_version: None,
+        }
+    }
+
+    /// Records how the user proved who they are (`"password"`, `"basic"`,
+    /// `"bearer"`, …; 1 to [`MAX_AUTH_METHOD_CHARS`] characters), for
+    /// guards such as "only password sessions may change the password".
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    /// Records the user's current credential version (see
+    /// [`AuthVersions`](crate::AuthVersions)): once the application bumps
+    /// it, on a password change say, this session is refused.
+    pub fn auth_version(mut self, version: i64) -> Self {
+        self.auth_version = Some(version);
+        self
+    }
+
+    /// Refuses what no store can hold, before anything changes.
+    fn validate(&self) -> Result<(), Error> {
+        let chars = self.user_id.chars().count();
+        if chars == 0 || chars > MAX_USER_ID_CHARS {
+            return Err(Error::InvalidLogin(
+                "the user id must be 1 to 255 characters",
+            ));
+        }
+        if self.method.as_ref().is_some_and(|m| {
+            let chars = m.chars().count();
+            chars == 0 || chars > MAX_AUTH_METHOD_CHARS
+        }) {
+            return Err(Error::InvalidLogin(
+                "the auth method must be 1 to 64 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Signs `user_id` in: `login_with(Login::new(user_id))`.
+    pub async fn login(&self, user_id: impl Into<String>) -> Result<(), Error> {
+        self.login_with(Login::new(user_id)).await
+    }
+
+    /// Signs a user in.
+    ///
+    /// Takes effect when the response leaves: the session always gets a
+    /// fresh token (the old one is dead from then on, against session
+    /// fixation), also when the same user signs in again, and new cookies.
+    /// Signing in from an anonymous session keeps its values (a basket,
+    /// say); signing in as a different user than the current one starts
+    /// from empty values, so nothing of one user leaks to the next. The
+    /// time is recorded as [`authenticated_at`](Self::authenticated_at), and
+    /// the layer's [`ConcurrentSessions`](crate::config::ConcurrentSessions)
+    /// policy is applied to the user's other sessions.
+    pub async fn login_with(&self, login: Login) -> Result<(), Error> {
+        login.validate()?;
+        let now = self.0.ctx.now();
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        if w.view
+            .user_id
+            .as_ref()
+            .is_some_and(|current| *current != login.user_id)
+        {
+            w.clear_data();
+        }
+        w.view.user_id = Some(login.user_id);
+        w.view.auth_method = login.method;
+        w.view.auth_version = login.auth_version;
+        w.view.authenticated_at = Some(now);
+        w.identity_changed = true;
+        w.rotate()
+    }
+
+    /// Signs out and ends the session: when the response leaves, the row is
+    /// deleted and both cookies are expired. A replay of the old cookies is
+    /// an anonymous request from then on.
+    pub async fn logout(&self) -> Result<(), Error> {
+        self.with(|w| w.ended = true).await
+    }
+
+    /// Signs out but keeps the session's values (a basket, preferences):
+    /// the user, how and when they signed in are cleared and the session
+    /// gets a fresh token, so the signed-in cookies are dead at once.
+    pub async fn logout_keeping_data(&self) -> Result<(), Error> {
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        w.view.user_id = None;
+        w.view.auth_method = None;
+        w.view.authenticated_at = None;
+        w.view.auth_version = None;
+        w.identity_changed = true;
+        w.rotate()
+    }
+
+    /// Gives the session a fresh token, keeping its values and user. Use it
+    /// whenever the session's privileges change.
+    pub async fn regenerate(&self) -> Result<(), Error> {
+        let mut state = self.ready().await?;
+        ready_mut(&mut state)?.rotate()
+    }
+}

@@ -1,0 +1,328 @@
+//! The [`Session`] handle: typed values, sign-in and sign-out, change tracking.
+//!
+//! A `Session` is cheap to clone and is put into every request by
+//! [`SessionLayer`](crate::SessionLayer). Nothing is read from the store
+//! until a handler first calls one of its methods, and nothing is written
+//! until the response leaves the layer: the handler's changes are collected
+//! here and saved in one statement (see [`Session::update`] for the one
+//! exception).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tracing::Instrument as _;
+
+use crate::Error;
+use crate::clock::to_micros;
+use crate::layer::Context;
+use crate::store::{SessionData, SessionRecord};
+use crate::token::{SessionId, SessionToken};
+
+mod devices;
+mod load;
+mod login;
+mod save;
+mod state;
+
+pub use devices::SessionInfo;
+pub use login::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS};
+pub(crate) use save::CookieAction;
+use state::{State, Working};
+
+/// A request's session.
+///
+/// Extract it in an axum handler (with the default `axum` feature), or take
+/// it from the request's extensions. All methods are `async` because the
+/// first one to run loads the session from the store.
+///
+/// ```
+/// use keycard::Session;
+///
+/// async fn visit(session: Session) -> Result<String, keycard::Error> {
+///     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+///     session.insert("visits", visits).await?;
+///     Ok(format!("visit number {visits}"))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session(Arc<Shared>);
+
+struct Shared {
+    ctx: Arc<Context>,
+    /// The (id, token) pair the request's cookies carried, if well-formed.
+    presented: Option<(SessionId, SessionToken)>,
+    /// Whether the request carried any cookie of ours, valid or not.
+    had_cookie: bool,
+    client_ip: Option<IpAddr>,
+    /// Set once a method has run, so an untouched session costs nothing at
+    /// response time (not even taking the lock).
+    used: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        presented: Option<(SessionId, SessionToken)>,
+        had_cookie: bool,
+        client_ip: Option<IpAddr>,
+    ) -> Self {
+        Self(Arc::new(Shared {
+            ctx,
+            presented,
+            had_cookie,
+            client_ip,
+            used: AtomicBool::new(false),
+            state: Mutex::new(State::Unloaded),
+        }))
+    }
+
+    /// The value stored under `key`, read as a `T`; `None` if there is none.
+    ///
+    /// Fails with [`Error::Deserialize`] if the stored value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let value = self.get_value(key).await?;
+        value
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|source| Error::Deserialize {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// The JSON value stored under `key`.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, Error> {
+        self.with(|w| w.view.data.get(key).cloned()).await
+    }
+
+    /// Stores `value` under `key`. Storing the value a key already has is not
+    /// a change and causes no write.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
+        let value = to_value(key, value)?;
+        self.with(|w| w.set(key, Some(value))).await
+    }
+
+    /// Removes `key` and returns its value, if it had one.
+    pub async fn remove(&self, key: &str) -> Result<Option<Value>, Error> {
+        self.with(|w| {
+            let old = w.view.data.get(key).cloned();
+            w.set(key, None);
+            old
+        })
+        .await
+    }
+
+    /// Removes every value. The user stays signed in.
+    pub async fn clear(&self) -> Result<(), Error> {
+        self.with(Working::clear_data).await
+    }
+
+    /// Atomically replaces the value under `key` by `f(old)` and returns the
+    /// new value, losing no update to concurrent requests of the same
+    /// session.
+    ///
+    /// Unlike the other methods, which are saved when the response leaves,
+    /// this one is written to the store at once (for a session that is
+    /// already stored), so the value it returns is the one the store holds.
+    /// If another request wrote the session in between, `f` runs again on
+    /// the newer value. It is therefore not undone if the handler later
+    /// answers with a server error.
+    ///
+    /// ```
+    /// # async fn incr(session: keycard::Session) -> Result<(), keycard::Error> {
+    /// let hits = session
+    ///     .update("hits", |old: Option<u64>| old.unwrap_or(0) + 1)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut(Option<T>) -> T + Send,
+    {
+        let now = self.0.ctx.now();
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        let (new, value) = apply(key, &mut f, &w.view.data)?;
+        let Some(stored) = &w.stored else {
+            // Nobody else can know an unsaved session: no race to lose.
+            w.set(key, Some(value));
+            return Ok(new);
+        };
+        // Fast path: one statement, unless a concurrent request wrote first.
+        let mut fields = stored.fields.clone();
+        fields.data.insert(key.to_owned(), value.clone());
+        fields.last_activity = fields.last_activity.max(now);
+        let store = &self.0.ctx.store;
+        let span = w.span.clone();
+        if store
+            .update(stored.id, stored.version, &fields)
+            .instrument(span.clone())
+            .await?
+        {
+            let record = SessionRecord {
+                id: stored.id,
+                version: stored.version + 1,
+                fields,
+            };
+            w.committed(key, value, record);
+            return Ok(new);
+        }
+        // Slow path: under the row lock, on the row as it is now.
+        let id = stored.id;
+        let expected = stored.fields.token_hash;
+        let mut outcome = None;
+        let mut merge = |current: &SessionRecord| {
+            if !current.fields.token_hash.ct_eq(&expected) {
+                return None;
+            }
+            let result = apply(key, &mut f, &current.fields.data);
+            let mut fields = current.fields.clone();
+            if let Ok((_, value)) = &result {
+                fields.data.insert(key.to_owned(), value.clone());
+                fields.last_activity = fields.last_activity.max(now);
+            }
+            let write = result.is_ok().then_some(fields);
+            outcome = Some(result);
+            write
+        };
+        let written = store.update_locked(id, &mut merge).instrument(span).await?;
+        match (written, outcome) {
+            (Some(record), Some(Ok((new, value)))) => {
+                w.rebase(record.clone());
+                w.committed(key, value, record);
+                Ok(new)
+            }
+            (_, Some(Err(error))) => Err(error),
+            _ => Err(self.conflict(w)),
+        }
+    }
+
+    /// The signed-in user's id, `None` while anonymous.
+    pub async fn user_id(&self) -> Result<Option<String>, Error> {
+        self.with(|w| w.view.user_id.clone()).await
+    }
+
+    /// How the signed-in user was authenticated, as given to
+    /// [`login_with_method`](Self::login_with_method).
+    pub async fn auth_method(&self) -> Result<Option<String>, Error> {
+        self.with(|w| w.view.auth_method.clone()).await
+    }
+
+    /// When the user last signed in; `None` while anonymous.
+    pub async fn authenticated_at(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        self.with(|w| w.view.authenticated_at).await
+    }
+
+    /// The session's id; `None` until it is first stored.
+    pub async fn id(&self) -> Result<Option<SessionId>, Error> {
+        self.with(|w| w.stored.as_ref().map(|r| r.id)).await
+    }
+
+    /// When the session was created.
+    pub async fn created_at(&self) -> Result<DateTime<Utc>, Error> {
+        self.with(|w| w.view.created_at).await
+    }
+
+    /// When the session was last used before this request (or this request's
+    /// time, once renewed).
+    pub async fn last_activity(&self) -> Result<DateTime<Utc>, Error> {
+        self.with(|w| w.view.last_activity).await
+    }
+
+    /// Whether the cookies outlive the browser session.
+    pub async fn is_persistent(&self) -> Result<bool, Error> {
+        self.with(|w| w.view.persistent).await
+    }
+
+    /// Makes the cookies persistent ("remember me": they carry a `Max-Age`
+    /// that ends with the absolute timeout) or browser-session cookies.
+    pub async fn set_persistent(&self, persistent: bool) -> Result<(), Error> {
+        self.with(|w| {
+            if w.view.persistent != persistent {
+                w.view.persistent = persistent;
+                w.persistent_changed = true;
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` on the loaded session.
+    async fn with<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, Error> {
+        let mut state = self.ready().await?;
+        Ok(f(ready_mut(&mut state)?))
+    }
+
+    /// Locks the state, loading the session on first use.
+    async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
+        let mut state = self.0.state.lock().await;
+        if matches!(*state, State::Unloaded) {
+            self.0.used.store(true, Ordering::Release);
+            *state = match self.load().await {
+                Ok(working) => State::Ready(Box::new(working)),
+                Err(error) => {
+                    tracing::error!(%error, "keycard: loading the session failed");
+                    State::Failed
+                }
+            };
+        }
+        Ok(state)
+    }
+}
+
+fn ready_mut(state: &mut State) -> Result<&mut Working, Error> {
+    match state {
+        State::Ready(w) => Ok(w),
+        State::Unloaded | State::Failed => Err(Error::Unavailable),
+    }
+}
+
+fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|source| Error::Serialize {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Runs an update closure on the value under `key` in `data`.
+fn apply<T, F>(key: &str, f: &mut F, data: &SessionData) -> Result<(T, Value), Error>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<T>) -> T,
+{
+    let old = data
+        .get(key)
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|source| Error::Deserialize {
+            key: key.to_owned(),
+            source,
+        })?;
+    let new = f(old);
+    let value = to_value(key, &new)?;
+    Ok((new, value))
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.0.presented.as_ref().map(|(id, _)| id))
+            .field("used", &self.was_used())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The current time, at the microsecond precision every store keeps.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        to_micros(self.clock.now())
+    }
+}

@@ -1,0 +1,168 @@
+//! Saving a session when the response leaves: at most one write, merged
+//! with concurrent writers, and the cookies the response must carry.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tracing::Instrument as _;
+
+use super::Session;
+use super::state::{State, Working};
+use crate::Error;
+use crate::store::SessionRecord;
+use crate::token::{SessionId, SessionToken};
+
+/// What the response must carry once the session is saved.
+pub(crate) enum CookieAction {
+    /// Nothing: no cookie, no header.
+    None,
+    /// Set both cookies; `max_age` for a persistent session.
+    Set {
+        id: SessionId,
+        token: SessionToken,
+        max_age: Option<TimeDelta>,
+    },
+    /// Expire both cookies.
+    Expire,
+}
+
+impl Session {
+    /// The error for a session that a concurrent request ended or gave a
+    /// new token: this request's changes are dropped, never written back.
+    pub(super) fn conflict(&self, w: &Working) -> Error {
+        w.span.in_scope(|| {
+            tracing::info!("keycard: session ended or rotated by a concurrent request")
+        });
+        Error::Conflict
+    }
+
+    /// Whether a method of this session ran during the request.
+    pub(crate) fn was_used(&self) -> bool {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    /// Saves what the request changed and says which cookies to send; with
+    /// `discard`, drops the changes instead. Called once, when the response
+    /// leaves. A session that failed to load is an error either way.
+    pub(crate) async fn save(&self, discard: bool) -> Result<CookieAction, Error> {
+        let mut state = self.0.state.lock().await;
+        let w = match &mut *state {
+            State::Unloaded => return Ok(CookieAction::None),
+            State::Failed => return Err(Error::Unavailable),
+            State::Ready(_) if discard => return Ok(CookieAction::None),
+            State::Ready(w) => w,
+        };
+        let span = w.span.clone();
+        self.save_working(w).instrument(span).await
+    }
+
+    async fn save_working(&self, w: &mut Working) -> Result<CookieAction, Error> {
+        let ctx = &self.0.ctx;
+        let now = ctx.now();
+        if w.ended {
+            if let Some(stored) = &w.stored {
+                ctx.store.delete(stored.id).await?;
+                tracing::info!("keycard: session ended");
+            }
+            return Ok(if self.0.had_cookie {
+                CookieAction::Expire
+            } else {
+                CookieAction::None
+            });
+        }
+        let Some(stored) = &w.stored else {
+            return self.insert_new(w, now).await;
+        };
+        if !w.is_changed() {
+            if now - stored.fields.last_activity >= ctx.config.touch_interval() {
+                ctx.store.touch(stored.id, now).await?;
+            }
+            return Ok(CookieAction::None);
+        }
+        w.view.last_activity = w.view.last_activity.max(now);
+        let id = stored.id;
+        if !ctx.store.update(id, stored.version, &w.view).await? {
+            // A concurrent request wrote first: replay this request's changes
+            // on the row as it is now, under its lock.
+            let expected = stored.fields.token_hash;
+            let mut merge = |current: &SessionRecord| {
+                if !current.fields.token_hash.ct_eq(&expected) {
+                    return None;
+                }
+                w.rebase(current.clone());
+                w.view.last_activity = w.view.last_activity.max(now);
+                Some(w.view.clone())
+            };
+            match ctx.store.update_locked(id, &mut merge).await? {
+                Some(record) => w.stored = Some(record),
+                None => return Err(self.conflict(w)),
+            }
+        }
+        if let Some(token) = &w.new_token {
+            tracing::info!(
+                fingerprint = %token.hash().fingerprint(),
+                "keycard: session token rotated"
+            );
+        }
+        self.apply_session_limit(w).await?;
+        Ok(self.cookies_for(id, w))
+    }
+
+    /// After a sign-in is saved: ends the user's human sessions beyond what
+    /// the [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
+    /// This session was just written with the latest `last_activity`, so it
+    /// is the one the ranking keeps first.
+    async fn apply_session_limit(&self, w: &Working) -> Result<(), Error> {
+        let ctx = &self.0.ctx;
+        let (true, Some(user), false, Some(keep)) = (
+            w.identity_changed,
+            &w.view.user_id,
+            w.view.is_api,
+            ctx.config.concurrent_sessions.keep(),
+        ) else {
+            return Ok(());
+        };
+        let ended = ctx.store.delete_excess_for_user(user, keep).await?;
+        if ended > 0 {
+            tracing::info!(ended, "keycard: sessions ended by the per-user limit");
+        }
+        Ok(())
+    }
+
+    async fn insert_new(&self, w: &mut Working, now: DateTime<Utc>) -> Result<CookieAction, Error> {
+        if w.view.data.is_empty() && w.view.user_id.is_none() {
+            // Nothing worth remembering: no row, no cookie.
+            return Ok(CookieAction::None);
+        }
+        let token = match w.new_token.take() {
+            Some(token) => token,
+            None => SessionToken::generate().map_err(|_| Error::Randomness)?,
+        };
+        w.view.token_hash = token.hash();
+        w.view.last_activity = now;
+        let id = self.0.ctx.store.insert(&w.view).await?;
+        tracing::Span::current().record("session.id", id.get());
+        tracing::info!(
+            session.id = id.get(),
+            fingerprint = %w.view.token_hash.fingerprint(),
+            "keycard: session created"
+        );
+        w.new_token = Some(token);
+        self.apply_session_limit(w).await?;
+        Ok(self.cookies_for(id, w))
+    }
+
+    fn cookies_for(&self, id: SessionId, w: &Working) -> CookieAction {
+        let token = match (&w.new_token, &self.0.presented) {
+            (Some(token), _) => token.clone(),
+            (None, Some((_, token))) if w.persistent_changed => token.clone(),
+            _ => return CookieAction::None,
+        };
+        let max_age = w.view.persistent.then(|| {
+            let age = self.0.ctx.now() - w.view.created_at;
+            let (_, absolute) = self.0.ctx.config.timeouts(true);
+            (absolute - age).max(TimeDelta::zero())
+        });
+        CookieAction::Set { id, token, max_age }
+    }
+}

@@ -1,0 +1,146 @@
+//! What a request changed in its session, and how those changes are
+//! replayed on a newer version of the row.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::Error;
+use crate::store::{SessionFields, SessionRecord};
+use crate::token::SessionToken;
+
+/// Where a request's session is in its life.
+pub(super) enum State {
+    /// No method has run yet.
+    Unloaded,
+    /// Loading failed: every method errs and the layer answers 503.
+    Failed,
+    /// Loaded (or fresh): the working copy.
+    Ready(Box<Working>),
+}
+
+/// The session as this request sees it, and what it changed.
+pub(super) struct Working {
+    /// The row as last read from or written to the store; `None` for a
+    /// session that is not stored yet.
+    pub(super) stored: Option<SessionRecord>,
+    /// The current view: `stored` with this request's changes applied.
+    pub(super) view: SessionFields,
+    /// The token to send: set for a rotation (and for a new session once
+    /// saved). `None` keeps the presented one.
+    pub(super) new_token: Option<SessionToken>,
+    /// Data keys this request set or removed.
+    pub(super) dirty: BTreeSet<String>,
+    /// `clear()` or a sign-in as another user replaced all data.
+    pub(super) cleared: bool,
+    /// The user, how and when they authenticated.
+    pub(super) identity_changed: bool,
+    pub(super) persistent_changed: bool,
+    pub(super) ended: bool,
+    pub(super) span: tracing::Span,
+}
+
+impl Working {
+    pub(super) fn fresh(view: SessionFields, span: tracing::Span) -> Self {
+        Self::new(None, view, span)
+    }
+
+    pub(super) fn stored(record: SessionRecord, span: tracing::Span) -> Self {
+        let view = record.fields.clone();
+        Self::new(Some(record), view, span)
+    }
+
+    pub(super) fn new(
+        stored: Option<SessionRecord>,
+        view: SessionFields,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            stored,
+            view,
+            new_token: None,
+            dirty: BTreeSet::new(),
+            cleared: false,
+            identity_changed: false,
+            persistent_changed: false,
+            ended: false,
+            span,
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) a value, tracking whether it now
+    /// differs from the stored one.
+    pub(super) fn set(&mut self, key: &str, value: Option<Value>) {
+        match value {
+            Some(value) => self.view.data.insert(key.to_owned(), value),
+            None => self.view.data.remove(key),
+        };
+        let stored = self.stored.as_ref().and_then(|r| r.fields.data.get(key));
+        if !self.cleared && stored == self.view.data.get(key) {
+            self.dirty.remove(key);
+        } else {
+            self.dirty.insert(key.to_owned());
+        }
+    }
+
+    /// Records that `key = value` is now stored, as part of `record`.
+    pub(super) fn committed(&mut self, key: &str, value: Value, record: SessionRecord) {
+        self.view.last_activity = record.fields.last_activity;
+        self.view.data.insert(key.to_owned(), value);
+        self.dirty.remove(key);
+        self.stored = Some(record);
+    }
+
+    pub(super) fn clear_data(&mut self) {
+        self.view.data.clear();
+        self.dirty.clear();
+        self.cleared = true;
+    }
+
+    pub(super) fn rotate(&mut self) -> Result<(), Error> {
+        let token = SessionToken::generate().map_err(|_| Error::Randomness)?;
+        self.view.token_hash = token.hash();
+        self.new_token = Some(token);
+        Ok(())
+    }
+
+    pub(super) fn is_changed(&self) -> bool {
+        let stored_data = self.stored.as_ref().map(|r| &r.fields.data);
+        !self.dirty.is_empty()
+            || (self.cleared && stored_data.is_some_and(|d| !d.is_empty()))
+            || self.identity_changed
+            || self.persistent_changed
+            || self.new_token.is_some()
+    }
+
+    /// Makes `fresh` (a newer version of the row) the base, and replays this
+    /// request's changes on it.
+    pub(super) fn rebase(&mut self, fresh: SessionRecord) {
+        let mut view = fresh.fields.clone();
+        if self.cleared {
+            view.data = std::mem::take(&mut self.view.data);
+        } else {
+            for key in &self.dirty {
+                match self.view.data.get(key) {
+                    Some(value) => view.data.insert(key.clone(), value.clone()),
+                    None => view.data.remove(key),
+                };
+            }
+        }
+        if self.identity_changed {
+            view.user_id = self.view.user_id.take();
+            view.auth_method = self.view.auth_method.take();
+            view.authenticated_at = self.view.authenticated_at;
+            view.is_api = self.view.is_api;
+            view.auth_version = self.view.auth_version;
+        }
+        if self.persistent_changed {
+            view.persistent = self.view.persistent;
+        }
+        if self.new_token.is_some() {
+            view.token_hash = self.view.token_hash;
+        }
+        self.view = view;
+        self.stored = Some(fresh);
+    }
+}
