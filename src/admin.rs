@@ -72,6 +72,14 @@ impl SessionAdmin {
         Ok(ended)
     }
 
+    /// Ends every session of every user: everybody signs in again. Returns
+    /// how many ended.
+    pub async fn end_all(&self) -> Result<u64, Error> {
+        let ended = self.ctx.store.delete_all().await?;
+        tracing::warn!(ended, "keycard: every session ended by an administrator");
+        Ok(ended)
+    }
+
     /// How many sessions were used at or after `since` (CamCOPS'
     /// `n_sessions_active_since`).
     pub async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, Error> {

@@ -208,6 +208,10 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Deletes the user's sessions that `which` names; returns how many.
     async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError>;
 
+    /// Deletes every session of every user (after a suspected compromise of
+    /// the session store, say); returns how many.
+    async fn delete_all(&self) -> Result<u64, StoreError>;
+
     /// Deletes the user's human (non-API) sessions beyond the `keep` most
     /// recently active, in one statement; returns how many.
     async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError>;

@@ -28,6 +28,7 @@ const SQL: StatementTexts = StatementTexts {
     list_for_user: "SELECT {columns} FROM {table} WHERE user_id = ? \
         ORDER BY last_activity DESC, id DESC",
     delete_user_all: "DELETE FROM {table} WHERE user_id = ?",
+    delete_all: "DELETE FROM {table}",
     delete_user_except: "DELETE FROM {table} WHERE user_id = ? AND id <> ?",
     delete_user_only: "DELETE FROM {table} WHERE user_id = ? AND id = ?",
     // Ranked in a derived table, which MySQL requires to delete from the

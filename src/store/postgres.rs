@@ -29,6 +29,7 @@ const SQL: StatementTexts = StatementTexts {
     list_for_user: "SELECT {columns} FROM {table} WHERE user_id = $1 \
         ORDER BY last_activity DESC, id DESC",
     delete_user_all: "DELETE FROM {table} WHERE user_id = $1",
+    delete_all: "DELETE FROM {table}",
     delete_user_except: "DELETE FROM {table} WHERE user_id = $1 AND id <> $2",
     delete_user_only: "DELETE FROM {table} WHERE user_id = $1 AND id = $2",
     // Ranked in a derived table, which MySQL requires to delete from the

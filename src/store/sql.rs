@@ -26,6 +26,7 @@ pub(crate) struct StatementTexts {
     pub(crate) delete_user_only: &'static str,
     pub(crate) delete_user_except: &'static str,
     pub(crate) delete_user_all: &'static str,
+    pub(crate) delete_all: &'static str,
     pub(crate) list_for_user: &'static str,
     pub(crate) count_active_since: &'static str,
 }
@@ -46,6 +47,7 @@ pub(crate) struct Statements {
     pub(crate) delete_user_only: SqlStr,
     pub(crate) delete_user_except: SqlStr,
     pub(crate) delete_user_all: SqlStr,
+    pub(crate) delete_all: SqlStr,
     pub(crate) list_for_user: SqlStr,
     pub(crate) count_active_since: SqlStr,
 }
@@ -73,6 +75,7 @@ impl Statements {
             delete_user_only: render(texts.delete_user_only),
             delete_user_except: render(texts.delete_user_except),
             delete_user_all: render(texts.delete_user_all),
+            delete_all: render(texts.delete_all),
             list_for_user: render(texts.list_for_user),
             count_active_since: render(texts.count_active_since),
         }
@@ -143,6 +146,57 @@ pub(crate) fn count(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or(0)
 }
 
+/// How often a statement that lost a deadlock is tried again.
+const DEADLOCK_ATTEMPTS: u32 = 8;
+
+impl StoreError {
+    /// A deadlock or serialisation failure: the database rolled the
+    /// statement back, and running it again is safe and usually succeeds.
+    pub(crate) fn is_transient(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        // 40001: serialization failure (PostgreSQL; MySQL's deadlock 1213),
+        // 40P01: PostgreSQL deadlock, 5 / 517: SQLite busy.
+        matches!(
+            error.code().as_deref(),
+            Some("40001" | "40P01" | "5" | "517")
+        )
+    }
+}
+
+/// Runs `op`, again after a short random pause if it lost a deadlock (as
+/// concurrent sign-ins of one user can on MySQL, whose range locks make a
+/// ranked delete and an update of the same index wait for each other).
+pub(crate) async fn retry_deadlocks<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(error) if error.is_transient() && attempt < DEADLOCK_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "keycard: retrying after a deadlock");
+                deadlock_pause(attempt).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Up to `attempt` milliseconds, at random, so that the transactions that
+/// collided do not collide again in step.
+pub(crate) async fn deadlock_pause(attempt: u32) {
+    let mut byte = [0u8; 1];
+    let random = rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut byte)
+        .map(|()| u64::from(byte[0]))
+        .unwrap_or(128);
+    let micros = random * u64::from(attempt) * 1000 / 256;
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
 /// The parts of a SQL store that differ between backends only in types:
 /// binding a row's columns, the optimistic write, the locked merge, and the
 /// single-statement methods of [`SessionStore`](super::SessionStore).
@@ -200,26 +254,9 @@ macro_rules! sql_store {
             Ok(done.rows_affected() == 1)
         }
 
-        #[async_trait::async_trait]
-        impl $crate::store::SessionStore for $store {
-            async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-                fetch(&self.pool, &self.sql.load, id).await
-            }
-
-            async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
-                self.insert_row(fields).await
-            }
-
-            async fn update(
-                &self,
-                id: SessionId,
-                expected_version: i64,
-                fields: &SessionFields,
-            ) -> Result<bool, StoreError> {
-                write(&self.pool, &self.sql, id, expected_version, fields).await
-            }
-
-            async fn update_locked(
+        impl $store {
+            /// One try of `update_locked`, in one transaction.
+            async fn update_locked_once(
                 &self,
                 id: SessionId,
                 merge: &mut $crate::store::Merge<'_>,
@@ -241,25 +278,78 @@ macro_rules! sql_store {
                     fields,
                 }))
             }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
+            async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+                fetch(&self.pool, &self.sql.load, id).await
+            }
+
+            async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(
+                    move || async move { this.insert_row(fields).await },
+                )
+                .await
+            }
+
+            async fn update(
+                &self,
+                id: SessionId,
+                expected_version: i64,
+                fields: &SessionFields,
+            ) -> Result<bool, StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    write(&this.pool, &this.sql, id, expected_version, fields).await
+                })
+                .await
+            }
+
+            async fn update_locked(
+                &self,
+                id: SessionId,
+                merge: &mut $crate::store::Merge<'_>,
+            ) -> Result<Option<SessionRecord>, StoreError> {
+                let mut attempt = 1;
+                loop {
+                    match self.update_locked_once(id, merge).await {
+                        Err(error) if error.is_transient() && attempt < 8 => {
+                            $crate::store::sql::deadlock_pause(attempt).await;
+                            attempt += 1;
+                        }
+                        result => return result,
+                    }
+                }
+            }
 
             async fn touch(
                 &self,
                 id: SessionId,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.sql.touch.clone())
-                    .bind($time(at))
-                    .bind(id.get())
-                    .execute(&self.pool)
-                    .await?;
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.touch.clone())
+                        .bind($time(at))
+                        .bind(id.get())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.sql.delete.clone())
-                    .bind(id.get())
-                    .execute(&self.pool)
-                    .await?;
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete.clone())
+                        .bind(id.get())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -268,14 +358,18 @@ macro_rules! sql_store {
                 cutoffs: $crate::store::ExpiryCutoffs,
                 limit: u32,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query(self.sql.delete_expired.clone())
-                    .bind($time(cutoffs.idle_before))
-                    .bind($time(cutoffs.created_before))
-                    .bind($time(cutoffs.persistent_idle_before))
-                    .bind($time(cutoffs.persistent_created_before))
-                    .bind(i64::from(limit))
-                    .execute(&self.pool)
-                    .await?;
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_expired.clone())
+                        .bind($time(cutoffs.idle_before))
+                        .bind($time(cutoffs.created_before))
+                        .bind($time(cutoffs.persistent_idle_before))
+                        .bind($time(cutoffs.persistent_created_before))
+                        .bind(i64::from(limit))
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
                 Ok(done.rows_affected())
             }
 
@@ -293,18 +387,36 @@ macro_rules! sql_store {
                 which: $crate::store::UserSessions,
             ) -> Result<u64, StoreError> {
                 use $crate::store::UserSessions;
-                let query = match which {
-                    UserSessions::All => {
-                        sqlx::query(self.sql.delete_user_all.clone()).bind(user_id)
-                    }
-                    UserSessions::AllExcept(id) => sqlx::query(self.sql.delete_user_except.clone())
-                        .bind(user_id)
-                        .bind(id.get()),
-                    UserSessions::Only(id) => sqlx::query(self.sql.delete_user_only.clone())
-                        .bind(user_id)
-                        .bind(id.get()),
-                };
-                Ok(query.execute(&self.pool).await?.rows_affected())
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    let query = match which {
+                        UserSessions::All => {
+                            sqlx::query(this.sql.delete_user_all.clone()).bind(user_id)
+                        }
+                        UserSessions::AllExcept(id) => {
+                            sqlx::query(this.sql.delete_user_except.clone())
+                                .bind(user_id)
+                                .bind(id.get())
+                        }
+                        UserSessions::Only(id) => sqlx::query(this.sql.delete_user_only.clone())
+                            .bind(user_id)
+                            .bind(id.get()),
+                    };
+                    Ok(query.execute(&this.pool).await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_all(&self) -> Result<u64, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_all.clone())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn delete_excess_for_user(
@@ -312,11 +424,15 @@ macro_rules! sql_store {
                 user_id: &str,
                 keep: u32,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query(self.sql.delete_excess_for_user.clone())
-                    .bind(user_id)
-                    .bind(i64::from(keep))
-                    .execute(&self.pool)
-                    .await?;
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_excess_for_user.clone())
+                        .bind(user_id)
+                        .bind(i64::from(keep))
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
                 Ok(done.rows_affected())
             }
 

@@ -166,6 +166,12 @@ impl SessionStore for CountingStore {
         self.inner.delete_for_user(user_id, which).await
     }
 
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        self.calls.delete.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner.delete_all().await
+    }
+
     async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
         self.calls.delete.fetch_add(1, Ordering::SeqCst);
         self.check(&self.fail_writes)?;

@@ -249,6 +249,12 @@ pub async fn admin_ends_all_sessions_of_a_user(store: TestStore) {
     assert!(admin.end(carol_id).await.expect("end"));
     assert!(!admin.end(carol_id).await.expect("end"), "already ended");
     assert_eq!(carol.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    // Everybody, every user.
+    let mut dave = signed_in(&app, "dave").await;
+    let mut erin = signed_in(&app, "erin").await;
+    assert_eq!(admin.end_all().await.expect("end all"), 2);
+    assert_eq!(dave.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(erin.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// The application's users table, reduced to a credential version each.
