@@ -76,7 +76,7 @@ impl SessionAdmin {
     /// how many ended.
     pub async fn end_all(&self) -> Result<u64, Error> {
         let ended = self.ctx.store.delete_all().await?;
-        tracing::warn!(ended, "keycard: every session ended by an administrator");
+        tracing::info!(ended, "keycard: every session ended by an administrator");
         Ok(ended)
     }
 

@@ -230,8 +230,11 @@ impl SessionLayer {
     }
 }
 
+/// A configured duration as chrono's type, capped at 100 years so that no
+/// `now - timeout` can leave chrono's range (which would panic).
 fn delta(duration: Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+    let cap = TimeDelta::days(36_525);
+    TimeDelta::from_std(duration).map_or(cap, |d| d.min(cap))
 }
 
 impl<S> Layer<S> for SessionLayer {
@@ -242,5 +245,25 @@ impl<S> Layer<S> for SessionLayer {
             inner,
             ctx: self.ctx.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_are_capped_and_never_panic() {
+        let huge = delta(Duration::MAX);
+        assert_eq!(huge, TimeDelta::days(36_525));
+        let config = SessionConfig {
+            idle_timeout: huge,
+            absolute_timeout: huge,
+            persistent_idle_timeout: huge,
+            persistent_absolute_timeout: huge,
+            ..SessionConfig::default()
+        };
+        let now = chrono::Utc::now();
+        assert!(config.expiry_cutoffs(now).idle_before < now);
     }
 }

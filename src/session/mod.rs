@@ -211,7 +211,7 @@ impl Session {
     }
 
     /// How the signed-in user was authenticated, as given to
-    /// [`login_with_method`](Self::login_with_method).
+    /// [`Login::method`](crate::Login::method).
     pub async fn auth_method(&self) -> Result<Option<String>, Error> {
         self.with(|w| w.view.auth_method.clone()).await
     }
