@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 mod auth_versions;
 pub mod clock;
 pub mod config;

@@ -38,7 +38,7 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// The TCP peer: axum's `ConnectInfo` (from
 /// `into_make_service_with_connect_info`), or a plain `SocketAddr`
 /// extension put there by another server.
-fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
+pub(crate) fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
     let extensions = request.extensions();
     #[cfg(feature = "axum")]
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {

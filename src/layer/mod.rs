@@ -60,6 +60,7 @@ mod cookies;
 mod future;
 mod service;
 
+pub(crate) use client_ip::peer_ip;
 pub use future::ResponseFuture;
 pub use service::SessionService;
 

@@ -89,7 +89,7 @@ impl Session {
         self.0.client_ip.map(|ip| ip.to_canonical().to_string())
     }
 
-    fn fresh_fields(&self, now: DateTime<Utc>) -> SessionFields {
+    pub(super) fn fresh_fields(&self, now: DateTime<Utc>) -> SessionFields {
         SessionFields {
             // Replaced by a real token's hash when the session is first saved.
             token_hash: TokenHash::UNSET,

@@ -24,6 +24,7 @@ pub struct Login {
     user_id: String,
     method: Option<String>,
     auth_version: Option<i64>,
+    api: bool,
 }
 
 impl Login {
@@ -33,7 +34,17 @@ impl Login {
             user_id: user_id.into(),
             method: None,
             auth_version: None,
+            api: false,
         }
+    }
+
+    /// Marks the session as an API client's (CamCOPS' tablets): exempt from
+    /// the [`ConcurrentSessions`](crate::ConcurrentSessions) limit on human
+    /// sessions. [`AuthLayer`](crate::auth::AuthLayer) sets it for
+    /// credentials sent with each request (HTTP Basic, bearer tokens).
+    pub fn api(mut self, api: bool) -> Self {
+        self.api = api;
+        self
     }
 
     /// Records how the user proved who they are (`"password"`, `"basic"`,
@@ -104,16 +115,25 @@ impl Session {
         w.view.user_id = Some(login.user_id);
         w.view.auth_method = login.method;
         w.view.auth_version = login.auth_version;
+        w.view.is_api = login.api;
         w.view.authenticated_at = Some(now);
         w.identity_changed = true;
         w.rotate()
     }
 
-    /// Signs out and ends the session: when the response leaves, the row is
-    /// deleted and both cookies are expired. A replay of the old cookies is
-    /// an anonymous request from then on.
+    /// Signs out and ends the session: from here on the request is
+    /// anonymous, and when the response leaves the row is deleted and both
+    /// cookies are expired. A replay of the old cookies is an anonymous
+    /// request from then on. (A value stored after the logout, a "goodbye"
+    /// message say, starts a new anonymous session with new cookies.)
     pub async fn logout(&self) -> Result<(), Error> {
-        self.with(|w| w.ended = true).await
+        let now = self.0.ctx.now();
+        let fresh = self.fresh_fields(now);
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        w.restart(fresh);
+        w.ended = true;
+        Ok(())
     }
 
     /// Signs out but keeps the session's values (a basket, preferences):
@@ -128,6 +148,19 @@ impl Session {
         w.view.auth_version = None;
         w.identity_changed = true;
         w.rotate()
+    }
+
+    /// Ends this session and carries on with a fresh, anonymous one in the
+    /// same request: when the response leaves, the old row is deleted and,
+    /// if the new session holds anything, it is stored under a new id and
+    /// token (otherwise the cookies are expired). This is how an API client
+    /// whose cookie belongs to another user is switched over.
+    pub async fn restart(&self) -> Result<(), Error> {
+        let now = self.0.ctx.now();
+        let fresh = self.fresh_fields(now);
+        let mut state = self.ready().await?;
+        ready_mut(&mut state)?.restart(fresh);
+        Ok(())
     }
 
     /// Gives the session a fresh token, keeping its values and user. Use it

@@ -216,6 +216,11 @@ impl Session {
         self.with(|w| w.view.auth_method.clone()).await
     }
 
+    /// Whether this is an API client's session (see [`Login::api`]).
+    pub async fn is_api(&self) -> Result<bool, Error> {
+        self.with(|w| w.view.is_api).await
+    }
+
     /// When the user last signed in; `None` while anonymous.
     pub async fn authenticated_at(&self) -> Result<Option<DateTime<Utc>>, Error> {
         self.with(|w| w.view.authenticated_at).await

@@ -59,16 +59,9 @@ impl Session {
     async fn save_working(&self, w: &mut Working) -> Result<CookieAction, Error> {
         let ctx = &self.0.ctx;
         let now = ctx.now();
-        if w.ended {
-            if let Some(stored) = &w.stored {
-                ctx.store.delete(stored.id).await?;
-                tracing::info!("keycard: session ended");
-            }
-            return Ok(if self.0.had_cookie {
-                CookieAction::Expire
-            } else {
-                CookieAction::None
-            });
+        if let Some(replaced) = w.replaced {
+            ctx.store.delete(replaced).await?;
+            tracing::info!(session.ended = replaced.get(), "keycard: session ended");
         }
         let Some(stored) = &w.stored else {
             return self.insert_new(w, now).await;
@@ -131,8 +124,13 @@ impl Session {
 
     async fn insert_new(&self, w: &mut Working, now: DateTime<Utc>) -> Result<CookieAction, Error> {
         if w.view.data.is_empty() && w.view.user_id.is_none() {
-            // Nothing worth remembering: no row, no cookie.
-            return Ok(CookieAction::None);
+            // Nothing worth remembering: no row, no cookie (and the cookies
+            // of a session this request ended are expired).
+            return Ok(if w.replaced.is_some() || (w.ended && self.0.had_cookie) {
+                CookieAction::Expire
+            } else {
+                CookieAction::None
+            });
         }
         let token = match w.new_token.take() {
             Some(token) => token,

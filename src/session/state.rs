@@ -36,7 +36,11 @@ pub(super) struct Working {
     /// The user, how and when they authenticated.
     pub(super) identity_changed: bool,
     pub(super) persistent_changed: bool,
+    /// Signed out: expire the cookies unless a new session is stored.
     pub(super) ended: bool,
+    /// A stored row this request ended with [`Session::restart`](super::Session::restart),
+    /// to delete when the response leaves.
+    pub(super) replaced: Option<crate::token::SessionId>,
     pub(super) span: tracing::Span,
 }
 
@@ -64,6 +68,7 @@ impl Working {
             identity_changed: false,
             persistent_changed: false,
             ended: false,
+            replaced: None,
             span,
         }
     }
@@ -89,6 +94,15 @@ impl Working {
         self.view.data.insert(key.to_owned(), value);
         self.dirty.remove(key);
         self.stored = Some(record);
+    }
+
+    /// Forgets the stored row (remembering to delete it) and every change:
+    /// from here on this is a new session with `fresh` as its fields.
+    pub(super) fn restart(&mut self, fresh: SessionFields) {
+        let replaced = self.stored.take().map(|r| r.id).or(self.replaced);
+        let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        *self = Self::new(None, fresh, span);
+        self.replaced = replaced;
     }
 
     pub(super) fn clear_data(&mut self) {

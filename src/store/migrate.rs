@@ -34,6 +34,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 2,
         sql: include_str!("../../migrations/sqlite/0002_auth_version.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/sqlite/0003_users_and_api_tokens.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, oldest first.
@@ -47,6 +51,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         sql: include_str!("../../migrations/postgres/0002_auth_version.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/postgres/0003_users_and_api_tokens.sql"),
+    },
 ];
 
 /// The MySQL/MariaDB migrations, oldest first.
@@ -59,6 +67,10 @@ pub(crate) const MYSQL: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../../migrations/mysql/0002_auth_version.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/mysql/0003_users_and_api_tokens.sql"),
     },
 ];
 

@@ -37,6 +37,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod table_name;
+mod users;
 
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlStore;
@@ -45,6 +46,7 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use table_name::TableName;
+pub use users::{ApiTokenRecord, NewApiToken, UserRecord, UserStore};
 
 /// The JSON object of an application's session values.
 pub type SessionData = Map<String, Value>;
@@ -143,7 +145,7 @@ pub enum StoreError {
     },
     /// A table name that is not a plain SQL identifier.
     #[error(
-        "invalid session table name {0:?}: use 1 to 63 ASCII letters, digits or `_`, not starting with a digit"
+        "invalid session table name {0:?}: use 1 to 48 ASCII letters, digits or `_`, not starting with a digit"
     )]
     InvalidTableName(String),
     /// A migration could not be applied.

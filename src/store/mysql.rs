@@ -7,7 +7,9 @@ use sqlx::mysql::{MySqlArguments, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, MySql, Row};
 
 use super::migrate::MYSQL;
-use super::sql::{RawRow, StatementTexts, Statements, assigned_id, sql_store};
+use super::sql::{
+    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -39,6 +41,27 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
+const USERS_SQL: UserStatementTexts = UserStatementTexts {
+    create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
+        failures, locked_until, created_at) VALUES (?, ?, ?, ?, 0, NULL, ?)",
+    find_user: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
+    find_user_for_update: "SELECT {user_columns} FROM {table}_users WHERE username = ? FOR UPDATE",
+    set_password_hash: "UPDATE {table}_users SET password_hash = ?, failures = 0, \
+        locked_until = NULL WHERE username = ?",
+    set_disabled: "UPDATE {table}_users SET disabled = ? WHERE username = ?",
+    write_failures: "UPDATE {table}_users SET failures = ?, locked_until = ? \
+        WHERE username = ?",
+    clear_failures: "UPDATE {table}_users SET failures = 0, locked_until = NULL \
+        WHERE username = ? AND (failures <> 0 OR locked_until IS NOT NULL)",
+    insert_api_token: "INSERT INTO {table}_api_tokens (token_hash, user_id, name, created_at) \
+        VALUES (?, ?, ?, ?)",
+    find_api_token: "SELECT {token_columns} FROM {table}_api_tokens WHERE token_hash = ?",
+    touch_api_token: "UPDATE {table}_api_tokens SET last_used_at = ? WHERE id = ?",
+    list_api_tokens: "SELECT {token_columns} FROM {table}_api_tokens WHERE user_id = ? \
+        ORDER BY id",
+    delete_api_token: "DELETE FROM {table}_api_tokens WHERE user_id = ? AND id = ?",
+};
+
 /// How long `migrate` waits for another process's migration to finish.
 const MIGRATION_LOCK_SECONDS: i64 = 60;
 
@@ -61,6 +84,7 @@ pub struct MySqlStore {
     pool: MySqlPool,
     table: TableName,
     sql: Arc<Statements>,
+    users_sql: Arc<UserStatements>,
 }
 
 impl MySqlStore {
@@ -73,7 +97,13 @@ impl MySqlStore {
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: MySqlPool, table: TableName) -> Self {
         let sql = Arc::new(Statements::new(&SQL, &table));
-        Self { pool, table, sql }
+        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
+        Self {
+            pool,
+            table,
+            sql,
+            users_sql,
+        }
     }
 
     /// Connects to `url` (`mysql://user@host/db`) with a pool of 10.
@@ -165,40 +195,22 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
     t.naive_utc()
 }
 
-fn decode_row(row: &MySqlRow) -> Result<SessionRecord, StoreError> {
-    let utc = |column: &str| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        let t: Option<NaiveDateTime> = row.try_get(column)?;
-        Ok(t.map(|t| t.and_utc()))
-    };
-    let id: i64 = row.try_get("id")?;
-    let required = |t: Option<DateTime<Utc>>| {
-        t.ok_or(StoreError::Corrupt {
-            id,
-            what: "timestamp missing",
-        })
-    };
-    RawRow {
-        id,
-        version: row.try_get("version")?,
-        token_hash: row.try_get("token_hash")?,
-        user_id: row.try_get("user_id")?,
-        ip_address: row.try_get("ip_address")?,
-        is_api: row.try_get("is_api")?,
-        auth_method: row.try_get("auth_method")?,
-        authenticated_at: utc("authenticated_at")?,
-        persistent: row.try_get("persistent")?,
-        created_at: required(utc("created_at")?)?,
-        last_activity: required(utc("last_activity")?)?,
-        data: row.try_get("data")?,
-        auth_version: row.try_get("auth_version")?,
-    }
-    .into_record()
+/// `DATETIME` has no zone: keycard writes and reads UTC.
+fn read_time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let t: Option<NaiveDateTime> = row.try_get(column)?;
+    Ok(t.map(|t| t.and_utc()))
 }
 
 sql_store! {
     store: MySqlStore,
     database: MySql,
     arguments: MySqlArguments,
+    time: naive,
+}
+
+user_store! {
+    store: MySqlStore,
+    database: MySql,
     time: naive,
 }
 
@@ -211,10 +223,8 @@ impl MySqlStore {
     }
 
     /// MySQL has no `RETURNING`: the id comes back in the OK packet.
-    async fn insert_row(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
-        let done = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
-            .execute(&self.pool)
-            .await?;
-        assigned_id(i64::try_from(done.last_insert_id()).unwrap_or(0))
+    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
+        let done = query.execute(&self.pool).await?;
+        Ok(i64::try_from(done.last_insert_id()).unwrap_or(0))
     }
 }

@@ -7,7 +7,9 @@ use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
-use super::sql::{RawRow, StatementTexts, Statements, assigned_id, sql_store};
+use super::sql::{
+    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -40,6 +42,27 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 
+const USERS_SQL: UserStatementTexts = UserStatementTexts {
+    create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
+        failures, locked_until, created_at) VALUES ($1, $2, $3, $4, 0, NULL, $5)",
+    find_user: "SELECT {user_columns} FROM {table}_users WHERE username = $1",
+    find_user_for_update: "SELECT {user_columns} FROM {table}_users WHERE username = $1 FOR UPDATE",
+    set_password_hash: "UPDATE {table}_users SET password_hash = $1, failures = 0, \
+        locked_until = NULL WHERE username = $2",
+    set_disabled: "UPDATE {table}_users SET disabled = $1 WHERE username = $2",
+    write_failures: "UPDATE {table}_users SET failures = $1, locked_until = $2 \
+        WHERE username = $3",
+    clear_failures: "UPDATE {table}_users SET failures = 0, locked_until = NULL \
+        WHERE username = $1 AND (failures <> 0 OR locked_until IS NOT NULL)",
+    insert_api_token: "INSERT INTO {table}_api_tokens (token_hash, user_id, name, created_at) \
+        VALUES ($1, $2, $3, $4) RETURNING id",
+    find_api_token: "SELECT {token_columns} FROM {table}_api_tokens WHERE token_hash = $1",
+    touch_api_token: "UPDATE {table}_api_tokens SET last_used_at = $1 WHERE id = $2",
+    list_api_tokens: "SELECT {token_columns} FROM {table}_api_tokens WHERE user_id = $1 \
+        ORDER BY id",
+    delete_api_token: "DELETE FROM {table}_api_tokens WHERE user_id = $1 AND id = $2",
+};
+
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for
 /// several app servers sharing one database.
 ///
@@ -59,6 +82,7 @@ pub struct PostgresStore {
     pool: PgPool,
     table: TableName,
     sql: Arc<Statements>,
+    users_sql: Arc<UserStatements>,
 }
 
 impl PostgresStore {
@@ -71,7 +95,13 @@ impl PostgresStore {
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: PgPool, table: TableName) -> Self {
         let sql = Arc::new(Statements::new(&SQL, &table));
-        Self { pool, table, sql }
+        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
+        Self {
+            pool,
+            table,
+            sql,
+            users_sql,
+        }
     }
 
     /// Connects to `url` (`postgres://user@host/db`) with a pool of 10.
@@ -147,29 +177,20 @@ fn utc(t: DateTime<Utc>) -> DateTime<Utc> {
     t
 }
 
-fn decode_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
-    RawRow {
-        id: row.try_get("id")?,
-        version: row.try_get("version")?,
-        token_hash: row.try_get("token_hash")?,
-        user_id: row.try_get("user_id")?,
-        ip_address: row.try_get("ip_address")?,
-        is_api: row.try_get("is_api")?,
-        auth_method: row.try_get("auth_method")?,
-        authenticated_at: row.try_get("authenticated_at")?,
-        persistent: row.try_get("persistent")?,
-        created_at: row.try_get("created_at")?,
-        last_activity: row.try_get("last_activity")?,
-        data: row.try_get("data")?,
-        auth_version: row.try_get("auth_version")?,
-    }
-    .into_record()
+fn read_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(row.try_get(column)?)
 }
 
 sql_store! {
     store: PostgresStore,
     database: Postgres,
     arguments: PgArguments,
+    time: utc,
+}
+
+user_store! {
+    store: PostgresStore,
+    database: Postgres,
     time: utc,
 }
 
@@ -181,10 +202,7 @@ impl PostgresStore {
         self.pool.begin().await
     }
 
-    async fn insert_row(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
-        let row = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
-            .fetch_one(&self.pool)
-            .await?;
-        assigned_id(row.try_get(0)?)
+    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
+        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
     }
 }

@@ -31,6 +31,78 @@ pub(crate) struct StatementTexts {
     pub(crate) count_active_since: &'static str,
 }
 
+/// One backend's SQL for accounts and API tokens ([`UserStore`](super::UserStore)).
+pub(crate) struct UserStatementTexts {
+    pub(crate) create_user: &'static str,
+    pub(crate) find_user: &'static str,
+    /// `find_user` taking the row's write lock inside a transaction.
+    pub(crate) find_user_for_update: &'static str,
+    pub(crate) set_password_hash: &'static str,
+    pub(crate) set_disabled: &'static str,
+    pub(crate) write_failures: &'static str,
+    pub(crate) clear_failures: &'static str,
+    pub(crate) insert_api_token: &'static str,
+    pub(crate) find_api_token: &'static str,
+    pub(crate) touch_api_token: &'static str,
+    pub(crate) list_api_tokens: &'static str,
+    pub(crate) delete_api_token: &'static str,
+}
+
+/// The columns of `<table>_users` every `SELECT` reads.
+pub(crate) const USER_COLUMNS: &str =
+    "username, display_name, password_hash, disabled, failures, locked_until, created_at";
+/// The columns of `<table>_api_tokens` every `SELECT` reads.
+pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
+
+/// [`UserStatementTexts`] with the table name in place.
+#[derive(Debug)]
+pub(crate) struct UserStatements {
+    pub(crate) create_user: SqlStr,
+    pub(crate) find_user: SqlStr,
+    pub(crate) find_user_for_update: SqlStr,
+    pub(crate) set_password_hash: SqlStr,
+    pub(crate) set_disabled: SqlStr,
+    pub(crate) write_failures: SqlStr,
+    pub(crate) clear_failures: SqlStr,
+    pub(crate) insert_api_token: SqlStr,
+    pub(crate) find_api_token: SqlStr,
+    pub(crate) touch_api_token: SqlStr,
+    pub(crate) list_api_tokens: SqlStr,
+    pub(crate) delete_api_token: SqlStr,
+}
+
+impl UserStatements {
+    pub(crate) fn new(texts: &UserStatementTexts, table: &TableName) -> Self {
+        let render = |text: &str| {
+            AssertSqlSafe(
+                text.replace("{user_columns}", USER_COLUMNS)
+                    .replace("{token_columns}", TOKEN_COLUMNS)
+                    .replace("{table}", table.as_str()),
+            )
+            .into_sql_str()
+        };
+        Self {
+            create_user: render(texts.create_user),
+            find_user: render(texts.find_user),
+            find_user_for_update: render(texts.find_user_for_update),
+            set_password_hash: render(texts.set_password_hash),
+            set_disabled: render(texts.set_disabled),
+            write_failures: render(texts.write_failures),
+            clear_failures: render(texts.clear_failures),
+            insert_api_token: render(texts.insert_api_token),
+            find_api_token: render(texts.find_api_token),
+            touch_api_token: render(texts.touch_api_token),
+            list_api_tokens: render(texts.list_api_tokens),
+            delete_api_token: render(texts.delete_api_token),
+        }
+    }
+}
+
+/// Whether the database refused a row because a unique key is taken.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
 /// [`StatementTexts`] with the table name in place. sqlx caches each
 /// prepared statement per connection by its text, so these are prepared once
 /// per connection.
@@ -201,13 +273,41 @@ pub(crate) async fn deadlock_pause(attempt: u32) {
 /// binding a row's columns, the optimistic write, the locked merge, and the
 /// single-statement methods of [`SessionStore`](super::SessionStore).
 ///
-/// The invoking module provides `SQL` (its [`StatementTexts`]), `decode_row`,
+/// The invoking module provides `read_time` (a timestamp column, decoded)
 /// and, on the store type, `begin_locked` (a transaction whose first read
-/// takes the row's write lock) and `insert_row` (backends return the new id
-/// differently). `time` converts a timestamp to what the backend binds.
+/// takes the row's write lock) and `insert_returning_id` (backends return a
+/// new row's id differently). `time` converts a timestamp to what the
+/// backend binds.
 macro_rules! sql_store {
     (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
         type Query<'q> = sqlx::query::Query<'q, $db, $args>;
+
+        fn decode_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionRecord, StoreError> {
+            use sqlx::Row as _;
+            let id: i64 = row.try_get("id")?;
+            let required = |column| {
+                read_time(row, column)?.ok_or(StoreError::Corrupt {
+                    id,
+                    what: "a required timestamp is missing",
+                })
+            };
+            $crate::store::sql::RawRow {
+                id,
+                version: row.try_get("version")?,
+                token_hash: row.try_get("token_hash")?,
+                user_id: row.try_get("user_id")?,
+                ip_address: row.try_get("ip_address")?,
+                is_api: row.try_get("is_api")?,
+                auth_method: row.try_get("auth_method")?,
+                authenticated_at: read_time(row, "authenticated_at")?,
+                persistent: row.try_get("persistent")?,
+                created_at: required("created_at")?,
+                last_activity: required("last_activity")?,
+                data: row.try_get("data")?,
+                auth_version: row.try_get("auth_version")?,
+            }
+            .into_record()
+        }
 
         /// Binds the columns of `SessionFields` in the order both the insert
         /// and the update statement list them.
@@ -288,9 +388,10 @@ macro_rules! sql_store {
 
             async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
                 let this = self;
-                $crate::store::sql::retry_deadlocks(
-                    move || async move { this.insert_row(fields).await },
-                )
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    let query = bind_fields(sqlx::query(this.sql.insert.clone()), fields);
+                    $crate::store::sql::assigned_id(this.insert_returning_id(query).await?)
+                })
                 .await
             }
 
@@ -451,3 +552,221 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+/// [`UserStore`](crate::store::UserStore) for a SQL store, like
+/// [`sql_store!`]. The invoking module provides `USERS_SQL` (its
+/// [`UserStatementTexts`]), `read_time` (a timestamp column, decoded) and,
+/// on the store type, `users_sql`, `begin_locked` and `insert_returning_id`.
+macro_rules! user_store {
+    (store: $store:ty, database: $db:ty, time: $time:path $(,)?) => {
+        fn decode_user(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::store::UserRecord, StoreError> {
+            use sqlx::Row as _;
+            let failures: i64 = row.try_get("failures")?;
+            let disabled: bool = row.try_get("disabled")?;
+            Ok($crate::store::UserRecord {
+                username: row.try_get("username")?,
+                display_name: row.try_get("display_name")?,
+                password_hash: row.try_get("password_hash")?,
+                disabled,
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                locked_until: read_time(row, "locked_until")?,
+                created_at: read_time(row, "created_at")?.ok_or(StoreError::Corrupt {
+                    id: 0,
+                    what: "an account has no `created_at`",
+                })?,
+            })
+        }
+
+        fn decode_token(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::store::ApiTokenRecord, StoreError> {
+            use sqlx::Row as _;
+            let id: i64 = row.try_get("id")?;
+            Ok($crate::store::ApiTokenRecord {
+                id,
+                user_id: row.try_get("user_id")?,
+                name: row.try_get("name")?,
+                created_at: read_time(row, "created_at")?.ok_or(StoreError::Corrupt {
+                    id,
+                    what: "an API token has no `created_at`",
+                })?,
+                last_used_at: read_time(row, "last_used_at")?,
+            })
+        }
+
+        impl $store {
+            async fn record_failure_once(
+                &self,
+                username: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                policy: $crate::auth::LockoutPolicy,
+            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
+                let sql = &self.users_sql;
+                let mut tx = self.begin_locked().await?;
+                let row = sqlx::query(sql.find_user_for_update.clone())
+                    .bind(username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(mut user) = row.as_ref().map(decode_user).transpose()? else {
+                    return Ok(None);
+                };
+                let (failures, locked_until) =
+                    policy.after_failure(user.failures, user.locked_until, now);
+                sqlx::query(sql.write_failures.clone())
+                    .bind(i64::from(failures))
+                    .bind(locked_until.map($time))
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                user.failures = failures;
+                user.locked_until = locked_until;
+                Ok(Some(user))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::UserStore for $store {
+            async fn create_user(
+                &self,
+                user: &$crate::store::UserRecord,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.users_sql.create_user.clone())
+                    .bind(&user.username)
+                    .bind(&user.display_name)
+                    .bind(&user.password_hash)
+                    .bind(user.disabled)
+                    .bind($time(user.created_at))
+                    .execute(&self.pool)
+                    .await;
+                match done {
+                    Ok(_) => Ok(true),
+                    Err(error) if $crate::store::sql::is_unique_violation(&error) => Ok(false),
+                    Err(error) => Err(error.into()),
+                }
+            }
+
+            async fn find_user(
+                &self,
+                username: &str,
+            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
+                let row = sqlx::query(self.users_sql.find_user.clone())
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(decode_user).transpose()
+            }
+
+            async fn set_password_hash(
+                &self,
+                username: &str,
+                hash: &str,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.users_sql.set_password_hash.clone())
+                    .bind(hash)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_disabled(
+                &self,
+                username: &str,
+                disabled: bool,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.users_sql.set_disabled.clone())
+                    .bind(disabled)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_failure(
+                &self,
+                username: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                policy: $crate::auth::LockoutPolicy,
+            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    this.record_failure_once(username, now, policy).await
+                })
+                .await
+            }
+
+            async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    sqlx::query(this.users_sql.clear_failures.clone())
+                        .bind(username)
+                        .execute(&this.pool)
+                        .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn insert_api_token(
+                &self,
+                token: &$crate::store::NewApiToken,
+            ) -> Result<i64, StoreError> {
+                let query = sqlx::query(self.users_sql.insert_api_token.clone())
+                    .bind(token.token_hash.as_bytes().as_slice())
+                    .bind(&token.user_id)
+                    .bind(&token.name)
+                    .bind($time(token.created_at));
+                self.insert_returning_id(query).await
+            }
+
+            async fn find_api_token(
+                &self,
+                hash: &$crate::token::TokenHash,
+            ) -> Result<Option<$crate::store::ApiTokenRecord>, StoreError> {
+                let row = sqlx::query(self.users_sql.find_api_token.clone())
+                    .bind(hash.as_bytes().as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(decode_token).transpose()
+            }
+
+            async fn touch_api_token(
+                &self,
+                id: i64,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(self.users_sql.touch_api_token.clone())
+                    .bind($time(at))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_api_tokens(
+                &self,
+                user_id: &str,
+            ) -> Result<Vec<$crate::store::ApiTokenRecord>, StoreError> {
+                let rows = sqlx::query(self.users_sql.list_api_tokens.clone())
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(decode_token).collect()
+            }
+
+            async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(self.users_sql.delete_api_token.clone())
+                    .bind(user_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+pub(crate) use user_store;

@@ -12,7 +12,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::migrate::SQLITE;
-use super::sql::{RawRow, StatementTexts, Statements, assigned_id, sql_store};
+use super::sql::{
+    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -45,6 +47,27 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
+const USERS_SQL: UserStatementTexts = UserStatementTexts {
+    create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
+        failures, locked_until, created_at) VALUES (?, ?, ?, ?, 0, NULL, ?)",
+    find_user: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
+    find_user_for_update: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
+    set_password_hash: "UPDATE {table}_users SET password_hash = ?, failures = 0, \
+        locked_until = NULL WHERE username = ?",
+    set_disabled: "UPDATE {table}_users SET disabled = ? WHERE username = ?",
+    write_failures: "UPDATE {table}_users SET failures = ?, locked_until = ? \
+        WHERE username = ?",
+    clear_failures: "UPDATE {table}_users SET failures = 0, locked_until = NULL \
+        WHERE username = ? AND (failures <> 0 OR locked_until IS NOT NULL)",
+    insert_api_token: "INSERT INTO {table}_api_tokens (token_hash, user_id, name, created_at) \
+        VALUES (?, ?, ?, ?) RETURNING id",
+    find_api_token: "SELECT {token_columns} FROM {table}_api_tokens WHERE token_hash = ?",
+    touch_api_token: "UPDATE {table}_api_tokens SET last_used_at = ? WHERE id = ?",
+    list_api_tokens: "SELECT {token_columns} FROM {table}_api_tokens WHERE user_id = ? \
+        ORDER BY id",
+    delete_api_token: "DELETE FROM {table}_api_tokens WHERE user_id = ? AND id = ?",
+};
+
 /// Sessions in SQLite, through an [`sqlx::SqlitePool`].
 ///
 /// ```
@@ -63,6 +86,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     table: TableName,
     sql: Arc<Statements>,
+    users_sql: Arc<UserStatements>,
 }
 
 impl SqliteStore {
@@ -74,7 +98,13 @@ impl SqliteStore {
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: SqlitePool, table: TableName) -> Self {
         let sql = Arc::new(Statements::new(&SQL, &table));
-        Self { pool, table, sql }
+        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
+        Self {
+            pool,
+            table,
+            sql,
+            users_sql,
+        }
     }
 
     /// Opens (creating if missing) the database at `url`, e.g.
@@ -165,46 +195,28 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn decode_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let id: i64 = row.try_get("id")?;
-    let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        let raw: Option<i64> = row.try_get(column)?;
-        raw.map(|t| {
-            DateTime::from_timestamp_micros(t).ok_or(StoreError::Corrupt {
-                id,
-                what: "timestamp out of range",
-            })
+/// Timestamps are integer microseconds since the epoch.
+fn read_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let raw: Option<i64> = row.try_get(column)?;
+    raw.map(|t| {
+        DateTime::from_timestamp_micros(t).ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "a timestamp is out of range",
         })
-        .transpose()
-    };
-    let required = |t: Option<DateTime<Utc>>| {
-        t.ok_or(StoreError::Corrupt {
-            id,
-            what: "timestamp missing",
-        })
-    };
-    RawRow {
-        id,
-        version: row.try_get("version")?,
-        token_hash: row.try_get("token_hash")?,
-        user_id: row.try_get("user_id")?,
-        ip_address: row.try_get("ip_address")?,
-        is_api: row.try_get("is_api")?,
-        auth_method: row.try_get("auth_method")?,
-        authenticated_at: time("authenticated_at")?,
-        persistent: row.try_get("persistent")?,
-        created_at: required(time("created_at")?)?,
-        last_activity: required(time("last_activity")?)?,
-        data: row.try_get("data")?,
-        auth_version: row.try_get("auth_version")?,
-    }
-    .into_record()
+    })
+    .transpose()
 }
 
 sql_store! {
     store: SqliteStore,
     database: Sqlite,
     arguments: SqliteArguments,
+    time: micros,
+}
+
+user_store! {
+    store: SqliteStore,
+    database: Sqlite,
     time: micros,
 }
 
@@ -216,10 +228,7 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn insert_row(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
-        let row = bind_fields(sqlx::query(self.sql.insert.clone()), fields)
-            .fetch_one(&self.pool)
-            .await?;
-        assigned_id(row.try_get(0)?)
+    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
+        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
     }
 }

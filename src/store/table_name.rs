@@ -5,8 +5,10 @@ use std::fmt;
 use super::StoreError;
 
 /// The name of the sessions table, checked to be a plain identifier
-/// (ASCII letters, digits and `_`, not starting with a digit, at most 63
-/// bytes: PostgreSQL's limit), so it can be formatted into SQL safely.
+/// (ASCII letters, digits and `_`, not starting with a digit, at most 48
+/// bytes, which leaves room for the `_api_tokens` and `_migrations` tables
+/// named after it within PostgreSQL's 63), so it can be formatted into SQL
+/// safely.
 ///
 /// ```
 /// use keycard::store::TableName;
@@ -21,7 +23,7 @@ impl TableName {
     /// Checks `name` and wraps it.
     pub fn new(name: &str) -> Result<Self, StoreError> {
         let valid = !name.is_empty()
-            && name.len() <= 63
+            && name.len() <= 48
             && !name.as_bytes()[0].is_ascii_digit()
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if valid {
@@ -56,7 +58,7 @@ mod tests {
 
     #[test]
     fn only_plain_identifiers_pass() {
-        for good in ["s", "_s", "keycard_sessions", "S2", &"a".repeat(63)] {
+        for good in ["s", "_s", "keycard_sessions", "S2", &"a".repeat(48)] {
             assert!(TableName::new(good).is_ok(), "{good}");
         }
         for bad in [

@@ -19,10 +19,13 @@ use axum::routing::{get, post};
 use axum::{Router, http};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
+use keycard::auth::LockoutPolicy;
 use keycard::clock::ManualClock;
+use keycard::store::{ApiTokenRecord, NewApiToken, UserRecord, UserStore};
 use keycard::store::{
     ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, UserSessions,
 };
+use keycard::token::TokenHash;
 use keycard::{Login, Session, SessionId, SessionLayer};
 use tower::ServiceExt;
 
@@ -183,6 +186,76 @@ impl SessionStore for CountingStore {
     }
 }
 
+/// A [`UserStore`] that can be told to fail.
+#[derive(Debug)]
+pub struct FlakyUsers {
+    pub inner: Arc<dyn UserStore>,
+    pub fail: AtomicBool,
+}
+
+impl FlakyUsers {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for FlakyUsers {
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.create_user(user).await
+    }
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.check()?;
+        self.inner.find_user(username).await
+    }
+    async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.set_password_hash(username, hash).await
+    }
+    async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.set_disabled(username, disabled).await
+    }
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+        policy: LockoutPolicy,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.check()?;
+        self.inner.record_failure(username, now, policy).await
+    }
+    async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.clear_failures(username).await
+    }
+    async fn insert_api_token(&self, token: &NewApiToken) -> Result<i64, StoreError> {
+        self.check()?;
+        self.inner.insert_api_token(token).await
+    }
+    async fn find_api_token(&self, hash: &TokenHash) -> Result<Option<ApiTokenRecord>, StoreError> {
+        self.check()?;
+        self.inner.find_api_token(hash).await
+    }
+    async fn touch_api_token(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.touch_api_token(id, at).await
+    }
+    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_api_tokens(user_id).await
+    }
+    async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_api_token(user_id, id).await
+    }
+}
+
 type AppResult = Result<axum::response::Response, keycard::Error>;
 
 async fn read_counter(session: Session) -> AppResult {
@@ -230,6 +303,16 @@ async fn auth(session: Session) -> AppResult {
         .map(|t| t.timestamp_micros().to_string())
         .unwrap_or_default();
     Ok(format!("{method} {at}").into_response())
+}
+
+async fn logout_then_set(
+    session: Session,
+    Path((key, value)): Path<(String, String)>,
+) -> AppResult {
+    session.logout().await?;
+    let anonymous = session.user_id().await?.is_none();
+    session.insert(&key, value).await?;
+    Ok(format!("anonymous={anonymous}").into_response())
 }
 
 async fn logout_keep(session: Session) -> AppResult {
@@ -338,6 +421,7 @@ pub fn app(layer: SessionLayer) -> Router {
         .route("/login-then-fail/{user}", post(login_then_fail))
         .route("/logout", post(logout))
         .route("/logout-keep", post(logout_keep))
+        .route("/logout-then-set/{key}/{value}", post(logout_then_set))
         .route("/login-with/{user}/{method}", post(login_with))
         .route("/auth", get(auth))
         .route("/sessions", get(sessions))
@@ -409,6 +493,12 @@ impl Client {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
         let reply = send_raw(&self.app, request).await;
+        self.absorb(&reply);
+        reply
+    }
+
+    /// Takes the cookies a response sets, as a browser does.
+    pub fn absorb(&mut self, reply: &Reply) {
         for set_cookie in reply.set_cookies() {
             let cookie = cookie::Cookie::parse(set_cookie).expect("valid Set-Cookie");
             let removal = cookie.max_age() == Some(cookie::time::Duration::ZERO);
@@ -419,7 +509,6 @@ impl Client {
                     .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }
         }
-        reply
     }
 
     pub async fn get(&mut self, uri: &str) -> Reply {
@@ -475,19 +564,26 @@ pub type TwinFactory = Arc<
 /// A store under test plus what keeps it alive (a temp dir, a table).
 pub struct TestStore {
     pub counting: Arc<CountingStore>,
+    /// The same store's accounts and API tokens, behind a switch that makes
+    /// them fail like a database that went away.
+    pub users: Arc<FlakyUsers>,
     pub clock: ManualClock,
     twin: TwinFactory,
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TestStore {
-    pub fn new(
-        inner: Arc<dyn SessionStore>,
+    pub fn new<T: SessionStore + UserStore>(
+        store: Arc<T>,
         twin: TwinFactory,
         keep: Box<dyn std::any::Any + Send + Sync>,
     ) -> Self {
         Self {
-            counting: Arc::new(CountingStore::new(inner)),
+            counting: Arc::new(CountingStore::new(store.clone())),
+            users: Arc::new(FlakyUsers {
+                inner: store,
+                fail: AtomicBool::new(false),
+            }),
             clock: ManualClock::default(),
             twin,
             _keep: Some(keep),
@@ -499,6 +595,7 @@ impl TestStore {
     pub async fn twin(&self) -> TestStore {
         Self {
             counting: Arc::new(CountingStore::new((self.twin)().await)),
+            users: self.users.clone(),
             clock: self.clock.clone(),
             twin: self.twin.clone(),
             _keep: None,

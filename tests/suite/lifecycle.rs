@@ -167,3 +167,26 @@ pub async fn logout_keeping_data_signs_out_but_keeps_values(store: TestStore) {
         "old cookies are dead"
     );
 }
+
+pub async fn after_logout_the_request_is_anonymous_and_new_values_start_afresh(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    client.post("/login/alice").await;
+    let id = client.session_id().expect("id");
+    let signed_in = client.jar.clone();
+    let reply = client.post("/logout-then-set/flash/goodbye").await;
+    assert_eq!(reply.body, "anonymous=true");
+    assert_eq!(reply.set_cookies().len(), 2, "the new session's cookies");
+    assert!(store.row(id).await.is_none(), "the signed-in row is gone");
+    let new_id = client.session_id().expect("new id");
+    assert_ne!(new_id, id);
+    assert_eq!(client.get("/get/flash").await.body, "goodbye");
+    assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        client.get("/read").await.body,
+        "0",
+        "nothing of the old session"
+    );
+    let mut replay = Client::new(client.app.clone());
+    replay.jar = signed_in;
+    assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+}

@@ -11,6 +11,7 @@ use keycard::token::SessionToken;
 
 use crate::common::{Calls, Client, TestStore, app, send_raw};
 
+pub mod auth;
 pub mod concurrency;
 pub mod cookies;
 pub mod failures;
@@ -328,6 +329,7 @@ macro_rules! behaviour_suite {
             lifecycle::server_error_discards_a_new_session,
             lifecycle::user_ids_are_checked_the_same_on_every_store,
             lifecycle::logout_keeping_data_signs_out_but_keeps_values,
+            lifecycle::after_logout_the_request_is_anonymous_and_new_values_start_afresh,
             timeouts::persistent_sessions_have_their_own_timeouts,
             timeouts::purge_runs_in_bounded_batches_and_respects_persistent_limits,
             timeouts::purge_task_survives_errors_and_stops_on_shutdown,
@@ -342,6 +344,19 @@ macro_rules! behaviour_suite {
             users::admin_ends_all_sessions_of_a_user,
             users::a_credential_change_invalidates_older_sessions_even_restored_ones,
             users::login_with_records_method_and_version,
+            auth::basic_auth_signs_in_an_api_session_once_per_session,
+            auth::wrong_credentials_get_the_same_401_and_end_the_api_session,
+            auth::malformed_authorization_values_get_a_clean_400,
+            auth::credentials_in_the_query_string_are_ignored,
+            auth::an_api_client_with_another_users_cookie_is_swapped_in_one_request,
+            auth::bearer_tokens_are_created_used_listed_and_revoked,
+            auth::a_trusted_proxy_header_signs_in_only_from_the_proxy,
+            auth::require_user_redirects_browsers_and_challenges_api_clients,
+            auth::guards_check_method_and_permission,
+            auth::lockout_applies_on_every_pathway_and_escalates,
+            auth::concurrent_wrong_passwords_are_all_counted,
+            auth::a_store_failure_during_login_is_503_and_no_failure,
+            auth::accounts_have_one_canonical_name_and_can_be_disabled,
             timeouts::idle_timeout_ends_the_session,
             timeouts::absolute_timeout_ends_a_busy_session,
             timeouts::future_activity_from_a_stepped_back_clock_is_refused,

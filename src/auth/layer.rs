@@ -1,0 +1,375 @@
+//! [`AuthLayer`]: runs the retrievers and authenticators, and signs the
+//! request's session in.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::guards::{AuthSettings, Permissions};
+use super::{
+    Authenticated, AuthenticationError, Authenticator, Credentials, RequestHead, Retrieved,
+    Retriever, TrustedHeader,
+};
+use crate::{Error, Login, Session};
+
+/// How the user of this request was authenticated by [`AuthLayer`], in the
+/// request's extensions (and in [`AuthUser::marks`](super::AuthUser::marks)).
+/// Absent when the request was signed in by its session cookie alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthInfo {
+    /// The user.
+    pub user_id: String,
+    /// The retriever's method (`"basic"`, `"bearer"`, `"trusted-header"`).
+    pub method: &'static str,
+    /// What the `authenticated` callback marked.
+    pub marks: BTreeSet<String>,
+}
+
+type Callback = dyn Fn(&RequestHead<'_>, &AuthInfo) -> Vec<String> + Send + Sync;
+
+#[derive(Clone)]
+struct Config {
+    retrievers: Vec<Arc<dyn Retriever>>,
+    authenticators: Vec<Arc<dyn Authenticator>>,
+    /// The trusted-header retriever, if any: its sessions must end when the
+    /// header goes away, which means looking at the session on every request.
+    trusted: Option<TrustedHeader>,
+    callback: Option<Arc<Callback>>,
+    settings: Arc<AuthSettings>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("retrievers", &self.retrievers)
+            .field("authenticators", &self.authenticators)
+            .field("login_url", &self.settings.login_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tower layer that authenticates requests bringing credentials and signs
+/// their sessions in. Add it *before* [`SessionLayer`](crate::SessionLayer)
+/// (so that it runs inside it); see the [module documentation](super).
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    config: Arc<Config>,
+}
+
+impl Default for AuthLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AuthLayer {
+    /// No retrievers, no authenticators: add them with the builder methods.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                retrievers: Vec::new(),
+                authenticators: Vec::new(),
+                trusted: None,
+                callback: None,
+                settings: Arc::new(AuthSettings::default()),
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Adds a retriever, tried after those added before it.
+    pub fn retriever(self, retriever: impl Retriever) -> Self {
+        self.configure(|c| c.retrievers.push(Arc::new(retriever)))
+    }
+
+    /// Adds the trusted-proxy header retriever (see [`TrustedHeader`]).
+    pub fn trusted_header(self, retriever: TrustedHeader) -> Self {
+        self.configure(|c| {
+            c.trusted = Some(retriever.clone());
+            c.retrievers.push(Arc::new(retriever));
+        })
+    }
+
+    /// Adds an authenticator, tried after those added before it.
+    pub fn authenticator(self, authenticator: impl Authenticator) -> Self {
+        self.configure(|c| c.authenticators.push(Arc::new(authenticator)))
+    }
+
+    /// Calls `callback` when a request is authenticated by this layer; the
+    /// strings it returns are the request's marks
+    /// ([`AuthInfo::marks`], [`AuthUser::marks`](super::AuthUser::marks)).
+    pub fn on_authenticated(
+        self,
+        callback: impl Fn(&RequestHead<'_>, &AuthInfo) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.configure(|c| c.callback = Some(Arc::new(callback)))
+    }
+
+    /// Where [`RequireUser`](super::RequireUser) sends browsers that are not
+    /// signed in (with `?next=` the page they asked for). Default: `/login`.
+    pub fn login_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.configure(|c| Arc::make_mut(&mut c.settings).login_url = url)
+    }
+
+    /// The application's permission check, for
+    /// [`RequirePermission`](super::RequirePermission).
+    pub fn permissions(self, permissions: impl Permissions) -> Self {
+        self.configure(|c| Arc::make_mut(&mut c.settings).permissions = Some(Arc::new(permissions)))
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        // The schemes a `401` offers are those of the retrievers configured.
+        let mut config = self.config.clone();
+        let challenges: Vec<&'static str> = config
+            .retrievers
+            .iter()
+            .filter_map(|r| r.challenge())
+            .collect();
+        if config.settings.challenges != challenges {
+            Arc::make_mut(&mut Arc::make_mut(&mut config).settings).challenges = challenges;
+        }
+        AuthService { inner, config }
+    }
+}
+
+/// The service of [`AuthLayer`].
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        request.extensions_mut().insert(config.settings.clone());
+        let peer = crate::layer::peer_ip(&request);
+        let head = RequestHead {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            peer,
+        };
+        let mut found = None;
+        for retriever in &config.retrievers {
+            match retriever.retrieve(&head) {
+                Retrieved::Nothing => continue,
+                Retrieved::Found(credentials) => {
+                    found = Some((credentials, retriever.clone()));
+                    break;
+                }
+                Retrieved::Malformed(reason) => {
+                    tracing::info!(reason, "keycard: malformed credentials refused");
+                    return Box::pin(std::future::ready(Ok(plain(
+                        StatusCode::BAD_REQUEST,
+                        "Malformed credentials.\n",
+                    ))));
+                }
+            }
+        }
+        let Some(session) = request.extensions().get::<Session>().cloned() else {
+            tracing::error!("keycard: AuthLayer needs SessionLayer around it");
+            return Box::pin(std::future::ready(Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "`AuthLayer` used without `SessionLayer`: add `.layer(AuthLayer…)` before \
+                 `.layer(SessionLayer…)` so that the session layer wraps it.\n",
+            ))));
+        };
+        let Some((credentials, retriever)) = found else {
+            if config.trusted.is_none() {
+                return Box::pin(inner.call(request));
+            }
+            // A trusted-header session whose header went away ends now.
+            return Box::pin(async move {
+                match end_orphaned_trusted_session(&session).await {
+                    Ok(()) => inner.call(request).await,
+                    Err(error) => Ok(error_response(&error)),
+                }
+            });
+        };
+        let marks_head = MarksHead::of(&head);
+        Box::pin(async move {
+            match authenticate(&config.authenticators, &credentials).await {
+                Ok(user) => {
+                    let method = retriever.method();
+                    if let Err(error) = sign_in(&session, &user, method, retriever.is_api()).await {
+                        return Ok(error_response(&error));
+                    }
+                    let mut info = AuthInfo {
+                        user_id: user.user_id,
+                        method,
+                        marks: BTreeSet::new(),
+                    };
+                    if let Some(callback) = &config.callback {
+                        let head = marks_head.head(&request);
+                        info.marks = callback(&head, &info).into_iter().collect();
+                    }
+                    request.extensions_mut().insert(info);
+                    inner.call(request).await
+                }
+                Err(AuthenticationError::Unavailable(reason)) => {
+                    tracing::error!(%reason, "keycard: authentication unavailable");
+                    Ok(plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Authentication is temporarily unavailable. Please try again later.\n",
+                    ))
+                }
+                Err(_) => {
+                    if let Err(error) = end_api_session(&session).await {
+                        return Ok(error_response(&error));
+                    }
+                    Ok(challenge(&config.settings.challenges))
+                }
+            }
+        })
+    }
+}
+
+/// The peer of the request, kept for the callback's [`RequestHead`].
+struct MarksHead {
+    peer: Option<std::net::IpAddr>,
+}
+
+impl MarksHead {
+    fn of(head: &RequestHead<'_>) -> Self {
+        Self { peer: head.peer }
+    }
+
+    fn head<'a, B>(&self, request: &'a Request<B>) -> RequestHead<'a> {
+        RequestHead {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            peer: self.peer,
+        }
+    }
+}
+
+/// Tries the authenticators in order.
+async fn authenticate(
+    authenticators: &[Arc<dyn Authenticator>],
+    credentials: &Credentials,
+) -> Result<Authenticated, AuthenticationError> {
+    for authenticator in authenticators {
+        match authenticator.authenticate(credentials).await {
+            Err(AuthenticationError::NotMine) => continue,
+            other => return other,
+        }
+    }
+    Err(AuthenticationError::Rejected)
+}
+
+/// Signs `user` in on `session`: nothing to do if the session already is
+/// this user's, by this method; otherwise a session of somebody else (or of
+/// another kind) is ended and a fresh one signed in, in this request.
+async fn sign_in(
+    session: &Session,
+    user: &Authenticated,
+    method: &'static str,
+    is_api: bool,
+) -> Result<(), Error> {
+    let current = session.user_id().await?;
+    if current.as_deref() == Some(user.user_id.as_str())
+        && session.is_api().await? == is_api
+        && session.auth_method().await?.as_deref() == Some(method)
+    {
+        return Ok(());
+    }
+    if current.is_some() {
+        session.restart().await?;
+    }
+    session
+        .login_with(Login::new(user.user_id.clone()).method(method).api(is_api))
+        .await
+}
+
+/// Wrong credentials on an API session end it.
+async fn end_api_session(session: &Session) -> Result<(), Error> {
+    if session.is_api().await? && session.user_id().await?.is_some() {
+        session.logout().await?;
+    }
+    Ok(())
+}
+
+/// A session signed in by a trusted proxy's header ends when a request comes
+/// without it.
+async fn end_orphaned_trusted_session(session: &Session) -> Result<(), Error> {
+    if session.auth_method().await?.as_deref() == Some(super::methods::TRUSTED_HEADER) {
+        tracing::info!("keycard: trusted header gone; session ended");
+        session.logout().await?;
+    }
+    Ok(())
+}
+
+fn plain<B: From<&'static str>>(status: StatusCode, body: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_response<B: From<&'static str>>(error: &Error) -> Response<B> {
+    let (status, body) = error.status_and_body();
+    plain(status, body)
+}
+
+/// `401` with a `WWW-Authenticate` challenge per scheme on offer.
+pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Response<B> {
+    let mut response = plain(StatusCode::UNAUTHORIZED, "Authentication required.\n");
+    let schemes = if schemes.is_empty() {
+        &["Basic"][..]
+    } else {
+        schemes
+    };
+    for scheme in schemes {
+        let value = match *scheme {
+            "Basic" => "Basic realm=\"keycard\", charset=\"UTF-8\"",
+            "Bearer" => "Bearer realm=\"keycard\"",
+            other => other,
+        };
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().append(WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,198 @@
+//! Authentication: who is making this request, following CubicWeb's design.
+//!
+//! * **Retrievers** ([`Retriever`]), tried in order, pull login information
+//!   out of a request: HTTP Basic ([`BasicAuth`]), bearer API tokens
+//!   ([`BearerAuth`]), a header set by a trusted front proxy
+//!   ([`TrustedHeader`]), or the application's own. The session cookie is
+//!   the first retriever of all: it is [`SessionLayer`](crate::SessionLayer)
+//!   itself.
+//! * **Authenticators** ([`Authenticator`]), registered at start-up and tried
+//!   in order, turn credentials into a user id or an
+//!   [`AuthenticationError`]: [`PasswordAuthenticator`] over keycard's
+//!   optional users table (argon2id, lockout), [`ApiTokens`] for bearer
+//!   tokens, or the application's own.
+//! * An **`authenticated` callback** can mark the request ("came through the
+//!   trusted header") so that guards dispatch on it.
+//! * **Guards** ([`CurrentUser`], [`RequireUser`], [`RequireAuthMethod`],
+//!   [`RequirePermission`]) are axum extractors.
+//!
+//! [`AuthLayer`] runs the retrievers and authenticators. It goes *inside*
+//! `SessionLayer` (added before it), because a request that brings
+//! credentials is signed in on its session:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use keycard::auth::{ApiTokens, AuthLayer, BasicAuth, BearerAuth, PasswordAuthenticator, RequireUser};
+//! use keycard::{SessionLayer, SqliteStore};
+//!
+//! async fn me(RequireUser(user): RequireUser) -> String {
+//!     format!("hello {}", user.id)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = SqliteStore::connect("sqlite::memory:").await?;
+//! store.migrate().await?;
+//! let passwords = PasswordAuthenticator::new(store.clone());
+//! let tokens = ApiTokens::new(store.clone());
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(
+//!         AuthLayer::new()
+//!             .retriever(BasicAuth)
+//!             .retriever(BearerAuth)
+//!             .authenticator(passwords)
+//!             .authenticator(tokens),
+//!     )
+//!     .layer(SessionLayer::new(store));
+//! # Ok(()) }
+//! ```
+//!
+//! API clients (CamCOPS' tablets) send their credentials with every request.
+//! Each such request is authenticated; its session is an API session
+//! ([`Login::api`](crate::Login::api)), and if the session cookie it brought
+//! belongs to somebody else, that session is ended and a fresh one signed in,
+//! within the same request. Credentials are read from headers only, never
+//! from the query string, where they would end up in logs.
+
+use std::fmt::Debug;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use http::{HeaderMap, Method, Uri};
+
+mod guards;
+mod layer;
+mod lockout;
+mod password;
+mod retrievers;
+mod tokens;
+
+pub use guards::{
+    AuthMethodName, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
+    RequirePermission, RequireUser, method, methods,
+};
+pub use layer::{AuthInfo, AuthLayer, AuthService};
+pub use lockout::LockoutPolicy;
+pub use password::{AccountError, PasswordAuthenticator};
+pub use retrievers::{BasicAuth, BearerAuth, TrustedHeader};
+pub use tokens::{ApiTokens, NewToken};
+
+/// What a retriever found: a login and password, a bearer token, a user
+/// named by a trusted proxy, or something of the application's.
+#[non_exhaustive]
+pub enum Credentials {
+    /// A login and password (HTTP Basic).
+    Password {
+        /// The user name as sent.
+        login: String,
+        /// The password as sent.
+        password: String,
+    },
+    /// A bearer token (`Authorization: Bearer`).
+    Bearer(String),
+    /// A user named by a trusted front proxy, which authenticated them.
+    TrustedUser(String),
+    /// An application retriever's credentials, for its own authenticator.
+    Custom(Box<dyn std::any::Any + Send + Sync>),
+}
+
+impl Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach a log through `Debug`.
+        match self {
+            Credentials::Password { login, .. } => f
+                .debug_struct("Password")
+                .field("login", login)
+                .finish_non_exhaustive(),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::TrustedUser(user) => f.debug_tuple("TrustedUser").field(user).finish(),
+            Credentials::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// The parts of a request a retriever may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The request's method.
+    pub method: &'a Method,
+    /// The request's URI.
+    pub uri: &'a Uri,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The TCP peer, if the server provides it (axum's `ConnectInfo`).
+    pub peer: Option<IpAddr>,
+}
+
+/// What a [`Retriever`] says of a request.
+#[derive(Debug)]
+pub enum Retrieved {
+    /// Nothing for this retriever: try the next one.
+    Nothing,
+    /// Credentials, to be authenticated.
+    Found(Credentials),
+    /// Credentials this retriever is responsible for, but malformed: the
+    /// request is answered `400 Bad Request` with this reason.
+    Malformed(&'static str),
+}
+
+/// Pulls login information out of a request. Retrievers are tried in the
+/// order they were added to [`AuthLayer`]; the first that finds something
+/// wins.
+pub trait Retriever: Debug + Send + Sync + 'static {
+    /// The authentication method recorded on sessions signed in through this
+    /// retriever (`"basic"`, `"bearer"`, `"trusted-header"`).
+    fn method(&self) -> &'static str;
+
+    /// Whether a session signed in through this retriever is an API
+    /// client's (exempt from the per-user limit on human sessions). Default:
+    /// yes.
+    fn is_api(&self) -> bool {
+        true
+    }
+
+    /// The `WWW-Authenticate` challenge scheme to offer in a `401`, if any.
+    fn challenge(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Looks at the request.
+    fn retrieve(&self, request: &RequestHead<'_>) -> Retrieved;
+}
+
+/// A user an [`Authenticator`] accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The user id the session will carry.
+    pub user_id: String,
+}
+
+/// Why an [`Authenticator`] did not accept credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthenticationError {
+    /// Not the kind of credentials this authenticator checks: the next one
+    /// is tried.
+    #[error("these credentials are for another authenticator")]
+    NotMine,
+    /// Wrong, unknown, disabled or locked: all the same to the client.
+    #[error("authentication failed")]
+    Rejected,
+    /// The authenticator could not decide (its database is down). The
+    /// request is answered `503` and no failure is counted.
+    #[error("authentication unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Turns credentials into a user. Registered on [`AuthLayer`] at start-up
+/// and tried in order until one does not answer
+/// [`NotMine`](AuthenticationError::NotMine).
+#[async_trait]
+pub trait Authenticator: Debug + Send + Sync + 'static {
+    /// Checks the credentials.
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Authenticated, AuthenticationError>;
+}

@@ -1,0 +1,329 @@
+//! [`PasswordAuthenticator`]: accounts with argon2id passwords and lockout.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use unicode_normalization::UnicodeNormalization as _;
+
+use super::{Authenticated, AuthenticationError, Authenticator, Credentials, LockoutPolicy};
+use crate::clock::{Clock, SystemClock};
+use crate::store::{StoreError, UserRecord, UserStore};
+
+/// The longest password accepted, in bytes: argon2 hashes any length, but an
+/// unbounded one is a way to burn the server's CPU.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why an account could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// Empty, too long, or containing control characters or `:` (which
+    /// HTTP Basic cannot carry).
+    #[error("invalid user name: use 1 to 255 characters, no control characters and no `:`")]
+    InvalidUsername,
+    /// Empty, or longer than 1024 bytes.
+    #[error("invalid password: use 1 to 1024 bytes")]
+    InvalidPassword,
+    /// Another account has the same canonical name.
+    #[error("an account with this user name exists already")]
+    Exists,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed (the operating system's randomness, or argon2 itself).
+    #[error("password hashing failed")]
+    Hashing,
+}
+
+/// Accounts in keycard's optional users table (`<table>_users`, created by
+/// `migrate()`), with argon2id password hashes and
+/// [`LockoutPolicy`] lockout.
+///
+/// * User names are unique under one canonical form (trimmed, NFKC, lower
+///   case), which is also the user id sessions carry: `Ada` and `ada`, or a
+///   full-width `ａｄａ`, are one account.
+/// * An unknown user costs the same time as a wrong password (a dummy hash
+///   is verified) and gets the same answer, as do disabled and locked
+///   accounts: no user enumeration.
+/// * Failures are counted atomically per account, whichever pathway they
+///   came through (a form calling [`verify`](Self::verify), or HTTP Basic
+///   through [`AuthLayer`](super::AuthLayer)).
+/// * Hashing runs on tokio's blocking pool, not on the request's thread.
+///
+/// ```
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use keycard::SqliteStore;
+/// use keycard::auth::PasswordAuthenticator;
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.migrate().await?;
+/// let passwords = PasswordAuthenticator::new(store);
+/// let id = passwords.create_user("Ada", "correct horse battery staple").await?;
+/// assert_eq!(id, "ada");
+/// assert_eq!(passwords.verify("ADA", "correct horse battery staple").await?, "ada");
+/// assert!(passwords.verify("ada", "wrong").await.is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PasswordAuthenticator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn UserStore>,
+    argon2: Argon2<'static>,
+    lockout: LockoutPolicy,
+    clock: Arc<dyn Clock>,
+    /// Verified for unknown users, so they cost what a real check costs.
+    dummy_hash: String,
+}
+
+impl PasswordAuthenticator {
+    /// Accounts in `store`, with argon2id at its recommended parameters
+    /// (19 MiB, 2 passes) and the default [`LockoutPolicy`].
+    pub fn new(store: impl UserStore) -> Self {
+        Self::with_shared_store(Arc::new(store))
+    }
+
+    /// Accounts in a store shared with other code.
+    pub fn with_shared_store(store: Arc<dyn UserStore>) -> Self {
+        Self::build(
+            store,
+            Params::default(),
+            LockoutPolicy::default(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    fn build(
+        store: Arc<dyn UserStore>,
+        params: Params,
+        lockout: LockoutPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = hash_with(&argon2, "keycard dummy password").unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                argon2,
+                lockout,
+                clock,
+                dummy_hash,
+            }),
+        }
+    }
+
+    /// Uses other argon2id parameters for new hashes (existing hashes keep
+    /// theirs). Cheap parameters are for tests only.
+    pub fn argon2_params(self, params: Params) -> Self {
+        let i = &self.inner;
+        Self::build(i.store.clone(), params, i.lockout, i.clock.clone())
+    }
+
+    /// Uses another lockout policy.
+    pub fn lockout(self, lockout: LockoutPolicy) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.store.clone(),
+            i.argon2.params().clone(),
+            lockout,
+            i.clock.clone(),
+        )
+    }
+
+    /// Measures lockouts with `clock` (tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.store.clone(),
+            i.argon2.params().clone(),
+            i.lockout,
+            Arc::new(clock),
+        )
+    }
+
+    /// The canonical form of a user name (trimmed, NFKC, lower case), or
+    /// `None` if it is not a valid one.
+    pub fn canonical_username(name: &str) -> Option<String> {
+        let canonical: String = name.trim().nfkc().collect::<String>().to_lowercase();
+        let chars = canonical.chars().count();
+        let valid = chars > 0
+            && chars <= crate::MAX_USER_ID_CHARS
+            && !canonical.chars().any(|c| c.is_control() || c == ':');
+        valid.then_some(canonical)
+    }
+
+    /// Creates an account and returns its user id (the canonical name).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, AccountError> {
+        let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
+        let password_hash = self.hash(password).await?;
+        let user = UserRecord {
+            username: canonical.clone(),
+            display_name: username.trim().to_owned(),
+            password_hash,
+            disabled: false,
+            failures: 0,
+            locked_until: None,
+            created_at: crate::clock::to_micros(self.inner.clock.now()),
+        };
+        if self.inner.store.create_user(&user).await? {
+            tracing::info!(user = %canonical, "keycard: account created");
+            Ok(canonical)
+        } else {
+            Err(AccountError::Exists)
+        }
+    }
+
+    /// Sets a new password, which also clears a lockout. Returns whether the
+    /// account exists. End the user's other sessions afterwards
+    /// ([`SessionAdmin::end_sessions_of`](crate::SessionAdmin::end_sessions_of)).
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<bool, AccountError> {
+        let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
+        let hash = self.hash(password).await?;
+        Ok(self
+            .inner
+            .store
+            .set_password_hash(&canonical, &hash)
+            .await?)
+    }
+
+    /// Disables (or re-enables) an account: it can no longer sign in. End
+    /// its sessions too ([`SessionAdmin::end_sessions_of`](crate::SessionAdmin::end_sessions_of)).
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, AccountError> {
+        let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
+        Ok(self.inner.store.set_disabled(&canonical, disabled).await?)
+    }
+
+    /// The account, if it exists (for an admin page: its failure count and
+    /// lock).
+    pub async fn account(&self, username: &str) -> Result<Option<UserRecord>, AccountError> {
+        let Some(canonical) = Self::canonical_username(username) else {
+            return Ok(None);
+        };
+        Ok(self.inner.store.find_user(&canonical).await?)
+    }
+
+    /// Checks a user name and password and returns the user id. Unknown
+    /// user, wrong password, disabled or locked account: all
+    /// [`Rejected`](AuthenticationError::Rejected), after the same work. A
+    /// store failure is [`Unavailable`](AuthenticationError::Unavailable)
+    /// and counts no failure.
+    pub async fn verify(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, AuthenticationError> {
+        let inner = &self.inner;
+        let unavailable = |e: StoreError| AuthenticationError::Unavailable(e.to_string());
+        let canonical = Self::canonical_username(username);
+        let user = match &canonical {
+            Some(name) => inner.store.find_user(name).await.map_err(unavailable)?,
+            None => None,
+        };
+        let hash = user
+            .as_ref()
+            .map_or_else(|| inner.dummy_hash.clone(), |u| u.password_hash.clone());
+        let matches = self.check(hash, password).await;
+        let now = inner.clock.now();
+        let Some(user) = user else {
+            // The same transaction a known user's failure costs, finding
+            // nothing: the answer's timing does not tell who exists.
+            let name = canonical.as_deref().unwrap_or("");
+            inner
+                .store
+                .record_failure(name, now, inner.lockout)
+                .await
+                .map_err(unavailable)?;
+            return Err(AuthenticationError::Rejected);
+        };
+        let locked = LockoutPolicy::is_locked(user.locked_until, now);
+        if !matches || locked || user.disabled {
+            // Counted whatever the reason, so that the time taken (one more
+            // write) tells nothing: not even "right password, but locked".
+            let updated = inner
+                .store
+                .record_failure(&user.username, now, inner.lockout)
+                .await
+                .map_err(unavailable)?;
+            if let Some(u) = updated.filter(|u| u.locked_until != user.locked_until) {
+                tracing::warn!(user = %u.username, failures = u.failures, "keycard: account locked");
+            }
+            tracing::info!(user = %user.username, "keycard: sign-in refused");
+            return Err(AuthenticationError::Rejected);
+        }
+        inner
+            .store
+            .clear_failures(&user.username)
+            .await
+            .map_err(unavailable)?;
+        Ok(user.username)
+    }
+
+    async fn hash(&self, password: &str) -> Result<String, AccountError> {
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::InvalidPassword);
+        }
+        let argon2 = self.inner.argon2.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_with(&argon2, &password))
+            .await
+            .ok()
+            .flatten()
+            .ok_or(AccountError::Hashing)
+    }
+
+    /// Whether `password` matches the PHC string `hash`, on the blocking
+    /// pool. Over-long passwords are checked against nothing, in the same
+    /// time as a real check.
+    async fn check(&self, hash: String, password: &str) -> bool {
+        let argon2 = self.inner.argon2.clone();
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        let password = if too_long {
+            String::new()
+        } else {
+            password.to_owned()
+        };
+        let verified = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        verified && !too_long
+    }
+}
+
+/// A PHC string for `password` with a fresh 128-bit salt from the OS.
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> Option<String> {
+    let mut salt = [0u8; 16];
+    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut salt).ok()?;
+    let salt = SaltString::encode_b64(&salt).ok()?;
+    argon2
+        .hash_password(password.as_bytes(), &salt)
+        .ok()
+        .map(|hash| hash.to_string())
+}
+
+#[async_trait]
+impl Authenticator for PasswordAuthenticator {
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Authenticated, AuthenticationError> {
+        let Credentials::Password { login, password } = credentials else {
+            return Err(AuthenticationError::NotMine);
+        };
+        let user_id = self.verify(login, password).await?;
+        Ok(Authenticated { user_id })
+    }
+}

@@ -1,0 +1,119 @@
+//! [`UserStore`]: the optional accounts of
+//! [`PasswordAuthenticator`](crate::auth::PasswordAuthenticator) and the
+//! API bearer tokens of [`ApiTokens`](crate::auth::ApiTokens), kept beside
+//! the sessions in `<table>_users` and `<table>_api_tokens`.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::auth::LockoutPolicy;
+use crate::token::TokenHash;
+
+/// An account as stored. The password hash is an argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The canonical user name (NFKC, lower case): the account's key and
+    /// the user id its sessions carry.
+    pub username: String,
+    /// The name as the user typed it when the account was created.
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// A disabled account cannot sign in.
+    pub disabled: bool,
+    /// Failed sign-ins since the last success.
+    pub failures: u32,
+    /// Until when the account is locked after too many failures.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("disabled", &self.disabled)
+            .field("failures", &self.failures)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API bearer token as stored: the token itself never is, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    /// The token's key (not secret).
+    pub id: i64,
+    /// The user the token signs in.
+    pub user_id: String,
+    /// What the owner called it ("CI", "phone sync").
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used to sign in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A token to store: [`UserStore::insert_api_token`] assigns its id.
+#[derive(Clone, Debug)]
+pub struct NewApiToken {
+    /// SHA-256 of the token.
+    pub token_hash: TokenHash,
+    /// The user the token signs in.
+    pub user_id: String,
+    /// What the owner called it.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Storage of accounts and API tokens, implemented by the SQL stores.
+#[async_trait]
+pub trait UserStore: Debug + Send + Sync + 'static {
+    /// Creates the account; `false` if the user name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+
+    /// The account with this canonical user name.
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Replaces the password hash and clears the failure count and lock;
+    /// `false` if there is no such account.
+    async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError>;
+
+    /// Disables or re-enables the account; `false` if there is no such one.
+    async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError>;
+
+    /// Counts one failed sign-in and locks the account as `policy` says, in
+    /// one transaction holding the account's row, so concurrent failures
+    /// are all counted. Returns the account as updated, `None` if unknown.
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+        policy: LockoutPolicy,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Clears the failure count and lock after a successful sign-in (no
+    /// write when there is nothing to clear).
+    async fn clear_failures(&self, username: &str) -> Result<(), StoreError>;
+
+    /// Stores a new API token and returns its id.
+    async fn insert_api_token(&self, token: &NewApiToken) -> Result<i64, StoreError>;
+
+    /// The token with this hash.
+    async fn find_api_token(&self, hash: &TokenHash) -> Result<Option<ApiTokenRecord>, StoreError>;
+
+    /// Records that the token was used at `at`.
+    async fn touch_api_token(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The user's tokens, oldest first.
+    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, StoreError>;
+
+    /// Revokes (deletes) one of the user's tokens; `false` if it is not
+    /// theirs or does not exist.
+    async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError>;
+}
