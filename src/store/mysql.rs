@@ -1,15 +1,11 @@
 //! [`MySqlStore`]: sessions in MySQL 8 or MariaDB 10.6+.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlArguments, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, MySql, Row};
 
 use super::migrate::MYSQL;
-use super::sql::{
-    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
-};
+use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -79,15 +75,9 @@ const MIGRATION_LOCK_SECONDS: i64 = 60;
 /// Timestamps are `DATETIME(6)` holding UTC, written from the app's clock;
 /// user ids compare byte for byte (`utf8mb4_bin`) and are at most 255
 /// characters.
-#[derive(Clone, Debug)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-    table: TableName,
-    sql: Arc<Statements>,
-    users_sql: Arc<UserStatements>,
-}
+pub type MySqlStore = SqlStore<MySql>;
 
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Wraps an existing pool (the application's own, say), using the table
     /// `keycard_sessions`.
     pub fn new(pool: MySqlPool) -> Self {
@@ -96,14 +86,7 @@ impl MySqlStore {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: MySqlPool, table: TableName) -> Self {
-        let sql = Arc::new(Statements::new(&SQL, &table));
-        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
-        Self {
-            pool,
-            table,
-            sql,
-            users_sql,
-        }
+        Self::build(pool, table, &SQL, &USERS_SQL)
     }
 
     /// Connects to `url` (`mysql://user@host/db`) with a pool of 10.
@@ -113,16 +96,6 @@ impl MySqlStore {
             .connect(url)
             .await?;
         Ok(Self::new(pool))
-    }
-
-    /// The pool this store uses.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// The table this store uses.
-    pub fn table_name(&self) -> &TableName {
-        &self.table
     }
 
     /// Creates the table and indexes if they are missing, by applying the
@@ -202,20 +175,20 @@ fn read_time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, Stor
 }
 
 sql_store! {
-    store: MySqlStore,
+    store: SqlStore<MySql>,
     database: MySql,
     arguments: MySqlArguments,
     time: naive,
 }
 
 user_store! {
-    store: MySqlStore,
+    store: SqlStore<MySql>,
     database: MySql,
     time: naive,
 }
 
 /// What [`sql_store!`] leaves to each backend.
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
     async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, MySql>, sqlx::Error> {

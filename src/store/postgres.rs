@@ -1,15 +1,11 @@
 //! [`PostgresStore`]: sessions in PostgreSQL, shared by several app servers.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
-use super::sql::{
-    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
-};
+use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -77,15 +73,9 @@ const USERS_SQL: UserStatementTexts = UserStatementTexts {
 ///
 /// Timestamps are `TIMESTAMPTZ` (microseconds, UTC), written from the app's
 /// clock, never the database's `now()`.
-#[derive(Clone, Debug)]
-pub struct PostgresStore {
-    pool: PgPool,
-    table: TableName,
-    sql: Arc<Statements>,
-    users_sql: Arc<UserStatements>,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Wraps an existing pool (the application's own, say), using the table
     /// `keycard_sessions`.
     pub fn new(pool: PgPool) -> Self {
@@ -94,14 +84,7 @@ impl PostgresStore {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: PgPool, table: TableName) -> Self {
-        let sql = Arc::new(Statements::new(&SQL, &table));
-        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
-        Self {
-            pool,
-            table,
-            sql,
-            users_sql,
-        }
+        Self::build(pool, table, &SQL, &USERS_SQL)
     }
 
     /// Connects to `url` (`postgres://user@host/db`) with a pool of 10.
@@ -111,16 +94,6 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Ok(Self::new(pool))
-    }
-
-    /// The pool this store uses.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The table this store uses.
-    pub fn table_name(&self) -> &TableName {
-        &self.table
     }
 
     /// Creates the table and indexes if they are missing, by applying the
@@ -182,20 +155,20 @@ fn read_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreEr
 }
 
 sql_store! {
-    store: PostgresStore,
+    store: SqlStore<Postgres>,
     database: Postgres,
     arguments: PgArguments,
     time: utc,
 }
 
 user_store! {
-    store: PostgresStore,
+    store: SqlStore<Postgres>,
     database: Postgres,
     time: utc,
 }
 
 /// What [`sql_store!`] leaves to each backend.
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
     async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {

@@ -1,7 +1,6 @@
 //! [`SqliteStore`]: sessions in an SQLite file, the embedded default.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,9 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::migrate::SQLITE;
-use super::sql::{
-    StatementTexts, Statements, UserStatementTexts, UserStatements, sql_store, user_store,
-};
+use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -81,15 +78,9 @@ const USERS_SQL: UserStatementTexts = UserStatementTexts {
 ///
 /// Timestamps are kept as integer microseconds since the Unix epoch (UTC),
 /// which SQLite compares and indexes as plain numbers.
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    table: TableName,
-    sql: Arc<Statements>,
-    users_sql: Arc<UserStatements>,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Wraps an existing pool, using the table `keycard_sessions`.
     pub fn new(pool: SqlitePool) -> Self {
         Self::with_table_name(pool, TableName::default())
@@ -97,14 +88,7 @@ impl SqliteStore {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: SqlitePool, table: TableName) -> Self {
-        let sql = Arc::new(Statements::new(&SQL, &table));
-        let users_sql = Arc::new(UserStatements::new(&USERS_SQL, &table));
-        Self {
-            pool,
-            table,
-            sql,
-            users_sql,
-        }
+        Self::build(pool, table, &SQL, &USERS_SQL)
     }
 
     /// Opens (creating if missing) the database at `url`, e.g.
@@ -122,16 +106,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self::new(pool))
-    }
-
-    /// The pool this store uses.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The table this store uses.
-    pub fn table_name(&self) -> &TableName {
-        &self.table
     }
 
     /// Creates the table and indexes if they are missing, by applying the
@@ -208,20 +182,20 @@ fn read_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, Sto
 }
 
 sql_store! {
-    store: SqliteStore,
+    store: SqlStore<Sqlite>,
     database: Sqlite,
     arguments: SqliteArguments,
     time: micros,
 }
 
 user_store! {
-    store: SqliteStore,
+    store: SqlStore<Sqlite>,
     database: Sqlite,
     time: micros,
 }
 
 /// What [`sql_store!`] leaves to each backend.
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// A transaction holding SQLite's write lock from its start, so no other
     /// writer comes between its read and its write.
     async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
