@@ -127,6 +127,7 @@ fn auth_app(store: &TestStore) -> AuthApp {
             AuthLayer::new()
                 .retriever(BasicAuth)
                 .retriever(BearerAuth)
+                .retriever(ApiKeyHeader)
                 .trusted_header(TrustedHeader::new(
                     "x-remote-user",
                     ["10.0.0.0/8".parse().expect("net")],
@@ -134,6 +135,7 @@ fn auth_app(store: &TestStore) -> AuthApp {
                 .authenticator(passwords.clone())
                 .authenticator(tokens.clone())
                 .authenticator(TrustProxy)
+                .authenticator(ApiKeys)
                 .on_authenticated(|_, info| {
                     if info.method == methods::TRUSTED_HEADER {
                         vec!["via-proxy".to_owned()]
@@ -149,6 +151,54 @@ fn auth_app(store: &TestStore) -> AuthApp {
         router,
         passwords,
         tokens,
+    }
+}
+
+/// An application's own retriever: `X-Api-Key: <key>`.
+#[derive(Debug)]
+struct ApiKeyHeader;
+
+/// What [`ApiKeyHeader`] finds.
+struct ApiKey(String);
+
+impl keycard::auth::Retriever for ApiKeyHeader {
+    fn method(&self) -> &'static str {
+        "api-key"
+    }
+
+    fn retrieve(&self, request: &keycard::auth::RequestHead<'_>) -> keycard::auth::Retrieved {
+        match request.headers.get("x-api-key").map(|v| v.to_str()) {
+            None => keycard::auth::Retrieved::Nothing,
+            Some(Ok(key)) => keycard::auth::Retrieved::Found(keycard::auth::Credentials::Custom(
+                Box::new(ApiKey(key.to_owned())),
+            )),
+            Some(Err(_)) => keycard::auth::Retrieved::Malformed("X-Api-Key is not text"),
+        }
+    }
+}
+
+/// The application's own authenticator for [`ApiKey`]s.
+#[derive(Debug)]
+struct ApiKeys;
+
+#[async_trait]
+impl keycard::auth::Authenticator for ApiKeys {
+    async fn authenticate(
+        &self,
+        credentials: &keycard::auth::Credentials,
+    ) -> Result<keycard::auth::Authenticated, keycard::auth::AuthenticationError> {
+        let keycard::auth::Credentials::Custom(custom) = credentials else {
+            return Err(keycard::auth::AuthenticationError::NotMine);
+        };
+        let Some(ApiKey(key)) = custom.downcast_ref::<ApiKey>() else {
+            return Err(keycard::auth::AuthenticationError::NotMine);
+        };
+        match key.as_str() {
+            "key-of-frank" => Ok(keycard::auth::Authenticated {
+                user_id: "frank".into(),
+            }),
+            _ => Err(keycard::auth::AuthenticationError::Rejected),
+        }
     }
 }
 
@@ -712,4 +762,31 @@ pub async fn accounts_have_one_canonical_name_and_can_be_disabled(store: TestSto
         "argon2id PHC string"
     );
     assert!(!row.password_hash.contains("secret"));
+}
+
+pub async fn an_application_retriever_and_authenticator_plug_in(store: TestStore) {
+    let app = auth_app(&store);
+    let mut client = Client::new(app.router.clone());
+    let key = |k: &str| vec![("x-api-key".to_owned(), k.to_owned())];
+    let reply = with_headers(&mut client, "/me", key("key-of-frank")).await;
+    assert_eq!(reply.body, "frank api-key api []");
+    let row = store
+        .row(client.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(row.fields.auth_method.as_deref(), Some("api-key"));
+    let reply = with_headers(&mut client, "/me", key("wrong")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        store.row(row.id).await.is_none(),
+        "a rejected key ends the API session"
+    );
+    let request = Request::get("/me")
+        .header("x-api-key", &b"\xff"[..])
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        send_raw(&app.router, request).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }

@@ -357,6 +357,7 @@ macro_rules! behaviour_suite {
             auth::concurrent_wrong_passwords_are_all_counted,
             auth::a_store_failure_during_login_is_503_and_no_failure,
             auth::accounts_have_one_canonical_name_and_can_be_disabled,
+            auth::an_application_retriever_and_authenticator_plug_in,
             timeouts::idle_timeout_ends_the_session,
             timeouts::absolute_timeout_ends_a_busy_session,
             timeouts::future_activity_from_a_stepped_back_clock_is_refused,
