@@ -175,6 +175,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // Standard output carries the banner that harnesses read.
+        .with_writer(std::io::stderr)
         .init();
     let store = open_store(&options.store).await?;
     let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);

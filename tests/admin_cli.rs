@@ -1,6 +1,9 @@
 //! Black-box tests of `examples/admin.rs`: the real binary against a
 //! temporary SQLite file, with sessions made by the library itself.
 
+#[path = "common/example_binary.rs"]
+mod example_binary;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,20 +20,9 @@ use keycard::token::SessionToken;
 use keycard::{Login, Session, SessionId, SessionLayer, SqliteStore};
 use tower::ServiceExt as _;
 
-/// The example binary cargo built beside this test.
+/// The `admin` example binary.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join("examples").join("admin");
-    assert!(
-        path.exists(),
-        "{} not built: run through `cargo test`, or `cargo build --example admin` first",
-        path.display()
-    );
-    path
+    example_binary::example_binary("admin")
 }
 
 /// A temporary database, and the app and store that seed it.

@@ -1,6 +1,9 @@
 //! Black-box tests of `examples/bench_server.rs`: the real binary, over
 //! real HTTP, on every store whose URL is set (SQLite always).
 
+#[path = "common/example_binary.rs"]
+mod example_binary;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -19,20 +22,9 @@ impl Drop for Server {
     }
 }
 
-/// The example binary cargo built beside this test.
+/// The `bench_server` example binary.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join("examples").join("bench_server");
-    assert!(
-        path.exists(),
-        "{} not built: run through `cargo test`",
-        path.display()
-    );
-    path
+    example_binary::example_binary("bench_server")
 }
 
 fn start(store: Option<String>, extra: &[&str]) -> Server {

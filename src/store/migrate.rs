@@ -23,56 +23,50 @@ impl Migration {
     }
 }
 
-/// The SQLite migrations, oldest first.
+/// A backend's migrations, oldest first: the files of
+/// `migrations/<backend>/`, compiled in.
+macro_rules! migrations {
+    ($backend:literal) => {
+        &[
+            Migration {
+                version: 1,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0001_create_sessions.sql"
+                )),
+            },
+            Migration {
+                version: 2,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0002_auth_version.sql"
+                )),
+            },
+            Migration {
+                version: 3,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0003_users_and_api_tokens.sql"
+                )),
+            },
+        ]
+    };
+}
+
+/// The SQLite migrations.
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_create_sessions.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/sqlite/0002_auth_version.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/sqlite/0003_users_and_api_tokens.sql"),
-    },
-];
+pub(crate) const SQLITE: &[Migration] = migrations!("sqlite");
 
-/// The PostgreSQL migrations, oldest first.
+/// The PostgreSQL migrations.
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_create_sessions.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/postgres/0002_auth_version.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/postgres/0003_users_and_api_tokens.sql"),
-    },
-];
+pub(crate) const POSTGRES: &[Migration] = migrations!("postgres");
 
-/// The MySQL/MariaDB migrations, oldest first.
+/// The MySQL/MariaDB migrations.
 #[cfg(feature = "mysql")]
-pub(crate) const MYSQL: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/mysql/0001_create_sessions.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/mysql/0002_auth_version.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/mysql/0003_users_and_api_tokens.sql"),
-    },
-];
+pub(crate) const MYSQL: &[Migration] = migrations!("mysql");
 
 /// A stable 64-bit key for a table's migration lock (PostgreSQL advisory
 /// locks take a number): FNV-1a of the table name.

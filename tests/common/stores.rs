@@ -84,92 +84,67 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A fresh table in the PostgreSQL database of `KEYCARD_TEST_POSTGRES_URL`.
-#[cfg(feature = "postgres")]
-pub async fn postgres() -> Option<TestStore> {
-    use keycard::store::PostgresStore;
-    init_logs();
-    let url = url_from_env("KEYCARD_TEST_POSTGRES_URL")?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&url)
-        .await
-        .expect("connect to PostgreSQL");
-    let table = unique_table();
-    let twin: TwinFactory = {
-        let (url, table) = (url.clone(), table.clone());
-        Arc::new(move || {
-            let (url, table) = (url.clone(), table.clone());
-            Box::pin(async move {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(4)
+/// A factory for a store on a shared database server: a fresh table per
+/// test in the database of the URL variable, dropped (with the tables named
+/// after it) when the test ends.
+macro_rules! server_store {
+    ($name:ident, $feature:literal, $var:literal, $store:ty, $options:ty) => {
+        #[cfg(feature = $feature)]
+        pub async fn $name() -> Option<TestStore> {
+            init_logs();
+            let url = url_from_env($var)?;
+            let open = |url: String, table: keycard::store::TableName, size: u32| async move {
+                let pool = <$options>::new()
+                    .max_connections(size)
                     .connect(&url)
                     .await
-                    .expect("connect");
-                Arc::new(PostgresStore::with_table_name(pool, table)) as Arc<dyn SessionStore>
-            })
-        })
+                    .expect(concat!("connect to ", $var));
+                <$store>::with_table_name(pool, table)
+            };
+            let table = unique_table();
+            let twin: TwinFactory = {
+                let (url, table) = (url.clone(), table.clone());
+                Arc::new(move || {
+                    let opened = open(url.clone(), table.clone(), 4);
+                    Box::pin(async move { Arc::new(opened.await) as Arc<dyn SessionStore> })
+                })
+            };
+            let store = open(url.clone(), table.clone(), 8).await;
+            store.migrate().await.expect("migrate");
+            let cleanup = store.clone();
+            let drop = move || {
+                block_on(async move {
+                    let sql = format!(
+                        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, \
+                         {table}_api_tokens"
+                    );
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(cleanup.pool())
+                        .await;
+                })
+            };
+            Some(TestStore::new(
+                Arc::new(store),
+                twin,
+                Box::new(DropTables {
+                    drop: Some(Box::new(drop)),
+                }),
+            ))
+        }
     };
-    let store = PostgresStore::with_table_name(pool, table.clone());
-    store.migrate().await.expect("migrate PostgreSQL");
-    let drop = move || {
-        block_on(async move {
-            if let Ok(pool) = sqlx::PgPool::connect(&url).await {
-                let sql = format!("DROP TABLE IF EXISTS {table}, {table}_migrations");
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-            }
-        })
-    };
-    Some(TestStore::new(
-        Arc::new(store),
-        twin,
-        Box::new(DropTables {
-            drop: Some(Box::new(drop)),
-        }),
-    ))
 }
 
-/// A fresh table in the MySQL/MariaDB database of `KEYCARD_TEST_MYSQL_URL`.
-#[cfg(feature = "mysql")]
-pub async fn mysql() -> Option<TestStore> {
-    use keycard::store::MySqlStore;
-    init_logs();
-    let url = url_from_env("KEYCARD_TEST_MYSQL_URL")?;
-    let pool = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(8)
-        .connect(&url)
-        .await
-        .expect("connect to MySQL");
-    let table = unique_table();
-    let twin: TwinFactory = {
-        let (url, table) = (url.clone(), table.clone());
-        Arc::new(move || {
-            let (url, table) = (url.clone(), table.clone());
-            Box::pin(async move {
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(4)
-                    .connect(&url)
-                    .await
-                    .expect("connect");
-                Arc::new(MySqlStore::with_table_name(pool, table)) as Arc<dyn SessionStore>
-            })
-        })
-    };
-    let store = MySqlStore::with_table_name(pool, table.clone());
-    store.migrate().await.expect("migrate MySQL");
-    let drop = move || {
-        block_on(async move {
-            if let Ok(pool) = sqlx::MySqlPool::connect(&url).await {
-                let sql = format!("DROP TABLE IF EXISTS {table}, {table}_migrations");
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-            }
-        })
-    };
-    Some(TestStore::new(
-        Arc::new(store),
-        twin,
-        Box::new(DropTables {
-            drop: Some(Box::new(drop)),
-        }),
-    ))
-}
+server_store!(
+    postgres,
+    "postgres",
+    "KEYCARD_TEST_POSTGRES_URL",
+    keycard::store::PostgresStore,
+    sqlx::postgres::PgPoolOptions
+);
+server_store!(
+    mysql,
+    "mysql",
+    "KEYCARD_TEST_MYSQL_URL",
+    keycard::store::MySqlStore,
+    sqlx::mysql::MySqlPoolOptions
+);
