@@ -94,18 +94,25 @@ impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database at `url`, e.g.
     /// `sqlite://sessions.db` or `sqlite::memory:`, with the settings a
     /// session store wants: WAL journal, `synchronous = NORMAL`, a 5 second
-    /// busy timeout.
+    /// busy timeout, a pool of 8. An in-memory database is shared by the
+    /// pool's connections and kept for the life of the pool.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        Ok(Self::new(pool))
+        let mut pool = SqlitePoolOptions::new().max_connections(8);
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            // An in-memory database lives as long as one connection to it:
+            // keep one open for good, or every session would vanish the
+            // first time the pool closed its idle connections.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        Ok(Self::new(pool.connect_with(options).await?))
     }
 
     /// Creates the table and indexes if they are missing, by applying the

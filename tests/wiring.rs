@@ -1,4 +1,5 @@
-//! The `Session` extractor without its layer, and `Error` as a response.
+//! How the pieces are put together: extractors and layers without their
+//! session layer, and the store's in-memory mode.
 
 use axum::Router;
 use axum::body::Body;
@@ -50,4 +51,47 @@ async fn auth_layer_without_session_layer_says_what_to_do() {
         .to_bytes();
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("without `SessionLayer`"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_sqlite_store_is_one_database_for_the_whole_pool() {
+    use keycard::store::{SessionFields, SessionStore};
+    let store = keycard::SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
+        .expect("time");
+    let fields = SessionFields {
+        token_hash: keycard::token::SessionToken::generate()
+            .expect("rng")
+            .hash(),
+        user_id: Some("ada".into()),
+        ip_address: None,
+        is_api: false,
+        auth_method: None,
+        authenticated_at: None,
+        persistent: false,
+        created_at: now,
+        last_activity: now,
+        data: Default::default(),
+        auth_version: None,
+    };
+    // Many at once, so that the pool opens several connections: each must
+    // see the table and the rows.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, fields) = (store.clone(), fields.clone());
+            tokio::spawn(async move {
+                let id = store.insert(&fields).await.expect("insert");
+                store.load(id).await.expect("load").expect("row")
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.expect("task").fields.user_id.as_deref(),
+            Some("ada")
+        );
+    }
 }
