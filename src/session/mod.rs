@@ -87,14 +87,7 @@ impl Session {
     ///
     /// Fails with [`Error::Deserialize`] if the stored value is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let value = self.get_value(key).await?;
-        value
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|source| Error::Deserialize {
-                key: key.to_owned(),
-                source,
-            })
+        self.with(|w| read(key, &w.view.data)).await?
     }
 
     /// The JSON value stored under `key`.
@@ -296,22 +289,24 @@ fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, Error> {
     })
 }
 
+/// The value under `key` in `data`, read as a `T` without copying it first.
+fn read<T: DeserializeOwned>(key: &str, data: &SessionData) -> Result<Option<T>, Error> {
+    data.get(key)
+        .map(T::deserialize)
+        .transpose()
+        .map_err(|source| Error::Deserialize {
+            key: key.to_owned(),
+            source,
+        })
+}
+
 /// Runs an update closure on the value under `key` in `data`.
 fn apply<T, F>(key: &str, f: &mut F, data: &SessionData) -> Result<(T, Value), Error>
 where
     T: Serialize + DeserializeOwned,
     F: FnMut(Option<T>) -> T,
 {
-    let old = data
-        .get(key)
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|source| Error::Deserialize {
-            key: key.to_owned(),
-            source,
-        })?;
-    let new = f(old);
+    let new = f(read(key, data)?);
     let value = to_value(key, &new)?;
     Ok((new, value))
 }
