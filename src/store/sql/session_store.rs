@@ -1,0 +1,285 @@
+//! [`SessionStore`](crate::store::SessionStore) for every SQL backend.
+
+/// The parts of a SQL store that differ between backends only in types:
+/// binding a row's columns, the optimistic write, the locked merge, and the
+/// single-statement methods of [`SessionStore`](super::SessionStore).
+///
+/// The invoking module provides `read_time` (a timestamp column, decoded)
+/// and, on the store type, `begin_locked` (a transaction whose first read
+/// takes the row's write lock) and `insert_returning_id` (backends return a
+/// new row's id differently). `time` converts a timestamp to what the
+/// backend binds.
+macro_rules! sql_store {
+    (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
+        type Query<'q> = sqlx::query::Query<'q, $db, $args>;
+
+        fn decode_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionRecord, StoreError> {
+            use sqlx::Row as _;
+            let id: i64 = row.try_get("id")?;
+            let required = |column| {
+                read_time(row, column)?.ok_or(StoreError::Corrupt {
+                    id,
+                    what: "a required timestamp is missing",
+                })
+            };
+            $crate::store::sql::RawRow {
+                id,
+                version: row.try_get("version")?,
+                token_hash: row.try_get("token_hash")?,
+                user_id: row.try_get("user_id")?,
+                ip_address: row.try_get("ip_address")?,
+                is_api: row.try_get("is_api")?,
+                auth_method: row.try_get("auth_method")?,
+                authenticated_at: read_time(row, "authenticated_at")?,
+                persistent: row.try_get("persistent")?,
+                created_at: required("created_at")?,
+                last_activity: required("last_activity")?,
+                data: row.try_get("data")?,
+                auth_version: row.try_get("auth_version")?,
+            }
+            .into_record()
+        }
+
+        /// Binds the columns of `SessionFields` in the order both the insert
+        /// and the update statement list them.
+        fn bind_fields<'q>(query: Query<'q>, f: &'q SessionFields) -> Query<'q> {
+            query
+                .bind(f.token_hash.as_bytes().as_slice())
+                .bind(f.user_id.as_deref())
+                .bind(f.ip_address.as_deref())
+                .bind(f.is_api)
+                .bind(f.auth_method.as_deref())
+                .bind(f.authenticated_at.map($time))
+                .bind(f.persistent)
+                .bind($time(f.created_at))
+                .bind($time(f.last_activity))
+                .bind($crate::store::sql::encode_data(&f.data))
+                .bind(f.auth_version)
+        }
+
+        async fn fetch<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            sql: &sqlx::SqlStr,
+            id: SessionId,
+        ) -> Result<Option<SessionRecord>, StoreError> {
+            let row = sqlx::query(sql.clone())
+                .bind(id.get())
+                .fetch_optional(executor)
+                .await?;
+            row.as_ref().map(decode_row).transpose()
+        }
+
+        /// The optimistic write: succeeds only if the row still has `version`.
+        async fn write<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            sql: &$crate::store::sql::Statements,
+            id: SessionId,
+            version: i64,
+            fields: &SessionFields,
+        ) -> Result<bool, StoreError> {
+            let done = bind_fields(sqlx::query(sql.update.clone()), fields)
+                .bind(id.get())
+                .bind(version)
+                .execute(executor)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        impl $store {
+            /// One try of `update_locked`, in one transaction.
+            async fn update_locked_once(
+                &self,
+                id: SessionId,
+                merge: &mut $crate::store::Merge<'_>,
+            ) -> Result<Option<SessionRecord>, StoreError> {
+                let mut tx = self.begin_locked().await?;
+                let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
+                    return Ok(None);
+                };
+                let Some(fields) = merge(&current) else {
+                    return Ok(None);
+                };
+                if !write(&mut *tx, &self.sql, id, current.version, &fields).await? {
+                    return Ok(None);
+                }
+                tx.commit().await?;
+                Ok(Some(SessionRecord {
+                    id,
+                    version: current.version + 1,
+                    fields,
+                }))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
+            async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+                fetch(&self.pool, &self.sql.load, id).await
+            }
+
+            async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    let query = bind_fields(sqlx::query(this.sql.insert.clone()), fields);
+                    $crate::store::sql::assigned_id(this.insert_returning_id(query).await?)
+                })
+                .await
+            }
+
+            async fn update(
+                &self,
+                id: SessionId,
+                expected_version: i64,
+                fields: &SessionFields,
+            ) -> Result<bool, StoreError> {
+                let this = self;
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    write(&this.pool, &this.sql, id, expected_version, fields).await
+                })
+                .await
+            }
+
+            async fn update_locked(
+                &self,
+                id: SessionId,
+                merge: &mut $crate::store::Merge<'_>,
+            ) -> Result<Option<SessionRecord>, StoreError> {
+                let mut attempt = 1;
+                loop {
+                    match self.update_locked_once(id, merge).await {
+                        Err(error) if error.is_transient() && attempt < 8 => {
+                            $crate::store::sql::deadlock_pause(attempt).await;
+                            attempt += 1;
+                        }
+                        result => return result,
+                    }
+                }
+            }
+
+            async fn touch(
+                &self,
+                id: SessionId,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.touch.clone())
+                        .bind($time(at))
+                        .bind(id.get())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete.clone())
+                        .bind(id.get())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_expired(
+                &self,
+                cutoffs: $crate::store::ExpiryCutoffs,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_expired.clone())
+                        .bind($time(cutoffs.idle_before))
+                        .bind($time(cutoffs.created_before))
+                        .bind($time(cutoffs.persistent_idle_before))
+                        .bind($time(cutoffs.persistent_created_before))
+                        .bind(i64::from(limit))
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+                let rows = sqlx::query(self.sql.list_for_user.clone())
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(decode_row).collect()
+            }
+
+            async fn delete_for_user(
+                &self,
+                user_id: &str,
+                which: $crate::store::UserSessions,
+            ) -> Result<u64, StoreError> {
+                use $crate::store::UserSessions;
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    let query = match which {
+                        UserSessions::All => {
+                            sqlx::query(this.sql.delete_user_all.clone()).bind(user_id)
+                        }
+                        UserSessions::AllExcept(id) => {
+                            sqlx::query(this.sql.delete_user_except.clone())
+                                .bind(user_id)
+                                .bind(id.get())
+                        }
+                        UserSessions::Only(id) => sqlx::query(this.sql.delete_user_only.clone())
+                            .bind(user_id)
+                            .bind(id.get()),
+                    };
+                    Ok(query.execute(&this.pool).await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_all(&self) -> Result<u64, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_all.clone())
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_excess_for_user(
+                &self,
+                user_id: &str,
+                keep: u32,
+            ) -> Result<u64, StoreError> {
+                let this = self;
+                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                    Ok(sqlx::query(this.sql.delete_excess_for_user.clone())
+                        .bind(user_id)
+                        .bind(i64::from(keep))
+                        .execute(&this.pool)
+                        .await?)
+                })
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn count_active_since(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(self.sql.count_active_since.clone())
+                    .bind($time(since))
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok($crate::store::sql::count(n))
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
