@@ -150,26 +150,21 @@ impl Session {
             return Ok(new);
         };
         // Fast path: one statement, unless a concurrent request wrote first.
-        let mut fields = stored.fields.clone();
-        fields.data.insert(key.to_owned(), value.clone());
-        fields.last_activity = fields.last_activity.max(now);
+        let (id, version) = (stored.id, stored.version);
+        let mut data = stored.fields.data.clone();
+        data.insert(key.to_owned(), value.clone());
+        let last_activity = stored.fields.last_activity.max(now);
         let store = &self.0.ctx.store;
         let span = w.span.clone();
         if store
-            .update(stored.id, stored.version, &fields)
+            .update_data(id, version, &data, last_activity)
             .instrument(span.clone())
             .await?
         {
-            let record = SessionRecord {
-                id: stored.id,
-                version: stored.version + 1,
-                fields,
-            };
-            w.committed(key, value, record);
+            w.committed_data(key, value, data, last_activity);
             return Ok(new);
         }
         // Slow path: under the row lock, on the row as it is now.
-        let id = stored.id;
         let expected = stored.fields.token_hash;
         let mut outcome = None;
         let mut merge = |current: &SessionRecord| {

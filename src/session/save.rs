@@ -74,7 +74,15 @@ impl Session {
         }
         w.view.last_activity = w.view.last_activity.max(now);
         let id = stored.id;
-        if !ctx.store.update(id, stored.version, &w.view).await? {
+        let written = if w.only_data_changed() {
+            let view = &w.view;
+            ctx.store
+                .update_data(id, stored.version, &view.data, view.last_activity)
+                .await?
+        } else {
+            ctx.store.update(id, stored.version, &w.view).await?
+        };
+        if !written {
             // A concurrent request wrote first: replay this request's changes
             // on the row as it is now, under its lock.
             let expected = stored.fields.token_hash;

@@ -105,6 +105,31 @@ impl Working {
         self.replaced = replaced;
     }
 
+    /// Records that the stored row's values are now `data`, with `key =
+    /// value` among them, written by the optimistic fast path.
+    pub(super) fn committed_data(
+        &mut self,
+        key: &str,
+        value: Value,
+        data: crate::store::SessionData,
+        last_activity: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Some(stored) = &mut self.stored {
+            stored.version += 1;
+            stored.fields.data = data;
+            stored.fields.last_activity = last_activity;
+        }
+        self.view.last_activity = last_activity;
+        self.view.data.insert(key.to_owned(), value);
+        self.dirty.remove(key);
+    }
+
+    /// Whether only values (and the activity time) changed: the narrow
+    /// `update_data` statement is enough.
+    pub(super) fn only_data_changed(&self) -> bool {
+        !self.identity_changed && !self.persistent_changed && self.new_token.is_none()
+    }
+
     pub(super) fn clear_data(&mut self) {
         self.view.data.clear();
         self.dirty.clear();

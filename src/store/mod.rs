@@ -184,6 +184,17 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         fields: &SessionFields,
     ) -> Result<bool, StoreError>;
 
+    /// Like [`update`](Self::update), for a write that changes only the
+    /// values and `last_activity`, the common case: a narrower statement that
+    /// leaves the other columns, and their indexes, alone.
+    async fn update_data(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        data: &SessionData,
+        last_activity: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Reads the row under a write lock (a transaction with `SELECT … FOR
     /// UPDATE`, or `BEGIN IMMEDIATE` on SQLite), passes it to `merge`, and
     /// writes the fields `merge` returns, incrementing the version, before

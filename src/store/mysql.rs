@@ -19,6 +19,8 @@ const SQL: StatementTexts = StatementTexts {
         is_api = ?, auth_method = ?, authenticated_at = ?, persistent = ?, \
         created_at = ?, last_activity = ?, data = ?, auth_version = ?, \
         version = version + 1 WHERE id = ? AND version = ?",
+    update_data: "UPDATE {table} SET data = ?, last_activity = ?, version = version + 1 \
+        WHERE id = ? AND version = ?",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, ?) WHERE id = ?",
     delete: "DELETE FROM {table} WHERE id = ?",
     delete_expired: "DELETE FROM {table} WHERE (NOT persistent AND (last_activity < ? OR created_at < ?)) \

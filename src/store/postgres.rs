@@ -19,6 +19,8 @@ const SQL: StatementTexts = StatementTexts {
         is_api = $4, auth_method = $5, authenticated_at = $6, persistent = $7, \
         created_at = $8, last_activity = $9, data = $10, auth_version = $11, \
         version = version + 1 WHERE id = $12 AND version = $13",
+    update_data: "UPDATE {table} SET data = $1, last_activity = $2, version = version + 1 \
+        WHERE id = $3 AND version = $4",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, $1) WHERE id = $2",
     delete: "DELETE FROM {table} WHERE id = $1",
     delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \

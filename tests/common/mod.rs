@@ -130,6 +130,20 @@ impl SessionStore for CountingStore {
         self.inner.update(id, expected_version, fields).await
     }
 
+    async fn update_data(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        data: &keycard::store::SessionData,
+        last_activity: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.calls.update.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.fail_writes)?;
+        self.inner
+            .update_data(id, expected_version, data, last_activity)
+            .await
+    }
+
     async fn update_locked(
         &self,
         id: SessionId,

@@ -139,6 +139,29 @@ macro_rules! sql_store {
                 .await
             }
 
+            async fn update_data(
+                &self,
+                id: SessionId,
+                expected_version: i64,
+                data: &$crate::store::SessionData,
+                last_activity: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, StoreError> {
+                let this = self;
+                let encoded = $crate::store::sql::encode_data(data);
+                let encoded = encoded.as_str();
+                $crate::store::sql::retry_deadlocks(move || async move {
+                    let done = sqlx::query(this.sql.update_data.clone())
+                        .bind(encoded)
+                        .bind($time(last_activity))
+                        .bind(id.get())
+                        .bind(expected_version)
+                        .execute(&this.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
+            }
+
             async fn update_locked(
                 &self,
                 id: SessionId,
