@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Load benchmark: keycard vs bare axum vs tower-sessions, on SQLite,
+# PostgreSQL and MySQL (keycard and bare axum only), over loopback HTTP.
+#
+#   bench/run.sh                       # everything, 5 s per run after 2 s warm-up
+#   DURATION=3 WARMUP=1 bench/run.sh   # shorter
+#
+# Builds (release, once; SKIP_BUILD=1 to reuse): keycard's bench_server
+# example with --all-features into bench/target/keycard, and the three
+# standalone crates bench/loadgen, bench/bare_axum and
+# bench/tower_sessions_server into their own target/ folders.
+#
+# Each run starts a server on a fresh database, pinned to one core
+# (taskset -c $SERVER_CPU), drives it with the load generator pinned to the
+# other (taskset -c $LOAD_CPU), reads the server's peak RSS (VmHWM) at the
+# end and stops it. Servers are interleaved per scenario (keycard, bare,
+# tower-sessions, keycard, ... when ROUNDS > 1). Traffic stays on 127.0.0.1
+# and every step has a time limit.
+#
+# Output: a Markdown table on stdout (also bench/results/latest.md), every
+# run's JSON line in bench/results/runs.jsonl, the aggregate in
+# bench/results/latest.json, and the ratio chart bench/results/ratios.png
+# (CHART=0 to skip it).
+#
+# Environment (defaults in brackets):
+#   DURATION [5]  WARMUP [2]  CLIENTS [32]  ROUNDS [1]
+#   STORES ["sqlite postgres mysql"]
+#   SCENARIOS ["anon read write mixed login race"]
+#   SERVERS ["keycard bare tower-sessions"]
+#   PG_URL [postgres://postgres@127.0.0.1:5432/test]   (an existing database to
+#          connect to; each run uses a fresh database $BENCH_DB beside it)
+#   MYSQL_URL [mysql://root@127.0.0.1:3306/test]       (likewise)
+#   BENCH_DB [keycard_bench]  (dropped and re-created before every run)
+#   TS_ALWAYS_SAVE [1]  (tower-sessions' sliding expiry: save on every request)
+#   SERVER_CPU [0]  LOAD_CPU [1]  SKIP_BUILD [0]  CHART [1]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+RESULTS="$BENCH/results"
+
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-2}
+CLIENTS=${CLIENTS:-32}
+ROUNDS=${ROUNDS:-1}
+STORES=${STORES:-"sqlite postgres mysql"}
+SCENARIOS=${SCENARIOS:-"anon read write mixed login race"}
+SERVERS=${SERVERS:-"keycard bare tower-sessions"}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
+BENCH_DB=${BENCH_DB:-keycard_bench}
+TS_ALWAYS_SAVE=${TS_ALWAYS_SAVE:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SKIP_BUILD=${SKIP_BUILD:-0}
+CHART=${CHART:-1}
+
+if ! [[ "$BENCH_DB" =~ ^[a-z_][a-z0-9_]*$ ]]; then
+    echo "run.sh: BENCH_DB must be a plain lower-case identifier" >&2
+    exit 2
+fi
+if [[ "$BENCH_DB" == "test" ]]; then
+    echo "run.sh: BENCH_DB must not be the shared 'test' database" >&2
+    exit 2
+fi
+
+KEYCARD_BIN="$BENCH/target/keycard/release/examples/bench_server"
+BARE_BIN="$BENCH/bare_axum/target/release/bare_axum"
+TS_BIN="$BENCH/tower_sessions_server/target/release/tower_sessions_server"
+LOADGEN_BIN="$BENCH/loadgen/target/release/loadgen"
+
+log() { echo "run.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- build
+# What keycard's bench_server is built from: HEAD, "+dirty" if the files
+# that go into it differ from HEAD at build time.
+commit_now() {
+    local commit dirty
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
+    dirty=$(git -C "$ROOT" status --porcelain --untracked-files=all -- \
+        src examples migrations Cargo.toml Cargo.lock 2>/dev/null)
+    echo "$commit${dirty:++dirty}"
+}
+BUILD_COMMIT="$(commit_now), binaries prebuilt (SKIP_BUILD=1)"
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    BUILD_COMMIT=$(commit_now)
+    log "building (release) keycard at $BUILD_COMMIT"
+    (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
+        cargo build --release --all-features --example bench_server)
+    for crate in loadgen bare_axum tower_sessions_server; do
+        CARGO_TARGET_DIR="$BENCH/$crate/target" \
+            cargo build --release --manifest-path "$BENCH/$crate/Cargo.toml"
+    done
+fi
+for bin in "$KEYCARD_BIN" "$BARE_BIN" "$TS_BIN" "$LOADGEN_BIN"; do
+    [[ -x "$bin" ]] || { log "missing $bin (run without SKIP_BUILD=1)"; exit 1; }
+done
+
+# ---------------------------------------------------------------- databases
+# URL pieces: scheme://user[:password]@host[:port]/db
+url_re='^([a-z]+)://([^:@/]+)(:([^@/]*))?@([^:/]+)(:([0-9]+))?/([^?]*)'
+
+pg_admin() { # SQL...
+    local sql
+    for sql in "$@"; do
+        PGCONNECT_TIMEOUT=5 PGOPTIONS="--client-min-messages=warning" timeout 30 psql -X -q -v ON_ERROR_STOP=1 "$PG_URL" -c "$sql" >/dev/null ||
+            return 1
+    done
+}
+
+mysql_admin() { # SQL
+    [[ "$MYSQL_URL" =~ $url_re ]] || { log "MYSQL_URL not understood"; return 1; }
+    local user=${BASH_REMATCH[2]} pass=${BASH_REMATCH[4]} host=${BASH_REMATCH[5]}
+    local port=${BASH_REMATCH[7]:-3306} db=${BASH_REMATCH[8]}
+    MYSQL_PWD="$pass" timeout 30 mysql --connect-timeout=5 -h "$host" -P "$port" \
+        -u "$user" "$db" -e "$1"
+}
+
+# The URL of the fresh bench database beside the admin one.
+pg_bench_url() { echo "${PG_URL%/*}/$BENCH_DB"; }
+mysql_bench_url() { echo "${MYSQL_URL%/*}/$BENCH_DB"; }
+
+store_available() { # store
+    case "$1" in
+        sqlite) return 0 ;;
+        postgres) command -v psql >/dev/null && pg_admin "select 1" 2>/dev/null ;;
+        mysql) command -v mysql >/dev/null && mysql_admin "select 1" >/dev/null 2>&1 ;;
+        *) return 1 ;;
+    esac
+}
+
+SQLITE_DIR=""
+STORE_URL=""
+fresh_store() { # store -> sets STORE_URL to a new, empty database
+    case "$1" in
+        sqlite)
+            SQLITE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/keycard-bench.XXXXXX") || return 1
+            STORE_URL="sqlite:$SQLITE_DIR/sessions.db"
+            ;;
+        postgres)
+            pg_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" "CREATE DATABASE $BENCH_DB" ||
+                return 1
+            STORE_URL=$(pg_bench_url)
+            ;;
+        mysql)
+            mysql_admin "DROP DATABASE IF EXISTS $BENCH_DB; CREATE DATABASE $BENCH_DB" || return 1
+            STORE_URL=$(mysql_bench_url)
+            ;;
+    esac
+}
+
+drop_store() { # store
+    case "$1" in
+        sqlite) [[ -n "$SQLITE_DIR" ]] && rm -rf "$SQLITE_DIR"; SQLITE_DIR="" ;;
+        postgres) pg_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" || true ;;
+        mysql) mysql_admin "DROP DATABASE IF EXISTS $BENCH_DB" || true ;;
+    esac
+}
+
+# ---------------------------------------------------------------- servers
+SERVER_PID=""
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -INT "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    [[ -n "$SQLITE_DIR" ]] && rm -rf "$SQLITE_DIR"
+    [[ -n "${WORK:-}" ]] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/keycard-bench-logs.XXXXXX")
+
+start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
+    local server=$1 store_url=$2 bin extra=()
+    case "$server" in
+        keycard) bin=$KEYCARD_BIN ;;
+        bare) bin=$BARE_BIN ;;
+        tower-sessions)
+            bin=$TS_BIN
+            [[ "$TS_ALWAYS_SAVE" == 1 ]] && extra+=(--always-save)
+            ;;
+    esac
+    : >"$WORK/server.out"
+    taskset -c "$SERVER_CPU" "$bin" --addr 127.0.0.1:0 --store "$store_url" \
+        --insecure-cookies "${extra[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
+    SERVER_PID=$!
+    SERVER_URL=""
+    local line
+    for _ in $(seq 300); do # 30 s
+        line=$(head -n 1 "$WORK/server.out")
+        if [[ "$line" == "bench_server listening on http://127.0.0.1:"* ]]; then
+            SERVER_URL=${line#bench_server listening on }
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$server did not start on $store_url:"
+    tail -n 5 "$WORK/server.err" >&2 || true
+    stop_server
+    return 1
+}
+
+# The server's user + system CPU time so far, in clock ticks.
+CLK_TCK=$(getconf CLK_TCK)
+busy_ticks() { # all cores' non-idle time so far, in clock ticks
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+cpu_ticks() { # pid
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- runs
+mkdir -p "$RESULTS"
+RUNS="$RESULTS/runs.jsonl"
+: >"$RUNS"
+started=$(date +%s)
+limit=$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN { printf "%d", w + d + 90 }')
+
+for store in $STORES; do
+    if ! store_available "$store"; then
+        log "skipping $store: not reachable"
+        continue
+    fi
+    for scenario in $SCENARIOS; do
+        for round in $(seq "$ROUNDS"); do
+            for server in $SERVERS; do
+                if [[ "$server" == tower-sessions && "$store" == mysql ]]; then
+                    continue # tower-sessions is compared on SQLite and PostgreSQL only
+                fi
+                if ! fresh_store "$store"; then
+                    log "could not make a fresh $store database"
+                    continue
+                fi
+                if ! start_server "$server" "$STORE_URL"; then
+                    drop_store "$store"
+                    continue
+                fi
+                log "$store $scenario round $round: $server"
+                ticks0=$(cpu_ticks "$SERVER_PID")
+                busy0=$(busy_ticks)
+                wall0=$(date +%s.%N)
+                line=$(timeout "$limit" taskset -c "$LOAD_CPU" "$LOADGEN_BIN" \
+                    --url "$SERVER_URL" --scenario "$scenario" --clients "$CLIENTS" \
+                    --duration "$DURATION" --warmup "$WARMUP" 2>"$WORK/loadgen.err") || {
+                    log "loadgen failed: $(tail -n 3 "$WORK/loadgen.err")"
+                    line=""
+                }
+                wall1=$(date +%s.%N)
+                ticks1=$(cpu_ticks "$SERVER_PID")
+                busy1=$(busy_ticks)
+                cpu_pct=$(awk -v a="$ticks0" -v b="$ticks1" -v t0="$wall0" -v t1="$wall1" -v hz="$CLK_TCK" \
+                    'BEGIN { if (a == "" || b == "" || t1 <= t0) print "null"; else printf "%.1f", 100 * (b - a) / hz / (t1 - t0) }')
+                # Everything else that ran meanwhile (the database server,
+                # other people's builds), in % of one core.
+                lg_pct=$(sed -n 's/.*"loadgen_cpu_pct":\([0-9.]*\).*/\1/p' <<<"$line")
+                other_pct=$(awk -v s0="$ticks0" -v s1="$ticks1" -v b0="$busy0" -v b1="$busy1" -v lg="$lg_pct" \
+                    -v t0="$wall0" -v t1="$wall1" -v hz="$CLK_TCK" \
+                    'BEGIN { if (s0 == "" || s1 == "" || lg == "" || t1 <= t0) { print "null"; exit }
+                             v = 100 * ((b1 - b0) - (s1 - s0)) / hz / (t1 - t0) - lg
+                             printf "%.1f", (v < 0 ? 0 : v) }')
+                rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo null)
+                stop_server
+                drop_store "$store"
+                if [[ "$line" == "{"*"}" ]]; then
+                    echo "${line%\}},\"server\":\"$server\",\"store\":\"$store\",\"round\":$round,\"rss_kb\":${rss_kb:-null},\"server_cpu_pct\":$cpu_pct,\"other_cpu_pct\":$other_pct}" >>"$RUNS"
+                fi
+            done
+        done
+    done
+done
+elapsed=$(($(date +%s) - started))
+log "runs took ${elapsed}s"
+
+# ---------------------------------------------------------------- report
+python3 "$BENCH/report.py" --runs "$RUNS" --out "$RESULTS/latest.json" \
+    --command "${BENCH_COMMAND:-DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS ROUNDS=$ROUNDS bench/run.sh}" \
+    --duration "$DURATION" --warmup "$WARMUP" --clients "$CLIENTS" --rounds "$ROUNDS" \
+    --ts-always-save "$TS_ALWAYS_SAVE" --elapsed "$elapsed" --commit "$BUILD_COMMIT" | tee "$RESULTS/latest.md"
+
+if [[ "$CHART" == 1 ]]; then
+    python3 "$BENCH/chart.py" "$RESULTS/latest.json" "$RESULTS/ratios.png" ||
+        log "chart failed (the table above stands)"
+fi
