@@ -73,6 +73,18 @@ pub(crate) struct Context {
     pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
 }
 
+impl Context {
+    /// The new `last_activity` of a session last active at `last`, if it is
+    /// due (at most once per touch interval); `None` to leave it.
+    pub(crate) fn renewal(
+        &self,
+        last: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        (now - last >= self.config.touch_interval()).then_some(now)
+    }
+}
+
 /// A tower [`Layer`] that gives every request a [`Session`](crate::Session).
 ///
 /// Build it with [`SessionLayer::new`] and the builder methods below; the

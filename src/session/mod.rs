@@ -153,15 +153,15 @@ impl Session {
         let (id, version) = (stored.id, stored.version);
         let mut data = stored.fields.data.clone();
         data.insert(key.to_owned(), value.clone());
-        let last_activity = stored.fields.last_activity.max(now);
+        let renewed = self.0.ctx.renewal(stored.fields.last_activity, now);
         let store = &self.0.ctx.store;
         let span = w.span.clone();
         if store
-            .update_data(id, version, &data, last_activity)
+            .update_data(id, version, &data, renewed)
             .instrument(span.clone())
             .await?
         {
-            w.committed_data(key, value, data, last_activity);
+            w.committed_data(key, value, data, renewed);
             return Ok(new);
         }
         // Slow path: under the row lock, on the row as it is now.

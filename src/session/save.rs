@@ -72,14 +72,17 @@ impl Session {
             }
             return Ok(CookieAction::None);
         }
-        w.view.last_activity = w.view.last_activity.max(now);
         let id = stored.id;
         let written = if w.only_data_changed() {
-            let view = &w.view;
+            let renewed = ctx.renewal(stored.fields.last_activity, now);
+            if let Some(at) = renewed {
+                w.view.last_activity = at;
+            }
             ctx.store
-                .update_data(id, stored.version, &view.data, view.last_activity)
+                .update_data(id, stored.version, &w.view.data, renewed)
                 .await?
         } else {
+            w.view.last_activity = w.view.last_activity.max(now);
             ctx.store.update(id, stored.version, &w.view).await?
         };
         if !written {

@@ -112,14 +112,18 @@ impl Working {
         key: &str,
         value: Value,
         data: crate::store::SessionData,
-        last_activity: chrono::DateTime<chrono::Utc>,
+        renewed: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         if let Some(stored) = &mut self.stored {
             stored.version += 1;
             stored.fields.data = data;
-            stored.fields.last_activity = last_activity;
+            if let Some(at) = renewed {
+                stored.fields.last_activity = at;
+            }
         }
-        self.view.last_activity = last_activity;
+        if let Some(at) = renewed {
+            self.view.last_activity = at;
+        }
         self.view.data.insert(key.to_owned(), value);
         self.dirty.remove(key);
     }

@@ -185,14 +185,17 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Like [`update`](Self::update), for a write that changes only the
-    /// values and `last_activity`, the common case: a narrower statement that
-    /// leaves the other columns, and their indexes, alone.
+    /// values, the common case: a narrower statement that leaves the other
+    /// columns, and their indexes, alone. `last_activity` is moved too when
+    /// given; the layer gives it at most once per touch interval, so that
+    /// most writes change no indexed column (which PostgreSQL rewards with a
+    /// heap-only update).
     async fn update_data(
         &self,
         id: SessionId,
         expected_version: i64,
         data: &SessionData,
-        last_activity: DateTime<Utc>,
+        last_activity: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
 
     /// Reads the row under a write lock (a transaction with `SELECT … FOR

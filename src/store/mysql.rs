@@ -21,6 +21,8 @@ const SQL: StatementTexts = StatementTexts {
         version = version + 1 WHERE id = ? AND version = ?",
     update_data: "UPDATE {table} SET data = ?, last_activity = ?, version = version + 1 \
         WHERE id = ? AND version = ?",
+    update_values: "UPDATE {table} SET data = ?, version = version + 1 WHERE id = ? \
+        AND version = ?",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, ?) WHERE id = ?",
     delete: "DELETE FROM {table} WHERE id = ?",
     delete_expired: "DELETE FROM {table} WHERE (NOT persistent AND (last_activity < ? OR created_at < ?)) \

@@ -21,6 +21,8 @@ const SQL: StatementTexts = StatementTexts {
         version = version + 1 WHERE id = $12 AND version = $13",
     update_data: "UPDATE {table} SET data = $1, last_activity = $2, version = version + 1 \
         WHERE id = $3 AND version = $4",
+    update_values: "UPDATE {table} SET data = $1, version = version + 1 WHERE id = $2 \
+        AND version = $3",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, $1) WHERE id = $2",
     delete: "DELETE FROM {table} WHERE id = $1",
     delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \

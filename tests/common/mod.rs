@@ -135,7 +135,7 @@ impl SessionStore for CountingStore {
         id: SessionId,
         expected_version: i64,
         data: &keycard::store::SessionData,
-        last_activity: DateTime<Utc>,
+        last_activity: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         self.calls.update.fetch_add(1, Ordering::SeqCst);
         self.check(&self.fail_writes)?;

@@ -115,6 +115,29 @@ pub async fn read_after_touch_interval_renews_activity_once(store: TestStore) {
     assert_eq!(store.calls().writes(), 0, "renewed: no second write");
 }
 
+pub async fn writes_renew_activity_at_most_once_per_touch_interval(store: TestStore) {
+    let mut client = client_with_session(&store).await;
+    let id = client.session_id().expect("id");
+    let created = store.row(id).await.expect("row").fields.last_activity;
+    store.clock.advance(TimeDelta::seconds(30));
+    client.post("/incr").await;
+    client.post("/set/colour/blue").await;
+    let row = store.row(id).await.expect("row");
+    assert_eq!(row.fields.data["counter"], 2);
+    assert_eq!(
+        row.fields.last_activity, created,
+        "inside the interval: not moved"
+    );
+    store.clock.advance(TimeDelta::seconds(31));
+    client.post("/incr").await;
+    let row = store.row(id).await.expect("row");
+    assert_eq!(row.fields.last_activity - created, TimeDelta::seconds(61));
+    store.clock.advance(TimeDelta::seconds(61));
+    client.post("/set/colour/red").await;
+    let row = store.row(id).await.expect("row");
+    assert_eq!(row.fields.last_activity - created, TimeDelta::seconds(122));
+}
+
 pub async fn touch_interval_is_configurable(store: TestStore) {
     let layer = store.layer().touch_interval(Duration::from_secs(5));
     let mut client = Client::new(app(layer));
@@ -304,6 +327,7 @@ macro_rules! behaviour_suite {
             read_only_request_costs_one_read_and_no_write,
             read_after_touch_interval_renews_activity_once,
             touch_interval_is_configurable,
+            writes_renew_activity_at_most_once_per_touch_interval,
             changed_session_is_one_update,
             inserting_an_equal_value_is_not_a_change,
             remove_and_clear_are_saved,

@@ -144,15 +144,19 @@ macro_rules! sql_store {
                 id: SessionId,
                 expected_version: i64,
                 data: &$crate::store::SessionData,
-                last_activity: chrono::DateTime<chrono::Utc>,
+                last_activity: Option<chrono::DateTime<chrono::Utc>>,
             ) -> Result<bool, StoreError> {
                 let this = self;
                 let encoded = $crate::store::sql::encode_data(data);
                 let encoded = encoded.as_str();
                 $crate::store::sql::retry_deadlocks(move || async move {
-                    let done = sqlx::query(this.sql.update_data.clone())
-                        .bind(encoded)
-                        .bind($time(last_activity))
+                    let query = match last_activity {
+                        Some(at) => sqlx::query(this.sql.update_data.clone())
+                            .bind(encoded)
+                            .bind($time(at)),
+                        None => sqlx::query(this.sql.update_values.clone()).bind(encoded),
+                    };
+                    let done = query
                         .bind(id.get())
                         .bind(expected_version)
                         .execute(&this.pool)

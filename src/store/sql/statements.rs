@@ -21,6 +21,8 @@ pub(crate) struct StatementTexts {
     pub(crate) update: &'static str,
     /// `update` of the values and `last_activity` only.
     pub(crate) update_data: &'static str,
+    /// `update` of the values only.
+    pub(crate) update_values: &'static str,
     pub(crate) touch: &'static str,
     pub(crate) delete: &'static str,
     pub(crate) delete_expired: &'static str,
@@ -115,6 +117,7 @@ pub(crate) struct Statements {
     pub(crate) insert: SqlStr,
     pub(crate) update: SqlStr,
     pub(crate) update_data: SqlStr,
+    pub(crate) update_values: SqlStr,
     pub(crate) touch: SqlStr,
     pub(crate) delete: SqlStr,
     pub(crate) delete_expired: SqlStr,
@@ -144,6 +147,7 @@ impl Statements {
             insert: render(texts.insert),
             update: render(texts.update),
             update_data: render(texts.update_data),
+            update_values: render(texts.update_values),
             touch: render(texts.touch),
             delete: render(texts.delete),
             delete_expired: render(texts.delete_expired),
