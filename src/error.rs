@@ -59,7 +59,33 @@ pub enum Error {
     Randomness,
 }
 
+/// A plain-text response that no cache keeps: how keycard's layers answer
+/// for themselves.
+pub(crate) fn plain_response<B: From<&'static str>>(
+    status: StatusCode,
+    body: &'static str,
+) -> http::Response<B> {
+    let mut response = http::Response::new(B::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 impl Error {
+    /// The response a layer answers with when this error ends a request.
+    pub(crate) fn to_response<B: From<&'static str>>(&self) -> http::Response<B> {
+        let (status, body) = self.status_and_body();
+        plain_response(status, body)
+    }
+
     /// The status the layer answers with when this error ends a request, and
     /// the generic body it sends.
     pub(crate) fn status_and_body(&self) -> (StatusCode, &'static str) {

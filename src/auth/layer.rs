@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -17,6 +17,7 @@ use super::{
     Authenticated, AuthenticationError, Authenticator, Credentials, RequestHead, Retrieved,
     Retriever, TrustedHeader,
 };
+use crate::error::plain_response;
 use crate::{Error, Login, Session};
 
 /// How the user of this request was authenticated by [`AuthLayer`], in the
@@ -195,7 +196,7 @@ where
                 }
                 Retrieved::Malformed(reason) => {
                     tracing::info!(reason, "keycard: malformed credentials refused");
-                    return Box::pin(std::future::ready(Ok(plain(
+                    return Box::pin(std::future::ready(Ok(plain_response(
                         StatusCode::BAD_REQUEST,
                         "Malformed credentials.\n",
                     ))));
@@ -204,7 +205,7 @@ where
         }
         let Some(session) = request.extensions().get::<Session>().cloned() else {
             tracing::error!("keycard: AuthLayer needs SessionLayer around it");
-            return Box::pin(std::future::ready(Ok(plain(
+            return Box::pin(std::future::ready(Ok(plain_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "`AuthLayer` used without `SessionLayer`: add `.layer(AuthLayer…)` before \
                  `.layer(SessionLayer…)` so that the session layer wraps it.\n",
@@ -218,7 +219,7 @@ where
             return Box::pin(async move {
                 match end_orphaned_trusted_session(&session).await {
                     Ok(()) => inner.call(request).await,
-                    Err(error) => Ok(error_response(&error)),
+                    Err(error) => Ok(error.to_response()),
                 }
             });
         };
@@ -228,7 +229,7 @@ where
                 Ok(user) => {
                     let method = retriever.method();
                     if let Err(error) = sign_in(&session, &user, method, retriever.is_api()).await {
-                        return Ok(error_response(&error));
+                        return Ok(error.to_response());
                     }
                     let mut info = AuthInfo {
                         user_id: user.user_id,
@@ -244,14 +245,14 @@ where
                 }
                 Err(AuthenticationError::Unavailable(reason)) => {
                     tracing::error!(%reason, "keycard: authentication unavailable");
-                    Ok(plain(
+                    Ok(plain_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "Authentication is temporarily unavailable. Please try again later.\n",
                     ))
                 }
                 Err(_) => {
                     if let Err(error) = end_api_session(&session).await {
-                        return Ok(error_response(&error));
+                        return Ok(error.to_response());
                     }
                     Ok(challenge(&config.settings.challenges))
                 }
@@ -336,26 +337,9 @@ async fn end_orphaned_trusted_session(session: &Session) -> Result<(), Error> {
     Ok(())
 }
 
-fn plain<B: From<&'static str>>(status: StatusCode, body: &'static str) -> Response<B> {
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn error_response<B: From<&'static str>>(error: &Error) -> Response<B> {
-    let (status, body) = error.status_and_body();
-    plain(status, body)
-}
-
 /// `401` with a `WWW-Authenticate` challenge per scheme on offer.
 pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Response<B> {
-    let mut response = plain(StatusCode::UNAUTHORIZED, "Authentication required.\n");
+    let mut response = plain_response(StatusCode::UNAUTHORIZED, "Authentication required.\n");
     let schemes = if schemes.is_empty() {
         &["Basic"][..]
     } else {

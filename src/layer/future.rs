@@ -6,12 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Response};
+use http::Response;
 use pin_project_lite::pin_project;
 
 use super::{Context, cookies};
-use crate::{Error, Session};
+use crate::Session;
 
 type Saving<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
 
@@ -96,20 +95,7 @@ async fn finish<B: From<&'static str>>(
         }
         Err(error) => {
             tracing::warn!(%error, "keycard: session not saved; answering with an error");
-            error_response(&error)
+            error.to_response()
         }
     }
-}
-
-fn error_response<B: From<&'static str>>(error: &Error) -> Response<B> {
-    let (status, body) = error.status_and_body();
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
