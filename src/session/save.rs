@@ -67,8 +67,8 @@ impl Session {
             return self.insert_new(w, now).await;
         };
         if !w.is_changed() {
-            if now - stored.fields.last_activity >= ctx.config.touch_interval() {
-                ctx.store.touch(stored.id, now).await?;
+            if let Some(at) = ctx.renewal(stored.fields.last_activity, now) {
+                ctx.store.touch(stored.id, at).await?;
             }
             return Ok(CookieAction::None);
         }
