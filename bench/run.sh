@@ -185,7 +185,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/keycard-bench-logs.XXXXXX")
 start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
     local server=$1 store_url=$2 bin extra=()
     case "$server" in
-        keycard) bin=$KEYCARD_BIN ;;
+        keycard)
+            bin=$KEYCARD_BIN
+            [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
+            ;;
         bare) bin=$BARE_BIN ;;
         tower-sessions)
             bin=$TS_BIN

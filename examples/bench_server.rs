@@ -16,6 +16,7 @@
 //! | `--store URL` | `sqlite:PATH`, `postgres://…` or `mysql://…` | `sqlite:keycard-bench.db` |
 //! | `--idle-timeout SECS` | the session idle timeout | 1800 |
 //! | `--insecure-cookies` | plain-http cookies (no `Secure`, no `__Host-`) | off |
+//! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
 //!
 //! Routes:
 //!
@@ -41,7 +42,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keycard::store::SessionStore;
+use keycard::store::{CachedStore, SessionStore};
 use keycard::{Session, SessionLayer, SqliteStore};
 
 const USAGE: &str = "\
@@ -50,13 +51,15 @@ usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--in
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
   --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
-  --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)";
+  --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)
+  --cache               cache loaded sessions in process (PostgreSQL: invalidated by NOTIFY)";
 
 struct Options {
     addr: SocketAddr,
     store: String,
     idle_timeout: Duration,
     insecure_cookies: bool,
+    cache: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -65,6 +68,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         store: "sqlite:keycard-bench.db".to_owned(),
         idle_timeout: Duration::from_secs(1800),
         insecure_cookies: false,
+        cache: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -84,17 +88,28 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 options.idle_timeout = Duration::from_secs(secs);
             }
             "--insecure-cookies" => options.insecure_cookies = true,
+            "--cache" => options.cache = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(options)
 }
 
-/// Opens the store the URL names and creates its table.
-async fn open_store(url: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+/// How many sessions `--cache` keeps.
+const CACHE_CAPACITY: usize = 1_000_000;
+
+/// Opens the store the URL names and creates its table; with `cache`, puts
+/// an in-process cache in front of it.
+async fn open_store(
+    url: &str,
+    cache: bool,
+) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url).await?;
         store.migrate().await?;
+        if cache {
+            return Ok(Arc::new(CachedStore::new(store, CACHE_CAPACITY)));
+        }
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -102,6 +117,11 @@ async fn open_store(url: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::err
         {
             let store = keycard::store::PostgresStore::connect(url).await?;
             store.migrate().await?;
+            if cache {
+                store.enable_change_notifications().await?;
+                let cached = CachedStore::new(store, CACHE_CAPACITY).listen().await?;
+                return Ok(Arc::new(cached));
+            }
             return Ok(Arc::new(store));
         }
         #[cfg(not(feature = "postgres"))]
@@ -110,6 +130,13 @@ async fn open_store(url: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::err
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         #[cfg(feature = "mysql")]
         {
+            if cache {
+                return Err(
+                    "--cache needs SQLite or PostgreSQL: MySQL cannot tell other \
+                            servers what changed"
+                        .into(),
+                );
+            }
             let store = keycard::store::MySqlStore::connect(url).await?;
             store.migrate().await?;
             return Ok(Arc::new(store));
@@ -178,7 +205,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         // Standard output carries the banner that harnesses read.
         .with_writer(std::io::stderr)
         .init();
-    let store = open_store(&options.store).await?;
+    let store = open_store(&options.store, options.cache).await?;
     let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);
     if options.insecure_cookies {
         layer = layer.insecure_dev_cookies();

@@ -169,6 +169,21 @@ async fn bench_server_contract_on_mysql() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_sqlite_with_cache() {
+    contract(start(None, &["--cache"])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_postgres_with_cache() {
+    if !cfg!(feature = "postgres") {
+        return;
+    }
+    if let Some(url) = common_url("KEYCARD_TEST_POSTGRES_URL") {
+        contract(start(Some(url), &["--cache"])).await;
+    }
+}
+
 #[test]
 fn bench_server_refuses_bad_flags() {
     for args in [

@@ -26,12 +26,15 @@ use serde_json::{Map, Value};
 
 use crate::token::{SessionId, TokenHash};
 
+mod cache;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod migrate;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_notify;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -39,6 +42,7 @@ mod sqlite;
 mod table_name;
 mod users;
 
+pub use cache::CachedStore;
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
@@ -236,4 +240,66 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
 
     /// Counts rows active at or after `since`.
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// A shared store is a store: `Arc<dyn SessionStore>` (or `Arc<S>`) can be
+/// wrapped again, by a [`CachedStore`] say.
+#[async_trait]
+impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
+    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).load(id).await
+    }
+    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+        (**self).insert(fields).await
+    }
+    async fn update(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        fields: &SessionFields,
+    ) -> Result<bool, StoreError> {
+        (**self).update(id, expected_version, fields).await
+    }
+    async fn update_data(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        data: &SessionData,
+        last_activity: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        (**self)
+            .update_data(id, expected_version, data, last_activity)
+            .await
+    }
+    async fn update_locked(
+        &self,
+        id: SessionId,
+        merge: &mut Merge<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).update_locked(id, merge).await
+    }
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        (**self).touch(id, at).await
+    }
+    async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
+        (**self).delete(id).await
+    }
+    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
+        (**self).delete_expired(cutoffs, limit).await
+    }
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        (**self).list_for_user(user_id).await
+    }
+    async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
+        (**self).delete_for_user(user_id, which).await
+    }
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        (**self).delete_all().await
+    }
+    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
+        (**self).delete_excess_for_user(user_id, keep).await
+    }
+    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        (**self).count_active_since(since).await
+    }
 }

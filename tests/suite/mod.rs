@@ -328,6 +328,7 @@ macro_rules! behaviour_suite {
             read_after_touch_interval_renews_activity_once,
             touch_interval_is_configurable,
             writes_renew_activity_at_most_once_per_touch_interval,
+            a_cached_store_serves_reads_without_queries_and_stays_correct,
             changed_session_is_one_update,
             inserting_an_equal_value_is_not_a_change,
             remove_and_clear_are_saved,
@@ -428,4 +429,30 @@ macro_rules! behaviour_suite {
             }
         }
     };
+}
+
+pub async fn a_cached_store_serves_reads_without_queries_and_stays_correct(store: TestStore) {
+    let cached = keycard::store::CachedStore::new(store.counting.clone(), 1000);
+    let layer = keycard::SessionLayer::new(cached).clock(store.clock.clone());
+    let mut client = Client::new(app(layer));
+    assert_eq!(client.post("/incr").await.body, "1");
+    store.calls().reset();
+    for _ in 0..3 {
+        assert_eq!(client.get("/read").await.body, "1");
+    }
+    assert_eq!(store.calls().loads(), 0, "reads come from the cache");
+    assert_eq!(client.post("/incr").await.body, "2");
+    assert_eq!(client.post("/set/colour/blue").await.status, StatusCode::OK);
+    assert_eq!(client.get("/read").await.body, "2");
+    assert_eq!(client.get("/get/colour").await.body, "blue");
+    assert_eq!(store.calls().loads(), 0);
+    let id = client.session_id().expect("id");
+    let row = store.row(id).await.expect("row in the database");
+    assert_eq!(row.fields.data["counter"], 2, "written through");
+    client.post("/login/alice").await;
+    let captured = client.jar.clone();
+    client.post("/logout").await;
+    let mut replay = Client::new(client.app.clone());
+    replay.jar = captured;
+    assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }

@@ -16,8 +16,8 @@ pub(crate) use statements::*;
 pub(crate) use user_store::user_store;
 
 /// A session store over an sqlx pool. Use it through its aliases,
-/// [`SqliteStore`](crate::SqliteStore), [`PostgresStore`](super::PostgresStore)
-/// and [`MySqlStore`](super::MySqlStore), as sqlx's `PgPool` is a `Pool<Postgres>`.
+/// `SqliteStore`, `PostgresStore`
+/// and `MySqlStore`, as sqlx's `PgPool` is a `Pool<Postgres>`.
 pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) pool: sqlx::Pool<DB>,
     pub(crate) table: TableName,

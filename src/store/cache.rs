@@ -1,0 +1,279 @@
+//! [`CachedStore`]: an in-process cache of loaded sessions in front of any
+//! store, kept correct across app servers.
+//!
+//! A read that hits the cache costs no query. Every write and delete made
+//! through this process updates or evicts the cached row at once. Writes made
+//! by *other* processes reach the cache as invalidations: on PostgreSQL
+//! through `LISTEN/NOTIFY` ([`CachedStore::listen`], after
+//! `PostgresStore::enable_change_notifications`);
+//! with an embedded SQLite file, only this process writes, so the cache is
+//! correct by construction. Do not cache a store that other processes write
+//! without notifications.
+//!
+//! A cached row is never trusted for writes: every write is still a
+//! versioned statement against the database, so a row made stale by a
+//! notification still in flight can cost a retry, never a lost update.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    ExpiryCutoffs, Merge, SessionData, SessionFields, SessionRecord, SessionStore, StoreError,
+    UserSessions,
+};
+use crate::token::SessionId;
+
+/// A [`SessionStore`] that keeps loaded sessions in memory.
+///
+/// A read that hits the cache costs no query; every write and delete made
+/// through it updates or evicts the cached row at once, and every write is
+/// still a versioned statement against the database, so a stale cached row
+/// can cost a retry, never a lost update. Writes by *other* processes reach
+/// the cache as invalidations: on PostgreSQL through `LISTEN/NOTIFY`
+/// (`CachedStore::listen` after `PostgresStore::enable_change_notifications`);
+/// an embedded SQLite file written by this process only needs nothing more.
+/// Do not cache a store that other processes write without notifications
+/// (MySQL has none).
+///
+/// ```
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use keycard::store::CachedStore;
+/// use keycard::{SessionLayer, SqliteStore};
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.migrate().await?;
+/// let layer = SessionLayer::new(CachedStore::new(store, 100_000));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CachedStore<S> {
+    inner: S,
+    cache: Arc<Cache>,
+}
+
+/// The cached rows, and a generation that every invalidation moves on, so
+/// that a row read before an invalidation is never cached after it.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    state: Mutex<CacheState>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    rows: HashMap<SessionId, SessionRecord>,
+    generation: u64,
+}
+
+impl Cache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn get(&self, id: SessionId) -> Option<SessionRecord> {
+        self.lock().rows.get(&id).cloned()
+    }
+
+    /// Caches `record` unless something was invalidated since `generation`.
+    fn put(&self, record: SessionRecord, generation: u64) {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        if state.rows.len() >= self.capacity && !state.rows.contains_key(&record.id) {
+            // Full: start again rather than track recency on every read.
+            state.rows.clear();
+        }
+        state.rows.insert(record.id, record);
+    }
+
+    /// Forgets one row (another process changed it, or this one deleted it).
+    pub(crate) fn invalidate(&self, id: SessionId) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.rows.remove(&id);
+    }
+
+    /// Forgets every row (notifications may have been missed).
+    pub(crate) fn clear(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.rows.clear();
+    }
+}
+
+impl<S: SessionStore> CachedStore<S> {
+    /// Caches up to `capacity` sessions of `inner` (when full, the cache
+    /// starts again empty rather than track recency on every read).
+    pub fn new(inner: S, capacity: usize) -> Self {
+        Self {
+            inner,
+            cache: Arc::new(Cache {
+                state: Mutex::new(CacheState::default()),
+                capacity: capacity.max(1),
+            }),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Whether the session is in the cache now (for tests and metrics).
+    pub fn is_cached(&self, id: SessionId) -> bool {
+        self.cache.get(id).is_some()
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// Runs a write and refreshes (`Some`) or evicts (`None`) the row.
+    fn after_write(&self, id: SessionId, record: Option<SessionRecord>, generation: u64) {
+        match record {
+            Some(record) => {
+                self.cache.lock().rows.remove(&id);
+                self.cache.put(record, generation);
+            }
+            None => self.cache.invalidate(id),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for CachedStore<S> {
+    async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(record) = self.cache.get(id) {
+            return Ok(Some(record));
+        }
+        let generation = self.cache.generation();
+        let record = self.inner.load(id).await?;
+        if let Some(record) = &record {
+            self.cache.put(record.clone(), generation);
+        }
+        Ok(record)
+    }
+
+    async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
+        let generation = self.cache.generation();
+        let id = self.inner.insert(fields).await?;
+        let record = SessionRecord {
+            id,
+            version: 1,
+            fields: fields.clone(),
+        };
+        self.cache.put(record, generation);
+        Ok(id)
+    }
+
+    async fn update(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        fields: &SessionFields,
+    ) -> Result<bool, StoreError> {
+        let generation = self.cache.generation();
+        let written = self.inner.update(id, expected_version, fields).await?;
+        let record = written.then(|| SessionRecord {
+            id,
+            version: expected_version + 1,
+            fields: fields.clone(),
+        });
+        self.after_write(id, record, generation);
+        Ok(written)
+    }
+
+    async fn update_data(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        data: &SessionData,
+        last_activity: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let generation = self.cache.generation();
+        let before = self.cache.get(id);
+        let written = self
+            .inner
+            .update_data(id, expected_version, data, last_activity)
+            .await?;
+        let record = before
+            .filter(|r| written && r.version == expected_version)
+            .map(|mut r| {
+                r.version += 1;
+                r.fields.data = data.clone();
+                if let Some(at) = last_activity {
+                    r.fields.last_activity = at;
+                }
+                r
+            });
+        self.after_write(id, record, generation);
+        Ok(written)
+    }
+
+    async fn update_locked(
+        &self,
+        id: SessionId,
+        merge: &mut Merge<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let generation = self.cache.generation();
+        let record = self.inner.update_locked(id, merge).await?;
+        self.after_write(id, record.clone(), generation);
+        Ok(record)
+    }
+
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let touched = self.inner.touch(id, at).await?;
+        let mut state = self.cache.lock();
+        if let Some(record) = state.rows.get_mut(&id) {
+            record.fields.last_activity = record.fields.last_activity.max(at);
+        }
+        Ok(touched)
+    }
+
+    async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete(id).await;
+        self.cache.invalidate(id);
+        deleted
+    }
+
+    async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete_expired(cutoffs, limit).await;
+        self.cache.clear();
+        deleted
+    }
+
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_for_user(user_id).await
+    }
+
+    async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete_for_user(user_id, which).await;
+        self.cache.clear();
+        deleted
+    }
+
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete_all().await;
+        self.cache.clear();
+        deleted
+    }
+
+    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete_excess_for_user(user_id, keep).await;
+        self.cache.clear();
+        deleted
+    }
+
+    async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.count_active_since(since).await
+    }
+}
