@@ -44,7 +44,9 @@ usage: loadgen --url http://127.0.0.1:PORT --scenario anon|read|write|mixed|logi
   --warmup SECS      unmeasured time before it (default 2)
   --timeout SECS     per-request timeout (default 10)
   --race-tasks N     race: concurrent connections on one session (default 8)
-  --race-incr N      race: increments per connection (default 100)";
+  --race-incr N      race: increments per connection (default 100)
+  --sessions FILE    seeded: lines `ID TOKEN USER` of existing sessions (bench/seed);
+                     each request signs in as a random one and checks /whoami";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
@@ -54,6 +56,9 @@ enum Scenario {
     Mixed,
     Login,
     Race,
+    /// `GET /whoami` on a random session of `--sessions`: lookups over a
+    /// large store.
+    Seeded,
 }
 
 impl Scenario {
@@ -65,6 +70,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Login => "login",
             Scenario::Race => "race",
+            Scenario::Seeded => "seeded",
         }
     }
 }
@@ -81,6 +87,8 @@ struct Options {
     timeout: Duration,
     race_tasks: usize,
     race_incr: usize,
+    /// `seeded`: (cookie header, user) of existing sessions.
+    sessions: std::sync::Arc<Vec<(String, String)>>,
 }
 
 fn parse_secs(flag: &str, text: &str) -> Result<Duration, String> {
@@ -109,6 +117,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut timeout = Duration::from_secs(10);
     let mut race_tasks = 8;
     let mut race_incr = 100;
+    let mut sessions_file = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -122,6 +131,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     "mixed" => Scenario::Mixed,
                     "login" => Scenario::Login,
                     "race" => Scenario::Race,
+                    "seeded" => Scenario::Seeded,
                     _ => return Err(format!("--scenario: unknown scenario {text:?}")),
                 });
             }
@@ -131,6 +141,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--timeout" => timeout = parse_secs(&flag, &value()?)?,
             "--race-tasks" => race_tasks = parse_count(&flag, &value()?)?,
             "--race-incr" => race_incr = parse_count(&flag, &value()?)?,
+            "--sessions" => sessions_file = Some(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -155,7 +166,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     if !addr.ip().is_loopback() {
         return Err(format!("--url: {addr} is not a loopback address"));
     }
+    let sessions = match (scenario, sessions_file) {
+        (Scenario::Seeded, Some(path)) => read_sessions(&path)?,
+        (Scenario::Seeded, None) => return Err("seeded needs --sessions FILE".into()),
+        _ => Vec::new(),
+    };
     Ok(Options {
+        sessions: std::sync::Arc::new(sessions),
         url: url.trim_end_matches('/').to_owned(),
         addr,
         host,
@@ -167,6 +184,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         race_tasks,
         race_incr,
     })
+}
+
+/// Reads `ID TOKEN USER` lines into (cookie header, user) pairs; the bench
+/// server runs with `--insecure-cookies`, so the names have no prefix.
+fn read_sessions(path: &str) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--sessions {path}: {e}"))?;
+    let sessions: Vec<_> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (id, token, user) = (fields.next()?, fields.next()?, fields.next()?);
+            Some((
+                format!("keycard-id={id}; keycard-token={token}"),
+                user.to_owned(),
+            ))
+        })
+        .collect();
+    if sessions.is_empty() {
+        return Err(format!("--sessions {path}: no `ID TOKEN USER` lines"));
+    }
+    Ok(sessions)
 }
 
 /// One keep-alive connection, reopened after any failure.
@@ -442,6 +480,23 @@ impl Vu {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % 100
     }
 
+    /// `GET /whoami` as a random seeded session: the server must find it.
+    async fn seeded(&mut self, sessions: &[(String, String)]) -> Result<(), ()> {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let pick = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) as usize % sessions.len();
+        let (cookie, user) = &sessions[pick];
+        self.jar.header.clone_from(cookie);
+        let (body, _) = self.call(Method::GET, "/whoami").await?;
+        if body.as_ref() != user.as_bytes() {
+            self.tally
+                .error(format!("/whoami: body {body:?}, expected {user:?}"));
+            return Err(());
+        }
+        Ok(())
+    }
+
     async fn login_iteration(&mut self, vu: usize, iteration: u64) -> Result<(), ()> {
         self.new_session().await?;
         let before = self.jar.cookies.clone();
@@ -461,7 +516,12 @@ impl Vu {
         self.counter(false).await
     }
 
-    async fn run(mut self, scenario: Scenario, vu: usize) -> Tally {
+    async fn run(
+        mut self,
+        scenario: Scenario,
+        vu: usize,
+        sessions: std::sync::Arc<Vec<(String, String)>>,
+    ) -> Tally {
         let needs_session = matches!(scenario, Scenario::Read | Scenario::Write | Scenario::Mixed);
         let mut ready = !needs_session;
         let mut iteration = 0u64;
@@ -490,6 +550,7 @@ impl Vu {
                     iteration += 1;
                     self.login_iteration(vu, iteration).await
                 }
+                Scenario::Seeded => self.seeded(&sessions).await,
                 Scenario::Race => unreachable!("race has its own driver"),
             };
             if ok.is_ok() && started >= self.window.start && Instant::now() <= self.window.end {
@@ -619,7 +680,7 @@ async fn timed(options: &Options) -> Summary {
         .map(|vu| {
             let state = new_vu(options, window, vu as u64 + 1);
             let scenario = options.scenario;
-            tokio::spawn(state.run(scenario, vu))
+            tokio::spawn(state.run(scenario, vu, options.sessions.clone()))
         })
         .collect();
     let mut total = Tally::default();
