@@ -9,21 +9,25 @@ use http_body_util::BodyExt;
 use keycard::Session;
 use tower::ServiceExt;
 
-#[tokio::test]
-async fn extractor_without_layer_says_what_to_do() {
-    let app: Router = Router::new().route("/", get(|_session: Session| async { "unreachable" }));
-    let response = app
-        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// Sends one request; the status and the body as text.
+async fn send(app: Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = app.oneshot(request).await.expect("infallible");
+    let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
-    let body = String::from_utf8_lossy(&body);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn extractor_without_layer_says_what_to_do() {
+    let app: Router = Router::new().route("/", get(|_session: Session| async { "unreachable" }));
+    let request = Request::get("/").body(Body::empty()).expect("request");
+    let (status, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
         body.contains("`Session` extractor used without `SessionLayer`"),
         "{body}"
@@ -41,15 +45,8 @@ async fn auth_layer_without_session_layer_says_what_to_do() {
         .header("authorization", "Basic YTpi")
         .body(Body::empty())
         .expect("request");
-    let response = app.oneshot(request).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = String::from_utf8_lossy(&body);
+    let (status, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("without `SessionLayer`"), "{body}");
 }
 

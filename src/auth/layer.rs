@@ -223,7 +223,6 @@ where
                 }
             });
         };
-        let marks_head = MarksHead::of(&head);
         Box::pin(async move {
             match authenticate(&config.authenticators, &credentials).await {
                 Ok(user) => {
@@ -237,7 +236,12 @@ where
                         marks: BTreeSet::new(),
                     };
                     if let Some(callback) = &config.callback {
-                        let head = marks_head.head(&request);
+                        let head = RequestHead {
+                            method: request.method(),
+                            uri: request.uri(),
+                            headers: request.headers(),
+                            peer,
+                        };
                         info.marks = callback(&head, &info).into_iter().collect();
                     }
                     request.extensions_mut().insert(info);
@@ -258,26 +262,6 @@ where
                 }
             }
         })
-    }
-}
-
-/// The peer of the request, kept for the callback's [`RequestHead`].
-struct MarksHead {
-    peer: Option<std::net::IpAddr>,
-}
-
-impl MarksHead {
-    fn of(head: &RequestHead<'_>) -> Self {
-        Self { peer: head.peer }
-    }
-
-    fn head<'a, B>(&self, request: &'a Request<B>) -> RequestHead<'a> {
-        RequestHead {
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            peer: self.peer,
-        }
     }
 }
 

@@ -168,7 +168,8 @@ pub enum StoreError {
 /// PostgreSQL and MySQL stores); a wrapper can implement it to add caching,
 /// metrics or fault injection.
 ///
-/// All methods are single statements, so a store needs no transactions.
+/// Every method is one statement, except [`update_locked`](Self::update_locked),
+/// which is one short transaction.
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Reads the row with this id, if there is one. Expired rows are
