@@ -57,6 +57,24 @@ pub enum Error {
     /// The operating system could not supply random bytes for a token.
     #[error("the operating system's random number generator failed")]
     Randomness,
+    /// The application's database failed a query run through a
+    /// [`Cnx`](crate::cnx::Cnx): the request's transaction rolls back.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A precommit operation, a `Commit` hook or
+    /// [`Cnx::set_uncommitable`](crate::cnx::Cnx::set_uncommitable) refused
+    /// the transaction: it was rolled back, and the response has the veto's
+    /// status.
+    #[error("the transaction was refused: {0}")]
+    Vetoed(crate::cnx::Veto),
+    /// A [`Cnx`](crate::cnx::Cnx) was used after its request ended (a clone
+    /// kept in a spawned task, say): use an internal connection for work
+    /// that outlives the request.
+    #[error(
+        "the request's database connection was used after the request ended; \
+         use `CnxLayer::internal()` for work that outlives a request"
+    )]
+    ConnectionClosed,
 }
 
 /// A plain-text response that no cache keeps: how keycard's layers answer
@@ -95,7 +113,11 @@ impl Error {
                 "Your session changed in another request. Please try again.\n",
             ),
             Error::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "Invalid sign-in.\n"),
-            Error::Deserialize { .. } | Error::Serialize { .. } => (
+            Error::Vetoed(veto) => (veto.status(), "The change was refused.\n"),
+            Error::Deserialize { .. }
+            | Error::Serialize { .. }
+            | Error::Database(_)
+            | Error::ConnectionClosed => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error.\n",
             ),

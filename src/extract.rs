@@ -34,3 +34,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .ok_or(MissingSessionLayer)
     }
 }
+
+/// The rejection of the [`Cnx`](crate::cnx::Cnx) extractor: the handler's
+/// router has no [`CnxLayer`](crate::cnx::CnxLayer) for this database
+/// around it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`Cnx` extractor used without `CnxLayer` of the same database: add \
+     `.layer(CnxLayer::new(pool))` to the router, after `SessionLayer`"
+)]
+pub struct MissingCnxLayer;
+impl IntoResponse for MissingCnxLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+impl<S: Send + Sync, DB: crate::cnx::CnxDatabase> FromRequestParts<S> for crate::cnx::Cnx<DB> {
+    type Rejection = MissingCnxLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or(MissingCnxLayer)
+    }
+}

@@ -57,6 +57,7 @@ pub mod admin;
 pub mod auth;
 mod auth_versions;
 pub mod clock;
+pub mod cnx;
 pub mod config;
 mod error;
 #[cfg(feature = "axum")]

@@ -6,3 +6,5 @@ mod common;
 mod suite;
 
 behaviour_suite!(crate::common::stores::mysql);
+
+cnx_suite!(sqlx::MySql, crate::common::cnx::mysql);

@@ -7,6 +7,8 @@ mod suite;
 
 behaviour_suite!(crate::common::stores::postgres);
 
+cnx_suite!(sqlx::Postgres, crate::common::cnx::postgres);
+
 /// Two app servers, each with its own pool and its own in-process cache, on
 /// one PostgreSQL table: a change on one evicts the other's cached copy
 /// through LISTEN/NOTIFY, so a logout on A is effective on B.
@@ -86,4 +88,120 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
         }
         panic!("the change notification never arrived");
     }
+}
+
+/// Row-level security through `Cnx`: a real PostgreSQL policy on a real
+/// table, user connections under a role without `BYPASSRLS`. Alice cannot
+/// read or write Bob's rows; switching read security off for one connection
+/// lets her read them (visibly, in the log); an internal connection reads
+/// everything.
+#[tokio::test]
+async fn row_level_security_applies_to_user_connections_and_not_to_internal_ones() {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use keycard::cnx::{Cnx, CnxLayer, RowSecurity, Security};
+    use keycard::{Session, SessionLayer};
+    use sqlx::Postgres;
+
+    let Some(f) = common::cnx::postgres(4).await else {
+        return;
+    };
+    let t = f.table.as_str().to_owned();
+    // Roles are cluster-wide; a concurrent run may create it first.
+    let _ = sqlx::raw_sql(
+        "DO $$ BEGIN CREATE ROLE keycard_rls_user NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(&f.pool)
+    .await;
+    let setup = format!(
+        "GRANT SELECT, INSERT ON {t}_notes TO keycard_rls_user; \
+         ALTER TABLE {t}_notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY own ON {t}_notes \
+           USING (owner = current_setting('keycard.user_id', true) \
+                  OR current_setting('keycard.read_security', true) = 'off') \
+           WITH CHECK (owner = current_setting('keycard.user_id', true) \
+                  OR current_setting('keycard.write_security', true) = 'off'); \
+         INSERT INTO {t}_notes (owner, body) VALUES ('alice', 'a1'), ('bob', 'b1');"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+        .execute(&f.pool)
+        .await
+        .expect("policy");
+
+    async fn bodies(cnx: &Cnx<Postgres>, table: &str) -> Result<String, keycard::Error> {
+        let sql = format!("SELECT body FROM {table}_notes ORDER BY body");
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *cnx.read().await?)
+            .await?;
+        Ok(rows.join(","))
+    }
+    let (read, unchecked, write) = (t.clone(), t.clone(), t.clone());
+    let app = Router::new()
+        .route(
+            "/login/{user}",
+            post(|session: Session, axum::extract::Path(user): axum::extract::Path<String>| async move {
+                session.login(user).await?;
+                Ok::<_, keycard::Error>("ok")
+            }),
+        )
+        .route(
+            "/notes",
+            get(move |cnx: Cnx<Postgres>| async move { bodies(&cnx, &read).await }),
+        )
+        .route(
+            "/notes-unchecked",
+            get(move |cnx: Cnx<Postgres>| async move {
+                cnx.set_security(Security { read: false, write: true }).await?;
+                bodies(&cnx, &unchecked).await
+            }),
+        )
+        .route(
+            "/write-as-bob",
+            post(move |cnx: Cnx<Postgres>| async move {
+                let sql = format!("INSERT INTO {write}_notes (owner, body) VALUES ('bob', 'forged')");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *cnx.write().await?)
+                    .await?;
+                Ok::<_, keycard::Error>("written")
+            }),
+        )
+        .layer(SessionLayer::new(f.store.clone()))
+        .layer(
+            CnxLayer::new(f.pool.clone())
+                .row_security(RowSecurity::new().role("keycard_rls_user")),
+        );
+
+    let mut anonymous = common::Client::new(app.clone());
+    assert_eq!(anonymous.get("/notes").await.body, "", "no user, no rows");
+
+    let mut alice = common::Client::new(app.clone());
+    assert_eq!(alice.post("/login/alice").await.status, StatusCode::OK);
+    assert_eq!(alice.get("/notes").await.body, "a1", "only her own row");
+    assert_eq!(alice.get("/notes-unchecked").await.body, "a1,b1");
+    assert_eq!(
+        alice.get("/notes").await.body,
+        "a1",
+        "the switch lasted one connection"
+    );
+    let forged = alice.post("/write-as-bob").await;
+    assert_eq!(
+        forged.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the policy refuses it"
+    );
+
+    let internal = CnxLayer::new(f.pool.clone())
+        .row_security(RowSecurity::new().role("keycard_rls_user"))
+        .internal();
+    assert_eq!(bodies(&internal, &t).await.expect("internal read"), "a1,b1");
+    internal.commit().await.expect("commit");
+    let forged: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {t}_notes WHERE body = 'forged'"
+    )))
+    .fetch_one(&f.pool)
+    .await
+    .expect("count");
+    assert_eq!(forged, 0);
 }

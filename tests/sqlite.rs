@@ -4,3 +4,5 @@ mod common;
 mod suite;
 
 behaviour_suite!(crate::common::stores::sqlite);
+
+cnx_suite!(sqlx::Sqlite, crate::common::cnx::sqlite);

@@ -85,10 +85,7 @@ async fn finish<B: From<&'static str>>(
     mut response: Response<B>,
     ctx: Arc<Context>,
 ) -> Response<B> {
-    // A server error means the handler's work did not complete: keep the
-    // session as it was rather than store half of a change.
-    let discard = response.status().is_server_error();
-    match session.save(discard).await {
+    match session.save(response.status()).await {
         Ok(action) => {
             cookies::write(response.headers_mut(), &action, &ctx.config);
             response

@@ -41,6 +41,12 @@ where
             presented.had_cookie,
             client_ip,
         );
+        if let Some(link) = request
+            .extensions()
+            .get::<crate::cnx::ambient::LinkHandle>()
+        {
+            link.0.attach_session(&session);
+        }
         request.extensions_mut().insert(session.clone());
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();

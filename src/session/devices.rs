@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Session, ready_mut};
 use crate::Error;
+use crate::cnx::EndReason;
 use crate::config::SessionConfig;
 use crate::store::{SessionRecord, UserSessions};
 use crate::token::SessionId;
@@ -97,6 +98,7 @@ impl Session {
         let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
         tracing::info!(ended, "keycard: other sessions of the user ended");
+        crate::admin::ended_event(Some(user), ended, EndReason::User).await?;
         Ok(ended)
     }
 
@@ -118,6 +120,7 @@ impl Session {
             .store
             .delete_for_user(&user, UserSessions::Only(id))
             .await?;
+        crate::admin::ended_event(Some(user), ended, EndReason::User).await?;
         Ok(ended == 1)
     }
 

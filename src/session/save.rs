@@ -9,6 +9,7 @@ use tracing::Instrument as _;
 use super::Session;
 use super::state::{State, Working};
 use crate::Error;
+use crate::cnx::{EndReason, HookEvent};
 use crate::store::SessionRecord;
 use crate::token::{SessionId, SessionToken};
 
@@ -44,16 +45,36 @@ impl Session {
     /// Saves what the request changed and says which cookies to send; with
     /// `discard`, drops the changes instead. Called once, when the response
     /// leaves. A session that failed to load is an error either way.
-    pub(crate) async fn save(&self, discard: bool) -> Result<CookieAction, Error> {
-        let mut state = self.0.state.lock().await;
-        let w = match &mut *state {
-            State::Unloaded => return Ok(CookieAction::None),
-            State::Failed => return Err(Error::Unavailable),
-            State::Ready(_) if discard => return Ok(CookieAction::None),
-            State::Ready(w) => w,
+    ///
+    /// Inside a [`CnxLayer`](crate::cnx::CnxLayer), the request's
+    /// connection is told first: for a response that is not a success the
+    /// handler's transaction is rolled back before the session saves. The
+    /// lifecycle hooks run after the writes, once the session's lock is
+    /// released (a hook may read the session).
+    pub(crate) async fn save(&self, status: http::StatusCode) -> Result<CookieAction, Error> {
+        let link = crate::cnx::ambient::current();
+        let (action, events) = {
+            let mut state = self.0.state.lock().await;
+            let w = match &mut *state {
+                State::Unloaded => return Ok(CookieAction::None),
+                State::Failed => return Err(Error::Unavailable),
+                // A server error means the handler's work did not complete:
+                // keep the session as it was rather than store half a change.
+                State::Ready(_) if status.is_server_error() => return Ok(CookieAction::None),
+                State::Ready(w) => w,
+            };
+            if let Some(link) = &link {
+                let success = status.is_success() || status.is_redirection();
+                link.clone()
+                    .session_saving(success, w.view.user_id.clone())
+                    .await;
+            }
+            let span = w.span.clone();
+            let action = self.save_working(w).instrument(span).await?;
+            (action, std::mem::take(&mut w.events))
         };
-        let span = w.span.clone();
-        self.save_working(w).instrument(span).await
+        crate::cnx::ambient::fire(events).await?;
+        Ok(action)
     }
 
     async fn save_working(&self, w: &mut Working) -> Result<CookieAction, Error> {
@@ -62,6 +83,21 @@ impl Session {
         if let Some(replaced) = w.replaced {
             ctx.store.delete(replaced).await?;
             tracing::info!(session.ended = replaced.get(), "keycard: session ended");
+            w.events.push(match (w.ended, w.replaced_user.take()) {
+                (true, Some(user_id)) => HookEvent::Logout {
+                    id: replaced,
+                    user_id,
+                },
+                (ended, user_id) => HookEvent::SessionsEnded {
+                    user_id,
+                    count: 1,
+                    reason: if ended {
+                        EndReason::User
+                    } else {
+                        EndReason::Replaced
+                    },
+                },
+            });
         }
         let Some(stored) = &w.stored else {
             return self.insert_new(w, now).await;
@@ -73,6 +109,7 @@ impl Session {
             return Ok(CookieAction::None);
         }
         let id = stored.id;
+        let user_before = stored.fields.user_id.clone();
         let written = if w.only_data_changed() {
             let renewed = ctx.renewal(stored.fields.last_activity, now);
             if let Some(at) = renewed {
@@ -108,6 +145,9 @@ impl Session {
                 "keycard: session token rotated"
             );
         }
+        if w.identity_changed {
+            w.push_identity_events(id, user_before);
+        }
         self.apply_session_limit(w).await?;
         Ok(self.cookies_for(id, w))
     }
@@ -116,7 +156,7 @@ impl Session {
     /// the [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
     /// This session was just written with the latest `last_activity`, so it
     /// is the one the ranking keeps first.
-    async fn apply_session_limit(&self, w: &Working) -> Result<(), Error> {
+    async fn apply_session_limit(&self, w: &mut Working) -> Result<(), Error> {
         let ctx = &self.0.ctx;
         let (true, Some(user), false, Some(keep)) = (
             w.identity_changed,
@@ -129,6 +169,12 @@ impl Session {
         let ended = ctx.store.delete_excess_for_user(user, keep).await?;
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions ended by the per-user limit");
+            let event = HookEvent::SessionsEnded {
+                user_id: Some(user.clone()),
+                count: ended,
+                reason: EndReason::Policy,
+            };
+            w.events.push(event);
         }
         Ok(())
     }
@@ -157,6 +203,10 @@ impl Session {
             "keycard: session created"
         );
         w.new_token = Some(token);
+        w.events.push(HookEvent::SessionCreated { id });
+        if w.view.user_id.is_some() {
+            w.push_identity_events(id, None);
+        }
         self.apply_session_limit(w).await?;
         Ok(self.cookies_for(id, w))
     }

@@ -41,6 +41,10 @@ pub(super) struct Working {
     /// A stored row this request ended with [`Session::restart`](super::Session::restart),
     /// to delete when the response leaves.
     pub(super) replaced: Option<crate::token::SessionId>,
+    /// The user of the `replaced` row, for its hook event.
+    pub(super) replaced_user: Option<String>,
+    /// What the save did, for the connection's hooks.
+    pub(super) events: Vec<crate::cnx::HookEvent>,
     pub(super) span: tracing::Span,
 }
 
@@ -69,6 +73,8 @@ impl Working {
             persistent_changed: false,
             ended: false,
             replaced: None,
+            replaced_user: None,
+            events: Vec::new(),
             span,
         }
     }
@@ -99,10 +105,14 @@ impl Working {
     /// Forgets the stored row (remembering to delete it) and every change:
     /// from here on this is a new session with `fresh` as its fields.
     pub(super) fn restart(&mut self, fresh: SessionFields) {
-        let replaced = self.stored.take().map(|r| r.id).or(self.replaced);
+        let (replaced, replaced_user) = match self.stored.take() {
+            Some(record) => (Some(record.id), record.fields.user_id),
+            None => (self.replaced, self.replaced_user.take()),
+        };
         let span = std::mem::replace(&mut self.span, tracing::Span::none());
         *self = Self::new(None, fresh, span);
         self.replaced = replaced;
+        self.replaced_user = replaced_user;
     }
 
     /// Records that the stored row's values are now `data`, with `key =
@@ -132,6 +142,25 @@ impl Working {
     /// `update_data` statement is enough.
     pub(super) fn only_data_changed(&self) -> bool {
         !self.identity_changed && !self.persistent_changed && self.new_token.is_none()
+    }
+
+    /// The sign-in or sign-out a saved identity change amounts to, for the
+    /// session `id` whose user was `before`.
+    pub(super) fn push_identity_events(
+        &mut self,
+        id: crate::token::SessionId,
+        before: Option<String>,
+    ) {
+        use crate::cnx::HookEvent;
+        match (&self.view.user_id, before) {
+            (Some(user_id), _) => self.events.push(HookEvent::Login {
+                id,
+                user_id: user_id.clone(),
+                method: self.view.auth_method.clone(),
+            }),
+            (None, Some(user_id)) => self.events.push(HookEvent::Logout { id, user_id }),
+            (None, None) => {}
+        }
     }
 
     pub(super) fn clear_data(&mut self) {

@@ -139,6 +139,9 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// Runs a write and refreshes (`Some`) or evicts (`None`) the row.
     fn after_write(&self, id: SessionId, record: Option<SessionRecord>, generation: u64) {
+        if self.in_request_transaction(Some(id)) {
+            return;
+        }
         match record {
             Some(record) => {
                 self.cache.lock().rows.remove(&id);
@@ -146,6 +149,31 @@ impl<S: SessionStore> CachedStore<S> {
             }
             None => self.cache.invalidate(id),
         }
+    }
+}
+
+impl<S> CachedStore<S> {
+    /// Whether the write just made joined a request's transaction (see
+    /// [`CnxLayer`](crate::cnx::CnxLayer)), which may still roll back: then
+    /// the row (`None`: every row) is evicted now and again when the
+    /// transaction ends, and what it wrote is never cached.
+    fn in_request_transaction(&self, id: Option<SessionId>) -> bool {
+        let Some(link) = crate::cnx::ambient::current() else {
+            return false;
+        };
+        if !link.clone().transaction_open() {
+            return false;
+        }
+        let evict = {
+            let cache = self.cache.clone();
+            move || match id {
+                Some(id) => cache.invalidate(id),
+                None => cache.clear(),
+            }
+        };
+        evict();
+        link.after_transaction(Box::new(evict));
+        true
     }
 }
 
@@ -166,6 +194,9 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
         let generation = self.cache.generation();
         let id = self.inner.insert(fields).await?;
+        if self.in_request_transaction(Some(id)) {
+            return Ok(id);
+        }
         let record = SessionRecord {
             id,
             version: 1,
@@ -232,6 +263,9 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let touched = self.inner.touch(id, at).await?;
+        if self.in_request_transaction(Some(id)) {
+            return Ok(touched);
+        }
         let mut state = self.cache.lock();
         if let Some(record) = state.rows.get_mut(&id) {
             record.fields.last_activity = record.fields.last_activity.max(at);
@@ -241,13 +275,16 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
         let deleted = self.inner.delete(id).await;
-        self.cache.invalidate(id);
+        if !self.in_request_transaction(Some(id)) {
+            self.cache.invalidate(id);
+        }
         deleted
     }
 
     async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_expired(cutoffs, limit).await;
         self.cache.clear();
+        self.in_request_transaction(None);
         deleted
     }
 
@@ -258,18 +295,21 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_for_user(user_id, which).await;
         self.cache.clear();
+        self.in_request_transaction(None);
         deleted
     }
 
     async fn delete_all(&self) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_all().await;
         self.cache.clear();
+        self.in_request_transaction(None);
         deleted
     }
 
     async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_excess_for_user(user_id, keep).await;
         self.cache.clear();
+        self.in_request_transaction(None);
         deleted
     }
 

@@ -195,13 +195,15 @@ user_store! {
 impl SqlStore<MySql> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
-    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, MySql>, sqlx::Error> {
-        self.pool.begin().await
+    async fn begin_locked(
+        conn: &mut sqlx::MySqlConnection,
+    ) -> Result<sqlx::Transaction<'_, MySql>, sqlx::Error> {
+        sqlx::Connection::begin(conn).await
     }
 
     /// MySQL has no `RETURNING`: the id comes back in the OK packet.
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        let done = query.execute(&self.pool).await?;
+        let done = query.execute(&mut *self.write_conn().await?).await?;
         Ok(i64::try_from(done.last_insert_id()).unwrap_or(0))
     }
 }

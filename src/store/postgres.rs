@@ -175,11 +175,16 @@ user_store! {
 impl SqlStore<Postgres> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
-    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
+    async fn begin_locked(
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<sqlx::Transaction<'_, Postgres>, sqlx::Error> {
+        sqlx::Connection::begin(conn).await
     }
 
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(query
+            .fetch_one(&mut *self.write_conn().await?)
+            .await?
+            .try_get(0)?)
     }
 }

@@ -209,11 +209,16 @@ user_store! {
 impl SqlStore<Sqlite> {
     /// A transaction holding SQLite's write lock from its start, so no other
     /// writer comes between its read and its write.
-    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_locked(
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<sqlx::Transaction<'_, Sqlite>, sqlx::Error> {
+        sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
     }
 
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(query
+            .fetch_one(&mut *self.write_conn().await?)
+            .await?
+            .try_get(0)?)
     }
 }

@@ -3,6 +3,7 @@
 //! through `tower::ServiceExt::oneshot`.
 #![allow(dead_code)]
 
+pub mod cnx;
 pub mod stores;
 
 use std::collections::HashMap;

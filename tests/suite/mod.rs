@@ -12,6 +12,7 @@ use keycard::token::SessionToken;
 use crate::common::{Calls, Client, TestStore, app, send_raw};
 
 pub mod auth;
+pub mod cnx;
 pub mod concurrency;
 pub mod cookies;
 pub mod failures;

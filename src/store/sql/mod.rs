@@ -72,3 +72,18 @@ impl<DB: sqlx::Database> SqlStore<DB> {
         &self.table
     }
 }
+
+impl<DB: crate::cnx::CnxDatabase> SqlStore<DB> {
+    /// The connection a session write runs on: the request's transaction
+    /// when a [`CnxLayer`](crate::cnx::CnxLayer) on this pool holds one (or
+    /// begins one beside the session save for its hooks), else a pooled
+    /// connection of its own.
+    pub(crate) async fn write_conn(
+        &self,
+    ) -> Result<crate::cnx::CnxConn<DB>, crate::store::StoreError> {
+        if let Some(conn) = crate::cnx::ambient::join(&self.pool).await? {
+            return Ok(conn);
+        }
+        Ok(crate::cnx::CnxConn::pooled(self.pool.acquire().await?))
+    }
+}

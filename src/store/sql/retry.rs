@@ -32,7 +32,13 @@ where
     let mut attempt = 1;
     loop {
         match op().await {
-            Err(error) if error.is_transient() && attempt < DEADLOCK_ATTEMPTS => {
+            // Inside the request's transaction the database may have rolled
+            // the whole transaction back: the request fails instead.
+            Err(error)
+                if error.is_transient()
+                    && attempt < DEADLOCK_ATTEMPTS
+                    && !crate::cnx::ambient::transaction_open() =>
+            {
                 tracing::debug!(%error, attempt, "keycard: retrying after a deadlock");
                 deadlock_pause(attempt).await;
                 attempt += 1;

@@ -7,7 +7,9 @@
 /// The invoking module provides `read_time` (a timestamp column, decoded)
 /// and, on the store type, `begin_locked` (a transaction whose first read
 /// takes the row's write lock) and `insert_returning_id` (backends return a
-/// new row's id differently). `time` converts a timestamp to what the
+/// new row's id differently). Reads run on the pool; writes run on
+/// `write_conn()`, which is the request's transaction when a
+/// [`CnxLayer`](crate::cnx::CnxLayer) on the same pool has one open. `time` converts a timestamp to what the
 /// backend binds.
 macro_rules! sql_store {
     (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
@@ -92,7 +94,14 @@ macro_rules! sql_store {
                 id: SessionId,
                 merge: &mut $crate::store::Merge<'_>,
             ) -> Result<Option<SessionRecord>, StoreError> {
-                let mut tx = self.begin_locked().await?;
+                let mut conn = self.write_conn().await?;
+                // Inside the request's transaction, a savepoint: the row
+                // lock then lasts until the request commits.
+                let mut tx = if sqlx::Connection::is_in_transaction(&*conn) {
+                    sqlx::Connection::begin(&mut *conn).await?
+                } else {
+                    Self::begin_locked(&mut conn).await?
+                };
                 let Some(current) = fetch(&mut *tx, &self.sql.load_for_update, id).await? else {
                     return Ok(None);
                 };
@@ -134,7 +143,14 @@ macro_rules! sql_store {
             ) -> Result<bool, StoreError> {
                 let this = self;
                 $crate::store::sql::retry_deadlocks(move || async move {
-                    write(&this.pool, &this.sql, id, expected_version, fields).await
+                    write(
+                        &mut *this.write_conn().await?,
+                        &this.sql,
+                        id,
+                        expected_version,
+                        fields,
+                    )
+                    .await
                 })
                 .await
             }
@@ -159,7 +175,7 @@ macro_rules! sql_store {
                     let done = query
                         .bind(id.get())
                         .bind(expected_version)
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?;
                     Ok(done.rows_affected() == 1)
                 })
@@ -174,7 +190,11 @@ macro_rules! sql_store {
                 let mut attempt = 1;
                 loop {
                     match self.update_locked_once(id, merge).await {
-                        Err(error) if error.is_transient() && attempt < 8 => {
+                        Err(error)
+                            if error.is_transient()
+                                && attempt < 8
+                                && !$crate::cnx::ambient::transaction_open() =>
+                        {
                             $crate::store::sql::deadlock_pause(attempt).await;
                             attempt += 1;
                         }
@@ -193,7 +213,7 @@ macro_rules! sql_store {
                     Ok(sqlx::query(this.sql.touch.clone())
                         .bind($time(at))
                         .bind(id.get())
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?)
                 })
                 .await?;
@@ -205,7 +225,7 @@ macro_rules! sql_store {
                 let done = $crate::store::sql::retry_deadlocks(move || async move {
                     Ok(sqlx::query(this.sql.delete.clone())
                         .bind(id.get())
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?)
                 })
                 .await?;
@@ -225,7 +245,7 @@ macro_rules! sql_store {
                         .bind($time(cutoffs.persistent_idle_before))
                         .bind($time(cutoffs.persistent_created_before))
                         .bind(i64::from(limit))
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?)
                 })
                 .await?;
@@ -261,7 +281,7 @@ macro_rules! sql_store {
                             .bind(user_id)
                             .bind(id.get()),
                     };
-                    Ok(query.execute(&this.pool).await?)
+                    Ok(query.execute(&mut *this.write_conn().await?).await?)
                 })
                 .await?;
                 Ok(done.rows_affected())
@@ -271,7 +291,7 @@ macro_rules! sql_store {
                 let this = self;
                 let done = $crate::store::sql::retry_deadlocks(move || async move {
                     Ok(sqlx::query(this.sql.delete_all.clone())
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?)
                 })
                 .await?;
@@ -288,7 +308,7 @@ macro_rules! sql_store {
                     Ok(sqlx::query(this.sql.delete_excess_for_user.clone())
                         .bind(user_id)
                         .bind(i64::from(keep))
-                        .execute(&this.pool)
+                        .execute(&mut *this.write_conn().await?)
                         .await?)
                 })
                 .await?;

@@ -51,7 +51,10 @@ macro_rules! user_store {
                 policy: $crate::auth::LockoutPolicy,
             ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
                 let sql = &self.users_sql;
-                let mut tx = self.begin_locked().await?;
+                // Never the request's transaction: a failure counted here must stand
+                // whatever the response.
+                let mut conn = self.pool.acquire().await?;
+                let mut tx = Self::begin_locked(&mut conn).await?;
                 let row = sqlx::query(sql.find_user_for_update.clone())
                     .bind(username)
                     .fetch_optional(&mut *tx)

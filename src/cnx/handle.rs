@@ -1,0 +1,670 @@
+//! The [`Cnx`] handle: lazy connection, transaction, scopes, operations.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, OnceLock, PoisonError};
+
+use http::Extensions;
+use sqlx::{Pool, Transaction};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
+
+use super::conn::CnxConn;
+use super::hooks::{Hook, HookEvent};
+use super::ops::{self, CommitState, Deferred, Precommit, Veto};
+use super::security::{RowSecurity, Security};
+use super::{CnxDatabase, ambient};
+use crate::{Error, Session};
+
+/// The slot of the request's transaction.
+pub(crate) type Slot<DB> = Arc<Mutex<Option<Transaction<'static, DB>>>>;
+/// A held transaction connection.
+pub(crate) type TxGuard<DB> =
+    OwnedMappedMutexGuard<Option<Transaction<'static, DB>>, <DB as sqlx::Database>::Connection>;
+
+/// keycard's own work at the end of a transaction (cache evictions).
+pub(crate) type AfterTransaction = Box<dyn FnOnce() + Send>;
+
+/// The scope of a value kept with [`Cnx::insert_data`], after CubicWeb's
+/// connection and transaction data. (Session data, the third scope, is the
+/// [`Session`]'s own values.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Lives as long as the connection: the request, for a request's `Cnx`.
+    Connection,
+    /// Cleared when the current transaction commits or rolls back.
+    Transaction,
+}
+
+/// What every connection of one [`CnxLayer`](super::CnxLayer) shares.
+pub(crate) struct Settings<DB: CnxDatabase> {
+    pub(crate) hooks: Vec<Hook<DB>>,
+    pub(crate) row_security: Option<RowSecurity>,
+}
+
+impl<DB: CnxDatabase> Clone for Settings<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            hooks: self.hooks.clone(),
+            row_security: self.row_security.clone(),
+        }
+    }
+}
+
+/// A database connection bound to the request and its signed-in session,
+/// after CubicWeb's connections. Extract it in a handler (with
+/// [`CnxLayer`](super::CnxLayer) around the router); see the
+/// [module documentation](super) for its modes and states.
+///
+/// Cheap to clone: every clone is the same connection.
+pub struct Cnx<DB: CnxDatabase>(pub(crate) Arc<Shared<DB>>);
+
+impl<DB: CnxDatabase> Clone for Cnx<DB> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<DB: CnxDatabase> std::fmt::Debug for Cnx<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cnx")
+            .field("database", &DB::NAME)
+            .field("internal", &self.0.internal)
+            .field("state", &self.commit_state())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared<DB: CnxDatabase> {
+    pub(crate) pool: Pool<DB>,
+    pub(crate) settings: Arc<Settings<DB>>,
+    pub(crate) internal: bool,
+    pub(crate) slot: Slot<DB>,
+    book: StdMutex<Book<DB>>,
+    pub(crate) session: OnceLock<Session>,
+    used: AtomicBool,
+}
+
+/// Where the request is, as far as its connection is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The handler runs.
+    Handler,
+    /// The session layer is saving the session; with `forced`, the
+    /// response is not a success and what begins now commits anyway.
+    Saving { forced: bool },
+    /// The request is over: nothing new begins.
+    Finished,
+}
+
+/// Everything but the transaction itself, under a short synchronous lock.
+struct Book<DB: CnxDatabase> {
+    state: CommitState,
+    /// A transaction is in the slot.
+    open: bool,
+    phase: Phase,
+    /// The open transaction commits whatever the response (it holds the
+    /// session changes of a response that is not a success).
+    forced: bool,
+    /// The user a transaction begun while the session saves runs as.
+    save_user: Option<String>,
+    veto: Option<Veto>,
+    precommit: Vec<Precommit<DB>>,
+    postcommit: Vec<Deferred>,
+    rollback: Vec<Deferred>,
+    /// keycard's own work at the end of the transaction (cache evictions).
+    after: Vec<AfterTransaction>,
+    connection_data: Extensions,
+    transaction_data: Extensions,
+    disabled_hooks: BTreeSet<String>,
+    security: Security,
+    /// Set while a handler holds a [`CnxConn`] on the transaction: the
+    /// task holding it (`None` outside a spawned task, as in a test's
+    /// `block_on`).
+    holder: Option<Option<tokio::task::Id>>,
+}
+
+impl<DB: CnxDatabase> Cnx<DB> {
+    pub(crate) fn new(pool: Pool<DB>, settings: Arc<Settings<DB>>, internal: bool) -> Self {
+        Self(Arc::new(Shared {
+            pool,
+            settings,
+            internal,
+            slot: Arc::new(Mutex::new(None)),
+            book: StdMutex::new(Book {
+                state: CommitState::Idle,
+                open: false,
+                phase: Phase::Handler,
+                forced: false,
+                save_user: None,
+                veto: None,
+                precommit: Vec::new(),
+                postcommit: Vec::new(),
+                rollback: Vec::new(),
+                after: Vec::new(),
+                connection_data: Extensions::new(),
+                transaction_data: Extensions::new(),
+                disabled_hooks: BTreeSet::new(),
+                security: if internal {
+                    Security::OFF
+                } else {
+                    Security::ON
+                },
+                holder: None,
+            }),
+            session: OnceLock::new(),
+            used: AtomicBool::new(false),
+        }))
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book<DB>> {
+        self.0.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn touch(&self) {
+        self.0.used.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn was_used(&self) -> bool {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    /// A connection to read with. Outside a transaction it is a pooled
+    /// connection of its own, returned to the pool when the value drops
+    /// (CubicWeb's "read" mode); inside one, or when row security is on, it
+    /// is the transaction's connection, so the handler reads its own writes.
+    ///
+    /// ```
+    /// # async fn f(cnx: keycard::cnx::Cnx<sqlx::Sqlite>) -> Result<(), keycard::Error> {
+    /// let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master")
+    ///     .fetch_one(&mut *cnx.read().await?)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read(&self) -> Result<CnxConn<DB>, Error> {
+        self.touch();
+        let in_tx = self.book().open || self.0.settings.row_security.is_some();
+        if in_tx {
+            return self.write().await;
+        }
+        self.check_not_finished()?;
+        Ok(CnxConn::pooled(self.0.pool.acquire().await?))
+    }
+
+    /// The transaction's connection, beginning the transaction if there is
+    /// none: from here until the response leaves (or [`commit`](Self::commit)),
+    /// this connection is the request's. Hold it for a statement or a few,
+    /// not across calls to [`Session`] methods that write at once
+    /// ([`update`](Session::update), `end_*`): those join the same
+    /// transaction and are refused with an error while the guard is held.
+    ///
+    /// ```
+    /// # async fn f(cnx: keycard::cnx::Cnx<sqlx::Sqlite>) -> Result<(), keycard::Error> {
+    /// sqlx::query("INSERT INTO audit (what) VALUES (?)")
+    ///     .bind("signed in")
+    ///     .execute(&mut *cnx.write().await?)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write(&self) -> Result<CnxConn<DB>, Error> {
+        self.touch();
+        let guard = self
+            .open_transaction(true)
+            .await?
+            .ok_or(Error::ConnectionClosed)?;
+        self.book().holder = Some(tokio::task::try_id());
+        Ok(CnxConn::transaction(guard, self.0.clone()))
+    }
+
+    /// Begins the transaction now, if there is none (CubicWeb's
+    /// "transaction" mode from the start).
+    pub async fn begin(&self) -> Result<(), Error> {
+        drop(self.write().await?);
+        Ok(())
+    }
+
+    /// Whether a transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.book().open
+    }
+
+    /// Where the transaction is in its life.
+    pub fn commit_state(&self) -> CommitState {
+        self.book().state
+    }
+
+    /// Whether this is an internal connection (no user, security off).
+    pub fn is_internal(&self) -> bool {
+        self.0.internal
+    }
+
+    /// The request's session, when [`SessionLayer`](crate::SessionLayer) runs
+    /// inside the [`CnxLayer`](super::CnxLayer).
+    pub fn session(&self) -> Option<Session> {
+        self.0.session.get().cloned()
+    }
+
+    /// The connection's read and write security.
+    pub fn security(&self) -> Security {
+        self.book().security
+    }
+
+    /// Switches read or write security for the rest of this connection
+    /// (until switched again), explicitly and in the log. With
+    /// [`RowSecurity`] on PostgreSQL, an open transaction gets the new
+    /// flags at once and later ones begin with them.
+    pub async fn set_security(&self, security: Security) -> Result<(), Error> {
+        self.touch();
+        let open = {
+            let mut book = self.book();
+            if book.security == security {
+                return Ok(());
+            }
+            book.security = security;
+            book.open
+        };
+        tracing::info!(
+            read = security.read,
+            write = security.write,
+            "keycard: connection security switched"
+        );
+        if let (true, Some(row)) = (open, &self.0.settings.row_security) {
+            let user = self.user_for_security(false).await?;
+            let applied = row.applied(user, security, self.0.internal);
+            let mut slot = self.0.slot.lock().await;
+            if let Some(tx) = slot.as_mut() {
+                DB::apply_security(&mut *tx, &applied).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the transaction now: `Commit` hooks and precommit operations
+    /// run inside it (any of them can veto), then the commit, then the
+    /// postcommit operations. A later write begins a new transaction. A
+    /// vetoed or failed commit rolls back and returns the error.
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.touch();
+        self.commit_now().await
+    }
+
+    /// Rolls the transaction back now and runs the rollback operations.
+    pub async fn rollback(&self) {
+        self.touch();
+        self.rollback_now().await;
+    }
+
+    /// Makes the transaction uncommitable: it will roll back, and the
+    /// response becomes an error with the veto's status.
+    pub fn set_uncommitable(&self, veto: Veto) {
+        self.touch();
+        let mut book = self.book();
+        book.state = CommitState::Uncommitable;
+        book.veto = Some(veto);
+    }
+
+    /// Runs `op` at precommit, inside the transaction, after the handler's
+    /// work: it may still read and write through the `Cnx` it is given, and
+    /// an error (a [`Veto`], say) rolls everything back and becomes the
+    /// response. Operations run in the order they were added.
+    pub fn on_precommit<F, Fut>(&self, op: F)
+    where
+        F: FnOnce(Cnx<DB>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.touch();
+        self.book().precommit.push(ops::precommit(op));
+    }
+
+    /// Runs `op` once the transaction has committed (send the e-mail only
+    /// once the row exists). It cannot undo anything; it is dropped if the
+    /// transaction rolls back.
+    pub fn on_postcommit<F, Fut>(&self, op: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.touch();
+        self.book().postcommit.push(ops::deferred(op));
+    }
+
+    /// Runs `op` if the transaction rolls back (also when the request is
+    /// cancelled); it is dropped if the transaction commits.
+    pub fn on_rollback<F, Fut>(&self, op: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.touch();
+        self.book().rollback.push(ops::deferred(op));
+    }
+
+    /// Keeps `value` in `scope`, one value per type; returns the one it
+    /// replaced.
+    pub fn insert_data<T: Clone + Send + Sync + 'static>(
+        &self,
+        scope: Scope,
+        value: T,
+    ) -> Option<T> {
+        self.touch();
+        let mut book = self.book();
+        book.scope_mut(scope).insert(value)
+    }
+
+    /// The value of type `T` kept in `scope`.
+    pub fn data<T: Clone + Send + Sync + 'static>(&self, scope: Scope) -> Option<T> {
+        self.book().scope_mut(scope).get::<T>().cloned()
+    }
+
+    /// Removes and returns the value of type `T` kept in `scope`.
+    pub fn remove_data<T: Clone + Send + Sync + 'static>(&self, scope: Scope) -> Option<T> {
+        self.book().scope_mut(scope).remove::<T>()
+    }
+
+    /// Switches off the hooks of `category` for the rest of this
+    /// connection (an import that should not be audited, say).
+    pub fn disable_hooks(&self, category: &str) {
+        self.touch();
+        tracing::info!(category, "keycard: hooks disabled for this connection");
+        self.book().disabled_hooks.insert(category.to_owned());
+    }
+
+    /// Switches the hooks of `category` back on.
+    pub fn enable_hooks(&self, category: &str) {
+        self.book().disabled_hooks.remove(category);
+    }
+
+    /// Whether the hooks of `category` run on this connection.
+    pub fn hooks_enabled(&self, category: &str) -> bool {
+        !self.book().disabled_hooks.contains(category)
+    }
+
+    /// Runs `work` with this connection as the one keycard's SQL session
+    /// store joins: for an internal connection, a job's session writes
+    /// (a purge, ending a user's sessions) then commit or roll back with
+    /// the job's own. A request's connection is joined already.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        ambient::scope(self.0.clone(), work).await
+    }
+
+    fn check_not_finished(&self) -> Result<(), Error> {
+        if self.book().phase == Phase::Finished {
+            return Err(Error::ConnectionClosed);
+        }
+        Ok(())
+    }
+
+    /// The user a transaction begun now runs as, for row security.
+    async fn user_for_security(&self, saving: bool) -> Result<Option<String>, Error> {
+        if self.0.internal || self.0.settings.row_security.is_none() {
+            return Ok(None);
+        }
+        if saving {
+            return Ok(self.book().save_user.clone());
+        }
+        match self.session() {
+            Some(session) => session.user_id().await,
+            None => Ok(None),
+        }
+    }
+
+    /// The transaction's connection; begins the transaction when there is
+    /// none and `may_begin`, else `None`.
+    pub(crate) async fn open_transaction(
+        &self,
+        may_begin: bool,
+    ) -> Result<Option<TxGuard<DB>>, Error> {
+        let (open, phase) = {
+            let book = self.book();
+            (book.open, book.phase)
+        };
+        if phase == Phase::Finished {
+            return Err(Error::ConnectionClosed);
+        }
+        // Asked before the slot is locked: the session's lock is never
+        // taken while the slot's is held.
+        let user = if open || !may_begin {
+            None
+        } else {
+            self.user_for_security(matches!(phase, Phase::Saving { .. }))
+                .await?
+        };
+        let mut slot = self.0.slot.clone().lock_owned().await;
+        if slot.is_none() {
+            if !may_begin {
+                return Ok(None);
+            }
+            self.begin_in(&mut slot, user).await?;
+        }
+        Ok(OwnedMutexGuard::try_map(slot, |slot| slot.as_deref_mut()).ok())
+    }
+
+    async fn begin_in(
+        &self,
+        slot: &mut OwnedMutexGuard<Option<Transaction<'static, DB>>>,
+        user: Option<String>,
+    ) -> Result<(), Error> {
+        let mut tx = self.0.pool.begin_with(DB::BEGIN).await?;
+        if let Some(row) = &self.0.settings.row_security {
+            let security = self.book().security;
+            DB::apply_security(&mut tx, &row.applied(user, security, self.0.internal)).await?;
+        }
+        **slot = Some(tx);
+        let mut book = self.book();
+        book.open = true;
+        book.forced = matches!(book.phase, Phase::Saving { forced: true });
+        if book.state != CommitState::Uncommitable {
+            book.state = CommitState::Active;
+        }
+        self.touch();
+        Ok(())
+    }
+
+    /// Runs the hooks for `events`, in registration order, skipping the
+    /// categories this connection disabled.
+    pub(crate) async fn run_hooks(&self, events: Vec<HookEvent>) -> Result<(), Error> {
+        if self.0.settings.hooks.is_empty() || events.is_empty() {
+            return Ok(());
+        }
+        let disabled = self.book().disabled_hooks.clone();
+        for event in events {
+            for hook in &self.0.settings.hooks {
+                if !disabled.contains(&hook.category) {
+                    (hook.run)(self.clone(), event.clone()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn commit_now(&self) -> Result<(), Error> {
+        let (open, pending, veto) = {
+            let book = self.book();
+            let pending = !book.precommit.is_empty() || !book.postcommit.is_empty();
+            (book.open, pending, book.veto.clone())
+        };
+        if let Some(veto) = veto {
+            self.rollback_now().await;
+            return Err(Error::Vetoed(veto));
+        }
+        if !open && !pending {
+            return Ok(());
+        }
+        self.book().state = CommitState::Precommit;
+        if let Err(error) = self.precommit().await {
+            self.book().state = CommitState::Uncommitable;
+            self.rollback_now().await;
+            return Err(error);
+        }
+        let tx = self.0.slot.lock().await.take();
+        let committed = match tx {
+            Some(tx) => tx.commit().await,
+            None => Ok(()),
+        };
+        if let Err(error) = committed {
+            self.rollback_now().await;
+            return Err(error.into());
+        }
+        let (postcommit, after) = {
+            let mut book = self.book();
+            book.open = false;
+            book.forced = false;
+            book.state = CommitState::Postcommit;
+            book.transaction_data.clear();
+            book.rollback.clear();
+            (
+                std::mem::take(&mut book.postcommit),
+                std::mem::take(&mut book.after),
+            )
+        };
+        after.into_iter().for_each(|f| f());
+        for op in postcommit {
+            op().await;
+        }
+        self.book().state = CommitState::Committed;
+        Ok(())
+    }
+
+    /// The `Commit` hooks, then the precommit operations (and those they
+    /// add), inside the transaction.
+    async fn precommit(&self) -> Result<(), Error> {
+        if self.book().open {
+            self.run_hooks(vec![HookEvent::Commit]).await?;
+        }
+        loop {
+            let ops = std::mem::take(&mut self.book().precommit);
+            if ops.is_empty() {
+                break;
+            }
+            for op in ops {
+                op(self.clone()).await?;
+            }
+            if let Some(veto) = self.book().veto.clone() {
+                return Err(Error::Vetoed(veto));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn rollback_now(&self) {
+        let tx = self.0.slot.lock().await.take();
+        let had_tx = tx.is_some();
+        if let Some(tx) = tx
+            && let Err(error) = tx.rollback().await
+        {
+            // The connection is closed rather than reused; nothing was committed.
+            tracing::warn!(%error, "keycard: rolling back the request transaction failed");
+        }
+        let (rollback, after) = self.end_transaction(had_tx);
+        after.into_iter().for_each(|f| f());
+        for op in rollback {
+            op().await;
+        }
+    }
+
+    /// Forgets the transaction's bookkeeping after a rollback.
+    fn end_transaction(&self, had_tx: bool) -> (Vec<Deferred>, Vec<AfterTransaction>) {
+        let mut book = self.book();
+        let pending = had_tx || !book.rollback.is_empty() || book.veto.is_some();
+        book.open = false;
+        book.forced = false;
+        book.veto = None;
+        book.transaction_data.clear();
+        book.precommit.clear();
+        book.postcommit.clear();
+        if pending {
+            book.state = CommitState::RolledBack;
+        }
+        (
+            std::mem::take(&mut book.rollback),
+            std::mem::take(&mut book.after),
+        )
+    }
+
+    /// The request is over (or was cancelled): drops the transaction if it
+    /// is still open, which rolls it back, and runs the rollback
+    /// operations on the runtime if there is one.
+    pub(crate) fn abandon(&self) {
+        let had_tx = match self.0.slot.try_lock() {
+            Ok(mut slot) => slot.take().is_some(),
+            Err(_) => false,
+        };
+        let (rollback, after) = self.end_transaction(had_tx);
+        self.book().phase = Phase::Finished;
+        after.into_iter().for_each(|f| f());
+        if !rollback.is_empty()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                for op in rollback {
+                    op().await;
+                }
+            });
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        let mut book = self.book();
+        book.phase = Phase::Finished;
+        book.connection_data.clear();
+    }
+
+    /// Whether the open transaction commits whatever the response.
+    pub(crate) fn forced(&self) -> bool {
+        self.book().forced
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.book().phase
+    }
+
+    pub(crate) fn set_saving(&self, forced: bool, user: Option<String>) {
+        let mut book = self.book();
+        book.phase = Phase::Saving { forced };
+        book.save_user = user;
+    }
+
+    /// Whether the current task holds a [`CnxConn`] on the transaction.
+    pub(crate) fn held_here(&self) -> bool {
+        self.book().holder == Some(tokio::task::try_id())
+    }
+
+    pub(crate) fn clear_holder(&self) {
+        self.book().holder = None;
+    }
+
+    /// Runs `f` when the open transaction ends, or now if there is none.
+    pub(crate) fn after_transaction(&self, f: AfterTransaction) {
+        let mut book = self.book();
+        if book.open {
+            book.after.push(f);
+        } else {
+            drop(book);
+            f();
+        }
+    }
+
+    /// Whether this connection's transactions `SET LOCAL ROLE`.
+    pub(crate) fn switches_role(&self) -> bool {
+        !self.0.internal
+            && self
+                .0
+                .settings
+                .row_security
+                .as_ref()
+                .is_some_and(RowSecurity::has_role)
+    }
+
+    pub(crate) fn has_hooks(&self) -> bool {
+        !self.0.settings.hooks.is_empty()
+    }
+}
+
+impl<DB: CnxDatabase> Book<DB> {
+    fn scope_mut(&mut self, scope: Scope) -> &mut Extensions {
+        match scope {
+            Scope::Connection => &mut self.connection_data,
+            Scope::Transaction => &mut self.transaction_data,
+        }
+    }
+}

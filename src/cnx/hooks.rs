@@ -1,0 +1,102 @@
+//! Hooks: application code that runs on session lifecycle events and before
+//! a commit, registered by category so that a connection can switch a
+//! category off for its scope.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::{Cnx, CnxDatabase};
+use crate::Error;
+use crate::token::SessionId;
+
+/// Why sessions ended, in [`HookEvent::SessionsEnded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The [`ConcurrentSessions`](crate::ConcurrentSessions) policy ended
+    /// the user's oldest sessions at a sign-in.
+    Policy,
+    /// The user ended them ([`Session::end_other_sessions`](crate::Session::end_other_sessions),
+    /// [`Session::end_user_session`](crate::Session::end_user_session)).
+    User,
+    /// An administrator ended them ([`SessionAdmin`](crate::SessionAdmin)).
+    Admin,
+    /// They had expired and were purged.
+    Purge,
+    /// The session was replaced by a fresh one in the same request
+    /// ([`Session::restart`](crate::Session::restart), the API-client swap).
+    Replaced,
+}
+
+/// What happened, as a hook sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookEvent {
+    /// A new session was stored.
+    SessionCreated {
+        /// Its id.
+        id: SessionId,
+    },
+    /// A user signed in.
+    Login {
+        /// The session's id.
+        id: SessionId,
+        /// The user.
+        user_id: String,
+        /// How they authenticated, if the application said.
+        method: Option<String>,
+    },
+    /// A user signed out (the session was ended, or kept without its user).
+    Logout {
+        /// The session's id.
+        id: SessionId,
+        /// The user who signed out.
+        user_id: String,
+    },
+    /// Sessions ended for another reason than their own sign-out.
+    SessionsEnded {
+        /// Whose sessions, when they were one user's.
+        user_id: Option<String>,
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: EndReason,
+    },
+    /// The connection's transaction is about to commit. Hooks run inside
+    /// it, and an error from one rolls it back, like a vetoing
+    /// [`Cnx::on_precommit`] operation.
+    Commit,
+}
+
+type HookFn<DB> = dyn Fn(Cnx<DB>, HookEvent) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>
+    + Send
+    + Sync;
+
+/// One registered hook.
+pub(crate) struct Hook<DB: CnxDatabase> {
+    pub(crate) category: String,
+    pub(crate) run: Arc<HookFn<DB>>,
+}
+
+impl<DB: CnxDatabase> Clone for Hook<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            category: self.category.clone(),
+            run: self.run.clone(),
+        }
+    }
+}
+
+impl<DB: CnxDatabase> Hook<DB> {
+    pub(crate) fn new<F, Fut>(category: &str, hook: F) -> Self
+    where
+        F: Fn(Cnx<DB>, HookEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        Self {
+            category: category.to_owned(),
+            run: Arc::new(move |cnx, event| Box::pin(hook(cnx, event))),
+        }
+    }
+}

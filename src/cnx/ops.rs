@@ -1,0 +1,105 @@
+//! Pending operations and the commit state.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::StatusCode;
+
+use super::{Cnx, CnxDatabase};
+use crate::Error;
+
+/// Where a connection's transaction is in its life, after CubicWeb's
+/// `commit_state`. Read it with [`Cnx::commit_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitState {
+    /// No transaction yet: reads run on pooled connections.
+    Idle,
+    /// A transaction is open and holds one connection.
+    Active,
+    /// The commit has begun: `Commit` hooks and precommit operations are
+    /// running inside the transaction, and may still veto it.
+    Precommit,
+    /// The transaction is committed; postcommit operations are running.
+    Postcommit,
+    /// An operation vetoed (or [`Cnx::set_uncommitable`] was called): the
+    /// transaction can only roll back.
+    Uncommitable,
+    /// The last transaction committed.
+    Committed,
+    /// The last transaction rolled back.
+    RolledBack,
+}
+
+/// A refusal to commit, from a precommit operation, a `Commit` hook or
+/// [`Cnx::set_uncommitable`]: the transaction rolls back and the response
+/// becomes an error with this status (default `422 Unprocessable Entity`).
+/// The reason goes to the log, not to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Veto {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Veto {
+    /// A veto for `reason`, answered `422`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: reason.into(),
+        }
+    }
+
+    /// Answers with `status` instead.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Why the transaction was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The status the response gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl std::fmt::Display for Veto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An operation run at precommit, inside the transaction; an error vetoes.
+pub(crate) type Precommit<DB> = Box<dyn FnOnce(Cnx<DB>) -> BoxFuture<Result<(), Error>> + Send>;
+
+/// An operation run after the transaction ended (postcommit, rollback).
+pub(crate) type Deferred = Box<dyn FnOnce() -> BoxFuture<()> + Send>;
+
+pub(crate) fn precommit<DB, F, Fut>(op: F) -> Precommit<DB>
+where
+    DB: CnxDatabase,
+    F: FnOnce(Cnx<DB>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    Box::new(move |cnx| Box::pin(op(cnx)))
+}
+
+pub(crate) fn deferred<F, Fut>(op: F) -> Deferred
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Box::new(move || Box::pin(op()))
+}
+
+impl From<Veto> for Error {
+    fn from(veto: Veto) -> Self {
+        Error::Vetoed(veto)
+    }
+}

@@ -1,0 +1,532 @@
+//! The connection suite: `Cnx` and `CnxLayer` on one pool shared with the
+//! session store, run unchanged on every database by `cnx_suite!` (the
+//! tests are generic over the database type, so they are written once in
+//! the macro and expanded per backend).
+
+#[macro_export]
+macro_rules! cnx_suite {
+    ($db:ty, $fixture:path) => {
+        mod cnx {
+            use std::sync::{Arc, Mutex};
+            use std::time::Duration;
+
+            use axum::Router;
+            use axum::extract::Path;
+            use axum::http::{Request, StatusCode};
+            use axum::routing::{get, post};
+            use chrono::TimeDelta;
+            use keycard::clock::ManualClock;
+            use keycard::cnx::{Cnx, CnxLayer, CommitState, EndReason, HookEvent, Scope, Veto};
+            use keycard::store::{CachedStore, SessionStore as _};
+            use keycard::{Session, SessionLayer};
+            use tower::ServiceExt as _;
+
+            use $crate::common::Client;
+            use $crate::common::cnx::Fixture;
+
+            type Db = $db;
+            type F = Arc<Fixture<Db>>;
+            type Reply = Result<(StatusCode, String), keycard::Error>;
+            /// What operations and hooks saw, in order.
+            type Probe = Arc<Mutex<Vec<String>>>;
+
+            async fn fixture(size: u32) -> Option<F> {
+                $fixture(size).await.map(Arc::new)
+            }
+
+            fn status(code: u16) -> StatusCode {
+                StatusCode::from_u16(code).expect("status")
+            }
+
+            async fn add_note(
+                f: &F,
+                cnx: &Cnx<Db>,
+                owner: &str,
+                body: &str,
+            ) -> Result<(), keycard::Error> {
+                sqlx::query(f.sql("INSERT INTO {t}_notes (owner, body) VALUES (?, ?)"))
+                    .bind(owner.to_owned())
+                    .bind(body.to_owned())
+                    .execute(&mut *cnx.write().await?)
+                    .await?;
+                Ok(())
+            }
+
+            async fn count(f: &F, table: &str) -> i64 {
+                let sql = format!("SELECT COUNT(*) FROM {{t}}{table}");
+                sqlx::query_scalar(f.sql(&sql))
+                    .fetch_one(&f.pool)
+                    .await
+                    .expect("count")
+            }
+
+            fn record(probe: &Probe, what: String) {
+                probe.lock().expect("probe").push(what);
+            }
+
+            fn seen(probe: &Probe) -> Vec<String> {
+                probe.lock().expect("probe").clone()
+            }
+
+            /// An audit hook: a row per sign-in, sign-out, purge and commit.
+            fn audited(f: &F, layer: CnxLayer<Db>, on_commit: bool) -> CnxLayer<Db> {
+                let f = f.clone();
+                layer.hook("audit", move |cnx: Cnx<Db>, event: HookEvent| {
+                    let f = f.clone();
+                    async move {
+                        let what = match event {
+                            HookEvent::Login { user_id, .. } => format!("login {user_id}"),
+                            HookEvent::Logout { user_id, .. } => format!("logout {user_id}"),
+                            HookEvent::SessionsEnded {
+                                count,
+                                reason: EndReason::Purge,
+                                ..
+                            } => {
+                                format!("purge {count}")
+                            }
+                            HookEvent::Commit if on_commit => "commit".to_owned(),
+                            _ => return Ok(()),
+                        };
+                        sqlx::query(f.sql("INSERT INTO {t}_audit (what) VALUES (?)"))
+                            .bind(what)
+                            .execute(&mut *cnx.write().await?)
+                            .await?;
+                        Ok(())
+                    }
+                })
+            }
+
+            /// The application: session routes and routes that write notes.
+            fn app(
+                f: &F,
+                session_layer: SessionLayer,
+                cnx_layer: CnxLayer<Db>,
+                probe: &Probe,
+            ) -> Router {
+                let note = {
+                    let f = f.clone();
+                    move |cnx: Cnx<Db>, Path((body, code)): Path<(String, u16)>| async move {
+                        add_note(&f, &cnx, "anon", &body).await?;
+                        Reply::Ok((status(code), "noted".into()))
+                    }
+                };
+                let login_note = {
+                    let f = f.clone();
+                    move |session: Session,
+                          cnx: Cnx<Db>,
+                          Path((user, code)): Path<(String, u16)>| async move {
+                        session.login(user.clone()).await?;
+                        add_note(&f, &cnx, &user, "signed in").await?;
+                        Reply::Ok((status(code), "signed in".into()))
+                    }
+                };
+                let incr_note = {
+                    let f = f.clone();
+                    move |session: Session, cnx: Cnx<Db>, Path(code): Path<u16>| async move {
+                        add_note(&f, &cnx, "anon", "incr").await?;
+                        let n = session
+                            .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                            .await?;
+                        Reply::Ok((status(code), n.to_string()))
+                    }
+                };
+                let held = {
+                    let f = f.clone();
+                    move |session: Session, cnx: Cnx<Db>| async move {
+                        let mut conn = cnx.write().await?;
+                        sqlx::query(f.sql("INSERT INTO {t}_notes (owner, body) VALUES (?, ?)"))
+                            .bind("anon")
+                            .bind("held")
+                            .execute(&mut *conn)
+                            .await?;
+                        // The guard is still alive: the session's write must
+                        // not wait for it forever.
+                        session
+                            .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                            .await?;
+                        drop(conn);
+                        Reply::Ok((StatusCode::OK, "unreachable".into()))
+                    }
+                };
+                let veto = {
+                    let (f, probe) = (f.clone(), probe.clone());
+                    move |cnx: Cnx<Db>, Path(refuse): Path<bool>| async move {
+                        add_note(&f, &cnx, "anon", "vetoed?").await?;
+                        let p = probe.clone();
+                        cnx.on_precommit(move |cnx: Cnx<Db>| async move {
+                            record(&p, format!("precommit {:?}", cnx.commit_state()));
+                            if refuse {
+                                return Err(Veto::new("notes are closed").into());
+                            }
+                            Ok(())
+                        });
+                        let p = probe.clone();
+                        let kept = cnx.clone();
+                        cnx.on_postcommit(move || async move {
+                            record(&p, format!("postcommit {:?}", kept.commit_state()));
+                        });
+                        let p = probe.clone();
+                        cnx.on_rollback(move || async move { record(&p, "rollback".into()) });
+                        record(&probe, format!("handler {:?}", cnx.commit_state()));
+                        Reply::Ok((StatusCode::OK, "done".into()))
+                    }
+                };
+                let scopes = {
+                    let f = f.clone();
+                    move |cnx: Cnx<Db>| async move {
+                        #[derive(Clone, Debug, PartialEq)]
+                        struct Visitor(&'static str);
+                        #[derive(Clone, Debug, PartialEq)]
+                        struct Batch(u32);
+                        cnx.insert_data(Scope::Connection, Visitor("ada"));
+                        cnx.insert_data(Scope::Transaction, Batch(1));
+                        add_note(&f, &cnx, "anon", "scoped").await?;
+                        cnx.commit().await?;
+                        let mut wrong = Vec::new();
+                        if cnx.data::<Batch>(Scope::Transaction).is_some() {
+                            wrong.push("transaction data survived a commit");
+                        }
+                        cnx.insert_data(Scope::Transaction, Batch(2));
+                        cnx.begin().await?;
+                        cnx.rollback().await;
+                        if cnx.data::<Batch>(Scope::Transaction).is_some() {
+                            wrong.push("transaction data survived a rollback");
+                        }
+                        if cnx.data::<Visitor>(Scope::Connection) != Some(Visitor("ada")) {
+                            wrong.push("connection data was lost");
+                        }
+                        if cnx.commit_state() != CommitState::RolledBack {
+                            wrong.push("the state is not RolledBack");
+                        }
+                        Reply::Ok((StatusCode::OK, wrong.join("; ")))
+                    }
+                };
+                let import = {
+                    let f = f.clone();
+                    move |cnx: Cnx<Db>| async move {
+                        cnx.disable_hooks("audit");
+                        add_note(&f, &cnx, "anon", "imported").await?;
+                        Reply::Ok((StatusCode::OK, "imported".into()))
+                    }
+                };
+                let count_notes = {
+                    let f = f.clone();
+                    move |cnx: Cnx<Db>| async move {
+                        let n: i64 = sqlx::query_scalar(f.sql("SELECT COUNT(*) FROM {t}_notes"))
+                            .fetch_one(&mut *cnx.read().await?)
+                            .await?;
+                        Reply::Ok((StatusCode::OK, format!("{n} {}", cnx.in_transaction())))
+                    }
+                };
+                Router::new()
+                    .route("/note/{body}/{code}", post(note))
+                    .route("/login-note/{user}/{code}", post(login_note))
+                    .route("/incr-note/{code}", post(incr_note))
+                    .route("/held", post(held))
+                    .route("/veto/{refuse}", post(veto))
+                    .route("/scopes", post(scopes))
+                    .route("/import", post(import))
+                    .route("/count", get(count_notes))
+                    .route(
+                        "/set/{key}/{value}",
+                        post(
+                            |session: Session, Path((k, v)): Path<(String, String)>| async move {
+                                session.insert(&k, v).await?;
+                                Reply::Ok((StatusCode::OK, "set".into()))
+                            },
+                        ),
+                    )
+                    .route(
+                        "/get/{key}",
+                        get(|session: Session, Path(k): Path<String>| async move {
+                            let v: Option<serde_json::Value> = session.get(&k).await?;
+                            Reply::Ok((
+                                StatusCode::OK,
+                                v.map(|v| v.to_string()).unwrap_or_default(),
+                            ))
+                        }),
+                    )
+                    .route(
+                        "/whoami",
+                        get(|session: Session| async move {
+                            let user = session.user_id().await?.unwrap_or_else(|| "nobody".into());
+                            Reply::Ok((StatusCode::OK, user))
+                        }),
+                    )
+                    .layer(session_layer)
+                    .layer(cnx_layer)
+            }
+
+            fn probe() -> Probe {
+                Arc::new(Mutex::new(Vec::new()))
+            }
+
+            #[tokio::test]
+            async fn writes_commit_on_success_and_roll_back_otherwise() {
+                let Some(f) = fixture(4).await else { return };
+                let app = app(
+                    &f,
+                    SessionLayer::new(f.store.clone()),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe(),
+                );
+                let mut client = Client::new(app);
+                assert_eq!(client.post("/note/a/200").await.status, 200);
+                assert_eq!(client.post("/note/b/303").await.status, 303);
+                assert_eq!(count(&f, "_notes").await, 2, "2xx and 3xx commit");
+                assert_eq!(client.post("/note/c/400").await.status, 400);
+                assert_eq!(client.post("/note/d/500").await.status, 500);
+                assert_eq!(count(&f, "_notes").await, 2, "4xx and 5xx roll back");
+                let reply = client.get("/count").await;
+                assert_eq!(reply.body, "2 false", "a read holds no transaction");
+                assert!(reply.set_cookies().is_empty(), "no session was touched");
+            }
+
+            #[tokio::test]
+            async fn a_sign_in_and_its_audit_row_commit_or_roll_back_together() {
+                let Some(f) = fixture(4).await else { return };
+                let layers = || {
+                    let cnx = audited(&f, CnxLayer::new(f.pool.clone()), false);
+                    app(&f, SessionLayer::new(f.store.clone()), cnx, &probe())
+                };
+                // Success: the session row, its new token, the note and the
+                // audit row all commit.
+                let mut ada = Client::new(layers());
+                let reply = ada.post("/login-note/ada/200").await;
+                assert_eq!(reply.status, 200);
+                assert_eq!(reply.set_cookies().len(), 2);
+                assert_eq!(ada.get("/whoami").await.body, "ada");
+                assert_eq!(
+                    (count(&f, "_notes").await, count(&f, "_audit").await),
+                    (1, 1)
+                );
+
+                // A server error after the sign-in: neither the new token
+                // nor the audit row nor the note; the old session stands.
+                let mut bob = Client::new(layers());
+                assert_eq!(bob.post("/set/colour/blue").await.status, 200);
+                let (id, token) = (bob.session_id().expect("id"), bob.token().expect("token"));
+                let before = f.store.load(id).await.expect("load").expect("row");
+                let reply = bob.post("/login-note/bob/500").await;
+                assert_eq!(reply.status, 500);
+                assert!(reply.set_cookies().is_empty(), "no new token was sent");
+                let after = f.store.load(id).await.expect("load").expect("row");
+                assert_eq!(
+                    after.fields.token_hash, before.fields.token_hash,
+                    "the old token is still the one"
+                );
+                assert_eq!(after.fields.user_id, None);
+                assert_eq!((bob.session_id(), bob.token()), (Some(id), Some(token)));
+                assert_eq!(bob.get("/whoami").await.body, "nobody");
+                assert_eq!(
+                    (count(&f, "_notes").await, count(&f, "_audit").await),
+                    (1, 1)
+                );
+
+                // A client error: the handler's note rolls back; the session
+                // layer's own save (the sign-in) and its audit row commit,
+                // as they would without a transaction.
+                let mut carol = Client::new(layers());
+                assert_eq!(carol.post("/login-note/carol/422").await.status, 422);
+                assert_eq!(carol.get("/whoami").await.body, "carol");
+                assert_eq!(
+                    (count(&f, "_notes").await, count(&f, "_audit").await),
+                    (1, 2)
+                );
+            }
+
+            #[tokio::test]
+            async fn a_precommit_veto_rolls_back_and_becomes_the_response() {
+                let Some(f) = fixture(4).await else { return };
+                let probe = probe();
+                let app = app(
+                    &f,
+                    SessionLayer::new(f.store.clone()),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe,
+                );
+                let mut client = Client::new(app);
+                let reply = client.post("/veto/true").await;
+                assert_eq!(reply.status, 422, "the veto's status");
+                assert_eq!(count(&f, "_notes").await, 0);
+                assert_eq!(
+                    seen(&probe),
+                    ["handler Active", "precommit Precommit", "rollback"]
+                );
+
+                probe.lock().expect("probe").clear();
+                assert_eq!(client.post("/veto/false").await.status, 200);
+                assert_eq!(count(&f, "_notes").await, 1);
+                assert_eq!(
+                    seen(&probe),
+                    [
+                        "handler Active",
+                        "precommit Precommit",
+                        "postcommit Postcommit"
+                    ]
+                );
+            }
+
+            #[tokio::test]
+            async fn data_scopes_end_with_their_transaction_and_connection() {
+                let Some(f) = fixture(4).await else { return };
+                let app = app(
+                    &f,
+                    SessionLayer::new(f.store.clone()),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe(),
+                );
+                let reply = Client::new(app).post("/scopes").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, ""));
+                assert_eq!(count(&f, "_notes").await, 1, "the explicit commit stands");
+            }
+
+            #[tokio::test]
+            async fn hook_categories_can_be_disabled_for_one_connection() {
+                let Some(f) = fixture(4).await else { return };
+                let cnx = audited(&f, CnxLayer::new(f.pool.clone()), true);
+                let mut client =
+                    Client::new(app(&f, SessionLayer::new(f.store.clone()), cnx, &probe()));
+                assert_eq!(client.post("/note/a/200").await.status, 200);
+                assert_eq!(count(&f, "_audit").await, 1, "the commit was audited");
+                assert_eq!(client.post("/import").await.status, 200);
+                assert_eq!(count(&f, "_notes").await, 2);
+                assert_eq!(count(&f, "_audit").await, 1, "the import was not");
+                assert_eq!(client.post("/note/b/400").await.status, 400);
+                assert_eq!(
+                    count(&f, "_audit").await,
+                    1,
+                    "a rollback runs no commit hook"
+                );
+            }
+
+            #[tokio::test]
+            async fn a_session_write_rolled_back_with_the_transaction_never_reaches_the_cache() {
+                let Some(f) = fixture(4).await else { return };
+                let cached = CachedStore::new(f.store.clone(), 100);
+                let app = app(
+                    &f,
+                    SessionLayer::new(cached),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe(),
+                );
+                let mut client = Client::new(app);
+                assert_eq!(client.post("/incr-note/200").await.body, "1");
+                assert_eq!(client.post("/incr-note/200").await.body, "2");
+                // The increment joined the transaction, which a 400 rolls back.
+                assert_eq!(client.post("/incr-note/400").await.body, "3");
+                assert_eq!(client.get("/get/n").await.body, "2");
+                assert_eq!(count(&f, "_notes").await, 2);
+            }
+
+            #[tokio::test]
+            async fn a_guard_held_across_a_session_write_is_refused_not_hung() {
+                let Some(f) = fixture(4).await else { return };
+                let app = app(
+                    &f,
+                    SessionLayer::new(f.store.clone()),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe(),
+                );
+                let mut client = Client::new(app);
+                assert_eq!(client.post("/set/colour/blue").await.status, 200);
+                let reply = tokio::time::timeout(Duration::from_secs(60), client.post("/held"))
+                    .await
+                    .expect("the request ends instead of waiting for itself");
+                assert_eq!(reply.status, 503);
+                assert_eq!(count(&f, "_notes").await, 0, "and its work rolled back");
+            }
+
+            #[tokio::test]
+            async fn an_internal_connection_commits_only_when_told() {
+                let Some(f) = fixture(4).await else { return };
+                let clock = ManualClock::starting_at(chrono::Utc::now());
+                let sessions = SessionLayer::new(f.store.clone()).clock(clock.clone());
+                let admin = sessions.admin();
+                let cnx_layer = audited(&f, CnxLayer::new(f.pool.clone()), false);
+                let mut client = Client::new(app(&f, sessions, cnx_layer.clone(), &probe()));
+                assert_eq!(client.post("/set/k/v").await.status, 200);
+                assert_eq!(count(&f, "").await, 1);
+                clock.advance(TimeDelta::days(2));
+
+                let job = cnx_layer.internal();
+                assert!(job.is_internal());
+                assert!(!job.security().read && !job.security().write);
+                job.begin().await.expect("begin");
+                assert_eq!(job.scope(admin.purge_expired()).await.expect("purge"), 1);
+                job.rollback().await;
+                assert_eq!(count(&f, "").await, 1, "rolled back: nothing purged");
+                assert_eq!(count(&f, "_audit").await, 0);
+
+                job.begin().await.expect("begin");
+                assert_eq!(job.scope(admin.purge_expired()).await.expect("purge"), 1);
+                job.commit().await.expect("commit");
+                assert_eq!(job.commit_state(), CommitState::Committed);
+                assert_eq!(count(&f, "").await, 0);
+                let what: String = sqlx::query_scalar(f.sql("SELECT what FROM {t}_audit"))
+                    .fetch_one(&f.pool)
+                    .await
+                    .expect("audit");
+                assert_eq!(
+                    what, "purge 1",
+                    "the purge hook ran in the job's transaction"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_pool_survives_failing_timed_out_cancelled_and_panicking_requests() {
+                let Some(f) = fixture(2).await else { return };
+                let write = |f: &F, code: u16, pause: u64, panic: bool| {
+                    let f = f.clone();
+                    move |cnx: Cnx<Db>| async move {
+                        add_note(&f, &cnx, "anon", "x").await?;
+                        if pause > 0 {
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
+                        }
+                        if panic {
+                            panic!("the handler panicked (on purpose)");
+                        }
+                        Reply::Ok((status(code), String::new()))
+                    }
+                };
+                let app: Router = Router::new()
+                    .route("/ok", post(write(&f, 200, 0, false)))
+                    .route("/fail", post(write(&f, 500, 0, false)))
+                    .route("/slow", post(write(&f, 200, 10_000, false)))
+                    .route("/panic", post(write(&f, 200, 0, true)))
+                    .layer(CnxLayer::new(f.pool.clone()));
+                let request = |path: &str| {
+                    Request::post(path)
+                        .body(axum::body::Body::empty())
+                        .expect("request")
+                };
+                let mut ok = 0;
+                for _ in 0..250 {
+                    let succeeded = app.clone().oneshot(request("/ok"));
+                    let failed = app.clone().oneshot(request("/fail"));
+                    // Cancelled while it holds the transaction.
+                    let timed_out = tokio::time::timeout(
+                        Duration::from_millis(20),
+                        app.clone().oneshot(request("/slow")),
+                    );
+                    let panicked = tokio::spawn(app.clone().oneshot(request("/panic")));
+                    let (succeeded, failed, timed_out, panicked) =
+                        tokio::join!(succeeded, failed, timed_out, panicked);
+                    assert_eq!(succeeded.expect("ok").status(), 200);
+                    ok += 1;
+                    assert_eq!(failed.expect("fail").status(), 500);
+                    assert!(timed_out.is_err(), "the slow request was cancelled");
+                    assert!(panicked.expect_err("it panicked").is_panic());
+                }
+                assert_eq!(
+                    count(&f, "_notes").await,
+                    ok,
+                    "exactly the successes committed"
+                );
+                assert!(f.pool.size() <= 2);
+                let after = app.clone().oneshot(request("/ok")).await.expect("ok");
+                assert_eq!(after.status(), 200, "the pool still serves");
+            }
+        }
+    };
+}
