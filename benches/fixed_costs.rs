@@ -11,6 +11,10 @@
 //!   session, with and without `SessionLayer` (SQLite in memory), driven
 //!   in-process with `tower::ServiceExt::oneshot`; the difference is what
 //!   the layer costs a request that does not use the session.
+//! * `cnx/*`: what `CnxLayer` adds to a request, side by side with the
+//!   same work done by hand on the pool (SQLite in memory): a route that
+//!   never uses its `Cnx`, a one-row read, and a one-row insert committed
+//!   in a transaction.
 //! * `record/*`: serde_json of a 10-key `serde_json::Map`, the shape keycard
 //!   stores a session's data in.
 
@@ -153,5 +157,100 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, token, layer, record);
+fn cnx(c: &mut Criterion) {
+    use keycard::cnx::{Cnx, CnxLayer};
+    use sqlx::Sqlite;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pool = rt.block_on(async {
+        let store = SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        let pool = store.pool().clone();
+        sqlx::raw_sql("CREATE TABLE rows (n INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("table");
+        pool
+    });
+    let by_hand = {
+        let (read, write) = (pool.clone(), pool.clone());
+        Router::new()
+            .route("/anon", get(|| async { "ok" }))
+            .route(
+                "/read",
+                get(move || async move {
+                    let n: i64 = sqlx::query_scalar("SELECT 1")
+                        .fetch_one(&read)
+                        .await
+                        .expect("read");
+                    n.to_string()
+                }),
+            )
+            .route(
+                "/write",
+                get(move || async move {
+                    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+                    sqlx::query("INSERT INTO rows (n) VALUES (1)")
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                    tx.commit().await.expect("commit");
+                    "ok"
+                }),
+            )
+    };
+    let through_cnx = Router::new()
+        .route("/anon", get(|| async { "ok" }))
+        .route(
+            "/read",
+            get(|cnx: Cnx<Sqlite>| async move {
+                let n: i64 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&mut *cnx.read().await?)
+                    .await?;
+                Ok::<_, keycard::Error>(n.to_string())
+            }),
+        )
+        .route(
+            "/write",
+            get(|cnx: Cnx<Sqlite>| async move {
+                sqlx::query("INSERT INTO rows (n) VALUES (1)")
+                    .execute(&mut *cnx.write().await?)
+                    .await?;
+                Ok::<_, keycard::Error>("ok")
+            }),
+        )
+        .layer(CnxLayer::new(pool.clone()));
+    let request = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+    for app in [&by_hand, &through_cnx] {
+        for path in ["/anon", "/read", "/write"] {
+            let response = rt
+                .block_on(app.clone().oneshot(request(path)))
+                .expect("infallible");
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+
+    let mut group = c.benchmark_group("cnx");
+    for (name, path) in [
+        ("untouched", "/anon"),
+        ("read_one_row", "/read"),
+        ("write_one_row", "/write"),
+    ] {
+        group.bench_function(format!("{name}_by_hand"), |b| {
+            b.to_async(&rt)
+                .iter(|| by_hand.clone().oneshot(request(path)))
+        });
+        group.bench_function(format!("{name}_through_cnx"), |b| {
+            b.to_async(&rt)
+                .iter(|| through_cnx.clone().oneshot(request(path)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, token, layer, cnx, record);
 criterion_main!(benches);

@@ -105,22 +105,37 @@ pub(crate) fn transaction_open() -> bool {
     current().is_some_and(|link| link.transaction_open())
 }
 
+/// The connection keycard's SQL store reads on: the request's open
+/// transaction on the same pool (so that a request holding a transaction
+/// never waits for a second connection, which a busy pool may never free),
+/// unless this very task holds it, or else `None` (the pool).
+pub(crate) async fn join_read<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<CnxConn<DB>> {
+    let cnx = same_pool(pool)?;
+    if cnx.switches_role() || cnx.held_here() || !cnx.in_transaction() {
+        return None;
+    }
+    cnx.open_transaction(false)
+        .await
+        .ok()
+        .flatten()
+        .map(CnxConn::joined)
+}
+
+/// The current connection, if it is on `pool`.
+fn same_pool<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<Cnx<DB>> {
+    let shared = current()?.into_any().downcast::<Shared<DB>>().ok()?;
+    Arc::ptr_eq(&shared.pool.connect_options(), &pool.connect_options()).then(|| Cnx(shared))
+}
+
 /// The transaction connection keycard's SQL store writes on, when the
 /// current request's connection is on the same pool and either has a
 /// transaction open or is saving the session with hooks to run beside it.
 pub(crate) async fn join<DB: CnxDatabase>(
     pool: &Pool<DB>,
 ) -> Result<Option<CnxConn<DB>>, StoreError> {
-    let Some(link) = current() else {
+    let Some(cnx) = same_pool(pool) else {
         return Ok(None);
     };
-    let Ok(shared) = link.into_any().downcast::<Shared<DB>>() else {
-        return Ok(None);
-    };
-    if !Arc::ptr_eq(&shared.pool.connect_options(), &pool.connect_options()) {
-        return Ok(None);
-    }
-    let cnx = Cnx(shared);
     if cnx.switches_role() {
         // The transaction runs as the application's restricted role, which
         // has (and should have) no rights on the session table.

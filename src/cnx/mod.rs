@@ -30,6 +30,12 @@
 //! commits, as it would without a `Cnx`, and a server error discards the
 //! session's changes as always.
 //!
+//! Once a transaction is open, the session's reads and writes run on its
+//! connection too, so a request never holds one connection while waiting for
+//! a second (which, with as many busy requests as the pool has connections,
+//! would never come). Hold a [`Cnx::read`] connection only for its queries,
+//! not across calls to the session.
+//!
 //! # States, scopes and pending operations
 //!
 //! [`Cnx::commit_state`] tells where the transaction is: [`CommitState::Idle`],

@@ -42,9 +42,10 @@ impl Session {
         self.0.used.load(Ordering::Acquire)
     }
 
-    /// Saves what the request changed and says which cookies to send; with
-    /// `discard`, drops the changes instead. Called once, when the response
-    /// leaves. A session that failed to load is an error either way.
+    /// Saves what the request changed and says which cookies to send; for a
+    /// server error (`5xx`), drops the changes instead. Called once, when
+    /// the response leaves. A session that failed to load is an error either
+    /// way.
     ///
     /// Inside a [`CnxLayer`](crate::cnx::CnxLayer), the request's
     /// connection is told first: for a response that is not a success the
@@ -52,7 +53,19 @@ impl Session {
     /// lifecycle hooks run after the writes, once the session's lock is
     /// released (a hook may read the session).
     pub(crate) async fn save(&self, status: http::StatusCode) -> Result<CookieAction, Error> {
-        let link = crate::cnx::ambient::current();
+        if let Some(link) = crate::cnx::ambient::current() {
+            // Asked without holding the session's lock: the rollback this
+            // may run calls the application's operations, which may use the
+            // session.
+            let user = match &*self.0.state.lock().await {
+                State::Ready(w) if !status.is_server_error() => Some(w.view.user_id.clone()),
+                _ => None,
+            };
+            if let Some(user) = user {
+                let success = status.is_success() || status.is_redirection();
+                link.session_saving(success, user).await;
+            }
+        }
         let (action, events) = {
             let mut state = self.0.state.lock().await;
             let w = match &mut *state {
@@ -63,16 +76,12 @@ impl Session {
                 State::Ready(_) if status.is_server_error() => return Ok(CookieAction::None),
                 State::Ready(w) => w,
             };
-            if let Some(link) = &link {
-                let success = status.is_success() || status.is_redirection();
-                link.clone()
-                    .session_saving(success, w.view.user_id.clone())
-                    .await;
-            }
             let span = w.span.clone();
             let action = self.save_working(w).instrument(span).await?;
             (action, std::mem::take(&mut w.events))
         };
+        // After the writes, without the session's lock (a hook may read the
+        // session).
         crate::cnx::ambient::fire(events).await?;
         Ok(action)
     }

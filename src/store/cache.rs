@@ -185,6 +185,11 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         }
         let generation = self.cache.generation();
         let record = self.inner.load(id).await?;
+        // Read inside a request's transaction, it may hold that request's
+        // uncommitted writes.
+        if crate::cnx::ambient::transaction_open() {
+            return Ok(record);
+        }
         if let Some(record) = &record {
             self.cache.put(record.clone(), generation);
         }

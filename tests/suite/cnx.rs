@@ -81,9 +81,12 @@ macro_rules! cnx_suite {
                                 count,
                                 reason: EndReason::Purge,
                                 ..
-                            } => {
-                                format!("purge {count}")
-                            }
+                            } => format!("purge {count}"),
+                            HookEvent::SessionsEnded {
+                                count,
+                                reason: EndReason::Policy,
+                                ..
+                            } => format!("policy {count}"),
                             HookEvent::Commit if on_commit => "commit".to_owned(),
                             _ => return Ok(()),
                         };
@@ -227,6 +230,28 @@ macro_rules! cnx_suite {
                     .route("/scopes", post(scopes))
                     .route("/import", post(import))
                     .route("/count", get(count_notes))
+                    .route("/plain", get(|| async { "ok" }))
+                    .route(
+                        "/logout",
+                        post(|session: Session| async move {
+                            session.logout().await?;
+                            Reply::Ok((StatusCode::OK, "signed out".into()))
+                        }),
+                    )
+                    .route(
+                        "/refuse",
+                        post({
+                            let f = f.clone();
+                            move |cnx: Cnx<Db>| async move {
+                                add_note(&f, &cnx, "anon", "refused").await?;
+                                cnx.set_uncommitable(
+                                    Veto::new("read-only today").with_status(StatusCode::CONFLICT),
+                                );
+                                assert_eq!(cnx.commit_state(), CommitState::Uncommitable);
+                                Reply::Ok((StatusCode::OK, "refused?".into()))
+                            }
+                        }),
+                    )
                     .route(
                         "/set/{key}/{value}",
                         post(
@@ -257,6 +282,16 @@ macro_rules! cnx_suite {
                     .layer(cnx_layer)
             }
 
+            /// The application with default layers and a probe nobody reads.
+            fn plain_app(f: &F) -> Router {
+                app(
+                    f,
+                    SessionLayer::new(f.store.clone()),
+                    CnxLayer::new(f.pool.clone()),
+                    &probe(),
+                )
+            }
+
             fn probe() -> Probe {
                 Arc::new(Mutex::new(Vec::new()))
             }
@@ -264,12 +299,7 @@ macro_rules! cnx_suite {
             #[tokio::test]
             async fn writes_commit_on_success_and_roll_back_otherwise() {
                 let Some(f) = fixture(4).await else { return };
-                let app = app(
-                    &f,
-                    SessionLayer::new(f.store.clone()),
-                    CnxLayer::new(f.pool.clone()),
-                    &probe(),
-                );
+                let app = plain_app(&f);
                 let mut client = Client::new(app);
                 assert_eq!(client.post("/note/a/200").await.status, 200);
                 assert_eq!(client.post("/note/b/303").await.status, 303);
@@ -370,12 +400,7 @@ macro_rules! cnx_suite {
             #[tokio::test]
             async fn data_scopes_end_with_their_transaction_and_connection() {
                 let Some(f) = fixture(4).await else { return };
-                let app = app(
-                    &f,
-                    SessionLayer::new(f.store.clone()),
-                    CnxLayer::new(f.pool.clone()),
-                    &probe(),
-                );
+                let app = plain_app(&f);
                 let reply = Client::new(app).post("/scopes").await;
                 assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, ""));
                 assert_eq!(count(&f, "_notes").await, 1, "the explicit commit stands");
@@ -422,12 +447,7 @@ macro_rules! cnx_suite {
             #[tokio::test]
             async fn a_guard_held_across_a_session_write_is_refused_not_hung() {
                 let Some(f) = fixture(4).await else { return };
-                let app = app(
-                    &f,
-                    SessionLayer::new(f.store.clone()),
-                    CnxLayer::new(f.pool.clone()),
-                    &probe(),
-                );
+                let app = plain_app(&f);
                 let mut client = Client::new(app);
                 assert_eq!(client.post("/set/colour/blue").await.status, 200);
                 let reply = tokio::time::timeout(Duration::from_secs(60), client.post("/held"))
@@ -471,6 +491,97 @@ macro_rules! cnx_suite {
                     what, "purge 1",
                     "the purge hook ran in the job's transaction"
                 );
+            }
+
+            #[tokio::test]
+            async fn a_request_that_never_uses_its_cnx_takes_no_connection() {
+                let Some(f) = fixture(1).await else { return };
+                let app = plain_app(&f);
+                // The pool's only connection is taken: any acquire would wait.
+                let held = f.pool.acquire().await.expect("the only connection");
+                let reply = Client::new(app).get("/plain").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "ok"));
+                drop(held);
+            }
+
+            #[tokio::test]
+            async fn an_uncommitable_transaction_answers_the_vetos_status() {
+                let Some(f) = fixture(4).await else { return };
+                let app = plain_app(&f);
+                let reply = Client::new(app).post("/refuse").await;
+                assert_eq!(reply.status, StatusCode::CONFLICT);
+                assert_eq!(count(&f, "_notes").await, 0);
+            }
+
+            #[tokio::test]
+            async fn sign_outs_and_policy_ends_reach_the_hooks_in_the_transaction() {
+                let Some(f) = fixture(4).await else { return };
+                let layers = || {
+                    let sessions = SessionLayer::new(f.store.clone())
+                        .concurrent_sessions(keycard::ConcurrentSessions::OnePerUser);
+                    app(
+                        &f,
+                        sessions,
+                        audited(&f, CnxLayer::new(f.pool.clone()), false),
+                        &probe(),
+                    )
+                };
+                let mut laptop = Client::new(layers());
+                assert_eq!(laptop.post("/login-note/ada/200").await.status, 200);
+                let mut phone = Client::new(layers());
+                assert_eq!(phone.post("/login-note/ada/200").await.status, 200);
+                assert_eq!(
+                    laptop.get("/whoami").await.body,
+                    "nobody",
+                    "one session per user"
+                );
+                assert_eq!(phone.post("/logout").await.status, 200);
+                let rows: Vec<String> =
+                    sqlx::query_scalar(f.sql("SELECT what FROM {t}_audit ORDER BY what"))
+                        .fetch_all(&f.pool)
+                        .await
+                        .expect("audit");
+                assert_eq!(rows, ["login ada", "login ada", "logout ada", "policy 1"]);
+            }
+
+            #[tokio::test]
+            async fn the_extractor_without_its_layer_says_what_to_add() {
+                let Some(f) = fixture(1).await else { return };
+                let app: Router = Router::new()
+                    .route("/", get(|_cnx: Cnx<Db>| async { "unreachable" }))
+                    .layer(SessionLayer::new(f.store.clone()));
+                let reply = Client::new(app).get("/").await;
+                assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+                assert!(reply.body.contains("CnxLayer"), "{}", reply.body);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_increments_inside_request_transactions_lose_nothing() {
+                // As many clients as connections: a request that held its
+                // transaction and waited for a second connection to load its
+                // session would starve the pool.
+                let Some(f) = fixture(8).await else { return };
+                let mut first = Client::new(plain_app(&f));
+                assert_eq!(first.post("/incr-note/200").await.body, "1");
+                let mut tasks = Vec::new();
+                for _ in 0..8 {
+                    let mut client = first.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for _ in 0..25 {
+                            let reply = client.post("/incr-note/200").await;
+                            assert_eq!(reply.status, 200, "{}", reply.body);
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.expect("client");
+                }
+                assert_eq!(
+                    first.get("/get/n").await.body,
+                    "201",
+                    "8 x 25 + 1, none lost"
+                );
+                assert_eq!(count(&f, "_notes").await, 201);
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

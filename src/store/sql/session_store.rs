@@ -7,9 +7,10 @@
 /// The invoking module provides `read_time` (a timestamp column, decoded)
 /// and, on the store type, `begin_locked` (a transaction whose first read
 /// takes the row's write lock) and `insert_returning_id` (backends return a
-/// new row's id differently). Reads run on the pool; writes run on
-/// `write_conn()`, which is the request's transaction when a
-/// [`CnxLayer`](crate::cnx::CnxLayer) on the same pool has one open. `time` converts a timestamp to what the
+/// new row's id differently). Statements run on `read_conn()` and
+/// `write_conn()`: the request's transaction when a
+/// [`CnxLayer`](crate::cnx::CnxLayer) on the same pool has one open, else
+/// a pooled connection. `time` converts a timestamp to what the
 /// backend binds.
 macro_rules! sql_store {
     (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
@@ -123,7 +124,7 @@ macro_rules! sql_store {
         #[async_trait::async_trait]
         impl $crate::store::SessionStore for $store {
             async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-                fetch(&self.pool, &self.sql.load, id).await
+                fetch(&mut *self.read_conn().await?, &self.sql.load, id).await
             }
 
             async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
@@ -255,7 +256,7 @@ macro_rules! sql_store {
             async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
                 let rows = sqlx::query(self.sql.list_for_user.clone())
                     .bind(user_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(decode_row).collect()
             }
