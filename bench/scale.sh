@@ -10,7 +10,14 @@
 #      started PURGE_AFTER seconds in; worst and p99 read latency of both,
 #      and how long the purge took.
 #
+# Part 1 runs each store twice: with bench_server's defaults (30 min idle
+# timeout, so a touch interval of 1 min: a session first read more than a
+# minute after seeding is also renewed, one write), and with
+# `--idle-timeout LOOKUP_IDLE` (default 86400 s: a 48 min touch interval),
+# where every request is a pure lookup.
+#
 # Knobs (environment): BIG (1000000), SMALL (1000), SAMPLE (100000),
+# LOOKUP_IDLE (86400),
 # DURATION (10), WARMUP (2), PURGE_SECS (30), PURGE_AFTER (5), CLIENTS (32),
 # SERVER_CPU (0), LOAD_CPU (1). Traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -25,6 +32,7 @@ WARMUP=${WARMUP:-2}
 PURGE_SECS=${PURGE_SECS:-30}
 PURGE_AFTER=${PURGE_AFTER:-5}
 CLIENTS=${CLIENTS:-32}
+LOOKUP_IDLE=${LOOKUP_IDLE:-86400}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
@@ -54,10 +62,11 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-start_server() { # db -> SERVER_URL
+start_server() { # db [bench_server flags…] -> SERVER_URL
     : >"$WORK/server.out"
-    taskset -c "$SERVER_CPU" "$SERVER" --addr 127.0.0.1:0 --store "sqlite:$1" \
-        --insecure-cookies >"$WORK/server.out" 2>"$WORK/server.err" &
+    local db=$1; shift
+    taskset -c "$SERVER_CPU" "$SERVER" --addr 127.0.0.1:0 --store "sqlite:$db" \
+        --insecure-cookies "$@" >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
         if grep -q "listening on" "$WORK/server.out"; then
@@ -80,13 +89,21 @@ field() { # json key
 }
 
 # ---- 1. lookups with SMALL and with BIG sessions in the store
-declare -A RPS P50 P99
+declare -A RPS P50 P99 LRPS LP50 LP99
 for size in "$SMALL" "$BIG"; do
     db="$WORK/flat-$size.db"
     sample=$(( size < SAMPLE ? size : SAMPLE ))
     log "seeding $size live sessions"
     "$SEED" --store "sqlite:$db" --live "$size" --expired 0 --sample "$sample" \
         --out "$WORK/sessions.txt" >&2
+    # Pure lookups first (nothing written), then the defaults.
+    start_server "$db" --idle-timeout "$LOOKUP_IDLE"
+    result=$(seeded "$DURATION")
+    stop_server
+    LRPS[$size]=$(field "$result" rps)
+    LP50[$size]=$(field "$result" p50_us)
+    LP99[$size]=$(field "$result" p99_us)
+    log "$size sessions, lookups only: $(field "$result" rps) req/s, errors $(field "$result" errors)"
     start_server "$db"
     result=$(seeded "$DURATION")
     stop_server
@@ -94,7 +111,7 @@ for size in "$SMALL" "$BIG"; do
     RPS[$size]=$(field "$result" rps)
     P50[$size]=$(field "$result" p50_us)
     P99[$size]=$(field "$result" p99_us)
-    log "$size sessions: $(field "$result" rps) req/s, errors $(field "$result" errors)"
+    log "$size sessions, defaults: $(field "$result" rps) req/s, errors $(field "$result" errors)"
     rm -f "$db" "$db-wal" "$db-shm"
 done
 
@@ -118,12 +135,14 @@ stop_server
 cat <<REPORT
 Command: \`BIG=$BIG SMALL=$SMALL SAMPLE=$SAMPLE DURATION=$DURATION PURGE_SECS=$PURGE_SECS bench/scale.sh\` (keycard $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ))
 
-| sessions in the store | req/s | p50 µs | p99 µs |
-|---|---|---|---|
-| $SMALL | ${RPS[$SMALL]} | ${P50[$SMALL]} | ${P99[$SMALL]} |
-| $BIG | ${RPS[$BIG]} | ${P50[$BIG]} | ${P99[$BIG]} |
+| sessions in the store | server | req/s | p50 µs | p99 µs |
+|---|---|---|---|---|
+| $SMALL | \`--idle-timeout $LOOKUP_IDLE\` (lookups only) | ${LRPS[$SMALL]} | ${LP50[$SMALL]} | ${LP99[$SMALL]} |
+| $BIG | \`--idle-timeout $LOOKUP_IDLE\` (lookups only) | ${LRPS[$BIG]} | ${LP50[$BIG]} | ${LP99[$BIG]} |
+| $SMALL | defaults (1 min touch interval) | ${RPS[$SMALL]} | ${P50[$SMALL]} | ${P99[$SMALL]} |
+| $BIG | defaults (1 min touch interval) | ${RPS[$BIG]} | ${P50[$BIG]} | ${P99[$BIG]} |
 
-$BIG / $SMALL throughput ratio: $(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "${RPS[$BIG]}" "${RPS[$SMALL]}")×
+$BIG / $SMALL throughput ratio: lookups only $(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "${LRPS[$BIG]}" "${LRPS[$SMALL]}")×, defaults $(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "${RPS[$BIG]}" "${RPS[$SMALL]}")×
 
 | $BIG expired + $SAMPLE live, ${PURGE_SECS} s of reads | req/s | p50 µs | p99 µs | worst µs | errors |
 |---|---|---|---|---|---|
