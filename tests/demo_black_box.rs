@@ -1,5 +1,6 @@
-//! Black-box tests of `examples/demo.rs` and `examples/api_client.rs`: the
-//! real binaries, over real HTTP, on a temporary SQLite file. The demo is
+//! Black-box tests of `examples/demo.rs`, `examples/api_client.rs` and
+//! `examples/notes.rs`: the real binaries, over real HTTP, on a temporary
+//! SQLite file. The demo is
 //! started on a free port (`--addr 127.0.0.1:0`, which it reports); the demo
 //! users' passwords are read from what it prints on first start.
 //!
@@ -39,7 +40,13 @@ impl Drop for Demo {
 impl Demo {
     /// Starts the demo on `db` and waits for its address.
     fn start(db: &Path) -> Demo {
-        let mut child = Command::new(example_binary::example_binary("demo"))
+        Self::start_example("demo", "keycard demo: listening on ", db)
+    }
+
+    /// Starts the example `name` on `db` and waits for the line that
+    /// begins with `banner` and ends with its address.
+    fn start_example(name: &str, banner: &str, db: &Path) -> Demo {
+        let mut child = Command::new(example_binary::example_binary(name))
             .arg("--addr")
             .arg("127.0.0.1:0")
             .arg("--db")
@@ -76,7 +83,7 @@ impl Demo {
                     demo.lines
                 ),
             };
-            if let Some(base) = line.strip_prefix("keycard demo: listening on ") {
+            if let Some(base) = line.strip_prefix(banner) {
                 demo.base = base.trim().to_owned();
                 break;
             }
@@ -535,4 +542,29 @@ async fn demo_and_api_client_refuse_bad_arguments() {
         assert_eq!(code, 2, "api_client {args:?}: {stderr}");
         assert!(stderr.contains("usage"), "api_client {args:?}: {stderr}");
     }
+}
+
+/// `examples/notes.rs`: a note and the session's `last_note` are kept
+/// together or not at all, and the sign-in's audit row is written by the
+/// hook in the same transaction.
+#[tokio::test]
+async fn the_notes_example_keeps_a_note_and_its_session_value_or_neither() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let notes = Demo::start_example(
+        "notes",
+        "notes: listening on ",
+        &dir.path().join("notes.db"),
+    );
+    let mut browser = Browser::new(&notes);
+    assert_eq!(browser.post("/notes/early", &[]).await.status, 401);
+    assert_eq!(browser.post("/login/ada", &[]).await.status, 200);
+    assert_eq!(browser.post("/notes/hello", &[]).await.status, 200);
+    let failed = browser.post("/notes/lost?fail=1", &[]).await;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert_eq!(browser.get("/notes").await.body, "hello (last: hello)\n");
+    assert_eq!(browser.post("/logout", &[]).await.status, 200);
+    assert_eq!(
+        browser.get("/audit").await.body,
+        "ada signed in\nada signed out\n"
+    );
 }
