@@ -170,6 +170,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if request.extensions().get::<crate::Session>().is_some() {
+            warn_misordered();
+        }
         let cnx = Cnx::new(self.layer.pool.clone(), self.layer.settings.clone(), false);
         let link: Arc<dyn Link> = cnx.0.clone();
         request.extensions_mut().insert(cnx.clone());
@@ -179,4 +182,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::new(ambient::scope(link, inner.call(request)), cnx)
     }
+}
+
+/// Said once per process: with the `SessionLayer` outside, the session saves
+/// after the transaction has ended.
+fn warn_misordered() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "keycard: CnxLayer runs inside SessionLayer, so the session's writes cannot join \
+             the request's transaction and its hooks do not run: add `.layer(cnx_layer)` \
+             after `.layer(session_layer)`"
+        );
+    });
 }

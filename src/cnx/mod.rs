@@ -21,14 +21,22 @@
 //! # One request, one transaction
 //!
 //! Put the `CnxLayer` *outside* the [`SessionLayer`](crate::SessionLayer)
-//! (in axum: `.layer(session_layer).layer(cnx_layer)`) on the pool the
-//! session store uses. The session's write then joins the request's
-//! transaction: "sign in and write an audit row", or "change application
-//! rows and the session", commit or roll back together. A response that is
-//! not a success rolls the handler's work back; what the session layer
-//! itself saves for it (a sign-out refused credentials caused, say) still
-//! commits, as it would without a `Cnx`, and a server error discards the
-//! session's changes as always.
+//! (in axum: `.layer(session_layer).layer(cnx_layer)`; the other order is
+//! reported once in the log) on the pool the session store uses
+//! (`CnxLayer::new(store.pool().clone())`). The session's write then joins
+//! the request's transaction: "sign in and write an audit row", or "change
+//! application rows and the session", commit or roll back together. A
+//! response that is not a success rolls the handler's work back; what the
+//! session layer itself saves for it (a sign-out after refused credentials,
+//! say) still commits, as it would without a `Cnx`, and a server error
+//! discards the session's changes as always. A session store on another
+//! pool, or a third-party store, never joins; the accounts' lockout counts
+//! never do either, since a counted failure must stand whatever the
+//! response.
+//!
+//! On SQLite a transaction begins with `BEGIN IMMEDIATE`: it takes the
+//! database's write lock at once, so writing requests queue instead of
+//! failing with `SQLITE_BUSY` halfway.
 //!
 //! Once a transaction is open, the session's reads and writes run on its
 //! connection too, so a request never holds one connection while waiting for
