@@ -104,6 +104,7 @@ impl<DB: CnxDatabase> CnxLayer<DB> {
         Cnx::new(self.pool.clone(), self.settings.clone(), true)
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn settings_mut(&mut self) -> &mut Settings<DB> {
         Arc::make_mut(&mut self.settings)
     }

@@ -125,6 +125,13 @@
 //! # Ok(()) }
 //! ```
 
+// Without a database feature there is no store to join: the joining code is
+// compiled but unused.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
+
 pub(crate) mod ambient;
 mod backend;
 mod conn;
