@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::cnx::{EndReason, HookEvent};
+use crate::cnx::EndReason;
 use crate::layer::Context;
 use crate::session::SessionInfo;
 use crate::store::UserSessions;
@@ -70,7 +70,8 @@ impl SessionAdmin {
         let which = except.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.ctx.store.delete_for_user(user_id, which).await?;
         tracing::info!(ended, "keycard: sessions of a user ended");
-        ended_event(Some(user_id.to_owned()), ended, EndReason::Admin).await?;
+        crate::cnx::ambient::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin)
+            .await?;
         Ok(ended)
     }
 
@@ -79,7 +80,7 @@ impl SessionAdmin {
     pub async fn end_all(&self) -> Result<u64, Error> {
         let ended = self.ctx.store.delete_all().await?;
         tracing::info!(ended, "keycard: every session ended by an administrator");
-        ended_event(None, ended, EndReason::Admin).await?;
+        crate::cnx::ambient::sessions_ended(None, ended, EndReason::Admin).await?;
         Ok(ended)
     }
 
@@ -100,7 +101,7 @@ impl SessionAdmin {
         loop {
             let cutoffs = self.ctx.config.expiry_cutoffs(self.ctx.now());
             let deleted = self.ctx.store.delete_expired(cutoffs, batch).await?;
-            ended_event(None, deleted, EndReason::Purge).await?;
+            crate::cnx::ambient::sessions_ended(None, deleted, EndReason::Purge).await?;
             purged += deleted;
             if deleted < u64::from(batch) {
                 return Ok(purged);
@@ -136,25 +137,6 @@ impl SessionAdmin {
             handle,
         }
     }
-}
-
-/// Tells the hooks of the current connection (run the admin call inside
-/// [`Cnx::scope`](crate::cnx::Cnx::scope) of an internal one) that sessions
-/// ended.
-pub(crate) async fn ended_event(
-    user_id: Option<String>,
-    count: u64,
-    reason: EndReason,
-) -> Result<(), Error> {
-    if count == 0 {
-        return Ok(());
-    }
-    let event = HookEvent::SessionsEnded {
-        user_id,
-        count,
-        reason,
-    };
-    crate::cnx::ambient::fire(vec![event]).await
 }
 
 /// The handle of [`SessionAdmin::spawn_purge_task`]. Dropping it stops the

@@ -98,6 +98,25 @@ pub(crate) async fn fire(events: Vec<HookEvent>) -> Result<(), Error> {
     }
 }
 
+/// Tells the current connection's hooks that `count` sessions ended (run
+/// an admin call inside [`Cnx::scope`] of an internal connection for its
+/// hooks to see it). Nothing for none.
+pub(crate) async fn sessions_ended(
+    user_id: Option<String>,
+    count: u64,
+    reason: super::EndReason,
+) -> Result<(), Error> {
+    if count == 0 {
+        return Ok(());
+    }
+    fire(vec![HookEvent::SessionsEnded {
+        user_id,
+        count,
+        reason,
+    }])
+    .await
+}
+
 /// Whether the current request holds an open transaction: a statement that
 /// fails inside it is not retried (the database may have rolled the whole
 /// transaction back).

@@ -103,9 +103,6 @@ struct Book<DB: CnxDatabase> {
     /// A transaction is in the slot.
     open: bool,
     phase: Phase,
-    /// The open transaction commits whatever the response (it holds the
-    /// session changes of a response that is not a success).
-    forced: bool,
     /// The user a transaction begun while the session saves runs as.
     save_user: Option<String>,
     veto: Option<Veto>,
@@ -135,7 +132,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
                 state: CommitState::Idle,
                 open: false,
                 phase: Phase::Handler,
-                forced: false,
                 save_user: None,
                 veto: None,
                 precommit: Vec::new(),
@@ -452,7 +448,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
         **slot = Some(tx);
         let mut book = self.book();
         book.open = true;
-        book.forced = matches!(book.phase, Phase::Saving { forced: true });
         if book.state != CommitState::Uncommitable {
             book.state = CommitState::Active;
         }
@@ -508,7 +503,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
         let (postcommit, after) = {
             let mut book = self.book();
             book.open = false;
-            book.forced = false;
             book.state = CommitState::Postcommit;
             book.transaction_data.clear();
             book.rollback.clear();
@@ -567,7 +561,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
         let mut book = self.book();
         let pending = had_tx || !book.rollback.is_empty() || book.veto.is_some();
         book.open = false;
-        book.forced = false;
         book.veto = None;
         book.transaction_data.clear();
         book.precommit.clear();
@@ -609,9 +602,13 @@ impl<DB: CnxDatabase> Cnx<DB> {
         book.connection_data.clear();
     }
 
-    /// Whether the open transaction commits whatever the response.
+    /// Whether the open transaction commits whatever the response: it
+    /// holds the session changes of a response that is not a success, since
+    /// the handler's transaction was rolled back before the session saved,
+    /// so any transaction open now began after that.
     pub(crate) fn forced(&self) -> bool {
-        self.book().forced
+        let book = self.book();
+        book.open && book.phase == Phase::Saving { forced: true }
     }
 
     pub(crate) fn phase(&self) -> Phase {

@@ -98,7 +98,7 @@ impl Session {
         let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
         tracing::info!(ended, "keycard: other sessions of the user ended");
-        crate::admin::ended_event(Some(user), ended, EndReason::User).await?;
+        crate::cnx::ambient::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended)
     }
 
@@ -120,7 +120,7 @@ impl Session {
             .store
             .delete_for_user(&user, UserSessions::Only(id))
             .await?;
-        crate::admin::ended_event(Some(user), ended, EndReason::User).await?;
+        crate::cnx::ambient::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended == 1)
     }
 

@@ -139,7 +139,9 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// Runs a write and refreshes (`Some`) or evicts (`None`) the row.
     fn after_write(&self, id: SessionId, record: Option<SessionRecord>, generation: u64) {
-        if self.in_request_transaction(Some(id)) {
+        if self.evict_when_transaction_ends(Some(id)) {
+            // Uncommitted: never cached.
+            self.cache.invalidate(id);
             return;
         }
         match record {
@@ -154,25 +156,22 @@ impl<S: SessionStore> CachedStore<S> {
 
 impl<S> CachedStore<S> {
     /// Whether the write just made joined a request's transaction (see
-    /// [`CnxLayer`](crate::cnx::CnxLayer)), which may still roll back: then
-    /// the row (`None`: every row) is evicted now and again when the
-    /// transaction ends, and what it wrote is never cached.
-    fn in_request_transaction(&self, id: Option<SessionId>) -> bool {
+    /// [`CnxLayer`](crate::cnx::CnxLayer)), which may still roll back; if
+    /// so, the row (`None`: every row) is evicted again when that
+    /// transaction ends, so that nothing read in between outlives it. The
+    /// caller evicts now and caches nothing the transaction wrote.
+    fn evict_when_transaction_ends(&self, id: Option<SessionId>) -> bool {
         let Some(link) = crate::cnx::ambient::current() else {
             return false;
         };
         if !link.clone().transaction_open() {
             return false;
         }
-        let evict = {
-            let cache = self.cache.clone();
-            move || match id {
-                Some(id) => cache.invalidate(id),
-                None => cache.clear(),
-            }
-        };
-        evict();
-        link.after_transaction(Box::new(evict));
+        let cache = self.cache.clone();
+        link.after_transaction(Box::new(move || match id {
+            Some(id) => cache.invalidate(id),
+            None => cache.clear(),
+        }));
         true
     }
 }
@@ -199,7 +198,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
         let generation = self.cache.generation();
         let id = self.inner.insert(fields).await?;
-        if self.in_request_transaction(Some(id)) {
+        if self.evict_when_transaction_ends(Some(id)) {
             return Ok(id);
         }
         let record = SessionRecord {
@@ -268,7 +267,8 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let touched = self.inner.touch(id, at).await?;
-        if self.in_request_transaction(Some(id)) {
+        if self.evict_when_transaction_ends(Some(id)) {
+            self.cache.invalidate(id);
             return Ok(touched);
         }
         let mut state = self.cache.lock();
@@ -280,16 +280,15 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
         let deleted = self.inner.delete(id).await;
-        if !self.in_request_transaction(Some(id)) {
-            self.cache.invalidate(id);
-        }
+        self.cache.invalidate(id);
+        self.evict_when_transaction_ends(Some(id));
         deleted
     }
 
     async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_expired(cutoffs, limit).await;
         self.cache.clear();
-        self.in_request_transaction(None);
+        self.evict_when_transaction_ends(None);
         deleted
     }
 
@@ -300,21 +299,21 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_for_user(user_id, which).await;
         self.cache.clear();
-        self.in_request_transaction(None);
+        self.evict_when_transaction_ends(None);
         deleted
     }
 
     async fn delete_all(&self) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_all().await;
         self.cache.clear();
-        self.in_request_transaction(None);
+        self.evict_when_transaction_ends(None);
         deleted
     }
 
     async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_excess_for_user(user_id, keep).await;
         self.cache.clear();
-        self.in_request_transaction(None);
+        self.evict_when_transaction_ends(None);
         deleted
     }
 

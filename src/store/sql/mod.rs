@@ -10,7 +10,7 @@ mod session_store;
 mod statements;
 mod user_store;
 
-pub(crate) use retry::{deadlock_pause, retry_deadlocks};
+pub(crate) use retry::{DEADLOCK_ATTEMPTS, deadlock_pause, retry_deadlocks};
 pub(crate) use session_store::sql_store;
 pub(crate) use statements::*;
 pub(crate) use user_store::user_store;

@@ -3,7 +3,7 @@
 use crate::store::StoreError;
 
 /// How often a statement that lost a deadlock is tried again.
-const DEADLOCK_ATTEMPTS: u32 = 8;
+pub(crate) const DEADLOCK_ATTEMPTS: u32 = 8;
 
 impl StoreError {
     /// A deadlock or serialisation failure: the database rolled the
@@ -21,6 +21,15 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether running the statement again is right: a transient error,
+    /// outside a request's transaction (inside one the database may have
+    /// rolled the whole transaction back, so the request fails instead).
+    pub(crate) fn is_retryable(&self) -> bool {
+        self.is_transient() && !crate::cnx::ambient::transaction_open()
+    }
+}
+
 /// Runs `op`, again after a short random pause if it lost a deadlock (as
 /// concurrent sign-ins of one user can on MySQL, whose range locks make a
 /// ranked delete and an update of the same index wait for each other).
@@ -32,13 +41,7 @@ where
     let mut attempt = 1;
     loop {
         match op().await {
-            // Inside the request's transaction the database may have rolled
-            // the whole transaction back: the request fails instead.
-            Err(error)
-                if error.is_transient()
-                    && attempt < DEADLOCK_ATTEMPTS
-                    && !crate::cnx::ambient::transaction_open() =>
-            {
+            Err(error) if error.is_retryable() && attempt < DEADLOCK_ATTEMPTS => {
                 tracing::debug!(%error, attempt, "keycard: retrying after a deadlock");
                 deadlock_pause(attempt).await;
                 attempt += 1;

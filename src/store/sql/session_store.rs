@@ -192,9 +192,8 @@ macro_rules! sql_store {
                 loop {
                     match self.update_locked_once(id, merge).await {
                         Err(error)
-                            if error.is_transient()
-                                && attempt < 8
-                                && !$crate::cnx::ambient::transaction_open() =>
+                            if error.is_retryable()
+                                && attempt < $crate::store::sql::DEADLOCK_ATTEMPTS =>
                         {
                             $crate::store::sql::deadlock_pause(attempt).await;
                             attempt += 1;
