@@ -79,6 +79,29 @@ def fmt_mib(kb):
     return "–" if kb is None else f"{kb / 1024:.1f}"
 
 
+def variant_table(agg):
+    """keycard variants (servers outside SERVERS, e.g. keycard-alone) next
+    to keycard from the same rounds, or "" when the run had none."""
+    lines = []
+    for (store, scenario, server), cell in sorted(agg.items()):
+        if server in SERVERS:
+            continue
+        kc = agg.get((store, scenario, "keycard")) or {}
+        ts = agg.get((store, scenario, "tower-sessions")) or {}
+        lines.append(
+            f"| {store} | {scenario} | {server} | {fmt_num(cell['rps'])} | {fmt_num(kc.get('rps'))} "
+            f"| {fmt_ratio(ratio(kc.get('rps'), cell['rps']))} "
+            f"| {fmt_ratio(ratio(cell['rps'], ts.get('rps')))} "
+            f"| {fmt_num(cell['cpu_us_per_req'], 1)} / {fmt_num(kc.get('cpu_us_per_req'), 1)} "
+            f"| {fmt_num(cell['p50_us'])} / {fmt_num(cell['p99_us'])} | {cell['errors']} |")
+    if not lines:
+        return ""
+    head = ("| store | scenario | variant | variant req/s | keycard req/s | keycard/variant "
+            "| variant/t-s | server CPU µs/req variant / keycard | p50/p99 µs variant | errors |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(lines)
+
+
 def summary_rows(agg):
     rows = []
     stores = [s for s in STORES if any(k[0] == s for k in agg)]
@@ -272,6 +295,10 @@ def main():
         print("Errors seen (first samples):")
         for (store, scenario, server), samples in errors:
             print(f"- {server} {store} {scenario}: {'; '.join(samples)}")
+        print()
+    variants = variant_table(agg)
+    if variants:
+        print(variants)
         print()
     print("| target | measured | status |")
     print("|---|---|---|")

@@ -26,7 +26,9 @@
 #   DURATION [5]  WARMUP [2]  CLIENTS [32]  ROUNDS [1]
 #   STORES ["sqlite postgres mysql"]
 #   SCENARIOS ["anon read write mixed login race"]
-#   SERVERS ["keycard bare tower-sessions"]
+#   SERVERS ["keycard bare tower-sessions"]  (also: keycard-alone, keycard
+#          with --no-batching, reported in a table of its own against
+#          keycard from the same rounds)
 #   PG_URL [postgres://postgres@127.0.0.1:5432/test]   (an existing database to
 #          connect to; each run uses a fresh database $BENCH_DB beside it)
 #   MYSQL_URL [mysql://root@127.0.0.1:3306/test]       (likewise)
@@ -187,6 +189,11 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
     case "$server" in
         keycard)
             bin=$KEYCARD_BIN
+            [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
+            ;;
+        keycard-alone)
+            bin=$KEYCARD_BIN
+            extra+=(--no-batching)
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         bare) bin=$BARE_BIN ;;

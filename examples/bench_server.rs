@@ -17,6 +17,7 @@
 //! | `--idle-timeout SECS` | the session idle timeout | 1800 |
 //! | `--insecure-cookies` | plain-http cookies (no `Secure`, no `__Host-`) | off |
 //! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
+//! | `--no-batching` | every session load and value write a statement of its own ([`SqlStore::batching`](keycard::store::SqlStore::batching)`(false)`), to measure what batching gains | batching on |
 //!
 //! Routes:
 //!
@@ -52,7 +53,8 @@ usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--in
   --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
   --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)
-  --cache               cache loaded sessions in process (PostgreSQL: invalidated by NOTIFY)";
+  --cache               cache loaded sessions in process (PostgreSQL: invalidated by NOTIFY)
+  --no-batching         run each session load and value write alone";
 
 struct Options {
     addr: SocketAddr,
@@ -60,6 +62,7 @@ struct Options {
     idle_timeout: Duration,
     insecure_cookies: bool,
     cache: bool,
+    batching: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -69,6 +72,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         idle_timeout: Duration::from_secs(1800),
         insecure_cookies: false,
         cache: false,
+        batching: true,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -89,6 +93,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             }
             "--insecure-cookies" => options.insecure_cookies = true,
             "--cache" => options.cache = true,
+            "--no-batching" => options.batching = false,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -103,9 +108,10 @@ const CACHE_CAPACITY: usize = 1_000_000;
 async fn open_store(
     url: &str,
     cache: bool,
+    batching: bool,
 ) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url).await?;
+        let store = SqliteStore::connect(url).await?.batching(batching);
         store.migrate().await?;
         if cache {
             return Ok(Arc::new(CachedStore::new(store, CACHE_CAPACITY)));
@@ -115,7 +121,9 @@ async fn open_store(
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         {
-            let store = keycard::store::PostgresStore::connect(url).await?;
+            let store = keycard::store::PostgresStore::connect(url)
+                .await?
+                .batching(batching);
             store.migrate().await?;
             if cache {
                 store.enable_change_notifications().await?;
@@ -137,7 +145,9 @@ async fn open_store(
                         .into(),
                 );
             }
-            let store = keycard::store::MySqlStore::connect(url).await?;
+            let store = keycard::store::MySqlStore::connect(url)
+                .await?
+                .batching(batching);
             store.migrate().await?;
             return Ok(Arc::new(store));
         }
@@ -205,7 +215,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         // Standard output carries the banner that harnesses read.
         .with_writer(std::io::stderr)
         .init();
-    let store = open_store(&options.store, options.cache).await?;
+    let store = open_store(&options.store, options.cache, options.batching).await?;
     let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);
     if options.insecure_cookies {
         layer = layer.insecure_dev_cookies();

@@ -5,4 +5,9 @@ mod suite;
 
 behaviour_suite!(crate::common::stores::sqlite);
 
+/// The same suite with statement batching off.
+mod unbatched {
+    crate::behaviour_suite!(crate::common::stores::sqlite_unbatched);
+}
+
 cnx_suite!(sqlx::Sqlite, crate::common::cnx::sqlite);

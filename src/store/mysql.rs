@@ -3,9 +3,13 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlArguments, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, MySql, Row};
+use std::sync::Arc;
 
 use super::migrate::MYSQL;
-use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
+use super::sql::{
+    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
+    answer_writes, in_list_statements, load_in_list, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -90,7 +94,8 @@ impl SqlStore<MySql> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: MySqlPool, table: TableName) -> Self {
-        Self::build(pool, table, &SQL, &USERS_SQL)
+        let loads = in_list_statements(&table);
+        Self::build(pool, table, &SQL, &USERS_SQL, loads, None)
     }
 
     /// Connects to `url` (`mysql://user@host/db`) with a pool of 10.
@@ -205,5 +210,29 @@ impl SqlStore<MySql> {
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
         let done = query.execute(&mut *self.write_conn().await?).await?;
         Ok(i64::try_from(done.last_insert_id()).unwrap_or(0))
+    }
+
+    /// The rows of `ids`, in one statement.
+    async fn load_batch(
+        &self,
+        batcher: &Batcher<Load<MySqlRow>>,
+        ids: &[i64],
+    ) -> Result<Vec<MySqlRow>, sqlx::Error> {
+        load_in_list(&self.pool, batcher, ids).await
+    }
+}
+
+impl RunBatch<ValueWrite> for SqlStore<MySql> {
+    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
+        None
+    }
+
+    async fn run(&self, _batcher: &Batcher<ValueWrite>, batch: Vec<Waiting<ValueWrite>>) {
+        answer_writes(
+            batch,
+            Err(sqlx::Error::Protocol(
+                "MySQL value writes are not batched".to_owned(),
+            )),
+        );
     }
 }

@@ -1,11 +1,16 @@
 //! [`PostgresStore`]: sessions in PostgreSQL, shared by several app servers.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr as _, SqlStr};
 
 use super::migrate::{POSTGRES, lock_key};
-use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
+use super::sql::{
+    Batcher, COLUMNS, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite,
+    Waiting, answer_writes, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -88,7 +93,9 @@ impl SqlStore<Postgres> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: PgPool, table: TableName) -> Self {
-        Self::build(pool, table, &SQL, &USERS_SQL)
+        let loads = batch_statement(LOAD_BATCH_SQL, &table);
+        let writes = batch_statement(WRITE_BATCH_SQL, &table);
+        Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
     }
 
     /// Connects to `url` (`postgres://user@host/db`) with a pool of 10.
@@ -186,5 +193,65 @@ impl SqlStore<Postgres> {
             .fetch_one(&mut *self.write_conn().await?)
             .await?
             .try_get(0)?)
+    }
+
+    /// The rows of `ids`, in one statement.
+    async fn load_batch(
+        &self,
+        batcher: &Batcher<Load<PgRow>>,
+        ids: &[i64],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        sqlx::query(batcher.statement(0)?.clone())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+    }
+}
+
+/// Loads of several sessions in one statement; the ids come as an array,
+/// so one prepared statement serves batches of any size.
+const LOAD_BATCH_SQL: &str = "SELECT {columns} FROM {table} WHERE id = ANY($1)";
+
+/// Value writes of several sessions in one statement, each only if its
+/// version matches; the columns come as arrays.
+const WRITE_BATCH_SQL: &str = "UPDATE {table} AS t SET data = v.data, \
+    last_activity = COALESCE(v.at, t.last_activity), version = t.version + 1 \
+    FROM unnest($1::int8[], $2::int8[], $3::text[], $4::timestamptz[]) AS v (id, version, data, at) \
+    WHERE t.id = v.id AND t.version = v.version RETURNING t.id";
+
+fn batch_statement(text: &str, table: &TableName) -> Vec<SqlStr> {
+    let text = text
+        .replace("{columns}", COLUMNS)
+        .replace("{table}", table.as_str());
+    vec![AssertSqlSafe(text).into_sql_str()]
+}
+
+impl RunBatch<ValueWrite> for SqlStore<Postgres> {
+    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
+        self.writes.as_ref().filter(|_| self.batching)
+    }
+
+    async fn run(&self, batcher: &Batcher<ValueWrite>, mut batch: Vec<Waiting<ValueWrite>>) {
+        // In id order, so that batches of several servers lock rows in
+        // the same order and never deadlock each other.
+        batch.sort_by_key(|w| w.job.id);
+        let writes = batch.iter().map(|w| &w.job);
+        let ids: Vec<i64> = writes.clone().map(|w| w.id).collect();
+        let versions: Vec<i64> = writes.clone().map(|w| w.version).collect();
+        let data: Vec<&str> = writes.clone().map(|w| w.data.as_str()).collect();
+        let at: Vec<Option<DateTime<Utc>>> = writes.map(|w| w.at).collect();
+        let result = match batcher.statement(0) {
+            Ok(sql) => {
+                sqlx::query_scalar(sql.clone())
+                    .bind(ids)
+                    .bind(versions)
+                    .bind(data)
+                    .bind(at)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        answer_writes(batch, result);
     }
 }

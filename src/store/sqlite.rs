@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: sessions in an SQLite file, the embedded default.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,10 +9,13 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _, SqlStr, Sqlite};
 
 use super::migrate::SQLITE;
-use super::sql::{SqlStore, StatementTexts, UserStatementTexts, sql_store, user_store};
+use super::sql::{
+    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
+    answer_writes, in_list_statements, load_in_list, padded, padded_sizes, sql_store, user_store,
+};
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
 
@@ -92,7 +96,8 @@ impl SqlStore<Sqlite> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: SqlitePool, table: TableName) -> Self {
-        Self::build(pool, table, &SQL, &USERS_SQL)
+        let (loads, writes) = (in_list_statements(&table), write_batches(&table));
+        Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
     }
 
     /// Opens (creating if missing) the database at `url`, e.g.
@@ -220,5 +225,59 @@ impl SqlStore<Sqlite> {
             .fetch_one(&mut *self.write_conn().await?)
             .await?
             .try_get(0)?)
+    }
+
+    /// The rows of `ids`, in one statement.
+    async fn load_batch(
+        &self,
+        batcher: &Batcher<Load<SqliteRow>>,
+        ids: &[i64],
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        load_in_list(&self.pool, batcher, ids).await
+    }
+}
+
+/// The value-write batch statements, one per padded size ([`padded_sizes`]):
+/// each row is written only if its version matches.
+fn write_batches(table: &TableName) -> Vec<SqlStr> {
+    padded_sizes()
+        .map(|rows| {
+            let values = vec!["(?, ?, ?, ?)"; rows].join(", ");
+            AssertSqlSafe(format!(
+                "WITH v (id, version, data, at) AS (VALUES {values}) \
+                 UPDATE {table} SET data = v.data, \
+                 last_activity = COALESCE(v.at, {table}.last_activity), \
+                 version = {table}.version + 1 \
+                 FROM v WHERE {table}.id = v.id AND {table}.version = v.version \
+                 RETURNING {table}.id"
+            ))
+            .into_sql_str()
+        })
+        .collect()
+}
+
+impl RunBatch<ValueWrite> for SqlStore<Sqlite> {
+    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
+        self.writes.as_ref().filter(|_| self.batching)
+    }
+
+    async fn run(&self, batcher: &Batcher<ValueWrite>, batch: Vec<Waiting<ValueWrite>>) {
+        let result = async {
+            let (statement, rows) = padded(batch.len());
+            let mut query = sqlx::query_scalar(batcher.statement(statement)?.clone());
+            for write in batch.iter().map(|w| &w.job) {
+                query = query
+                    .bind(write.id)
+                    .bind(write.version)
+                    .bind(write.data.as_str())
+                    .bind(write.at.map(micros));
+            }
+            for _ in batch.len()..rows {
+                query = query.bind(0_i64).bind(0_i64).bind("").bind(None::<i64>);
+            }
+            query.fetch_all(&self.pool).await
+        }
+        .await;
+        answer_writes(batch, result);
     }
 }

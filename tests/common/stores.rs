@@ -41,6 +41,25 @@ pub async fn sqlite() -> Option<TestStore> {
     Some(TestStore::new(Arc::new(store), twin, Box::new(dir)))
 }
 
+/// A fresh SQLite file whose store runs every load and value write alone
+/// (`batching(false)`), so the suite also covers that path.
+pub async fn sqlite_unbatched() -> Option<TestStore> {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let open = |url: String| async move {
+        let store = SqliteStore::connect(&url).await.expect("open SQLite");
+        store.batching(false)
+    };
+    let store = open(url.clone()).await;
+    store.migrate().await.expect("migrate SQLite");
+    let twin: TwinFactory = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { Arc::new(open(url).await) as Arc<dyn SessionStore> })
+    });
+    Some(TestStore::new(Arc::new(store), twin, Box::new(dir)))
+}
+
 /// The URL in `var`, or `None` to skip; panics under CI.
 pub fn url_from_env(var: &str) -> Option<String> {
     match std::env::var(var) {

@@ -332,3 +332,254 @@ pub async fn stale_update_after_logout_is_a_conflict(store: TestStore) {
     assert_eq!(slow.await.expect("slow").status, StatusCode::CONFLICT);
     assert!(store.row(id).await.is_none());
 }
+
+/// More writers at once than one batch holds (SQLite and PostgreSQL
+/// combine concurrent value writes into batches of up to 32): every
+/// session gets each of its own increments exactly once, and each
+/// increment is one version.
+pub async fn concurrent_writes_of_many_sessions_are_each_written_once(store: TestStore) {
+    const SESSIONS: usize = 40;
+    const INCREMENTS: usize = 10;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        clients.push(client_with_session(&store).await); // counter = 1
+    }
+    let mut before = Vec::new();
+    for client in &clients {
+        let id = client.session_id().expect("id");
+        before.push(store.row(id).await.expect("row").version);
+    }
+    let replies = together(SESSIONS, |i| {
+        let mut client = clients[i].clone();
+        async move {
+            let mut bodies = Vec::new();
+            for _ in 0..INCREMENTS {
+                let reply = client.post("/incr").await;
+                assert_eq!(reply.status, StatusCode::OK);
+                bodies.push(reply.body);
+            }
+            bodies
+        }
+    })
+    .await;
+    for (i, bodies) in replies.iter().enumerate() {
+        let expected: Vec<String> = (2..=INCREMENTS + 1).map(|n| n.to_string()).collect();
+        assert_eq!(
+            bodies, &expected,
+            "session {i} saw its own increments in order"
+        );
+        let row = store
+            .row(clients[i].session_id().expect("id"))
+            .await
+            .expect("row");
+        assert_eq!(
+            row.fields.data["counter"],
+            INCREMENTS as u64 + 1,
+            "session {i}"
+        );
+        assert_eq!(
+            row.version,
+            before[i] + INCREMENTS as i64,
+            "session {i}: one version per increment, none written twice"
+        );
+    }
+}
+
+/// Value writes of many sessions at once, straight to the store, some with
+/// a version that is out of date and two of one session with the same
+/// version: each writer is told about its own row only, a stale write
+/// changes nothing, and of the two same-version writes exactly one lands.
+pub async fn concurrent_value_writes_are_judged_by_their_own_versions(store: TestStore) {
+    use keycard::store::{SessionData, SessionStore};
+    const SESSIONS: usize = 48;
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut client = client_with_session(&store).await;
+        // A second write, so that version 1 is out of date.
+        assert_eq!(client.post("/incr").await.body, "2");
+        let id = client.session_id().expect("id");
+        ids.push((id, store.row(id).await.expect("row").version));
+    }
+    let value = |n: usize| {
+        let mut data = SessionData::new();
+        data.insert("counter".into(), serde_json::json!(1000 + n));
+        data
+    };
+    let inner: std::sync::Arc<dyn SessionStore> = store.store().clone();
+    // Session i: even i writes with its current version, odd i with the
+    // stale version 1; session 0 also gets a second write of its current
+    // version, which must lose to the first.
+    let mut writes = Vec::new();
+    for (i, &(id, version)) in ids.iter().enumerate() {
+        let expected = if i % 2 == 0 { version } else { 1 };
+        writes.push((i, id, expected, value(i)));
+    }
+    writes.push((SESSIONS, ids[0].0, ids[0].1, value(SESSIONS)));
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|(i, id, expected, data)| {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let written = inner
+                    .update_data(id, expected, &data, None)
+                    .await
+                    .expect("store reachable");
+                (i, written)
+            })
+        })
+        .collect();
+    let mut written = std::collections::HashMap::new();
+    for task in tasks {
+        let (i, ok) = task.await.expect("task");
+        written.insert(i, ok);
+    }
+    for (i, &(id, version)) in ids.iter().enumerate().skip(1) {
+        let row = store.row(id).await.expect("row");
+        if i % 2 == 0 {
+            assert!(written[&i], "session {i} wrote with its current version");
+            assert_eq!(row.fields.data["counter"], 1000 + i as u64, "session {i}");
+            assert_eq!(row.version, version + 1, "session {i}");
+        } else {
+            assert!(!written[&i], "session {i} wrote with a stale version");
+            assert_eq!(row.fields.data["counter"], 2, "session {i} unchanged");
+            assert_eq!(row.version, version, "session {i} unchanged");
+        }
+    }
+    let (first, second) = (written[&0], written[&SESSIONS]);
+    assert!(
+        first != second,
+        "exactly one of two same-version writes lands"
+    );
+    let row = store.row(ids[0].0).await.expect("row");
+    let winner = if first { 1000 } else { 1000 + SESSIONS as u64 };
+    assert_eq!(row.fields.data["counter"], winner);
+    assert_eq!(row.version, ids[0].1 + 1);
+}
+
+/// Writers that stop waiting (their requests were cancelled) leave the
+/// others' writes and the store intact: nobody else waits for ever, and no
+/// write is applied twice.
+pub async fn cancelled_writers_do_not_hold_up_the_others(store: TestStore) {
+    use keycard::store::{SessionData, SessionStore};
+    const SESSIONS: usize = 24;
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = client_with_session(&store).await;
+        let id = client.session_id().expect("id");
+        ids.push((id, store.row(id).await.expect("row").version));
+    }
+    let inner: std::sync::Arc<dyn SessionStore> = store.store().clone();
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &(id, version))| {
+            let inner = inner.clone();
+            let mut data = SessionData::new();
+            data.insert("counter".into(), serde_json::json!(500 + i));
+            tokio::spawn(async move { inner.update_data(id, version, &data, None).await })
+        })
+        .collect();
+    // Cancel every third writer as soon as it may have queued.
+    tokio::task::yield_now().await;
+    let mut kept = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if i % 3 == 0 {
+            task.abort();
+        } else {
+            kept.push((i, task));
+        }
+    }
+    for (i, task) in kept {
+        let written = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+            .await
+            .expect("a cancelled writer held the others up")
+            .expect("task")
+            .expect("store reachable");
+        assert!(written, "session {i}");
+    }
+    for (i, &(id, version)) in ids.iter().enumerate() {
+        let row = store.row(id).await.expect("row");
+        if i % 3 == 0 {
+            // Cancelled: written once or not at all.
+            assert!(
+                (row.version == version && row.fields.data["counter"] == 1)
+                    || (row.version == version + 1 && row.fields.data["counter"] == 500 + i as u64),
+                "session {i}: version {} counter {}",
+                row.version,
+                row.fields.data["counter"]
+            );
+        } else {
+            assert_eq!(row.version, version + 1, "session {i}");
+            assert_eq!(row.fields.data["counter"], 500 + i as u64, "session {i}");
+        }
+    }
+    // And the store goes on writing.
+    let (id, _) = ids[1];
+    let row = store.row(id).await.expect("row");
+    let written = inner
+        .update_data(id, row.version, &row.fields.data, None)
+        .await
+        .expect("store reachable");
+    assert!(written);
+}
+
+/// Many first reads at once (SQLite, PostgreSQL and MySQL combine
+/// concurrent loads into one `SELECT … IN`): each request sees its own
+/// session only; a forged token for a real session and an id nobody has
+/// stay anonymous even when their load shares a statement with real ones.
+pub async fn concurrent_loads_each_see_only_their_own_session(store: TestStore) {
+    const SESSIONS: usize = 40;
+    let mut clients = Vec::new();
+    for i in 0..SESSIONS {
+        let mut client = client_with_session(&store).await;
+        let reply = client.post(&format!("/set/mine/value{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        clients.push(client);
+    }
+    let token_name = clients[0]
+        .jar
+        .keys()
+        .find(|k| k.ends_with("-token"))
+        .expect("token cookie")
+        .clone();
+    let id_name = clients[0]
+        .jar
+        .keys()
+        .find(|k| k.ends_with("-id"))
+        .expect("id cookie")
+        .clone();
+    // Every third request: a forged token for a real session; every
+    // fifth: an id that no session has.
+    let mut visitors = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let mut visitor = client.clone();
+        if i % 3 == 1 {
+            let forged = keycard::token::SessionToken::generate()
+                .expect("rng")
+                .expose();
+            visitor.jar.insert(token_name.clone(), forged);
+        } else if i % 5 == 2 {
+            visitor
+                .jar
+                .insert(id_name.clone(), format!("{}", 900_000_000 + i));
+        }
+        visitors.push(visitor);
+    }
+    let replies = together(SESSIONS, |i| {
+        let mut visitor = visitors[i].clone();
+        async move { visitor.get("/get/mine").await }
+    })
+    .await;
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply.status, StatusCode::OK, "request {i}");
+        if i % 3 == 1 || i % 5 == 2 {
+            assert_eq!(reply.body, "", "request {i} is anonymous");
+        } else {
+            assert_eq!(
+                reply.body,
+                format!("value{i}"),
+                "request {i} sees its own session"
+            );
+        }
+    }
+}

@@ -405,6 +405,10 @@ macro_rules! behaviour_suite {
             concurrency::stale_write_after_logout_is_a_conflict_and_no_resurrection,
             concurrency::stale_write_after_rotation_is_a_conflict,
             concurrency::stale_update_after_logout_is_a_conflict,
+            concurrency::concurrent_writes_of_many_sessions_are_each_written_once,
+            concurrency::concurrent_value_writes_are_judged_by_their_own_versions,
+            concurrency::cancelled_writers_do_not_hold_up_the_others,
+            concurrency::concurrent_loads_each_see_only_their_own_session,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {

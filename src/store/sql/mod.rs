@@ -5,11 +5,20 @@
 
 use super::TableName;
 
+mod batch;
 mod retry;
 mod session_store;
 mod statements;
 mod user_store;
 
+pub(crate) use batch::{
+    Batched, Batcher, Job, Load, RunBatch, ValueWrite, Waiting, answer_loads, answer_writes,
+    load_row, write_values,
+};
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use batch::{in_list_statements, load_in_list};
+#[cfg(feature = "sqlite")]
+pub(crate) use batch::{padded, padded_sizes};
 pub(crate) use retry::{DEADLOCK_ATTEMPTS, deadlock_pause, retry_deadlocks};
 pub(crate) use session_store::sql_store;
 pub(crate) use statements::*;
@@ -23,6 +32,12 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) table: TableName,
     pub(crate) sql: std::sync::Arc<Statements>,
     pub(crate) users_sql: std::sync::Arc<UserStatements>,
+    /// The queue of loads waiting for the next batch.
+    pub(crate) loads: std::sync::Arc<Batcher<Load<DB::Row>>>,
+    /// The queue of value writes, on backends that can batch them.
+    pub(crate) writes: Option<std::sync::Arc<Batcher<ValueWrite>>>,
+    /// Whether loads and value writes are batched ([`SqlStore::batching`]).
+    pub(crate) batching: bool,
 }
 
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
@@ -32,6 +47,9 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             table: self.table.clone(),
             sql: self.sql.clone(),
             users_sql: self.users_sql.clone(),
+            loads: self.loads.clone(),
+            writes: self.writes.clone(),
+            batching: self.batching,
         }
     }
 }
@@ -46,19 +64,56 @@ impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
 }
 
 impl<DB: sqlx::Database> SqlStore<DB> {
-    /// A store on `pool` and `table`, with one backend's SQL.
+    /// A store on `pool` and `table`, with one backend's SQL and batch
+    /// statements (none for value writes where it cannot batch them).
     pub(crate) fn build(
         pool: sqlx::Pool<DB>,
         table: TableName,
         sql: &StatementTexts,
         users_sql: &UserStatementTexts,
+        loads: Vec<sqlx::SqlStr>,
+        writes: Option<Vec<sqlx::SqlStr>>,
     ) -> Self {
         Self {
             sql: std::sync::Arc::new(Statements::new(sql, &table)),
             users_sql: std::sync::Arc::new(UserStatements::new(users_sql, &table)),
+            loads: std::sync::Arc::new(Batcher::new(loads)),
+            writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
+            batching: true,
             pool,
             table,
         }
+    }
+
+    /// Whether concurrent loads, and concurrent value writes, of different
+    /// sessions share one statement (on by default; MySQL batches loads
+    /// only, as its `UPDATE` cannot say which rows it wrote).
+    ///
+    /// A load is what the first session call of a request costs; a value
+    /// write is what `Session::insert`, `remove` and `update` cost on a
+    /// session that is already stored. A load or write that arrives while
+    /// a batch of its kind runs waits for the next one, which reads all
+    /// their rows in one `SELECT`, or writes each row in one `UPDATE` only
+    /// if it still has the version its writer read, exactly as a write
+    /// alone would. Statements inside a request's transaction
+    /// ([`CnxLayer`](crate::cnx::CnxLayer)) always run on that
+    /// transaction. Under many concurrent requests this saves a statement
+    /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. With
+    /// one request at a time a batch is that one statement, run by a task
+    /// of its own. Turn it off to have every statement run alone on the
+    /// calling task.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), keycard::store::StoreError> {
+    /// let store = keycard::SqliteStore::connect("sqlite::memory:")
+    ///     .await?
+    ///     .batching(false);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn batching(mut self, on: bool) -> Self {
+        self.batching = on;
+        self
     }
 
     /// The pool this store uses (the application may share it).

@@ -88,6 +88,26 @@ macro_rules! sql_store {
             Ok(done.rows_affected() == 1)
         }
 
+        /// One value write, alone, on `conn`.
+        async fn update_values(
+            mut conn: $crate::cnx::CnxConn<$db>,
+            sql: &$crate::store::sql::Statements,
+            write: &$crate::store::sql::ValueWrite,
+        ) -> Result<bool, StoreError> {
+            let query = match write.at {
+                Some(at) => sqlx::query(sql.update_data.clone())
+                    .bind(write.data.as_str())
+                    .bind($time(at)),
+                None => sqlx::query(sql.update_values.clone()).bind(write.data.as_str()),
+            };
+            let done = query
+                .bind(write.id)
+                .bind(write.version)
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
         impl $store {
             /// One try of `update_locked`, in one transaction.
             async fn update_locked_once(
@@ -121,10 +141,57 @@ macro_rules! sql_store {
             }
         }
 
+        impl $crate::store::sql::RunBatch<$crate::store::sql::Load<<$db as sqlx::Database>::Row>>
+            for $store
+        {
+            fn batcher(
+                &self,
+            ) -> Option<
+                &std::sync::Arc<
+                    $crate::store::sql::Batcher<
+                        $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
+                    >,
+                >,
+            > {
+                self.batching.then_some(&self.loads)
+            }
+
+            async fn run(
+                &self,
+                batcher: &$crate::store::sql::Batcher<
+                    $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
+                >,
+                batch: Vec<
+                    $crate::store::sql::Waiting<
+                        $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
+                    >,
+                >,
+            ) {
+                use $crate::store::sql::Job as _;
+                let ids: Vec<i64> = batch.iter().map(|w| w.job.session()).collect();
+                let rows = match self.load_batch(batcher, &ids).await {
+                    Ok(rows) => rows
+                        .into_iter()
+                        .map(|row| Ok((sqlx::Row::try_get::<i64, _>(&row, "id")?, row)))
+                        .collect::<Result<Vec<_>, sqlx::Error>>(),
+                    Err(error) => Err(error),
+                };
+                $crate::store::sql::answer_loads(batch, rows);
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::SessionStore for $store {
             async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-                fetch(&mut *self.read_conn().await?, &self.sql.load, id).await
+                // Inside the request's transaction: on it. Else in the next
+                // batch, or alone if the store does not batch.
+                if let Some(mut conn) = $crate::cnx::ambient::join_read(&self.pool).await {
+                    return fetch(&mut *conn, &self.sql.load, id).await;
+                }
+                if let Some(row) = $crate::store::sql::load_row(self, id.get()).await {
+                    return row.as_ref().map(decode_row).transpose();
+                }
+                fetch(&self.pool, &self.sql.load, id).await
             }
 
             async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
@@ -163,22 +230,26 @@ macro_rules! sql_store {
                 data: &$crate::store::SessionData,
                 last_activity: Option<chrono::DateTime<chrono::Utc>>,
             ) -> Result<bool, StoreError> {
+                let write = $crate::store::sql::ValueWrite {
+                    id: id.get(),
+                    version: expected_version,
+                    data: $crate::store::sql::encode_data(data),
+                    at: last_activity,
+                };
+                // Inside the request's transaction: on it. Else in the next
+                // batch, or alone if the store does not batch.
+                let write = match $crate::cnx::ambient::join(&self.pool).await? {
+                    Some(conn) => return update_values(conn, &self.sql, &write).await,
+                    None => match $crate::store::sql::write_values(self, write).await? {
+                        $crate::store::sql::Batched::Written(written) => return Ok(written),
+                        $crate::store::sql::Batched::Alone(write) => write,
+                    },
+                };
                 let this = self;
-                let encoded = $crate::store::sql::encode_data(data);
-                let encoded = encoded.as_str();
+                let write = &write;
                 $crate::store::sql::retry_deadlocks(move || async move {
-                    let query = match last_activity {
-                        Some(at) => sqlx::query(this.sql.update_data.clone())
-                            .bind(encoded)
-                            .bind($time(at)),
-                        None => sqlx::query(this.sql.update_values.clone()).bind(encoded),
-                    };
-                    let done = query
-                        .bind(id.get())
-                        .bind(expected_version)
-                        .execute(&mut *this.write_conn().await?)
-                        .await?;
-                    Ok(done.rows_affected() == 1)
+                    let conn = $crate::cnx::CnxConn::pooled(this.pool.acquire().await?);
+                    update_values(conn, &this.sql, write).await
                 })
                 .await
             }

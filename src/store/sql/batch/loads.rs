@@ -1,0 +1,103 @@
+//! Loads of several sessions in one `SELECT`.
+
+use std::marker::PhantomData;
+
+use super::{Job, Submitted, Waiting, submit};
+
+/// One session's load; `R` is the backend's row type.
+pub(crate) struct Load<R> {
+    id: i64,
+    row: PhantomData<fn() -> R>,
+}
+
+impl<R> Load<R> {
+    pub(crate) fn new(id: i64) -> Self {
+        Self {
+            id,
+            row: PhantomData,
+        }
+    }
+}
+
+impl<R: Send + 'static> Job for Load<R> {
+    /// The session's row, if it has one; `None` when the batch failed and
+    /// the caller should load it alone.
+    type Answer = Option<Option<R>>;
+
+    fn session(&self) -> i64 {
+        self.id
+    }
+}
+
+/// The row of session `id` from the next batch of `store`, or `None` when
+/// the caller should load it alone (the store does not batch, or the batch
+/// failed: a load is safe to run again).
+pub(crate) async fn load_row<S: super::RunBatch<Load<R>>, R: Send + 'static>(
+    store: &S,
+    id: i64,
+) -> Option<Option<R>> {
+    match submit(store, Load::new(id)).await {
+        Submitted::Answered(answer) => answer,
+        Submitted::NotBatched(_) | Submitted::Lost => None,
+    }
+}
+
+/// Gives each load of `batch` its row from the batch statement's `rows`
+/// (each with its id), or tells them all to load alone if it failed.
+pub(crate) fn answer_loads<R: Send + 'static>(
+    batch: Vec<Waiting<Load<R>>>,
+    rows: Result<Vec<(i64, R)>, sqlx::Error>,
+) {
+    let Ok(mut rows) = rows else {
+        for waiting in batch {
+            waiting.answer(None);
+        }
+        return;
+    };
+    for waiting in batch {
+        let found = rows
+            .iter()
+            .position(|(id, _)| *id == waiting.job.id)
+            .map(|at| rows.swap_remove(at).1);
+        waiting.answer(Some(found));
+    }
+}
+
+/// Load batch statements with `?` placeholders (SQLite, MySQL), one per
+/// padded size: `SELECT … WHERE id IN (?, ?, …)`.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn in_list_statements(table: &crate::store::TableName) -> Vec<sqlx::SqlStr> {
+    use sqlx::{AssertSqlSafe, SqlSafeStr as _};
+    super::padded_sizes()
+        .map(|rows| {
+            let ids = vec!["?"; rows].join(", ");
+            let columns = crate::store::sql::COLUMNS;
+            AssertSqlSafe(format!("SELECT {columns} FROM {table} WHERE id IN ({ids})"))
+                .into_sql_str()
+        })
+        .collect()
+}
+
+/// Runs the [`in_list_statements`] statement for `ids`, padded with id 0.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) async fn load_in_list<DB>(
+    pool: &sqlx::Pool<DB>,
+    batcher: &super::Batcher<Load<DB::Row>>,
+    ids: &[i64],
+) -> Result<Vec<DB::Row>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let (statement, rows) = super::padded(ids.len());
+    let mut query = sqlx::query(batcher.statement(statement)?.clone());
+    for id in ids {
+        query = query.bind(*id);
+    }
+    for _ in ids.len()..rows {
+        query = query.bind(0_i64);
+    }
+    query.fetch_all(pool).await
+}

@@ -1,0 +1,240 @@
+//! Statement combining: concurrent loads, and concurrent value writes, of
+//! different sessions share one statement.
+//!
+//! A session load is one primary-key `SELECT`; a value write
+//! ([`SessionStore::update_data`](crate::store::SessionStore::update_data),
+//! what `Session::update`/`insert` cost on a loaded session) is one
+//! versioned `UPDATE`. Under load most of their price is not the row but
+//! the statement around it: a hand-off to the driver and back (on SQLite,
+//! to a connection's own thread), and for a write a commit, on SQLite
+//! with its file locks and a write-ahead-log append of the same pages for
+//! every row. So a load or write that arrives while a batch of its kind
+//! runs waits in a queue, and the next batch does them all in one
+//! statement: `SELECT … WHERE id IN (…)`, or `UPDATE … FROM (rows) …
+//! RETURNING id`, which still writes each row only if it has the version
+//! its writer read and tells each writer about its own row. With one
+//! request at a time, a batch is that one statement.
+//!
+//! What keeps this exactly as safe as one statement each:
+//! * a batch is one statement in autocommit: all its rows commit, or none;
+//! * a batch holds a session at most once (a second write of the same
+//!   session waits for the next batch, so it sees the first one's version);
+//! * the batch runs in a task of its own, so a request that is cancelled
+//!   while waiting cannot leave the others without an answer, and a write
+//!   is never run twice: if its batch failed before it could commit (the
+//!   database refused the statement, or no connection came), every write
+//!   is run alone as if there had been no batch; if it may have committed
+//!   (the connection broke mid-way), every writer gets the error. A load
+//!   whose batch failed is simply run alone;
+//! * statements inside a request's transaction ([`CnxLayer`](crate::cnx::CnxLayer))
+//!   never come here: they run on that transaction.
+
+mod loads;
+mod writes;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sqlx::SqlStr;
+use tokio::sync::oneshot;
+
+pub(crate) use loads::{Load, answer_loads, load_row};
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use loads::{in_list_statements, load_in_list};
+pub(crate) use writes::{Batched, ValueWrite, answer_writes, write_values};
+
+/// The most sessions one batch statement reads or writes.
+pub(crate) const MAX_BATCH: usize = 32;
+
+/// What a batch is made of: loads or value writes of one session each.
+pub(crate) trait Job: Send + 'static {
+    /// What its caller is told.
+    type Answer: Send + 'static;
+    /// The session it is about; a batch holds each session once.
+    fn session(&self) -> i64;
+}
+
+/// A job and where its answer goes.
+pub(crate) struct Waiting<J: Job> {
+    pub(crate) job: J,
+    pub(crate) reply: oneshot::Sender<J::Answer>,
+}
+
+impl<J: Job> Waiting<J> {
+    /// Sends the answer; a caller that stopped waiting (its request was
+    /// cancelled) needs none.
+    pub(crate) fn answer(self, answer: J::Answer) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// How a store runs a batch of `J`: one statement, then an answer to each.
+pub(crate) trait RunBatch<J: Job>: Clone + Send + Sync + 'static {
+    /// This store's queue of `J`, `None` when it does not batch them.
+    fn batcher(&self) -> Option<&Arc<Batcher<J>>>;
+
+    /// Runs `batch` (distinct sessions, at most [`MAX_BATCH`]) as one
+    /// statement of `batcher`'s and answers every job.
+    fn run(
+        &self,
+        batcher: &Batcher<J>,
+        batch: Vec<Waiting<J>>,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+struct Queue<J: Job> {
+    waiting: Vec<Waiting<J>>,
+    /// A batch task is running and will look at `waiting` before it ends.
+    running: bool,
+}
+
+/// The jobs waiting for the next batch (one queue per store and kind),
+/// and the backend's statements for it.
+pub(crate) struct Batcher<J: Job> {
+    queue: Mutex<Queue<J>>,
+    statements: Vec<SqlStr>,
+}
+
+impl<J: Job> std::fmt::Debug for Batcher<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+impl<J: Job> Batcher<J> {
+    /// A queue whose batches run `statements` (the backend says which of
+    /// them a batch of a given size uses).
+    pub(crate) fn new(statements: Vec<SqlStr>) -> Self {
+        Self {
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                running: false,
+            }),
+            statements,
+        }
+    }
+
+    /// The `i`th statement given to [`Batcher::new`].
+    pub(crate) fn statement(&self, i: usize) -> Result<&SqlStr, sqlx::Error> {
+        self.statements
+            .get(i)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("keycard has no batch statement {i}")))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<J>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch: up to [`MAX_BATCH`] jobs of distinct sessions, in
+    /// arrival order; a later job of a session already in it stays queued.
+    /// Empty when nothing waits, and then the task is over.
+    fn next_batch(&self) -> Vec<Waiting<J>> {
+        let mut queue = self.lock();
+        let mut batch: Vec<Waiting<J>> = Vec::new();
+        let mut rest = Vec::new();
+        for waiting in queue.waiting.drain(..) {
+            let session = waiting.job.session();
+            if batch.len() < MAX_BATCH && !batch.iter().any(|w| w.job.session() == session) {
+                batch.push(waiting);
+            } else {
+                rest.push(waiting);
+            }
+        }
+        queue.waiting = rest;
+        if batch.is_empty() {
+            queue.running = false;
+        }
+        batch
+    }
+}
+
+/// What became of a job given to [`submit`].
+pub(crate) enum Submitted<J: Job> {
+    /// Its batch ran; here is its answer.
+    Answered(J::Answer),
+    /// The store does not batch, or no runtime can run a batch: the caller
+    /// runs it alone.
+    NotBatched(J),
+    /// The batch task ended without answering (it panicked): whether a
+    /// write landed is unknown.
+    Lost,
+}
+
+/// Queues `job` for the next batch of `store`, starting the batch task if
+/// none runs, and waits for its answer.
+pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitted<J> {
+    let Some(batcher) = store.batcher() else {
+        return Submitted::NotBatched(job);
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Submitted::NotBatched(job);
+    };
+    let (reply, answer) = oneshot::channel();
+    let start = {
+        let mut queue = batcher.lock();
+        queue.waiting.push(Waiting { job, reply });
+        !std::mem::replace(&mut queue.running, true)
+    };
+    if start {
+        runtime.spawn(run_batches(store.clone(), batcher.clone()));
+    }
+    match answer.await {
+        Ok(answer) => Submitted::Answered(answer),
+        Err(_) => Submitted::Lost,
+    }
+}
+
+/// Ends the batch task's turn if it stops without doing so itself (a
+/// panic): the next job then starts a new task, and the callers left
+/// waiting are told [`Submitted::Lost`] instead of waiting for ever.
+struct EndGuard<J: Job> {
+    batcher: Arc<Batcher<J>>,
+    ended: bool,
+}
+
+impl<J: Job> Drop for EndGuard<J> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let mut queue = self.batcher.lock();
+            queue.running = false;
+            queue.waiting.clear();
+        }
+    }
+}
+
+/// The batch task: runs batches until the queue is empty.
+async fn run_batches<S: RunBatch<J>, J: Job>(store: S, batcher: Arc<Batcher<J>>) {
+    let mut guard = EndGuard {
+        batcher: batcher.clone(),
+        ended: false,
+    };
+    loop {
+        let batch = batcher.next_batch();
+        if batch.is_empty() {
+            guard.ended = true;
+            return;
+        }
+        tracing::trace!(
+            kind = std::any::type_name::<J>(),
+            sessions = batch.len(),
+            "keycard: batched statement"
+        );
+        store.run(&batcher, batch).await;
+    }
+}
+
+/// The statement for `rows` rows among statements made for 1, 2, 4, …
+/// [`MAX_BATCH`] rows, and how many rows it takes.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn padded(rows: usize) -> (usize, usize) {
+    let padded = rows.next_power_of_two();
+    (padded.trailing_zeros() as usize, padded)
+}
+
+/// The batch sizes statements are made for where a statement's size is
+/// fixed (SQLite's, MySQL's placeholders): 1, 2, 4, … [`MAX_BATCH`]. A
+/// batch is padded up to the next size with id 0, which no session has, so
+/// that each connection prepares a handful of statements, not one per size.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn padded_sizes() -> impl Iterator<Item = usize> {
+    std::iter::successors(Some(1), |rows| Some(rows * 2)).take_while(|rows| *rows <= MAX_BATCH)
+}
