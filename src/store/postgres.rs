@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr as _, SqlStr};
+use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
 use super::sql::{
-    Batcher, COLUMNS, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite,
-    Waiting, answer_writes, sql_store, user_store,
+    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
+    answer_writes, one_statement, sql_store, user_store,
 };
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
@@ -93,8 +93,8 @@ impl SqlStore<Postgres> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: PgPool, table: TableName) -> Self {
-        let loads = batch_statement(LOAD_BATCH_SQL, &table);
-        let writes = batch_statement(WRITE_BATCH_SQL, &table);
+        let loads = one_statement(LOAD_BATCH_SQL, &table);
+        let writes = one_statement(WRITE_BATCH_SQL, &table);
         Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
     }
 
@@ -218,13 +218,6 @@ const WRITE_BATCH_SQL: &str = "UPDATE {table} AS t SET data = v.data, \
     last_activity = COALESCE(v.at, t.last_activity), version = t.version + 1 \
     FROM unnest($1::int8[], $2::int8[], $3::text[], $4::timestamptz[]) AS v (id, version, data, at) \
     WHERE t.id = v.id AND t.version = v.version RETURNING t.id";
-
-fn batch_statement(text: &str, table: &TableName) -> Vec<SqlStr> {
-    let text = text
-        .replace("{columns}", COLUMNS)
-        .replace("{table}", table.as_str());
-    vec![AssertSqlSafe(text).into_sql_str()]
-}
 
 impl RunBatch<ValueWrite> for SqlStore<Postgres> {
     fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {

@@ -11,14 +11,14 @@ mod session_store;
 mod statements;
 mod user_store;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use batch::one_statement;
 pub(crate) use batch::{
     Batched, Batcher, Job, Load, RunBatch, ValueWrite, Waiting, answer_loads, answer_writes,
     load_row, write_values,
 };
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) use batch::{in_list_statements, load_in_list};
-#[cfg(feature = "sqlite")]
-pub(crate) use batch::{padded, padded_sizes};
 pub(crate) use retry::{DEADLOCK_ATTEMPTS, deadlock_pause, retry_deadlocks};
 pub(crate) use session_store::sql_store;
 pub(crate) use statements::*;

@@ -65,7 +65,7 @@ pub(crate) fn answer_loads<R: Send + 'static>(
 
 /// Load batch statements with `?` placeholders (SQLite, MySQL), one per
 /// padded size: `SELECT … WHERE id IN (?, ?, …)`.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) fn in_list_statements(table: &crate::store::TableName) -> Vec<sqlx::SqlStr> {
     use sqlx::{AssertSqlSafe, SqlSafeStr as _};
     super::padded_sizes()
@@ -79,7 +79,7 @@ pub(crate) fn in_list_statements(table: &crate::store::TableName) -> Vec<sqlx::S
 }
 
 /// Runs the [`in_list_statements`] statement for `ids`, padded with id 0.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) async fn load_in_list<DB>(
     pool: &sqlx::Pool<DB>,
     batcher: &super::Batcher<Load<DB::Row>>,

@@ -38,7 +38,7 @@ use sqlx::SqlStr;
 use tokio::sync::oneshot;
 
 pub(crate) use loads::{Load, answer_loads, load_row};
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) use loads::{in_list_statements, load_in_list};
 pub(crate) use writes::{Batched, ValueWrite, answer_writes, write_values};
 
@@ -224,7 +224,7 @@ async fn run_batches<S: RunBatch<J>, J: Job>(store: S, batcher: Arc<Batcher<J>>)
 
 /// The statement for `rows` rows among statements made for 1, 2, 4, …
 /// [`MAX_BATCH`] rows, and how many rows it takes.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) fn padded(rows: usize) -> (usize, usize) {
     let padded = rows.next_power_of_two();
     (padded.trailing_zeros() as usize, padded)
@@ -234,7 +234,18 @@ pub(crate) fn padded(rows: usize) -> (usize, usize) {
 /// fixed (SQLite's, MySQL's placeholders): 1, 2, 4, … [`MAX_BATCH`]. A
 /// batch is padded up to the next size with id 0, which no session has, so
 /// that each connection prepares a handful of statements, not one per size.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) fn padded_sizes() -> impl Iterator<Item = usize> {
     std::iter::successors(Some(1), |rows| Some(rows * 2)).take_while(|rows| *rows <= MAX_BATCH)
+}
+
+/// A backend's batch statement whose size does not depend on the batch
+/// (its rows come as one array parameter), with the table in place.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn one_statement(text: &str, table: &crate::store::TableName) -> Vec<SqlStr> {
+    use sqlx::{AssertSqlSafe, SqlSafeStr as _};
+    let text = text
+        .replace("{columns}", crate::store::sql::COLUMNS)
+        .replace("{table}", table.as_str());
+    vec![AssertSqlSafe(text).into_sql_str()]
 }
