@@ -223,16 +223,15 @@ impl SqlStore<MySql> {
 }
 
 impl RunBatch<ValueWrite> for SqlStore<MySql> {
+    /// Never batched: MySQL's `UPDATE` cannot say which rows it wrote.
     fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
         None
     }
 
     async fn run(&self, _batcher: &Batcher<ValueWrite>, batch: Vec<Waiting<ValueWrite>>) {
-        answer_writes(
-            batch,
-            Err(sqlx::Error::Protocol(
-                "MySQL value writes are not batched".to_owned(),
-            )),
-        );
+        for waiting in batch {
+            let result = self.write_one(&waiting.job).await;
+            answer_writes(vec![waiting], result);
+        }
     }
 }

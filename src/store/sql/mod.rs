@@ -14,8 +14,8 @@ mod user_store;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
 pub(crate) use batch::{
-    Batched, Batcher, Job, Load, RunBatch, ValueWrite, Waiting, answer_loads, answer_writes,
-    load_row, write_values,
+    Batched, Batcher, Job, Load, Loaded, RunBatch, ValueWrite, Waiting, answer_loads,
+    answer_writes, load_row, write_values,
 };
 #[cfg(feature = "mysql")]
 pub(crate) use batch::{in_list_statements, load_in_list};

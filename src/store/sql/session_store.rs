@@ -88,24 +88,35 @@ macro_rules! sql_store {
             Ok(done.rows_affected() == 1)
         }
 
-        /// One value write, alone, on `conn`.
-        async fn update_values(
-            mut conn: $crate::cnx::CnxConn<$db>,
+        /// One value write alone: its row gets the values (and
+        /// `last_activity`) if it still has the version.
+        fn value_query<'q>(
             sql: &$crate::store::sql::Statements,
-            write: &$crate::store::sql::ValueWrite,
-        ) -> Result<bool, StoreError> {
+            write: &'q $crate::store::sql::ValueWrite,
+        ) -> Query<'q> {
             let query = match write.at {
                 Some(at) => sqlx::query(sql.update_data.clone())
                     .bind(write.data.as_str())
                     .bind($time(at)),
                 None => sqlx::query(sql.update_values.clone()).bind(write.data.as_str()),
             };
-            let done = query
-                .bind(write.id)
-                .bind(write.version)
-                .execute(&mut *conn)
-                .await?;
-            Ok(done.rows_affected() == 1)
+            query.bind(write.id).bind(write.version)
+        }
+
+        impl $store {
+            /// A batch of one value write: the statement for one row, which
+            /// costs the database less than the batch statement.
+            async fn write_one(
+                &self,
+                write: &$crate::store::sql::ValueWrite,
+            ) -> Result<Vec<i64>, sqlx::Error> {
+                let done = value_query(&self.sql, write).execute(&self.pool).await?;
+                Ok(if done.rows_affected() == 1 {
+                    vec![write.id]
+                } else {
+                    Vec::new()
+                })
+            }
         }
 
         impl $store {
@@ -169,7 +180,16 @@ macro_rules! sql_store {
             ) {
                 use $crate::store::sql::Job as _;
                 let ids: Vec<i64> = batch.iter().map(|w| w.job.session()).collect();
-                let rows = match self.load_batch(batcher, &ids).await {
+                let loaded = match ids.as_slice() {
+                    // The statement for one row costs the database less.
+                    [id] => sqlx::query(self.sql.load.clone())
+                        .bind(*id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map(|row| row.into_iter().collect()),
+                    _ => self.load_batch(batcher, &ids).await,
+                };
+                let rows = match loaded {
                     Ok(rows) => rows
                         .into_iter()
                         .map(|row| Ok((sqlx::Row::try_get::<i64, _>(&row, "id")?, row)))
@@ -188,10 +208,16 @@ macro_rules! sql_store {
                 if let Some(mut conn) = $crate::cnx::ambient::join_read(&self.pool).await {
                     return fetch(&mut *conn, &self.sql.load, id).await;
                 }
-                if let Some(row) = $crate::store::sql::load_row(self, id.get()).await {
-                    return row.as_ref().map(decode_row).transpose();
+                match $crate::store::sql::load_row(self, id.get()).await {
+                    $crate::store::sql::Loaded::Row(row) => {
+                        row.as_ref().map(decode_row).transpose()
+                    }
+                    $crate::store::sql::Loaded::Alone(turn) => {
+                        let loaded = fetch(&self.pool, &self.sql.load, id).await;
+                        drop(turn);
+                        loaded
+                    }
                 }
-                fetch(&self.pool, &self.sql.load, id).await
             }
 
             async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
@@ -238,20 +264,25 @@ macro_rules! sql_store {
                 };
                 // Inside the request's transaction: on it. Else in the next
                 // batch, or alone if the store does not batch.
-                let write = match $crate::cnx::ambient::join(&self.pool).await? {
-                    Some(conn) => return update_values(conn, &self.sql, &write).await,
+                let (write, turn) = match $crate::cnx::ambient::join(&self.pool).await? {
+                    Some(mut conn) => {
+                        let done = value_query(&self.sql, &write).execute(&mut *conn).await?;
+                        return Ok(done.rows_affected() == 1);
+                    }
                     None => match $crate::store::sql::write_values(self, write).await? {
                         $crate::store::sql::Batched::Written(written) => return Ok(written),
-                        $crate::store::sql::Batched::Alone(write) => write,
+                        $crate::store::sql::Batched::Alone(write, turn) => (write, turn),
                     },
                 };
                 let this = self;
                 let write = &write;
-                $crate::store::sql::retry_deadlocks(move || async move {
-                    let conn = $crate::cnx::CnxConn::pooled(this.pool.acquire().await?);
-                    update_values(conn, &this.sql, write).await
+                let written = $crate::store::sql::retry_deadlocks(move || async move {
+                    let done = value_query(&this.sql, write).execute(&this.pool).await?;
+                    Ok(done.rows_affected() == 1)
                 })
-                .await
+                .await;
+                drop(turn);
+                written
             }
 
             async fn update_locked(

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Job, Submitted, Waiting, submit};
+use super::{Job, Submitted, Turn, Waiting, submit};
 
 /// One session's load; `R` is the backend's row type.
 pub(crate) struct Load<R> {
@@ -29,16 +29,26 @@ impl<R: Send + 'static> Job for Load<R> {
     }
 }
 
-/// The row of session `id` from the next batch of `store`, or `None` when
-/// the caller should load it alone (the store does not batch, or the batch
-/// failed: a load is safe to run again).
+/// What [`load_row`] did with a load.
+pub(crate) enum Loaded<R: Send + 'static> {
+    /// Its batch read it: the session's row, if it has one.
+    Row(Option<R>),
+    /// The caller loads it alone (nothing else was loading, the store does
+    /// not batch, or the batch failed: a load is safe to run again), then
+    /// drops the turn.
+    Alone(Option<Turn<Load<R>>>),
+}
+
+/// The row of session `id`, from the next batch of `store` if other loads
+/// are running.
 pub(crate) async fn load_row<S: super::RunBatch<Load<R>>, R: Send + 'static>(
     store: &S,
     id: i64,
-) -> Option<Option<R>> {
+) -> Loaded<R> {
     match submit(store, Load::new(id)).await {
-        Submitted::Answered(answer) => answer,
-        Submitted::NotBatched(_) | Submitted::Lost => None,
+        Submitted::Answered(Some(row)) => Loaded::Row(row),
+        Submitted::Answered(None) | Submitted::Lost => Loaded::Alone(None),
+        Submitted::Alone(_, turn) => Loaded::Alone(turn),
     }
 }
 

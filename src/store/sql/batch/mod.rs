@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sqlx::SqlStr;
 use tokio::sync::oneshot;
 
-pub(crate) use loads::{Load, answer_loads, load_row};
+pub(crate) use loads::{Load, Loaded, answer_loads, load_row};
 #[cfg(feature = "mysql")]
 pub(crate) use loads::{in_list_statements, load_in_list};
 pub(crate) use writes::{Batched, ValueWrite, answer_writes, write_values};
@@ -151,31 +151,69 @@ impl<J: Job> Batcher<J> {
 pub(crate) enum Submitted<J: Job> {
     /// Its batch ran; here is its answer.
     Answered(J::Answer),
-    /// The store does not batch, or no runtime can run a batch: the caller
-    /// runs it alone.
-    NotBatched(J),
+    /// Nothing else was running: the caller runs it alone, on its own task,
+    /// and drops the [`Turn`] when done (jobs that arrived meanwhile then
+    /// go to a batch). Also what a store that does not batch says (without
+    /// a turn).
+    Alone(J, Option<Turn<J>>),
     /// The batch task ended without answering (it panicked): whether a
     /// write landed is unknown.
     Lost,
 }
 
-/// Queues `job` for the next batch of `store`, starting the batch task if
-/// none runs, and waits for its answer.
+/// The right to run one job alone while other jobs queue; dropping it
+/// hands the queue to a batch task, or ends the turn when nothing waits.
+/// A caller that is cancelled mid-statement drops it too, so the jobs that
+/// queued behind it are never stranded.
+pub(crate) struct Turn<J: Job> {
+    start: Option<Box<dyn FnOnce() + Send>>,
+    batcher: Arc<Batcher<J>>,
+}
+
+impl<J: Job> Drop for Turn<J> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut queue = self.batcher.lock();
+            if queue.waiting.is_empty() {
+                queue.running = false;
+            }
+            queue.running
+        };
+        if waiting && let Some(start) = self.start.take() {
+            start();
+        }
+    }
+}
+
+/// Runs `job` alone when no statement of its kind is running (the caller
+/// does, holding the returned [`Turn`]); else queues it for the next batch
+/// of `store`, which a task runs, and waits for its answer.
+///
+/// So a request that finds the store idle pays for its one statement only,
+/// and batches form exactly when statements would otherwise queue for the
+/// database anyway.
 pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitted<J> {
     let Some(batcher) = store.batcher() else {
-        return Submitted::NotBatched(job);
+        return Submitted::Alone(job, None);
     };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return Submitted::NotBatched(job);
+        return Submitted::Alone(job, None);
     };
     let (reply, answer) = oneshot::channel();
-    let start = {
+    {
         let mut queue = batcher.lock();
+        if !queue.running {
+            queue.running = true;
+            drop(queue);
+            let (store, queued) = (store.clone(), batcher.clone());
+            let start = move || drop(runtime.spawn(run_batches(store, queued)));
+            let turn = Turn {
+                start: Some(Box::new(start)),
+                batcher: batcher.clone(),
+            };
+            return Submitted::Alone(job, Some(turn));
+        }
         queue.waiting.push(Waiting { job, reply });
-        !std::mem::replace(&mut queue.running, true)
-    };
-    if start {
-        runtime.spawn(run_batches(store.clone(), batcher.clone()));
     }
     match answer.await {
         Ok(answer) => Submitted::Answered(answer),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Job, Submitted, Waiting, submit};
+use super::{Job, Submitted, Turn, Waiting, submit};
 use crate::store::StoreError;
 
 /// One session's value write: the row `id` gets `data` (and `last_activity`
@@ -37,21 +37,23 @@ impl Job for ValueWrite {
 pub(crate) enum Batched {
     /// Written (`true`) or refused for its version (`false`).
     Written(bool),
-    /// Not written, nor tried: the caller writes it alone.
-    Alone(ValueWrite),
+    /// Not written, nor tried: the caller writes it alone, then drops the
+    /// turn (if any).
+    Alone(ValueWrite, Option<Turn<ValueWrite>>),
 }
 
-/// Writes `write` in the next batch of `store`, or hands it back when the
-/// store does not batch or the batch failed before it could commit.
+/// Writes `write` in the next batch of `store` if other writes are
+/// running, or hands it back to be written alone: when nothing else was
+/// writing, the store does not batch, or the batch failed before it could
+/// commit.
 pub(crate) async fn write_values<S: super::RunBatch<ValueWrite>>(
     store: &S,
     write: ValueWrite,
 ) -> Result<Batched, StoreError> {
     match submit(store, write).await {
         Submitted::Answered(Outcome::Done(written)) => Ok(Batched::Written(written)),
-        Submitted::Answered(Outcome::Alone(write)) | Submitted::NotBatched(write) => {
-            Ok(Batched::Alone(write))
-        }
+        Submitted::Answered(Outcome::Alone(write)) => Ok(Batched::Alone(write, None)),
+        Submitted::Alone(write, turn) => Ok(Batched::Alone(write, turn)),
         Submitted::Answered(Outcome::Failed(error)) => Err(error.into()),
         // Whether the write landed is unknown, so it is not tried again.
         Submitted::Lost => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
