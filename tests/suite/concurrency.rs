@@ -536,18 +536,9 @@ pub async fn concurrent_loads_each_see_only_their_own_session(store: TestStore) 
         assert_eq!(reply.status, StatusCode::OK);
         clients.push(client);
     }
-    let token_name = clients[0]
-        .jar
-        .keys()
-        .find(|k| k.ends_with("-token"))
-        .expect("token cookie")
-        .clone();
-    let id_name = clients[0]
-        .jar
-        .keys()
-        .find(|k| k.ends_with("-id"))
-        .expect("id cookie")
-        .clone();
+    let cookie_name = |suffix: &str| clients[0].jar.keys().find(|k| k.ends_with(suffix)).cloned();
+    let token_name = cookie_name("-token").expect("token cookie");
+    let id_name = cookie_name("-id").expect("id cookie");
     // Every third request: a forged token for a real session; every
     // fifth: an id that no session has.
     let mut visitors = Vec::new();

@@ -27,6 +27,10 @@ impl<R: Send + 'static> Job for Load<R> {
     fn session(&self) -> i64 {
         self.id
     }
+
+    fn alone(self) -> Self::Answer {
+        None
+    }
 }
 
 /// What [`load_row`] did with a load.

@@ -17,8 +17,9 @@
 //!
 //! What keeps this exactly as safe as one statement each:
 //! * a batch is one statement in autocommit: all its rows commit, or none;
-//! * a batch holds a session at most once (a second write of the same
-//!   session waits for the next batch, so it sees the first one's version);
+//! * a batch holds a session at most once (a second load or write of a
+//!   session already in it runs alone, as without batching: one session's
+//!   racing requests never queue behind each other in the batch task);
 //! * the batch runs in a task of its own, so a request that is cancelled
 //!   while waiting cannot leave the others without an answer, and a write
 //!   is never run twice: if its batch failed before it could commit (the
@@ -51,6 +52,8 @@ pub(crate) trait Job: Send + 'static {
     type Answer: Send + 'static;
     /// The session it is about; a batch holds each session once.
     fn session(&self) -> i64;
+    /// The answer that tells its caller to run it alone.
+    fn alone(self) -> Self::Answer;
 }
 
 /// A job and where its answer goes.
@@ -125,23 +128,37 @@ impl<J: Job> Batcher<J> {
     }
 
     /// The next batch: up to [`MAX_BATCH`] jobs of distinct sessions, in
-    /// arrival order; a later job of a session already in it stays queued.
-    /// Empty when nothing waits, and then the task is over.
+    /// arrival order (the rest stay queued). Empty when nothing waits, and
+    /// then the task is over.
+    ///
+    /// A second job of a session already in the batch is sent back to run
+    /// alone, on its caller's task, as it would without batching: requests
+    /// of one session that race each other (whose writes mostly lose on
+    /// the version and take the row lock) must not queue one by one behind
+    /// this single task, nor hold up other sessions' batches.
     fn next_batch(&self) -> Vec<Waiting<J>> {
-        let mut queue = self.lock();
         let mut batch: Vec<Waiting<J>> = Vec::new();
-        let mut rest = Vec::new();
-        for waiting in queue.waiting.drain(..) {
-            let session = waiting.job.session();
-            if batch.len() < MAX_BATCH && !batch.iter().any(|w| w.job.session() == session) {
-                batch.push(waiting);
-            } else {
-                rest.push(waiting);
+        let mut alone = Vec::new();
+        {
+            let mut queue = self.lock();
+            let mut rest = Vec::new();
+            for waiting in queue.waiting.drain(..) {
+                let session = waiting.job.session();
+                if batch.iter().any(|w| w.job.session() == session) {
+                    alone.push(waiting);
+                } else if batch.len() < MAX_BATCH {
+                    batch.push(waiting);
+                } else {
+                    rest.push(waiting);
+                }
+            }
+            queue.waiting = rest;
+            if batch.is_empty() {
+                queue.running = false;
             }
         }
-        queue.waiting = rest;
-        if batch.is_empty() {
-            queue.running = false;
+        for Waiting { job, reply } in alone {
+            let _ = reply.send(job.alone());
         }
         batch
     }
@@ -206,7 +223,17 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
             queue.running = true;
             drop(queue);
             let (store, queued) = (store.clone(), batcher.clone());
-            let start = move || drop(runtime.spawn(run_batches(store, queued)));
+            let start = move || {
+                // The guard goes into the task before it is spawned: a task
+                // dropped unpolled (its runtime shut down) still ends the
+                // turn, so the jobs queued behind it fail instead of
+                // waiting for ever.
+                let guard = EndGuard {
+                    batcher: queued,
+                    ended: false,
+                };
+                drop(runtime.spawn(run_batches(store, guard)));
+            };
             let turn = Turn {
                 start: Some(Box::new(start)),
                 batcher: batcher.clone(),
@@ -222,8 +249,9 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
 }
 
 /// Ends the batch task's turn if it stops without doing so itself (a
-/// panic): the next job then starts a new task, and the callers left
-/// waiting are told [`Submitted::Lost`] instead of waiting for ever.
+/// panic, or a runtime that shut down before it ran): the next job then
+/// starts a new task, and the callers left waiting are told
+/// [`Submitted::Lost`] instead of waiting for ever.
 struct EndGuard<J: Job> {
     batcher: Arc<Batcher<J>>,
     ended: bool,
@@ -240,11 +268,8 @@ impl<J: Job> Drop for EndGuard<J> {
 }
 
 /// The batch task: runs batches until the queue is empty.
-async fn run_batches<S: RunBatch<J>, J: Job>(store: S, batcher: Arc<Batcher<J>>) {
-    let mut guard = EndGuard {
-        batcher: batcher.clone(),
-        ended: false,
-    };
+async fn run_batches<S: RunBatch<J>, J: Job>(store: S, mut guard: EndGuard<J>) {
+    let batcher = guard.batcher.clone();
     loop {
         let batch = batcher.next_batch();
         if batch.is_empty() {

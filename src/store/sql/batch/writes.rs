@@ -31,6 +31,10 @@ impl Job for ValueWrite {
     fn session(&self) -> i64 {
         self.id
     }
+
+    fn alone(self) -> Self::Answer {
+        Outcome::Alone(self)
+    }
 }
 
 /// What [`write_values`] did with a write.
