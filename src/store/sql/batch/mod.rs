@@ -17,9 +17,10 @@
 //!
 //! What keeps this exactly as safe as one statement each:
 //! * a batch is one statement in autocommit: all its rows commit, or none;
-//! * a batch holds a session at most once (a second load or write of a
-//!   session already in it runs alone, as without batching: one session's
-//!   racing requests never queue behind each other in the batch task);
+//! * a batch holds a session at most once: a load or write of a session
+//!   that is already running or queued runs alone, as without batching,
+//!   so one session's racing requests never queue behind each other (nor
+//!   hold up other sessions' batches);
 //! * the batch runs in a task of its own, so a request that is cancelled
 //!   while waiting cannot leave the others without an answer, and a write
 //!   is never run twice: if its batch failed before it could commit (the
@@ -86,8 +87,18 @@ pub(crate) trait RunBatch<J: Job>: Clone + Send + Sync + 'static {
 
 struct Queue<J: Job> {
     waiting: Vec<Waiting<J>>,
-    /// A batch task is running and will look at `waiting` before it ends.
+    /// A job runs alone on its caller's [`Turn`], or a batch task runs and
+    /// will look at `waiting` before it ends.
     running: bool,
+    /// The sessions of the job or batch running now.
+    active: Vec<i64>,
+}
+
+impl<J: Job> Queue<J> {
+    /// Whether a job of `session` is running or waiting already.
+    fn has(&self, session: i64) -> bool {
+        self.active.contains(&session) || self.waiting.iter().any(|w| w.job.session() == session)
+    }
 }
 
 /// The jobs waiting for the next batch (one queue per store and kind),
@@ -111,6 +122,7 @@ impl<J: Job> Batcher<J> {
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
                 running: false,
+                active: Vec::new(),
             }),
             statements,
         }
@@ -129,13 +141,9 @@ impl<J: Job> Batcher<J> {
 
     /// The next batch: up to [`MAX_BATCH`] jobs of distinct sessions, in
     /// arrival order (the rest stay queued). Empty when nothing waits, and
-    /// then the task is over.
-    ///
-    /// A second job of a session already in the batch is sent back to run
-    /// alone, on its caller's task, as it would without batching: requests
-    /// of one session that race each other (whose writes mostly lose on
-    /// the version and take the row lock) must not queue one by one behind
-    /// this single task, nor hold up other sessions' batches.
+    /// then the task is over. ([`submit`] queues a session once, so the
+    /// check for a second job of a session in the batch, which is sent
+    /// back to run alone, is only a safeguard.)
     fn next_batch(&self) -> Vec<Waiting<J>> {
         let mut batch: Vec<Waiting<J>> = Vec::new();
         let mut alone = Vec::new();
@@ -153,6 +161,7 @@ impl<J: Job> Batcher<J> {
                 }
             }
             queue.waiting = rest;
+            queue.active = batch.iter().map(|w| w.job.session()).collect();
             if batch.is_empty() {
                 queue.running = false;
             }
@@ -191,6 +200,7 @@ impl<J: Job> Drop for Turn<J> {
     fn drop(&mut self) {
         let waiting = {
             let mut queue = self.batcher.lock();
+            queue.active.clear();
             if queue.waiting.is_empty() {
                 queue.running = false;
             }
@@ -219,8 +229,17 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
     let (reply, answer) = oneshot::channel();
     {
         let mut queue = batcher.lock();
+        let session = job.session();
+        if queue.running && queue.has(session) {
+            // The same session's requests racing each other: each runs
+            // alone, as without batching, rather than one by one behind
+            // this queue (their writes mostly lose on the version and take
+            // the row lock, and must not hold up other sessions' batches).
+            return Submitted::Alone(job, None);
+        }
         if !queue.running {
             queue.running = true;
+            queue.active.push(session);
             drop(queue);
             let (store, queued) = (store.clone(), batcher.clone());
             let start = move || {
@@ -262,6 +281,7 @@ impl<J: Job> Drop for EndGuard<J> {
         if !self.ended {
             let mut queue = self.batcher.lock();
             queue.running = false;
+            queue.active.clear();
             queue.waiting.clear();
         }
     }
