@@ -8,12 +8,15 @@
 //! the statement around it: a hand-off to the driver and back (on SQLite,
 //! to a connection's own thread), and for a write a commit, on SQLite
 //! with its file locks and a write-ahead-log append of the same pages for
-//! every row. So a load or write that arrives while a batch of its kind
+//! every row. So a load or write that arrives while another of its kind
 //! runs waits in a queue, and the next batch does them all in one
 //! statement: `SELECT … WHERE id IN (…)`, or `UPDATE … FROM (rows) …
 //! RETURNING id`, which still writes each row only if it has the version
-//! its writer read and tells each writer about its own row. With one
-//! request at a time, a batch is that one statement.
+//! its writer read and tells each writer about its own row. A statement
+//! that finds its kind idle runs alone on its caller's task, as without
+//! batching (holding a [`Turn`] that hands what queued meanwhile to the
+//! batch task), so one request at a time pays for nothing but its own
+//! statement.
 //!
 //! What keeps this exactly as safe as one statement each:
 //! * a batch is one statement in autocommit: all its rows commit, or none;
