@@ -3,12 +3,11 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{MySqlArguments, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, MySql, Row};
-use std::sync::Arc;
 
 use super::migrate::MYSQL;
 use super::sql::{
-    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
-    answer_writes, in_list_statements, load_in_list, sql_store, user_store,
+    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, in_list_statements,
+    load_in_list, sql_store, user_store,
 };
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
@@ -212,6 +211,21 @@ impl SqlStore<MySql> {
         Ok(i64::try_from(done.last_insert_id()).unwrap_or(0))
     }
 
+    /// MySQL's `UPDATE` cannot say which rows it wrote, so it has no
+    /// value-write batches (`writes` is `None`) and this is never called;
+    /// were it called, it would write each row alone.
+    async fn write_rows(
+        &self,
+        _batcher: &Batcher<ValueWrite>,
+        writes: &[&ValueWrite],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let mut written = Vec::new();
+        for write in writes {
+            written.extend(self.write_one(write).await?);
+        }
+        Ok(written)
+    }
+
     /// The rows of `ids`, in one statement.
     async fn load_batch(
         &self,
@@ -219,19 +233,5 @@ impl SqlStore<MySql> {
         ids: &[i64],
     ) -> Result<Vec<MySqlRow>, sqlx::Error> {
         load_in_list(&self.pool, batcher, ids).await
-    }
-}
-
-impl RunBatch<ValueWrite> for SqlStore<MySql> {
-    /// Never batched: MySQL's `UPDATE` cannot say which rows it wrote.
-    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
-        None
-    }
-
-    async fn run(&self, _batcher: &Batcher<ValueWrite>, batch: Vec<Waiting<ValueWrite>>) {
-        for waiting in batch {
-            let result = self.write_one(&waiting.job).await;
-            answer_writes(vec![waiting], result);
-        }
     }
 }

@@ -1,15 +1,13 @@
 //! [`PostgresStore`]: sessions in PostgreSQL, shared by several app servers.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
 use super::sql::{
-    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
-    answer_writes, one_statement, sql_store, user_store,
+    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
+    sql_store, user_store,
 };
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
@@ -195,6 +193,26 @@ impl SqlStore<Postgres> {
             .try_get(0)?)
     }
 
+    /// Writes `writes` (two or more, distinct sessions) in one
+    /// statement; the ids of the rows written.
+    async fn write_rows(
+        &self,
+        batcher: &Batcher<ValueWrite>,
+        writes: &[&ValueWrite],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
+        let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
+        let data: Vec<&str> = writes.iter().map(|w| w.data.as_str()).collect();
+        let at: Vec<Option<DateTime<Utc>>> = writes.iter().map(|w| w.at).collect();
+        sqlx::query_scalar(batcher.statement(0)?.clone())
+            .bind(ids)
+            .bind(versions)
+            .bind(data)
+            .bind(at)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// The rows of `ids`, in one statement.
     async fn load_batch(
         &self,
@@ -218,37 +236,3 @@ const WRITE_BATCH_SQL: &str = "UPDATE {table} AS t SET data = v.data, \
     last_activity = COALESCE(v.at, t.last_activity), version = t.version + 1 \
     FROM unnest($1::int8[], $2::int8[], $3::text[], $4::timestamptz[]) AS v (id, version, data, at) \
     WHERE t.id = v.id AND t.version = v.version RETURNING t.id";
-
-impl RunBatch<ValueWrite> for SqlStore<Postgres> {
-    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
-        self.writes.as_ref().filter(|_| self.batching)
-    }
-
-    async fn run(&self, batcher: &Batcher<ValueWrite>, mut batch: Vec<Waiting<ValueWrite>>) {
-        if let [one] = batch.as_slice() {
-            let result = self.write_one(&one.job).await;
-            return answer_writes(batch, result);
-        }
-        // In id order, so that batches of several servers lock rows in
-        // the same order and never deadlock each other.
-        batch.sort_by_key(|w| w.job.id);
-        let writes = batch.iter().map(|w| &w.job);
-        let ids: Vec<i64> = writes.clone().map(|w| w.id).collect();
-        let versions: Vec<i64> = writes.clone().map(|w| w.version).collect();
-        let data: Vec<&str> = writes.clone().map(|w| w.data.as_str()).collect();
-        let at: Vec<Option<DateTime<Utc>>> = writes.map(|w| w.at).collect();
-        let result = match batcher.statement(0) {
-            Ok(sql) => {
-                sqlx::query_scalar(sql.clone())
-                    .bind(ids)
-                    .bind(versions)
-                    .bind(data)
-                    .bind(at)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        answer_writes(batch, result);
-    }
-}

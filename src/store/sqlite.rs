@@ -1,7 +1,6 @@
 //! [`SqliteStore`]: sessions in an SQLite file, the embedded default.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,8 +12,8 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::migrate::SQLITE;
 use super::sql::{
-    Batcher, Load, RunBatch, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, Waiting,
-    answer_writes, one_statement, sql_store, user_store,
+    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
+    sql_store, user_store,
 };
 use super::{SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::SessionId;
@@ -228,6 +227,23 @@ impl SqlStore<Sqlite> {
             .try_get(0)?)
     }
 
+    /// Writes `writes` (two or more, distinct sessions) in one
+    /// statement; the ids of the rows written.
+    async fn write_rows(
+        &self,
+        batcher: &Batcher<ValueWrite>,
+        writes: &[&ValueWrite],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let rows: Vec<(i64, i64, &str, Option<i64>)> = writes
+            .iter()
+            .map(|w| (w.id, w.version, w.data.as_str(), w.at.map(micros)))
+            .collect();
+        sqlx::query_scalar(batcher.statement(0)?.clone())
+            .bind(json_array(&rows)?)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// The rows of `ids`, in one statement.
     async fn load_batch(
         &self,
@@ -261,37 +277,4 @@ const WRITE_BATCH_SQL: &str = "WITH v AS (SELECT value ->> 0 AS id, value ->> 1 
 /// `values` as a JSON array, the one parameter of a batch statement.
 fn json_array<T: serde::Serialize>(values: &T) -> Result<String, sqlx::Error> {
     serde_json::to_string(values).map_err(|error| sqlx::Error::Encode(Box::new(error)))
-}
-
-impl RunBatch<ValueWrite> for SqlStore<Sqlite> {
-    fn batcher(&self) -> Option<&Arc<Batcher<ValueWrite>>> {
-        self.writes.as_ref().filter(|_| self.batching)
-    }
-
-    async fn run(&self, batcher: &Batcher<ValueWrite>, batch: Vec<Waiting<ValueWrite>>) {
-        if let [one] = batch.as_slice() {
-            let result = self.write_one(&one.job).await;
-            return answer_writes(batch, result);
-        }
-        let result = async {
-            let rows: Vec<(i64, i64, &str, Option<i64>)> = batch
-                .iter()
-                .map(|w| {
-                    let write = &w.job;
-                    (
-                        write.id,
-                        write.version,
-                        write.data.as_str(),
-                        write.at.map(micros),
-                    )
-                })
-                .collect();
-            sqlx::query_scalar(batcher.statement(0)?.clone())
-                .bind(json_array(&rows)?)
-                .fetch_all(&self.pool)
-                .await
-        }
-        .await;
-        answer_writes(batch, result);
-    }
 }

@@ -1,20 +1,25 @@
 //! [`SessionStore`](crate::store::SessionStore) for every SQL backend.
 
 /// The parts of a SQL store that differ between backends only in types:
-/// binding a row's columns, the optimistic write, the locked merge, and the
-/// single-statement methods of [`SessionStore`](super::SessionStore).
+/// binding a row's columns, the optimistic write, the locked merge, the
+/// single-statement methods of [`SessionStore`](crate::store::SessionStore),
+/// and how a batch of loads or value writes is run and answered
+/// (`super::batch`).
 ///
 /// The invoking module provides `read_time` (a timestamp column, decoded)
 /// and, on the store type, `begin_locked` (a transaction whose first read
-/// takes the row's write lock) and `insert_returning_id` (backends return a
-/// new row's id differently). Statements run on `read_conn()` and
-/// `write_conn()`: the request's transaction when a
-/// [`CnxLayer`](crate::cnx::CnxLayer) on the same pool has one open, else
-/// a pooled connection. `time` converts a timestamp to what the
-/// backend binds.
+/// takes the row's write lock), `insert_returning_id` (backends return a
+/// new row's id differently), and the batch statements `load_batch` and
+/// `write_rows` (each backend passes a batch's rows its own way).
+/// Statements run on `read_conn()` and `write_conn()`: the request's
+/// transaction when a [`CnxLayer`](crate::cnx::CnxLayer) on the same pool
+/// has one open, else a pooled connection. `time` converts a timestamp to
+/// what the backend binds.
 macro_rules! sql_store {
     (store: $store:ty, database: $db:ty, arguments: $args:ty, time: $time:path $(,)?) => {
         type Query<'q> = sqlx::query::Query<'q, $db, $args>;
+        /// A load job of this backend's rows.
+        type RowLoad = $crate::store::sql::Load<<$db as sqlx::Database>::Row>;
 
         fn decode_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionRecord, StoreError> {
             use sqlx::Row as _;
@@ -104,8 +109,8 @@ macro_rules! sql_store {
         }
 
         impl $store {
-            /// A batch of one value write: the statement for one row, which
-            /// costs the database less than the batch statement.
+            /// One value write on a pooled connection; the id of the row if
+            /// it was written.
             async fn write_one(
                 &self,
                 write: &$crate::store::sql::ValueWrite,
@@ -152,31 +157,15 @@ macro_rules! sql_store {
             }
         }
 
-        impl $crate::store::sql::RunBatch<$crate::store::sql::Load<<$db as sqlx::Database>::Row>>
-            for $store
-        {
-            fn batcher(
-                &self,
-            ) -> Option<
-                &std::sync::Arc<
-                    $crate::store::sql::Batcher<
-                        $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
-                    >,
-                >,
-            > {
+        impl $crate::store::sql::RunBatch<RowLoad> for $store {
+            fn batcher(&self) -> Option<&std::sync::Arc<$crate::store::sql::Batcher<RowLoad>>> {
                 self.batching.then_some(&self.loads)
             }
 
             async fn run(
                 &self,
-                batcher: &$crate::store::sql::Batcher<
-                    $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
-                >,
-                batch: Vec<
-                    $crate::store::sql::Waiting<
-                        $crate::store::sql::Load<<$db as sqlx::Database>::Row>,
-                    >,
-                >,
+                batcher: &$crate::store::sql::Batcher<RowLoad>,
+                batch: Vec<$crate::store::sql::Waiting<RowLoad>>,
             ) {
                 use $crate::store::sql::Job as _;
                 let ids: Vec<i64> = batch.iter().map(|w| w.job.session()).collect();
@@ -189,14 +178,39 @@ macro_rules! sql_store {
                         .map(|row| row.into_iter().collect()),
                     _ => self.load_batch(batcher, &ids).await,
                 };
-                let rows = match loaded {
-                    Ok(rows) => rows
-                        .into_iter()
+                let rows = loaded.and_then(|rows| {
+                    rows.into_iter()
                         .map(|row| Ok((sqlx::Row::try_get::<i64, _>(&row, "id")?, row)))
-                        .collect::<Result<Vec<_>, sqlx::Error>>(),
-                    Err(error) => Err(error),
-                };
+                        .collect()
+                });
                 $crate::store::sql::answer_loads(batch, rows);
+            }
+        }
+
+        impl $crate::store::sql::RunBatch<$crate::store::sql::ValueWrite> for $store {
+            fn batcher(
+                &self,
+            ) -> Option<&std::sync::Arc<$crate::store::sql::Batcher<$crate::store::sql::ValueWrite>>>
+            {
+                self.writes.as_ref().filter(|_| self.batching)
+            }
+
+            async fn run(
+                &self,
+                batcher: &$crate::store::sql::Batcher<$crate::store::sql::ValueWrite>,
+                mut batch: Vec<$crate::store::sql::Waiting<$crate::store::sql::ValueWrite>>,
+            ) {
+                // In id order, so that batches of several servers lock rows
+                // in the same order and never deadlock each other.
+                batch.sort_by_key(|w| w.job.id);
+                let writes: Vec<&$crate::store::sql::ValueWrite> =
+                    batch.iter().map(|w| &w.job).collect();
+                let written = match writes.as_slice() {
+                    // The statement for one row costs the database less.
+                    [one] => self.write_one(one).await,
+                    _ => self.write_rows(batcher, &writes).await,
+                };
+                $crate::store::sql::answer_writes(batch, written);
             }
         }
 

@@ -27,20 +27,16 @@ impl<R: Send + 'static> Job for Load<R> {
     fn session(&self) -> i64 {
         self.id
     }
-
-    fn alone(self) -> Self::Answer {
-        None
-    }
 }
 
 /// What [`load_row`] did with a load.
-pub(crate) enum Loaded<R: Send + 'static> {
+pub(crate) enum Loaded<'a, S: super::RunBatch<Load<R>>, R: Send + 'static> {
     /// Its batch read it: the session's row, if it has one.
     Row(Option<R>),
     /// The caller loads it alone (nothing else was loading, the store does
     /// not batch, or the batch failed: a load is safe to run again), then
     /// drops the turn.
-    Alone(Option<Turn<Load<R>>>),
+    Alone(Option<Turn<'a, S, Load<R>>>),
 }
 
 /// The row of session `id`, from the next batch of `store` if other loads
@@ -48,7 +44,7 @@ pub(crate) enum Loaded<R: Send + 'static> {
 pub(crate) async fn load_row<S: super::RunBatch<Load<R>>, R: Send + 'static>(
     store: &S,
     id: i64,
-) -> Loaded<R> {
+) -> Loaded<'_, S, R> {
     match submit(store, Load::new(id)).await {
         Submitted::Answered(Some(row)) => Loaded::Row(row),
         Submitted::Answered(None) | Submitted::Lost => Loaded::Alone(None),

@@ -56,8 +56,6 @@ pub(crate) trait Job: Send + 'static {
     type Answer: Send + 'static;
     /// The session it is about; a batch holds each session once.
     fn session(&self) -> i64;
-    /// The answer that tells its caller to run it alone.
-    fn alone(self) -> Self::Answer;
 }
 
 /// A job and where its answer goes.
@@ -142,49 +140,31 @@ impl<J: Job> Batcher<J> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next batch: up to [`MAX_BATCH`] jobs of distinct sessions, in
-    /// arrival order (the rest stay queued). Empty when nothing waits, and
-    /// then the task is over. ([`submit`] queues a session once, so the
-    /// check for a second job of a session in the batch, which is sent
-    /// back to run alone, is only a safeguard.)
+    /// The next batch: up to [`MAX_BATCH`] jobs in arrival order (the rest
+    /// stay queued); their sessions are distinct, as [`submit`] never
+    /// queues a session that is running or waiting. Empty when nothing
+    /// waits, and then the task is over.
     fn next_batch(&self) -> Vec<Waiting<J>> {
-        let mut batch: Vec<Waiting<J>> = Vec::new();
-        let mut alone = Vec::new();
-        {
-            let mut queue = self.lock();
-            let mut rest = Vec::new();
-            for waiting in queue.waiting.drain(..) {
-                let session = waiting.job.session();
-                if batch.iter().any(|w| w.job.session() == session) {
-                    alone.push(waiting);
-                } else if batch.len() < MAX_BATCH {
-                    batch.push(waiting);
-                } else {
-                    rest.push(waiting);
-                }
-            }
-            queue.waiting = rest;
-            queue.active = batch.iter().map(|w| w.job.session()).collect();
-            if batch.is_empty() {
-                queue.running = false;
-            }
-        }
-        for Waiting { job, reply } in alone {
-            let _ = reply.send(job.alone());
+        let mut queue = self.lock();
+        let take = queue.waiting.len().min(MAX_BATCH);
+        let batch: Vec<Waiting<J>> = queue.waiting.drain(..take).collect();
+        queue.active = batch.iter().map(|w| w.job.session()).collect();
+        if batch.is_empty() {
+            queue.running = false;
         }
         batch
     }
 }
 
 /// What became of a job given to [`submit`].
-pub(crate) enum Submitted<J: Job> {
+pub(crate) enum Submitted<'a, S: RunBatch<J>, J: Job> {
     /// Its batch ran; here is its answer.
     Answered(J::Answer),
-    /// Nothing else was running: the caller runs it alone, on its own task,
-    /// and drops the [`Turn`] when done (jobs that arrived meanwhile then
-    /// go to a batch). Also what a store that does not batch says (without
-    /// a turn).
-    Alone(J, Option<Turn<J>>),
+    /// Run it alone, on the caller's task: nothing else of its kind was
+    /// running (then with a [`Turn`] to drop when done, so that jobs that
+    /// arrived meanwhile go to a batch), its session was already running or
+    /// queued, or the store does not batch.
+    Alone(J, Option<Turn<'a, S, J>>),
     /// The batch task ended without answering (it panicked): whether a
     /// write landed is unknown.
     Lost,
@@ -193,25 +173,32 @@ pub(crate) enum Submitted<J: Job> {
 /// The right to run one job alone while other jobs queue; dropping it
 /// hands the queue to a batch task, or ends the turn when nothing waits.
 /// A caller that is cancelled mid-statement drops it too, so the jobs that
-/// queued behind it are never stranded.
-pub(crate) struct Turn<J: Job> {
-    start: Option<Box<dyn FnOnce() + Send>>,
-    batcher: Arc<Batcher<J>>,
+/// queued behind it are never stranded. It borrows the store: only a turn
+/// that hands work on clones it, for the task.
+pub(crate) struct Turn<'a, S: RunBatch<J>, J: Job> {
+    store: &'a S,
+    batcher: &'a Arc<Batcher<J>>,
+    runtime: tokio::runtime::Handle,
 }
 
-impl<J: Job> Drop for Turn<J> {
+impl<S: RunBatch<J>, J: Job> Drop for Turn<'_, S, J> {
     fn drop(&mut self) {
-        let waiting = {
+        {
             let mut queue = self.batcher.lock();
             queue.active.clear();
             if queue.waiting.is_empty() {
                 queue.running = false;
+                return;
             }
-            queue.running
-        };
-        if waiting && let Some(start) = self.start.take() {
-            start();
         }
+        // The guard goes into the task before it is spawned: a task dropped
+        // unpolled (its runtime shut down) still ends the turn, so the jobs
+        // queued behind it fail instead of waiting for ever.
+        let guard = EndGuard {
+            batcher: self.batcher.clone(),
+            ended: false,
+        };
+        drop(self.runtime.spawn(run_batches(self.store.clone(), guard)));
     }
 }
 
@@ -222,7 +209,7 @@ impl<J: Job> Drop for Turn<J> {
 /// So a request that finds the store idle pays for its one statement only,
 /// and batches form exactly when statements would otherwise queue for the
 /// database anyway.
-pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitted<J> {
+pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitted<'_, S, J> {
     let Some(batcher) = store.batcher() else {
         return Submitted::Alone(job, None);
     };
@@ -233,34 +220,22 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
     {
         let mut queue = batcher.lock();
         let session = job.session();
-        if queue.running && queue.has(session) {
+        if !queue.running {
+            queue.running = true;
+            queue.active.push(session);
+            let turn = Turn {
+                store,
+                batcher,
+                runtime,
+            };
+            return Submitted::Alone(job, Some(turn));
+        }
+        if queue.has(session) {
             // The same session's requests racing each other: each runs
             // alone, as without batching, rather than one by one behind
             // this queue (their writes mostly lose on the version and take
             // the row lock, and must not hold up other sessions' batches).
             return Submitted::Alone(job, None);
-        }
-        if !queue.running {
-            queue.running = true;
-            queue.active.push(session);
-            drop(queue);
-            let (store, queued) = (store.clone(), batcher.clone());
-            let start = move || {
-                // The guard goes into the task before it is spawned: a task
-                // dropped unpolled (its runtime shut down) still ends the
-                // turn, so the jobs queued behind it fail instead of
-                // waiting for ever.
-                let guard = EndGuard {
-                    batcher: queued,
-                    ended: false,
-                };
-                drop(runtime.spawn(run_batches(store, guard)));
-            };
-            let turn = Turn {
-                start: Some(Box::new(start)),
-                batcher: batcher.clone(),
-            };
-            return Submitted::Alone(job, Some(turn));
         }
         queue.waiting.push(Waiting { job, reply });
     }

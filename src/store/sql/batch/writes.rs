@@ -31,19 +31,15 @@ impl Job for ValueWrite {
     fn session(&self) -> i64 {
         self.id
     }
-
-    fn alone(self) -> Self::Answer {
-        Outcome::Alone(self)
-    }
 }
 
 /// What [`write_values`] did with a write.
-pub(crate) enum Batched {
+pub(crate) enum Batched<'a, S: super::RunBatch<ValueWrite>> {
     /// Written (`true`) or refused for its version (`false`).
     Written(bool),
     /// Not written, nor tried: the caller writes it alone, then drops the
     /// turn (if any).
-    Alone(ValueWrite, Option<Turn<ValueWrite>>),
+    Alone(ValueWrite, Option<Turn<'a, S, ValueWrite>>),
 }
 
 /// Writes `write` in the next batch of `store` if other writes are
@@ -53,7 +49,7 @@ pub(crate) enum Batched {
 pub(crate) async fn write_values<S: super::RunBatch<ValueWrite>>(
     store: &S,
     write: ValueWrite,
-) -> Result<Batched, StoreError> {
+) -> Result<Batched<'_, S>, StoreError> {
     match submit(store, write).await {
         Submitted::Answered(Outcome::Done(written)) => Ok(Batched::Written(written)),
         Submitted::Answered(Outcome::Alone(write)) => Ok(Batched::Alone(write, None)),
@@ -70,17 +66,15 @@ pub(crate) fn answer_writes(
     batch: Vec<Waiting<ValueWrite>>,
     result: Result<Vec<i64>, sqlx::Error>,
 ) {
-    for waiting in batch {
+    for Waiting { job, reply } in batch {
         let outcome = match &result {
-            Ok(written) => Outcome::Done(written.contains(&waiting.job.id)),
-            Err(error) if not_committed(error) => {
-                let Waiting { job, reply } = waiting;
-                let _ = reply.send(Outcome::Alone(job));
-                continue;
-            }
+            Ok(written) => Outcome::Done(written.contains(&job.id)),
+            Err(error) if not_committed(error) => Outcome::Alone(job),
             Err(error) => Outcome::Failed(copy_error(error)),
         };
-        waiting.answer(outcome);
+        // A writer that stopped waiting (its request was cancelled) needs
+        // no answer.
+        let _ = reply.send(outcome);
     }
 }
 
