@@ -75,6 +75,34 @@ impl SessionAdmin {
         Ok(ended)
     }
 
+    /// Ends the user's sessions that `credential` signed in
+    /// ([`Login::credential`](crate::Login::credential)): what revoking an
+    /// API token does. Through this layer's store, so a
+    /// [`CachedStore`](crate::store::CachedStore) forgets them at once (and,
+    /// on PostgreSQL with notifications, every other app server's cache
+    /// too). Returns how many ended.
+    pub async fn end_sessions_signed_in_by(
+        &self,
+        user_id: &str,
+        credential: &str,
+    ) -> Result<u64, Error> {
+        let records = self.ctx.store.list_for_user(user_id).await?;
+        let mut ended = 0;
+        for record in records
+            .iter()
+            .filter(|r| r.fields.credential.as_deref() == Some(credential))
+        {
+            let only = UserSessions::Only(record.id);
+            ended += self.ctx.store.delete_for_user(user_id, only).await?;
+        }
+        if ended > 0 {
+            tracing::info!(ended, "keycard: sessions of a revoked credential ended");
+        }
+        crate::cnx::ambient::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin)
+            .await?;
+        Ok(ended)
+    }
+
     /// Ends every session of every user: everybody signs in again. Returns
     /// how many ended.
     pub async fn end_all(&self) -> Result<u64, Error> {

@@ -53,6 +53,10 @@ impl ConcurrentSessions {
 /// | touch interval | idle timeout / 30 (1 minute) | [`touch_interval`](crate::SessionLayer::touch_interval) |
 /// | IP binding | off | [`bind_ip`](crate::SessionLayer::bind_ip) |
 /// | tolerated clock skew | 2 seconds | [`max_clock_skew`](crate::SessionLayer::max_clock_skew) |
+/// | cross-origin refusal of unsafe requests | on | [`trusted_origin`](crate::SessionLayer::trusted_origin), [`public_origin`](crate::SessionLayer::public_origin), [`allow_cross_origin_under`](crate::SessionLayer::allow_cross_origin_under), [`disable_origin_check`](crate::SessionLayer::disable_origin_check) |
+/// | API sessions per user | at most 16 | [`api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user) |
+/// | background purge of expired rows | every 10 minutes | [`purge_interval`](crate::SessionLayer::purge_interval), [`no_background_purge`](crate::SessionLayer::no_background_purge) |
+/// | `Clear-Site-Data: "cache"` on sign-out | off | [`clear_site_data_on_logout`](crate::SessionLayer::clear_site_data_on_logout) |
 ///
 /// Cookies are always `HttpOnly` and `Path=/`. They are browser-session
 /// cookies (no `Max-Age`) unless the handler calls
@@ -72,6 +76,10 @@ pub struct SessionConfig {
     pub(crate) touch_interval: Option<TimeDelta>,
     pub(crate) bind_ip: bool,
     pub(crate) max_clock_skew: TimeDelta,
+    pub(crate) origin_check: OriginCheck,
+    pub(crate) api_sessions: ConcurrentSessions,
+    pub(crate) purge_interval: Option<std::time::Duration>,
+    pub(crate) clear_site_data: bool,
     // Derived from `cookie_base` and `secure`, kept so the hot path does not
     // format strings.
     pub(crate) id_cookie: String,
@@ -94,6 +102,10 @@ impl Default for SessionConfig {
             touch_interval: None,
             bind_ip: false,
             max_clock_skew: TimeDelta::seconds(2),
+            origin_check: OriginCheck::default(),
+            api_sessions: ConcurrentSessions::MaxPerUser(16),
+            purge_interval: Some(std::time::Duration::from_secs(600)),
+            clear_site_data: false,
             id_cookie: String::new(),
             token_cookie: String::new(),
         };
@@ -139,6 +151,18 @@ impl SessionConfig {
     /// The per-user limit on human sessions.
     pub fn concurrent_sessions(&self) -> ConcurrentSessions {
         self.concurrent_sessions
+    }
+
+    /// The per-user limit on API client sessions (those stored for
+    /// retrievers wrapped in [`StoredSession`](crate::auth::StoredSession)).
+    pub fn api_sessions_per_user(&self) -> ConcurrentSessions {
+        self.api_sessions
+    }
+
+    /// How often the layer purges expired rows in the background; `None`
+    /// when the application turned it off.
+    pub fn purge_interval(&self) -> Option<std::time::Duration> {
+        self.purge_interval
     }
 
     /// The proxies whose `X-Forwarded-For` and `Forwarded` headers are
@@ -208,6 +232,99 @@ impl SessionConfig {
     }
 }
 
+/// How the layer refuses unsafe requests that a browser marks as coming
+/// from another origin (see [`crate::layer`], "Cross-origin requests").
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OriginCheck {
+    /// Turned off by the application.
+    pub(crate) disabled: bool,
+    /// Origins whose pages may send unsafe requests here.
+    pub(crate) trusted: Vec<Origin>,
+    /// This site's own origin as browsers see it, when the application
+    /// names it (behind a proxy that rewrites `Host`, say).
+    pub(crate) public: Option<Origin>,
+    /// Path prefixes (whole segments) that take cross-origin requests
+    /// (webhooks).
+    pub(crate) exempt: Vec<String>,
+}
+
+/// A web origin: scheme, host and port, compared as browsers do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: Option<u16>,
+}
+
+impl Origin {
+    /// Parses `scheme://host[:port]` (an `Origin` header's form); `None`
+    /// for anything else, `null` included. Scheme and host are compared
+    /// without case; a missing port is the scheme's default.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let valid_scheme = !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        if !valid_scheme {
+            return None;
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty()
+            || authority
+                .bytes()
+                .any(|b| b"/?#@\\".contains(&b) || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return None;
+        }
+        let (host, port) = split_host_port(authority)?;
+        let port = port.or_else(|| default_port(&scheme));
+        Some(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` if malformed.
+pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &authority[..end + 2];
+        match &rest[end + 1..] {
+            "" => (host, None),
+            tail => (host, Some(tail.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(digits.parse().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
+/// The port a scheme implies.
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +345,36 @@ mod tests {
             ..SessionConfig::default()
         };
         assert_eq!(config.touch_interval(), TimeDelta::minutes(15));
+    }
+
+    #[test]
+    fn origins_parse_as_browsers_send_them() {
+        let o = Origin::parse("HTTPS://Example.COM").expect("origin");
+        assert_eq!(
+            (o.scheme.as_str(), o.host.as_str(), o.port),
+            ("https", "example.com", Some(443))
+        );
+        let o = Origin::parse("http://127.0.0.1:3000").expect("origin");
+        assert_eq!(o.port, Some(3000));
+        let o = Origin::parse("http://[::1]:8080").expect("origin");
+        assert_eq!((o.host.as_str(), o.port), ("[::1]", Some(8080)));
+        for bad in [
+            "null",
+            "",
+            "example.com",
+            "https://",
+            "https://a@b",
+            "https://a/b",
+            "https://a:99999",
+            "https://a:",
+            "https://a:x",
+            "ht tp://a",
+            "https://a b",
+            "https://[::1",
+            "https://::1",
+        ] {
+            assert_eq!(Origin::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

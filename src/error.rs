@@ -54,6 +54,17 @@ pub enum Error {
     /// method that no store can hold (empty, or too long). Nothing changed.
     #[error("invalid login: {0}")]
     InvalidLogin(&'static str),
+    /// A request signed in by its own credentials (HTTP Basic, a bearer
+    /// token) for that request only has no stored session: values cannot be
+    /// kept in it, and it cannot sign in or out. The layer answers 400.
+    /// Store per-client state elsewhere, or wrap the retriever in
+    /// [`StoredSession`](crate::auth::StoredSession) to give such clients a
+    /// stored API session.
+    #[error(
+        "this request is signed in by its own credentials for this request only: its session \
+         is not stored and cannot be changed"
+    )]
+    RequestOnly,
     /// The operating system could not supply random bytes for a token.
     #[error("the operating system's random number generator failed")]
     Randomness,
@@ -113,6 +124,10 @@ impl Error {
                 "Your session changed in another request. Please try again.\n",
             ),
             Error::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "Invalid sign-in.\n"),
+            Error::RequestOnly => (
+                StatusCode::BAD_REQUEST,
+                "This request carries its own credentials and has no session to change.\n",
+            ),
             Error::Vetoed(veto) => (veto.status(), "The change was refused.\n"),
             Error::Deserialize { .. }
             | Error::Serialize { .. }

@@ -43,6 +43,13 @@
 //! * Cookies are `HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-`
 //!   prefixed unless you opt into development mode.
 //! * Sign-in, sign-out and [`Session::regenerate`] always issue a new token.
+//! * Unsafe requests that the browser marks as cross-origin are refused
+//!   before any session work; forms can also carry a synchronizer token
+//!   ([`csrf`]).
+//! * Responses of signed-in sessions are `Cache-Control: no-store`.
+//! * Requests that bring their own credentials (Basic, bearer) store
+//!   nothing; revoking a token, a password or an account ends its sessions.
+//! * Expired rows are purged in the background.
 //! * A store failure answers `503`; a session is never silently replaced.
 //! * Concurrent requests of one session keep each other's writes.
 //!
@@ -59,6 +66,7 @@ mod auth_versions;
 pub mod clock;
 pub mod cnx;
 pub mod config;
+pub mod csrf;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;

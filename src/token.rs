@@ -113,6 +113,42 @@ impl SessionToken {
     pub fn expose(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
+
+    /// The synchronizer (anti-CSRF) token of the session this token opens:
+    /// a one-way function of it, so it dies with every rotation and tells
+    /// nothing of the session token if a page leaks it.
+    pub fn csrf_token(&self) -> CsrfToken {
+        let mut hasher = Sha256::new();
+        hasher.update(b"keycard csrf token v1\0");
+        hasher.update(self.0);
+        CsrfToken(URL_SAFE_NO_PAD.encode(hasher.finalize()))
+    }
+}
+
+/// A session's synchronizer token, for forms and scripts to send back with
+/// unsafe requests (see [`Session::csrf_token`](crate::Session::csrf_token)
+/// and the [`csrf`](crate::csrf) module). Its `Debug` form hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CsrfToken(String);
+
+impl CsrfToken {
+    /// The token's text (43 characters of base64url), to put in a hidden
+    /// form field or a request header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for CsrfToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CsrfToken(<redacted>)")
+    }
 }
 
 impl fmt::Debug for SessionToken {

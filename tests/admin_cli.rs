@@ -139,18 +139,14 @@ impl Fixture {
         let then = Utc::now() - TimeDelta::hours(2);
         let id = self
             .store
-            .insert(&SessionFields {
-                token_hash: token.hash(),
-                user_id: Some(user.to_owned()),
-                ip_address: Some("192.0.2.99".to_owned()),
-                is_api: false,
-                auth_method: Some("password".to_owned()),
-                authenticated_at: Some(then),
-                persistent: false,
-                created_at: then,
-                last_activity: then,
-                data: SessionData::new(),
-                auth_version: None,
+            .insert(&{
+                let mut fields = SessionFields::new(token.hash(), then);
+                fields.user_id = Some(user.to_owned());
+                fields.ip_address = Some("192.0.2.99".to_owned());
+                fields.auth_method = Some("password".to_owned());
+                fields.authenticated_at = Some(then);
+                fields.data = SessionData::new();
+                fields
             })
             .await
             .expect("insert");

@@ -49,6 +49,21 @@ async fn logs_never_contain_a_token_or_its_hash() {
         .expect("name");
     forged.jar.insert(name, first.clone());
     forged.get("/whoami").await;
+    let csrf = client.get("/csrf").await.body;
+    assert_eq!(csrf.len(), 43);
+    client.headers = vec![("sec-fetch-site".into(), "same-origin".into())];
+    client
+        .post_form("/guarded/note", "note=x&csrf_token=wrong-token")
+        .await;
+    client
+        .post_form("/guarded/note", &format!("note=x&csrf_token={csrf}"))
+        .await;
+    client.headers = vec![
+        ("sec-fetch-site".into(), "cross-site".into()),
+        ("origin".into(), "https://evil.example".into()),
+    ];
+    client.post("/incr").await;
+    client.headers.clear();
     store.counting.fail_loads.store(true, Ordering::SeqCst);
     client.get("/read").await;
     store.counting.fail_loads.store(false, Ordering::SeqCst);
@@ -59,6 +74,13 @@ async fn logs_never_contain_a_token_or_its_hash() {
     assert!(logs.contains("session token rotated"), "{logs}");
     assert!(logs.contains("session cookie rejected"), "{logs}");
     assert!(logs.contains("session ended"), "{logs}");
+    assert!(
+        logs.contains("synchronizer token missing or wrong"),
+        "{logs}"
+    );
+    assert!(logs.contains("cross-origin request refused"), "{logs}");
+    assert!(!logs.contains(&csrf), "synchronizer token in logs");
+    assert!(!logs.contains("wrong-token"), "a presented token in logs");
     for token in [&first, &second] {
         let token: keycard::token::SessionToken = token.parse().expect("token");
         let hash = token.hash();

@@ -90,6 +90,177 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     }
 }
 
+/// Revocation on every app server: two servers, each with its own pool and
+/// its own in-process cache, on one PostgreSQL table. A token revoked, an
+/// account disabled and a password changed on server A end the sessions
+/// server B has cached, at B's next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use base64::Engine as _;
+    use keycard::auth::{
+        ApiTokens, AuthLayer, BasicAuth, CurrentUser, PasswordAuthenticator, StoredSession,
+    };
+    use keycard::store::{CachedStore, PostgresStore};
+    use keycard::{Login, Session, SessionLayer};
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let open = || async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        PostgresStore::with_table_name(pool, table.clone())
+    };
+    let store_a = open().await;
+    store_a.migrate().await.expect("migrate");
+    store_a
+        .enable_change_notifications()
+        .await
+        .expect("trigger");
+    let store_b = open().await;
+    let server = |store: PostgresStore| async move {
+        let cache = Arc::new(
+            CachedStore::new(store.clone(), 1000)
+                .listen()
+                .await
+                .expect("listen"),
+        );
+        let layer = SessionLayer::with_shared_store(cache.clone()).no_background_purge();
+        let passwords = PasswordAuthenticator::new(store.clone(), layer.admin())
+            .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
+        let tokens = ApiTokens::new(store, layer.admin());
+        let form_passwords = passwords.clone();
+        let router = Router::new()
+            .route(
+                "/maybe",
+                get(|CurrentUser(user): CurrentUser| async move {
+                    user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+                }),
+            )
+            .route(
+                "/login/{user}/{password}",
+                post(
+                    move |session: Session,
+                          axum::extract::Path((user, password)): axum::extract::Path<(
+                        String,
+                        String,
+                    )>| {
+                        let passwords = form_passwords.clone();
+                        async move {
+                            let user = passwords
+                                .verify(&user, &password)
+                                .await
+                                .map_err(|_| StatusCode::UNAUTHORIZED)?;
+                            session
+                                .login_with(Login::new(user))
+                                .await
+                                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+                            Ok::<_, StatusCode>("ok")
+                        }
+                    },
+                ),
+            )
+            .layer(
+                AuthLayer::new()
+                    .retriever(StoredSession(BasicAuth))
+                    .retriever(StoredSession(keycard::auth::BearerAuth))
+                    .authenticator(passwords.clone())
+                    .authenticator(tokens.clone()),
+            )
+            .layer(layer);
+        (router, passwords, tokens, cache)
+    };
+    let (app_a, passwords_a, tokens_a, _cache_a) = server(store_a.clone()).await;
+    let (app_b, _, _, cache_b) = server(store_b).await;
+    passwords_a.create_user("alice", "old").await.expect("user");
+    passwords_a
+        .create_user("bob", "secret")
+        .await
+        .expect("user");
+
+    // Signs in on A, then is served (and cached) by B.
+    let on_b = |mut client: common::Client| {
+        client.app = app_b.clone();
+        client
+    };
+    async fn until_anonymous(client: &mut common::Client, what: &str) {
+        for _ in 0..200 {
+            if client.get("/maybe").await.body == "anonymous" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: still signed in on the other server");
+    }
+
+    // 1. A revoked API token.
+    let secret = tokens_a
+        .create("alice", "tablet")
+        .await
+        .expect("token")
+        .secret;
+    let mut tablet = common::Client::new(app_a.clone());
+    tablet.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    assert_eq!(tablet.get("/maybe").await.body, "alice");
+    tablet.headers.clear();
+    let mut tablet = on_b(tablet);
+    assert_eq!(tablet.get("/maybe").await.body, "alice");
+    assert!(cache_b.is_cached(tablet.session_id().expect("id")));
+    let token_id = tokens_a.list("alice").await.expect("list")[0].id;
+    assert!(tokens_a.revoke("alice", token_id).await.expect("revoke"));
+    until_anonymous(&mut tablet, "revoked token").await;
+
+    // 2. A password change on A keeps A's session and ends B's.
+    let mut here = common::Client::new(app_a.clone());
+    assert_eq!(here.post("/login/alice/old").await.status, StatusCode::OK);
+    let mut there = common::Client::new(app_a.clone());
+    there.post("/login/alice/old").await;
+    let mut there = on_b(there);
+    assert_eq!(there.get("/maybe").await.body, "alice");
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:old");
+    let mut api = common::Client::new(app_b.clone());
+    api.headers = vec![("authorization".into(), format!("Basic {basic}"))];
+    assert_eq!(api.get("/maybe").await.body, "alice");
+    api.headers.clear();
+    assert_eq!(api.get("/maybe").await.body, "alice", "B caches it");
+    assert!(
+        passwords_a
+            .set_password("alice", "new")
+            .await
+            .expect("reset")
+    );
+    until_anonymous(&mut there, "password change").await;
+    until_anonymous(&mut api, "password change (API session)").await;
+    until_anonymous(&mut here, "password reset ends every session").await;
+
+    // 3. A disabled account.
+    let mut bob = common::Client::new(app_a.clone());
+    bob.post("/login/bob/secret").await;
+    let mut bob = on_b(bob);
+    assert_eq!(bob.get("/maybe").await.body, "bob");
+    assert!(
+        passwords_a
+            .set_disabled("bob", true)
+            .await
+            .expect("disable")
+    );
+    until_anonymous(&mut bob, "disabled account").await;
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_migrations CASCADE",
+        t = table.as_str()
+    )))
+    .execute(store_a.pool())
+    .await
+    .expect("clean up");
+}
+
 /// Row-level security through `Cnx`: a real PostgreSQL policy on a real
 /// table, user connections under a role without `BYPASSRLS`. Alice cannot
 /// read or write Bob's rows; switching read security off for one connection

@@ -59,21 +59,13 @@ async fn an_in_memory_sqlite_store_is_one_database_for_the_whole_pool() {
     store.migrate().await.expect("migrate");
     let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
         .expect("time");
-    let fields = SessionFields {
-        token_hash: keycard::token::SessionToken::generate()
+    let mut fields = SessionFields::new(
+        keycard::token::SessionToken::generate()
             .expect("rng")
             .hash(),
-        user_id: Some("ada".into()),
-        ip_address: None,
-        is_api: false,
-        auth_method: None,
-        authenticated_at: None,
-        persistent: false,
-        created_at: now,
-        last_activity: now,
-        data: Default::default(),
-        auth_version: None,
-    };
+        now,
+    );
+    fields.user_id = Some("ada".into());
     // Many at once, so that the pool opens several connections: each must
     // see the table and the rows.
     let tasks: Vec<_> = (0..16)

@@ -224,10 +224,18 @@ where
             });
         };
         Box::pin(async move {
+            let stored = retriever.stores_session();
             match authenticate(&config.authenticators, &credentials).await {
                 Ok(user) => {
                     let method = retriever.method();
-                    if let Err(error) = sign_in(&session, &user, method, retriever.is_api()).await {
+                    let signed_in = if stored {
+                        sign_in(&session, &user, method, retriever.is_api()).await
+                    } else {
+                        session
+                            .sign_in_for_request(login(&user, method, retriever.is_api()))
+                            .await
+                    };
+                    if let Err(error) = signed_in {
                         return Ok(error.to_response());
                     }
                     let mut info = AuthInfo {
@@ -255,7 +263,10 @@ where
                     ))
                 }
                 Err(_) => {
-                    if let Err(error) = end_api_session(&session).await {
+                    // A stored API session whose credentials stopped working
+                    // ends; a request-only one leaves the cookie's session
+                    // alone.
+                    if stored && let Err(error) = end_api_session(&session).await {
                         return Ok(error.to_response());
                     }
                     Ok(challenge(&config.settings.challenges))
@@ -279,6 +290,15 @@ async fn authenticate(
     Err(AuthenticationError::Rejected)
 }
 
+/// The sign-in of `user` through a retriever with `method`.
+fn login(user: &Authenticated, method: &'static str, is_api: bool) -> Login {
+    let login = Login::new(user.user_id.clone()).method(method).api(is_api);
+    match &user.credential {
+        Some(credential) => login.credential(credential.clone()),
+        None => login,
+    }
+}
+
 /// Signs `user` in on `session`: nothing to do if the session already is
 /// this user's, by this method; otherwise a session of somebody else (or of
 /// another kind) is ended and a fresh one signed in, in this request.
@@ -298,9 +318,7 @@ async fn sign_in(
     if current.is_some() {
         session.restart().await?;
     }
-    session
-        .login_with(Login::new(user.user_id.clone()).method(method).api(is_api))
-        .await
+    session.login_with(login(user, method, is_api)).await
 }
 
 /// Wrong credentials on an API session end it.

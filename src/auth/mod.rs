@@ -48,12 +48,27 @@
 //! # Ok(()) }
 //! ```
 //!
-//! API clients (CamCOPS' tablets) send their credentials with every request.
-//! Each such request is authenticated; its session is an API session
-//! ([`Login::api`](crate::Login::api)), and if the session cookie it brought
-//! belongs to somebody else, that session is ended and a fresh one signed in,
-//! within the same request. Credentials are read from headers only, never
-//! from the query string, where they would end up in logs.
+//! API clients send their credentials with every request. Each such request
+//! is authenticated and signed in **for that request only**: handlers and
+//! guards see the user, but no session row is written and no cookie is set,
+//! so a thousand `curl` calls leave no trace in the sessions table. A
+//! session cookie such a request brings is neither loaded nor changed, and
+//! a handler that tries to change the session gets
+//! [`Error::RequestOnly`](crate::Error::RequestOnly).
+//!
+//! Clients that send their credentials once and then carry the session
+//! cookie (CamCOPS' tablets) opt in per retriever with [`StoredSession`]:
+//! their sessions are stored API sessions ([`Login::api`](crate::Login::api)),
+//! capped per user by
+//! [`SessionLayer::api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user),
+//! and if the cookie a request brought belongs to somebody else, that
+//! session is ended and a fresh one signed in, within the same request.
+//! Credentials are read from headers only, never from the query string,
+//! where they would end up in logs.
+//!
+//! Revoking an API token ([`ApiTokens::revoke`]) ends every session it
+//! opened; disabling an account or changing its password through
+//! [`PasswordAuthenticator`] ends the account's sessions.
 
 use std::fmt::Debug;
 use std::net::IpAddr;
@@ -75,7 +90,7 @@ pub use guards::{
 pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use lockout::LockoutPolicy;
 pub use password::{AccountError, PasswordAuthenticator};
-pub use retrievers::{BasicAuth, BearerAuth, TrustedHeader};
+pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};
 
 /// What a retriever found: a login and password, a bearer token, a user
@@ -152,6 +167,16 @@ pub trait Retriever: Debug + Send + Sync + 'static {
         true
     }
 
+    /// Whether a request signed in through this retriever gets a stored
+    /// session (a row and cookies), rather than being signed in for that
+    /// request only. Default: no. Credentials a client sends with every
+    /// request need no session; wrap a retriever in [`StoredSession`] for
+    /// clients that send them once and carry the cookie from then on.
+    /// [`TrustedHeader`] says yes: its users are browsers.
+    fn stores_session(&self) -> bool {
+        false
+    }
+
     /// The `WWW-Authenticate` challenge scheme to offer in a `401`, if any.
     fn challenge(&self) -> Option<&'static str> {
         None
@@ -163,9 +188,30 @@ pub trait Retriever: Debug + Send + Sync + 'static {
 
 /// A user an [`Authenticator`] accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Authenticated {
     /// The user id the session will carry.
     pub user_id: String,
+    /// The credential that proved it, when it can be revoked on its own
+    /// (an API token's `api-token:17`): recorded on stored sessions, which
+    /// end when it is revoked.
+    pub credential: Option<String>,
+}
+
+impl Authenticated {
+    /// `user_id`, with no named credential.
+    pub fn new(user_id: impl Into<String>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            credential: None,
+        }
+    }
+
+    /// Names the credential that proved it (see [`Authenticated::credential`]).
+    pub fn with_credential(mut self, credential: impl Into<String>) -> Self {
+        self.credential = Some(credential.into());
+        self
+    }
 }
 
 /// Why an [`Authenticator`] did not accept credentials.

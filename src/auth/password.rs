@@ -35,6 +35,21 @@ pub enum AccountError {
     /// Hashing failed (the operating system's randomness, or argon2 itself).
     #[error("password hashing failed")]
     Hashing,
+    /// [`change_password`](PasswordAuthenticator::change_password) was
+    /// given a wrong current password (counted toward the lockout).
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// [`change_password`](PasswordAuthenticator::change_password) was
+    /// called for a session nobody is signed in to.
+    #[error("nobody is signed in to this session")]
+    NotSignedIn,
+    /// The account was changed, but ending or rotating its sessions failed:
+    /// the change stands; retry ending the sessions.
+    #[error("ending the account's sessions failed: {0}")]
+    Sessions(#[from] crate::Error),
+    /// The password check could not run (its database is down).
+    #[error("the password check is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Accounts in keycard's optional users table (`<table>_users`, created by
@@ -51,15 +66,22 @@ pub enum AccountError {
 ///   came through (a form calling [`verify`](Self::verify), or HTTP Basic
 ///   through [`AuthLayer`](super::AuthLayer)).
 /// * Hashing runs on tokio's blocking pool, not on the request's thread.
+/// * Revocation revokes: [`set_password`](Self::set_password) and
+///   disabling an account end all of the account's sessions, and
+///   [`change_password`](Self::change_password) ends all but the session
+///   that made the change, which gets a fresh token (through the session
+///   layer's store, so its cache and every app server see it). Each bumps
+///   the account's credential version.
 ///
 /// ```
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use keycard::SqliteStore;
+/// use keycard::{SessionLayer, SqliteStore};
 /// use keycard::auth::PasswordAuthenticator;
 ///
 /// let store = SqliteStore::connect("sqlite::memory:").await?;
 /// store.migrate().await?;
-/// let passwords = PasswordAuthenticator::new(store);
+/// let layer = SessionLayer::new(store.clone());
+/// let passwords = PasswordAuthenticator::new(store, layer.admin());
 /// let id = passwords.create_user("Ada", "correct horse battery staple").await?;
 /// assert_eq!(id, "ada");
 /// assert_eq!(passwords.verify("ADA", "correct horse battery staple").await?, "ada");
@@ -74,6 +96,7 @@ pub struct PasswordAuthenticator {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn UserStore>,
+    sessions: crate::SessionAdmin,
     argon2: Argon2<'static>,
     lockout: LockoutPolicy,
     clock: Arc<dyn Clock>,
@@ -83,15 +106,18 @@ struct Inner {
 
 impl PasswordAuthenticator {
     /// Accounts in `store`, with argon2id at its recommended parameters
-    /// (19 MiB, 2 passes) and the default [`LockoutPolicy`].
-    pub fn new(store: impl UserStore) -> Self {
-        Self::with_shared_store(Arc::new(store))
+    /// (19 MiB, 2 passes) and the default [`LockoutPolicy`]; password
+    /// changes and disabled accounts end sessions through `sessions`
+    /// ([`SessionLayer::admin`](crate::SessionLayer::admin)).
+    pub fn new(store: impl UserStore, sessions: crate::SessionAdmin) -> Self {
+        Self::with_shared_store(Arc::new(store), sessions)
     }
 
     /// Accounts in a store shared with other code.
-    pub fn with_shared_store(store: Arc<dyn UserStore>) -> Self {
+    pub fn with_shared_store(store: Arc<dyn UserStore>, sessions: crate::SessionAdmin) -> Self {
         Self::build(
             store,
+            sessions,
             Params::default(),
             LockoutPolicy::default(),
             Arc::new(SystemClock),
@@ -100,6 +126,7 @@ impl PasswordAuthenticator {
 
     fn build(
         store: Arc<dyn UserStore>,
+        sessions: crate::SessionAdmin,
         params: Params,
         lockout: LockoutPolicy,
         clock: Arc<dyn Clock>,
@@ -109,6 +136,7 @@ impl PasswordAuthenticator {
         Self {
             inner: Arc::new(Inner {
                 store,
+                sessions,
                 argon2,
                 lockout,
                 clock,
@@ -121,7 +149,13 @@ impl PasswordAuthenticator {
     /// theirs). Cheap parameters are for tests only.
     pub fn argon2_params(self, params: Params) -> Self {
         let i = &self.inner;
-        Self::build(i.store.clone(), params, i.lockout, i.clock.clone())
+        Self::build(
+            i.store.clone(),
+            i.sessions.clone(),
+            params,
+            i.lockout,
+            i.clock.clone(),
+        )
     }
 
     /// Uses another lockout policy.
@@ -129,6 +163,7 @@ impl PasswordAuthenticator {
         let i = &self.inner;
         Self::build(
             i.store.clone(),
+            i.sessions.clone(),
             i.argon2.params().clone(),
             lockout,
             i.clock.clone(),
@@ -141,6 +176,7 @@ impl PasswordAuthenticator {
         let i = &self.inner;
         Self::build(
             i.store.clone(),
+            i.sessions.clone(),
             i.argon2.params().clone(),
             i.lockout,
             Arc::new(clock),
@@ -166,15 +202,13 @@ impl PasswordAuthenticator {
     ) -> Result<String, AccountError> {
         let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
         let password_hash = self.hash(password).await?;
-        let user = UserRecord {
-            username: canonical.clone(),
-            display_name: username.trim().to_owned(),
+        let created_at = crate::clock::to_micros(self.inner.clock.now());
+        let user = UserRecord::new(
+            canonical.clone(),
+            username.trim(),
             password_hash,
-            disabled: false,
-            failures: 0,
-            locked_until: None,
-            created_at: crate::clock::to_micros(self.inner.clock.now()),
-        };
+            created_at,
+        );
         if self.inner.store.create_user(&user).await? {
             tracing::info!(user = %canonical, "keycard: account created");
             Ok(canonical)
@@ -183,24 +217,89 @@ impl PasswordAuthenticator {
         }
     }
 
-    /// Sets a new password, which also clears a lockout. Returns whether the
-    /// account exists. End the user's other sessions afterwards
-    /// ([`SessionAdmin::end_sessions_of`](crate::SessionAdmin::end_sessions_of)).
+    /// Sets a new password (an administrator's reset, or a reset link's),
+    /// which also clears a lockout and ends every session of the account.
+    /// Returns whether the account exists. From the user's own signed-in
+    /// session use [`change_password`](Self::change_password), which keeps
+    /// that session.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<bool, AccountError> {
         let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
         let hash = self.hash(password).await?;
-        Ok(self
+        let changed = self
             .inner
             .store
             .set_password_hash(&canonical, &hash)
-            .await?)
+            .await?;
+        if changed {
+            tracing::info!(user = %canonical, "keycard: password set; sessions ended");
+            self.inner
+                .sessions
+                .end_sessions_of(&canonical, None)
+                .await?;
+        }
+        Ok(changed)
     }
 
-    /// Disables (or re-enables) an account: it can no longer sign in. End
-    /// its sessions too ([`SessionAdmin::end_sessions_of`](crate::SessionAdmin::end_sessions_of)).
+    /// Changes the password of the user signed in to `session`, after
+    /// checking `current` (a wrong one counts toward the lockout): every
+    /// other session of the account ends, and this one is kept with a fresh
+    /// token (the new cookies go out with the response).
+    ///
+    /// ```
+    /// # async fn handler(
+    /// #     passwords: keycard::auth::PasswordAuthenticator,
+    /// #     session: keycard::Session,
+    /// # ) -> Result<(), keycard::auth::AccountError> {
+    /// passwords.change_password(&session, "old secret", "new secret").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn change_password(
+        &self,
+        session: &crate::Session,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AccountError> {
+        let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        if new.is_empty() || new.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::InvalidPassword);
+        }
+        match self.verify(&user, current).await {
+            Ok(_) => {}
+            Err(AuthenticationError::Unavailable(reason)) => {
+                return Err(AccountError::Unavailable(reason));
+            }
+            Err(_) => return Err(AccountError::WrongPassword),
+        }
+        let hash = self.hash(new).await?;
+        if !self.inner.store.set_password_hash(&user, &hash).await? {
+            return Err(AccountError::NotSignedIn);
+        }
+        let keep = if session.is_request_only() {
+            None
+        } else {
+            session.id().await?
+        };
+        let ended = self.inner.sessions.end_sessions_of(&user, keep).await?;
+        if !session.is_request_only() {
+            session.regenerate().await?;
+        }
+        tracing::info!(user = %user, ended, "keycard: password changed; other sessions ended");
+        Ok(())
+    }
+
+    /// Disables (or re-enables) an account: a disabled one can no longer
+    /// sign in, and its sessions end at once.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, AccountError> {
         let canonical = Self::canonical_username(username).ok_or(AccountError::InvalidUsername)?;
-        Ok(self.inner.store.set_disabled(&canonical, disabled).await?)
+        let changed = self.inner.store.set_disabled(&canonical, disabled).await?;
+        if changed && disabled {
+            tracing::info!(user = %canonical, "keycard: account disabled; sessions ended");
+            self.inner
+                .sessions
+                .end_sessions_of(&canonical, None)
+                .await?;
+        }
+        Ok(changed)
     }
 
     /// The account, if it exists (for an admin page: its failure count and
@@ -324,6 +423,6 @@ impl Authenticator for PasswordAuthenticator {
             return Err(AuthenticationError::NotMine);
         };
         let user_id = self.verify(login, password).await?;
-        Ok(Authenticated { user_id })
+        Ok(Authenticated::new(user_id))
     }
 }

@@ -170,11 +170,51 @@ impl Retriever for TrustedHeader {
         false
     }
 
+    fn stores_session(&self) -> bool {
+        true
+    }
+
     fn retrieve(&self, request: &RequestHead<'_>) -> Retrieved {
         match self.user(request) {
             Some(user) => Retrieved::Found(Credentials::TrustedUser(user)),
             None => Retrieved::Nothing,
         }
+    }
+}
+
+/// A retriever whose requests get a stored session instead of being signed
+/// in for one request only: the client sends its credentials once and
+/// carries the session cookie from then on (CamCOPS' tablets). The
+/// sessions are API sessions, capped per user by
+/// [`SessionLayer::api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user).
+///
+/// ```
+/// use keycard::auth::{AuthLayer, BasicAuth, StoredSession};
+///
+/// let auth = AuthLayer::new().retriever(StoredSession(BasicAuth));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoredSession<R>(pub R);
+
+impl<R: Retriever> Retriever for StoredSession<R> {
+    fn method(&self) -> &'static str {
+        self.0.method()
+    }
+
+    fn is_api(&self) -> bool {
+        self.0.is_api()
+    }
+
+    fn stores_session(&self) -> bool {
+        true
+    }
+
+    fn challenge(&self) -> Option<&'static str> {
+        self.0.challenge()
+    }
+
+    fn retrieve(&self, request: &RequestHead<'_>) -> Retrieved {
+        self.0.retrieve(request)
     }
 }
 

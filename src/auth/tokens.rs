@@ -5,10 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Authenticated, AuthenticationError, Authenticator, Credentials};
-use crate::Error;
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::store::{ApiTokenRecord, NewApiToken, UserStore};
 use crate::token::SessionToken;
+use crate::{Error, SessionAdmin};
 
 /// What every keycard API token starts with, so secret scanners and people
 /// can recognise one.
@@ -32,17 +32,21 @@ pub struct NewToken {
 
 /// Long-lived bearer tokens (`Authorization: Bearer kc_…`) for API clients:
 /// created and revoked by their owner, stored only as SHA-256 hashes, each
-/// with a name, an owner, a creation and a last-use time. As an
-/// [`Authenticator`] it accepts [`Credentials::Bearer`].
+/// with a name, an owner, a creation and a last-use time (written at most
+/// once a minute). As an [`Authenticator`] it accepts
+/// [`Credentials::Bearer`], naming the token as the credential, so that
+/// [`revoke`](Self::revoke) ends every session the token opened, through
+/// the session layer's own store (and so its cache).
 ///
 /// ```
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use keycard::SqliteStore;
+/// use keycard::{SessionLayer, SqliteStore};
 /// use keycard::auth::ApiTokens;
 ///
 /// let store = SqliteStore::connect("sqlite::memory:").await?;
 /// store.migrate().await?;
-/// let tokens = ApiTokens::new(store);
+/// let layer = SessionLayer::new(store.clone());
+/// let tokens = ApiTokens::new(store, layer.admin());
 /// let new = tokens.create("ada", "CI pipeline").await?;
 /// println!("your token (shown once): {}", new.secret);
 /// assert_eq!(tokens.list("ada").await?.len(), 1);
@@ -52,19 +56,26 @@ pub struct NewToken {
 #[derive(Clone, Debug)]
 pub struct ApiTokens {
     store: Arc<dyn UserStore>,
+    sessions: SessionAdmin,
     clock: Arc<dyn Clock>,
 }
 
+/// How often a token's `last_used_at` is written at most: a token used by
+/// every request of a busy client costs one write a minute, not one each.
+const TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 impl ApiTokens {
-    /// Tokens in `store`.
-    pub fn new(store: impl UserStore) -> Self {
-        Self::with_shared_store(Arc::new(store))
+    /// Tokens in `store`; revocations end sessions through `sessions`
+    /// ([`SessionLayer::admin`](crate::SessionLayer::admin)).
+    pub fn new(store: impl UserStore, sessions: SessionAdmin) -> Self {
+        Self::with_shared_store(Arc::new(store), sessions)
     }
 
     /// Tokens in a store shared with other code.
-    pub fn with_shared_store(store: Arc<dyn UserStore>) -> Self {
+    pub fn with_shared_store(store: Arc<dyn UserStore>, sessions: SessionAdmin) -> Self {
         Self {
             store,
+            sessions,
             clock: Arc::new(SystemClock),
         }
     }
@@ -101,13 +112,7 @@ impl ApiTokens {
                 Ok(id) => {
                     tracing::info!(token.id = id, user = user_id, "keycard: API token created");
                     return Ok(NewToken {
-                        record: ApiTokenRecord {
-                            id,
-                            user_id: token.user_id,
-                            name: token.name,
-                            created_at,
-                            last_used_at: None,
-                        },
+                        record: ApiTokenRecord::new(id, token.user_id, token.name, created_at),
                         secret: format!("{PREFIX}{}", secret.expose()),
                     });
                 }
@@ -124,11 +129,17 @@ impl ApiTokens {
         Ok(self.store.list_api_tokens(user_id).await?)
     }
 
-    /// Revokes one of the user's tokens; `false` if it is not theirs.
+    /// Revokes one of the user's tokens and ends every session it opened;
+    /// `false` if it is not theirs.
     pub async fn revoke(&self, user_id: &str, id: i64) -> Result<bool, Error> {
         let revoked = self.store.delete_api_token(user_id, id).await?;
         if revoked {
             tracing::info!(token.id = id, user = user_id, "keycard: API token revoked");
+            let credential =
+                ApiTokenRecord::new(id, user_id, "", chrono::DateTime::UNIX_EPOCH).credential();
+            self.sessions
+                .end_sessions_signed_in_by(user_id, &credential)
+                .await?;
         }
         Ok(revoked)
     }
@@ -157,12 +168,16 @@ impl Authenticator for ApiTokens {
             .await
             .map_err(unavailable)?
             .ok_or(AuthenticationError::Rejected)?;
-        self.store
-            .touch_api_token(token.id, to_micros(self.clock.now()))
-            .await
-            .map_err(unavailable)?;
-        Ok(Authenticated {
-            user_id: token.user_id,
-        })
+        let now = to_micros(self.clock.now());
+        if token
+            .last_used_at
+            .is_none_or(|at| now - at >= TOUCH_INTERVAL)
+        {
+            self.store
+                .touch_api_token(token.id, now)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(Authenticated::new(token.user_id.clone()).with_credential(token.credential()))
     }
 }

@@ -7,11 +7,11 @@
 use std::borrow::Cow;
 
 use cookie::Cookie;
-use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::SessionConfig;
-use crate::session::CookieAction;
+use crate::session::{CookieAction, Saved};
 use crate::token::{SessionId, SessionToken};
 
 /// What the request's cookies said about its session.
@@ -116,6 +116,32 @@ pub(crate) fn write(headers: &mut HeaderMap, action: &CookieAction, config: &Ses
         }
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// Keeps private responses out of every cache: `no-store` for a signed-in
+/// session (unless the handler chose its own `Cache-Control`; cookie-setting
+/// responses got theirs in [`write`]), `Vary: Cookie` for any response that
+/// used the session, and `Clear-Site-Data` on sign-out when configured.
+pub(crate) fn mark_private(headers: &mut HeaderMap, saved: &Saved, config: &SessionConfig) {
+    if saved.signed_in && !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let varies = headers.get_all(VARY).iter().any(|value| {
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|name| name.trim() == "*" || name.trim().eq_ignore_ascii_case("cookie"))
+    });
+    if !varies {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+    if saved.signed_out && config.clear_site_data {
+        headers.insert(
+            http::HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cache\""),
+        );
+    }
 }
 
 fn build(

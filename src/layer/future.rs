@@ -32,10 +32,20 @@ pin_project! {
             ctx: Arc<Context>,
         },
         Saving { saving: Saving<B> },
+        Refused { response: Option<Response<B>> },
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
+    /// Answers `response` without calling the inner service.
+    pub(super) fn refused(response: Response<B>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
     pub(super) fn new(inner: F, session: Session, ctx: Arc<Context>) -> Self {
         Self {
             state: State::Handler {
@@ -73,6 +83,17 @@ where
                     this.state.set(State::Saving { saving });
                 }
                 StateProj::Saving { saving } => return saving.as_mut().poll(cx).map(Ok),
+                StateProj::Refused { response } => {
+                    // Polled again after completion: a contract breach by the
+                    // caller; answer an empty-bodied error rather than panic.
+                    let response = response.take().unwrap_or_else(|| {
+                        crate::error::plain_response(
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error.\n",
+                        )
+                    });
+                    return Poll::Ready(Ok(response));
+                }
             }
         }
     }
@@ -86,8 +107,10 @@ async fn finish<B: From<&'static str>>(
     ctx: Arc<Context>,
 ) -> Response<B> {
     match session.save(response.status()).await {
-        Ok(action) => {
-            cookies::write(response.headers_mut(), &action, &ctx.config);
+        Ok(saved) => {
+            let headers = response.headers_mut();
+            cookies::write(headers, &saved.cookies, &ctx.config);
+            cookies::mark_private(headers, &saved, &ctx.config);
             response
         }
         Err(error) => {

@@ -21,6 +21,48 @@
 //! 4. **Fail closed.** If the store fails while loading or saving, the
 //!    response becomes `503 Service Unavailable`, whatever the handler
 //!    answered, and carries no cookie.
+//! 5. **Private responses.** A response whose session is signed in, or
+//!    that sets or expires the session cookies, carries `Cache-Control:
+//!    no-store`, so neither a shared cache nor the browser's back/forward
+//!    cache keeps it; every response whose handler used the session carries
+//!    `Vary: Cookie`. A handler's own `Cache-Control` is kept, except on
+//!    responses that set or expire the cookies, which are always
+//!    `no-store`. (An untouched session is not loaded to decide this, so a
+//!    handler that never uses its session sets its own headers.)
+//!
+//! # Cross-origin requests
+//!
+//! Before anything else, an unsafe request (any method but `GET`, `HEAD`,
+//! `OPTIONS` and `TRACE`) that the browser marks as coming from another
+//! origin is answered `403 Forbidden`: the handler does not run, the
+//! session is not loaded, no cookie is set. This closes cross-site request
+//! forgery, login CSRF and cookie replacement by a forged form, also from a
+//! sibling port or subdomain, which `SameSite` cookies do not tell apart.
+//!
+//! * `Sec-Fetch-Site` decides when present: `same-origin` and `none` (the
+//!   user typed the address) pass, anything else is refused.
+//! * Without it, `Origin` must be the request's own origin: the configured
+//!   [`public_origin`](SessionLayer::public_origin) if there is one, else
+//!   the `Host` header, with the forwarded host and scheme believed only
+//!   from [`trusted_proxies`](SessionLayer::trusted_proxies). `Origin: null`
+//!   is refused.
+//! * A request with neither header is not a browser's forgery and passes,
+//!   so API clients and scripts keep working.
+//! * [`trusted_origin`](SessionLayer::trusted_origin) admits another
+//!   origin's pages; [`allow_cross_origin_under`](SessionLayer::allow_cross_origin_under)
+//!   exempts a path (webhooks).
+//!
+//! For browsers that send neither header, and as defence in depth, forms
+//! carry the session's synchronizer token ([`Session::csrf_token`](crate::Session::csrf_token)),
+//! checked by the [`CsrfForm`](crate::csrf::CsrfForm) and
+//! [`CsrfHeader`](crate::csrf::CsrfHeader) extractors.
+//!
+//! # Housekeeping
+//!
+//! The layer purges expired rows in the background, every
+//! [`purge_interval`](SessionLayer::purge_interval) (10 minutes by default),
+//! starting at the first request; the task stops once the layer and its
+//! services are dropped. A store therefore never grows without bound.
 //!
 //! # Example
 //!
@@ -58,6 +100,8 @@ use crate::store::SessionStore;
 mod client_ip;
 mod cookies;
 mod future;
+mod origin;
+mod purge;
 mod service;
 
 pub(crate) use client_ip::peer_ip;
@@ -71,6 +115,7 @@ pub(crate) struct Context {
     pub(crate) config: SessionConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
+    pub(crate) background_purge: purge::BackgroundPurge,
 }
 
 impl Context {
@@ -110,6 +155,7 @@ impl SessionLayer {
                 config: SessionConfig::default(),
                 clock: Arc::new(SystemClock),
                 auth_versions: None,
+                background_purge: purge::BackgroundPurge::default(),
             }),
         }
     }
@@ -230,6 +276,89 @@ impl SessionLayer {
         self.configure(|c| c.config.purge_batch_size = rows.max(1))
     }
 
+    /// How many API client sessions (stored for retrievers wrapped in
+    /// [`StoredSession`](crate::auth::StoredSession)) a user may have;
+    /// applied at each such sign-in, apart from the limit on human
+    /// sessions. Default: [`ConcurrentSessions::MaxPerUser(16)`](ConcurrentSessions::MaxPerUser).
+    pub fn api_sessions_per_user(self, policy: ConcurrentSessions) -> Self {
+        self.configure(|c| c.config.api_sessions = policy)
+    }
+
+    /// Lets pages of `origin` (`scheme://host[:port]`) send unsafe requests
+    /// to this site (see "Cross-origin requests" above).
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not of the form `scheme://host[:port]`: a
+    /// configuration mistake, reported at start-up.
+    pub fn trusted_origin(self, origin: &str) -> Self {
+        let origin = parse_origin(origin);
+        self.configure(|c| c.config.origin_check.trusted.push(origin))
+    }
+
+    /// This site's origin as browsers see it (`https://app.example`), for
+    /// the `Origin` comparison when the server cannot tell it from the
+    /// request (a proxy that rewrites `Host`). Without it, the origin is
+    /// the `Host` header's, with `https` when cookies are `Secure`, and a
+    /// trusted proxy's `X-Forwarded-Host`/`-Proto` or `Forwarded` believed.
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not of the form `scheme://host[:port]`.
+    pub fn public_origin(self, origin: &str) -> Self {
+        let origin = parse_origin(origin);
+        self.configure(|c| c.config.origin_check.public = Some(origin))
+    }
+
+    /// Lets unsafe requests from other origins reach `prefix` and every
+    /// path below it, on whole segments (`/hooks` covers `/hooks/stripe`,
+    /// not `/hookshot`): for webhooks, which authenticate themselves. The
+    /// layer cannot see routes, so exemptions are by path.
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` does not start with `/`.
+    pub fn allow_cross_origin_under(self, prefix: &str) -> Self {
+        assert!(
+            prefix.starts_with('/'),
+            "keycard: exempt path {prefix:?} must start with `/`"
+        );
+        let prefix = match prefix.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        }
+        .to_owned();
+        self.configure(|c| c.config.origin_check.exempt.push(prefix))
+    }
+
+    /// Turns the cross-origin refusal off. Only for applications that do
+    /// the same check themselves in front of keycard.
+    pub fn disable_origin_check(self) -> Self {
+        self.configure(|c| c.config.origin_check.disabled = true)
+    }
+
+    /// Purges expired rows in the background this often (see
+    /// "Housekeeping" above). Default: 10 minutes.
+    pub fn purge_interval(self, every: Duration) -> Self {
+        let every = every.max(Duration::from_secs(1));
+        self.configure(|c| c.config.purge_interval = Some(every))
+    }
+
+    /// No background purge: the application purges itself (with
+    /// [`SessionAdmin::spawn_purge_task`](crate::SessionAdmin::spawn_purge_task),
+    /// or `examples/admin.rs` from cron), or a test wants a store that
+    /// changes only when it says so.
+    pub fn no_background_purge(self) -> Self {
+        self.configure(|c| c.config.purge_interval = None)
+    }
+
+    /// Sends `Clear-Site-Data: "cache"` with a sign-out, so the browser
+    /// drops its cached copies of this origin's pages. Default: off.
+    /// (`"cookies"` would clear every application on the same host.)
+    pub fn clear_site_data_on_logout(self, on: bool) -> Self {
+        self.configure(|c| c.config.clear_site_data = on)
+    }
+
     /// Checks each signed-in session's credential version against the
     /// user's current one (see [`AuthVersions`]).
     pub fn auth_versions(self, versions: impl AuthVersions) -> Self {
@@ -241,6 +370,12 @@ impl SessionLayer {
     pub fn clock(self, clock: impl Clock) -> Self {
         self.configure(|c| c.clock = Arc::new(clock))
     }
+}
+
+fn parse_origin(origin: &str) -> crate::config::Origin {
+    crate::config::Origin::parse(origin).unwrap_or_else(|| {
+        panic!("keycard: origin {origin:?} must be of the form `scheme://host[:port]`")
+    })
 }
 
 /// A configured duration as chrono's type, capped at 100 years so that no

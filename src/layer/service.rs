@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::client_ip::client_ip;
 use super::future::ResponseFuture;
-use super::{Context, cookies};
+use super::{Context, cookies, origin};
 use crate::Session;
 
 /// The service [`SessionLayer`](super::SessionLayer) wraps around an
@@ -33,6 +33,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if let Some(every) = self.ctx.config.purge_interval {
+            self.ctx.background_purge.start(&self.ctx, every);
+        }
+        if let Err(reason) = origin::check(&request, &self.ctx.config) {
+            tracing::info!(
+                reason,
+                method = %request.method(),
+                path = request.uri().path(),
+                "keycard: cross-origin request refused"
+            );
+            return ResponseFuture::refused(crate::error::plain_response(
+                http::StatusCode::FORBIDDEN,
+                "Cross-origin request refused: this site accepts forms and scripts \
+                 only from its own pages.\n",
+            ));
+        }
         let presented = cookies::read(request.headers(), &self.ctx.config);
         let client_ip = client_ip(&request, &self.ctx.config.trusted_proxies);
         let session = Session::new(

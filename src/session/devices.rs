@@ -31,6 +31,9 @@ pub struct SessionInfo {
     pub auth_method: Option<String>,
     /// A "remember me" session.
     pub persistent: bool,
+    /// The credential that signed it in, if recorded (`api-token:17` for an
+    /// API token); not a secret.
+    pub signed_in_by: Option<String>,
     /// The session of the request that asked.
     pub current: bool,
 }
@@ -47,6 +50,7 @@ impl SessionInfo {
             is_api: f.is_api,
             auth_method: f.auth_method,
             persistent: f.persistent,
+            signed_in_by: f.credential,
             current: current == Some(record.id),
         }
     }

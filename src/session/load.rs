@@ -103,6 +103,7 @@ impl Session {
             last_activity: now,
             data: SessionData::new(),
             auth_version: None,
+            credential: None,
         }
     }
 }

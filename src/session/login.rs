@@ -1,5 +1,8 @@
 //! Signing in and out, and token rotation.
 
+use std::sync::atomic::Ordering;
+
+use super::state::{State, Working};
 use super::{Session, ready_mut};
 use crate::Error;
 
@@ -25,6 +28,7 @@ pub struct Login {
     method: Option<String>,
     auth_version: Option<i64>,
     api: bool,
+    credential: Option<String>,
 }
 
 impl Login {
@@ -35,7 +39,17 @@ impl Login {
             method: None,
             auth_version: None,
             api: false,
+            credential: None,
         }
+    }
+
+    /// Names the credential that signed this session in (an API token's
+    /// `api-token:17`, say; 1 to 255 characters): revoking that credential
+    /// ends this session (see
+    /// [`SessionAdmin::end_sessions_signed_in_by`](crate::SessionAdmin::end_sessions_signed_in_by)).
+    pub fn credential(mut self, credential: impl Into<String>) -> Self {
+        self.credential = Some(credential.into());
+        self
     }
 
     /// Marks the session as an API client's (CamCOPS' tablets): exempt from
@@ -79,6 +93,14 @@ impl Login {
                 "the auth method must be 1 to 64 characters",
             ));
         }
+        if self.credential.as_ref().is_some_and(|c| {
+            let chars = c.chars().count();
+            chars == 0 || chars > MAX_USER_ID_CHARS || c.chars().any(char::is_control)
+        }) {
+            return Err(Error::InvalidLogin(
+                "the credential name must be 1 to 255 characters",
+            ));
+        }
         Ok(())
     }
 }
@@ -101,6 +123,7 @@ impl Session {
     /// the layer's [`ConcurrentSessions`](crate::config::ConcurrentSessions)
     /// policy is applied to the user's other sessions.
     pub async fn login_with(&self, login: Login) -> Result<(), Error> {
+        self.writable()?;
         login.validate()?;
         let now = self.0.ctx.now();
         let mut state = self.ready().await?;
@@ -116,9 +139,31 @@ impl Session {
         w.view.auth_method = login.method;
         w.view.auth_version = login.auth_version;
         w.view.is_api = login.api;
+        w.view.credential = login.credential;
         w.view.authenticated_at = Some(now);
         w.identity_changed = true;
         w.rotate()
+    }
+
+    /// Signs the request in for this request only, from credentials it
+    /// carried itself (HTTP Basic, a bearer token): handlers and guards see
+    /// the user, but nothing is loaded or stored and no cookie is set.
+    /// Whatever session cookie the request brought is left as it is.
+    pub(crate) async fn sign_in_for_request(&self, login: Login) -> Result<(), Error> {
+        login.validate()?;
+        let now = self.0.ctx.now();
+        let mut view = self.fresh_fields(now);
+        view.user_id = Some(login.user_id);
+        view.auth_method = login.method;
+        view.auth_version = login.auth_version;
+        view.is_api = login.api;
+        view.credential = login.credential;
+        view.authenticated_at = Some(now);
+        let mut state = self.0.state.lock().await;
+        self.0.request_only.store(true, Ordering::Release);
+        self.0.used.store(true, Ordering::Release);
+        *state = State::Ready(Box::new(Working::fresh(view, tracing::Span::none())));
+        Ok(())
     }
 
     /// Signs out and ends the session: from here on the request is
@@ -127,12 +172,15 @@ impl Session {
     /// request from then on. (A value stored after the logout, a "goodbye"
     /// message say, starts a new anonymous session with new cookies.)
     pub async fn logout(&self) -> Result<(), Error> {
+        self.writable()?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
+        let signed_out = w.view.user_id.is_some() || w.signed_out;
         w.restart(fresh);
         w.ended = true;
+        w.signed_out = signed_out;
         Ok(())
     }
 
@@ -140,9 +188,12 @@ impl Session {
     /// the user, how and when they signed in are cleared and the session
     /// gets a fresh token, so the signed-in cookies are dead at once.
     pub async fn logout_keeping_data(&self) -> Result<(), Error> {
+        self.writable()?;
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
+        w.signed_out |= w.view.user_id.is_some();
         w.view.user_id = None;
+        w.view.credential = None;
         w.view.auth_method = None;
         w.view.authenticated_at = None;
         w.view.auth_version = None;
@@ -156,6 +207,7 @@ impl Session {
     /// token (otherwise the cookies are expired). This is how an API client
     /// whose cookie belongs to another user is switched over.
     pub async fn restart(&self) -> Result<(), Error> {
+        self.writable()?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
         let mut state = self.ready().await?;
@@ -166,6 +218,7 @@ impl Session {
     /// Gives the session a fresh token, keeping its values and user. Use it
     /// whenever the session's privileges change.
     pub async fn regenerate(&self) -> Result<(), Error> {
+        self.writable()?;
         let mut state = self.ready().await?;
         ready_mut(&mut state)?.rotate()
     }

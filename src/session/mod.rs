@@ -24,6 +24,7 @@ use crate::layer::Context;
 use crate::store::{SessionData, SessionRecord};
 use crate::token::{SessionId, SessionToken};
 
+mod csrf;
 mod devices;
 mod load;
 mod login;
@@ -32,7 +33,7 @@ mod state;
 
 pub use devices::SessionInfo;
 pub use login::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS};
-pub(crate) use save::CookieAction;
+pub(crate) use save::{CookieAction, Saved};
 use state::{State, Working};
 
 /// A request's session.
@@ -63,6 +64,9 @@ struct Shared {
     /// Set once a method has run, so an untouched session costs nothing at
     /// response time (not even taking the lock).
     used: AtomicBool,
+    /// Signed in by the request's own credentials for this request only:
+    /// nothing is loaded, stored or sent as a cookie.
+    request_only: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -79,6 +83,7 @@ impl Session {
             had_cookie,
             client_ip,
             used: AtomicBool::new(false),
+            request_only: AtomicBool::new(false),
             state: Mutex::new(State::Unloaded),
         }))
     }
@@ -99,12 +104,12 @@ impl Session {
     /// a change and causes no write.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = to_value(key, value)?;
-        self.with(|w| w.set(key, Some(value))).await
+        self.with_mut(|w| w.set(key, Some(value))).await
     }
 
     /// Removes `key` and returns its value, if it had one.
     pub async fn remove(&self, key: &str) -> Result<Option<Value>, Error> {
-        self.with(|w| {
+        self.with_mut(|w| {
             let old = w.view.data.get(key).cloned();
             w.set(key, None);
             old
@@ -114,7 +119,7 @@ impl Session {
 
     /// Removes every value. The user stays signed in.
     pub async fn clear(&self) -> Result<(), Error> {
-        self.with(Working::clear_data).await
+        self.with_mut(Working::clear_data).await
     }
 
     /// Atomically replaces the value under `key` by `f(old)` and returns the
@@ -140,6 +145,7 @@ impl Session {
         T: Serialize + DeserializeOwned + Send,
         F: FnMut(Option<T>) -> T + Send,
     {
+        self.writable()?;
         let now = self.0.ctx.now();
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
@@ -238,13 +244,35 @@ impl Session {
     /// Makes the cookies persistent ("remember me": they carry a `Max-Age`
     /// that ends with the absolute timeout) or browser-session cookies.
     pub async fn set_persistent(&self, persistent: bool) -> Result<(), Error> {
-        self.with(|w| {
+        self.with_mut(|w| {
             if w.view.persistent != persistent {
                 w.view.persistent = persistent;
                 w.persistent_changed = true;
             }
         })
         .await
+    }
+
+    /// Whether this request was signed in by its own credentials (HTTP
+    /// Basic, a bearer token) for this request only: the session is not
+    /// stored, and methods that would change it fail with
+    /// [`Error::RequestOnly`].
+    pub fn is_request_only(&self) -> bool {
+        self.0.request_only.load(Ordering::Acquire)
+    }
+
+    /// Refuses a change to a request-only session.
+    fn writable(&self) -> Result<(), Error> {
+        if self.is_request_only() {
+            return Err(Error::RequestOnly);
+        }
+        Ok(())
+    }
+
+    /// Runs `f`, which changes the session, on the loaded session.
+    async fn with_mut<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, Error> {
+        self.writable()?;
+        self.with(f).await
     }
 
     /// Runs `f` on the loaded session.

@@ -13,6 +13,26 @@ use crate::cnx::{EndReason, HookEvent};
 use crate::store::SessionRecord;
 use crate::token::{SessionId, SessionToken};
 
+/// What a save tells the response.
+pub(crate) struct Saved {
+    /// The cookies to set or expire.
+    pub(crate) cookies: CookieAction,
+    /// The response belongs to a signed-in user: private, never cached.
+    pub(crate) signed_in: bool,
+    /// A signed-in user signed out in this request.
+    pub(crate) signed_out: bool,
+}
+
+impl Saved {
+    fn untouched() -> Self {
+        Self {
+            cookies: CookieAction::None,
+            signed_in: false,
+            signed_out: false,
+        }
+    }
+}
+
 /// What the response must carry once the session is saved.
 pub(crate) enum CookieAction {
     /// Nothing: no cookie, no header.
@@ -52,7 +72,7 @@ impl Session {
     /// handler's transaction is rolled back before the session saves. The
     /// lifecycle hooks run after the writes, once the session's lock is
     /// released (a hook may read the session).
-    pub(crate) async fn save(&self, status: http::StatusCode) -> Result<CookieAction, Error> {
+    pub(crate) async fn save(&self, status: http::StatusCode) -> Result<Saved, Error> {
         if let Some(link) = crate::cnx::ambient::current() {
             // Asked without holding the session's lock: the rollback this
             // may run calls the application's operations, which may use the
@@ -66,24 +86,36 @@ impl Session {
                 link.session_saving(success, user).await;
             }
         }
-        let (action, events) = {
+        let (saved, events) = {
             let mut state = self.0.state.lock().await;
             let w = match &mut *state {
-                State::Unloaded => return Ok(CookieAction::None),
+                State::Unloaded => return Ok(Saved::untouched()),
                 State::Failed => return Err(Error::Unavailable),
-                // A server error means the handler's work did not complete:
-                // keep the session as it was rather than store half a change.
-                State::Ready(_) if status.is_server_error() => return Ok(CookieAction::None),
+                State::Ready(w) if status.is_server_error() || self.is_request_only() => {
+                    // A server error means the handler's work did not
+                    // complete: keep the session as it was rather than store
+                    // half a change. A request-only session is never stored.
+                    let stored_user = w.stored.as_ref().and_then(|r| r.fields.user_id.as_ref());
+                    return Ok(Saved {
+                        signed_in: w.view.user_id.is_some() || stored_user.is_some(),
+                        ..Saved::untouched()
+                    });
+                }
                 State::Ready(w) => w,
             };
             let span = w.span.clone();
-            let action = self.save_working(w).instrument(span).await?;
-            (action, std::mem::take(&mut w.events))
+            let cookies = self.save_working(w).instrument(span).await?;
+            let saved = Saved {
+                cookies,
+                signed_in: w.view.user_id.is_some(),
+                signed_out: w.signed_out,
+            };
+            (saved, std::mem::take(&mut w.events))
         };
         // After the writes, without the session's lock (a hook may read the
         // session).
         crate::cnx::ambient::fire(events).await?;
-        Ok(action)
+        Ok(saved)
     }
 
     async fn save_working(&self, w: &mut Working) -> Result<CookieAction, Error> {
@@ -161,21 +193,24 @@ impl Session {
         Ok(self.cookies_for(id, w))
     }
 
-    /// After a sign-in is saved: ends the user's human sessions beyond what
-    /// the [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
+    /// After a sign-in is saved: ends the user's sessions of the same kind
+    /// (human, or API client) beyond what that kind's
+    /// [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
     /// This session was just written with the latest `last_activity`, so it
     /// is the one the ranking keeps first.
     async fn apply_session_limit(&self, w: &mut Working) -> Result<(), Error> {
         let ctx = &self.0.ctx;
-        let (true, Some(user), false, Some(keep)) = (
-            w.identity_changed,
-            &w.view.user_id,
-            w.view.is_api,
-            ctx.config.concurrent_sessions.keep(),
-        ) else {
+        let api = w.view.is_api;
+        let policy = if api {
+            ctx.config.api_sessions
+        } else {
+            ctx.config.concurrent_sessions
+        };
+        let (true, Some(user), Some(keep)) = (w.identity_changed, &w.view.user_id, policy.keep())
+        else {
             return Ok(());
         };
-        let ended = ctx.store.delete_excess_for_user(user, keep).await?;
+        let ended = ctx.store.delete_excess_for_user(user, api, keep).await?;
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions ended by the per-user limit");
             let event = HookEvent::SessionsEnded {

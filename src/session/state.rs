@@ -38,6 +38,8 @@ pub(super) struct Working {
     pub(super) persistent_changed: bool,
     /// Signed out: expire the cookies unless a new session is stored.
     pub(super) ended: bool,
+    /// A signed-in user signed out in this request (for `Clear-Site-Data`).
+    pub(super) signed_out: bool,
     /// A stored row this request ended with [`Session::restart`](super::Session::restart),
     /// to delete when the response leaves.
     pub(super) replaced: Option<crate::token::SessionId>,
@@ -72,6 +74,7 @@ impl Working {
             identity_changed: false,
             persistent_changed: false,
             ended: false,
+            signed_out: false,
             replaced: None,
             replaced_user: None,
             events: Vec::new(),
@@ -205,6 +208,7 @@ impl Working {
             view.authenticated_at = self.view.authenticated_at;
             view.is_api = self.view.is_api;
             view.auth_version = self.view.auth_version;
+            view.credential = self.view.credential.take();
         }
         if self.persistent_changed {
             view.persistent = self.view.persistent;

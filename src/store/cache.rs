@@ -310,8 +310,13 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         deleted
     }
 
-    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
-        let deleted = self.inner.delete_excess_for_user(user_id, keep).await;
+    async fn delete_excess_for_user(
+        &self,
+        user_id: &str,
+        api: bool,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        let deleted = self.inner.delete_excess_for_user(user_id, api, keep).await;
         self.cache.clear();
         self.evict_when_transaction_ends(None);
         deleted

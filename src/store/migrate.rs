@@ -52,6 +52,14 @@ macro_rules! migrations {
                     "/0003_users_and_api_tokens.sql"
                 )),
             },
+            Migration {
+                version: 4,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0004_credentials.sql"
+                )),
+            },
         ]
     };
 }

@@ -60,7 +60,12 @@ pub type SessionData = Map<String, Value>;
 /// Every column of a session row but the two the store manages (`id`,
 /// `version`). This is what [`SessionStore::insert`] and
 /// [`SessionStore::update`] write.
+///
+/// New columns are added as new fields, so the struct cannot be built
+/// field by field outside keycard: a store that reads rows starts from
+/// [`SessionFields::new`] and sets the fields it reads.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SessionFields {
     /// SHA-256 of the session token; the token itself is never stored.
     pub token_hash: TokenHash,
@@ -86,6 +91,31 @@ pub struct SessionFields {
     /// one (see [`AuthVersions`](crate::AuthVersions)): a session whose
     /// version is older than the user's current one is refused.
     pub auth_version: Option<i64>,
+    /// The credential that signed the session in, when one is named
+    /// ([`Login::credential`](crate::Login::credential); an API token's
+    /// `api-token:17`): revoking it ends the session.
+    pub credential: Option<String>,
+}
+
+impl SessionFields {
+    /// An anonymous session's fields: no user, no values, created and last
+    /// active at `created_at`. Stores reading a row set the rest.
+    pub fn new(token_hash: TokenHash, created_at: DateTime<Utc>) -> Self {
+        Self {
+            token_hash,
+            user_id: None,
+            ip_address: None,
+            is_api: false,
+            auth_method: None,
+            authenticated_at: None,
+            persistent: false,
+            created_at,
+            last_activity: created_at,
+            data: SessionData::new(),
+            auth_version: None,
+            credential: None,
+        }
+    }
 }
 
 /// A session row as read from the store.
@@ -245,9 +275,15 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// the session store, say); returns how many.
     async fn delete_all(&self) -> Result<u64, StoreError>;
 
-    /// Deletes the user's human (non-API) sessions beyond the `keep` most
-    /// recently active, in one statement; returns how many.
-    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError>;
+    /// Deletes the user's sessions of one kind (API client sessions when
+    /// `api`, human ones otherwise) beyond the `keep` most recently active,
+    /// in one statement; returns how many.
+    async fn delete_excess_for_user(
+        &self,
+        user_id: &str,
+        api: bool,
+        keep: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Counts rows active at or after `since`.
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -307,8 +343,13 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     async fn delete_all(&self) -> Result<u64, StoreError> {
         (**self).delete_all().await
     }
-    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
-        (**self).delete_excess_for_user(user_id, keep).await
+    async fn delete_excess_for_user(
+        &self,
+        user_id: &str,
+        api: bool,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        (**self).delete_excess_for_user(user_id, api, keep).await
     }
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         (**self).count_active_since(since).await

@@ -16,12 +16,13 @@ const SQL: StatementTexts = StatementTexts {
     load: "SELECT {columns} FROM {table} WHERE id = $1",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = $1 FOR UPDATE",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
-        authenticated_at, persistent, created_at, last_activity, data, auth_version, version) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) RETURNING id",
+        authenticated_at, persistent, created_at, last_activity, data, auth_version, credential_id, \
+        version) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1) RETURNING id",
     update: "UPDATE {table} SET token_hash = $1, user_id = $2, ip_address = $3, \
         is_api = $4, auth_method = $5, authenticated_at = $6, persistent = $7, \
         created_at = $8, last_activity = $9, data = $10, auth_version = $11, \
-        version = version + 1 WHERE id = $12 AND version = $13",
+        credential_id = $12, version = version + 1 WHERE id = $13 AND version = $14",
     update_data: "UPDATE {table} SET data = $1, last_activity = $2, version = version + 1 \
         WHERE id = $3 AND version = $4",
     update_values: "UPDATE {table} SET data = $1, version = version + 1 WHERE id = $2 \
@@ -41,7 +42,7 @@ const SQL: StatementTexts = StatementTexts {
     // table it reads; one statement, so concurrent logins agree.
     delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
         SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
-        FROM {table} WHERE user_id = $1 AND NOT is_api) AS ranked WHERE place > $2)",
+        FROM {table} WHERE user_id = $1 AND is_api = $2) AS ranked WHERE place > $3)",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 
@@ -50,9 +51,11 @@ const USERS_SQL: UserStatementTexts = UserStatementTexts {
         failures, locked_until, created_at) VALUES ($1, $2, $3, $4, 0, NULL, $5)",
     find_user: "SELECT {user_columns} FROM {table}_users WHERE username = $1",
     find_user_for_update: "SELECT {user_columns} FROM {table}_users WHERE username = $1 FOR UPDATE",
-    set_password_hash: "UPDATE {table}_users SET password_hash = $1, failures = 0, \
+    set_password_hash: "UPDATE {table}_users SET credential_version = credential_version + 1, \
+        password_hash = $1, failures = 0, \
         locked_until = NULL WHERE username = $2",
-    set_disabled: "UPDATE {table}_users SET disabled = $1 WHERE username = $2",
+    set_disabled: "UPDATE {table}_users SET credential_version = credential_version + 1, \
+        disabled = $1 WHERE username = $2",
     write_failures: "UPDATE {table}_users SET failures = $1, locked_until = $2 \
         WHERE username = $3",
     clear_failures: "UPDATE {table}_users SET failures = 0, locked_until = NULL \

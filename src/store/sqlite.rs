@@ -22,11 +22,12 @@ const SQL: StatementTexts = StatementTexts {
     load: "SELECT {columns} FROM {table} WHERE id = ?",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = ?",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
-        authenticated_at, persistent, created_at, last_activity, data, auth_version, version) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+        authenticated_at, persistent, created_at, last_activity, data, auth_version, credential_id, \
+        version) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
     update: "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, \
         is_api = ?, auth_method = ?, authenticated_at = ?, persistent = ?, \
-        created_at = ?, last_activity = ?, data = ?, auth_version = ?, \
+        created_at = ?, last_activity = ?, data = ?, auth_version = ?, credential_id = ?, \
         version = version + 1 WHERE id = ? AND version = ?",
     update_data: "UPDATE {table} SET data = ?, last_activity = ?, version = version + 1 \
         WHERE id = ? AND version = ?",
@@ -47,7 +48,7 @@ const SQL: StatementTexts = StatementTexts {
     // table it reads; one statement, so concurrent logins agree.
     delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
         SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
-        FROM {table} WHERE user_id = ? AND NOT is_api) AS ranked WHERE place > ?)",
+        FROM {table} WHERE user_id = ? AND is_api = ?) AS ranked WHERE place > ?)",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
@@ -56,9 +57,11 @@ const USERS_SQL: UserStatementTexts = UserStatementTexts {
         failures, locked_until, created_at) VALUES (?, ?, ?, ?, 0, NULL, ?)",
     find_user: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
     find_user_for_update: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
-    set_password_hash: "UPDATE {table}_users SET password_hash = ?, failures = 0, \
+    set_password_hash: "UPDATE {table}_users SET credential_version = credential_version + 1, \
+        password_hash = ?, failures = 0, \
         locked_until = NULL WHERE username = ?",
-    set_disabled: "UPDATE {table}_users SET disabled = ? WHERE username = ?",
+    set_disabled: "UPDATE {table}_users SET credential_version = credential_version + 1, \
+        disabled = ? WHERE username = ?",
     write_failures: "UPDATE {table}_users SET failures = ?, locked_until = ? \
         WHERE username = ?",
     clear_failures: "UPDATE {table}_users SET failures = 0, locked_until = NULL \

@@ -13,7 +13,10 @@ use crate::auth::LockoutPolicy;
 use crate::token::TokenHash;
 
 /// An account as stored. The password hash is an argon2id PHC string.
+///
+/// Extensible: outside keycard, start from [`UserRecord::new`].
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserRecord {
     /// The canonical user name (NFKC, lower case): the account's key and
     /// the user id its sessions carry.
@@ -30,6 +33,29 @@ pub struct UserRecord {
     pub locked_until: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// Bumped by every password change and by disabling the account.
+    pub credential_version: i64,
+}
+
+impl UserRecord {
+    /// An enabled account with no failures, at credential version 0.
+    pub fn new(
+        username: impl Into<String>,
+        display_name: impl Into<String>,
+        password_hash: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            display_name: display_name.into(),
+            password_hash: password_hash.into(),
+            disabled: false,
+            failures: 0,
+            locked_until: None,
+            created_at,
+            credential_version: 0,
+        }
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -44,7 +70,10 @@ impl std::fmt::Debug for UserRecord {
 }
 
 /// An API bearer token as stored: the token itself never is, only its hash.
+///
+/// Extensible: outside keycard, start from [`ApiTokenRecord::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiTokenRecord {
     /// The token's key (not secret).
     pub id: i64,
@@ -56,6 +85,30 @@ pub struct ApiTokenRecord {
     pub created_at: DateTime<Utc>,
     /// When it was last used to sign in.
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiTokenRecord {
+    /// A token never used yet.
+    pub fn new(
+        id: i64,
+        user_id: impl Into<String>,
+        name: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            user_id: user_id.into(),
+            name: name.into(),
+            created_at,
+            last_used_at: None,
+        }
+    }
+
+    /// The name sessions opened with this token record as their
+    /// credential ([`Login::credential`](crate::Login::credential)).
+    pub fn credential(&self) -> String {
+        format!("api-token:{}", self.id)
+    }
 }
 
 /// A token to store: [`UserStore::insert_api_token`] assigns its id.
@@ -80,11 +133,12 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     /// The account with this canonical user name.
     async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
-    /// Replaces the password hash and clears the failure count and lock;
-    /// `false` if there is no such account.
+    /// Replaces the password hash, bumps the credential version and clears
+    /// the failure count and lock; `false` if there is no such account.
     async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError>;
 
-    /// Disables or re-enables the account; `false` if there is no such one.
+    /// Disables or re-enables the account and bumps its credential version;
+    /// `false` if there is no such one.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError>;
 
     /// Counts one failed sign-in and locks the account as `policy` says, in

@@ -190,10 +190,15 @@ impl SessionStore for CountingStore {
         self.inner.delete_all().await
     }
 
-    async fn delete_excess_for_user(&self, user_id: &str, keep: u32) -> Result<u64, StoreError> {
+    async fn delete_excess_for_user(
+        &self,
+        user_id: &str,
+        api: bool,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
         self.calls.delete.fetch_add(1, Ordering::SeqCst);
         self.check(&self.fail_writes)?;
-        self.inner.delete_excess_for_user(user_id, keep).await
+        self.inner.delete_excess_for_user(user_id, api, keep).await
     }
 
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -422,9 +427,44 @@ async fn info(session: Session) -> AppResult {
     Ok(format!("{id} {created} {last}").into_response())
 }
 
+/// The session's synchronizer token, or nothing.
+async fn csrf_token(session: Session) -> AppResult {
+    let token = session.csrf_token().await?;
+    Ok(token
+        .map(|t| t.as_str().to_owned())
+        .unwrap_or_default()
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct Note {
+    note: String,
+}
+
+/// A form post guarded by the synchronizer token: stores `note`.
+async fn guarded_note(session: Session, form: keycard::csrf::CsrfForm<Note>) -> AppResult {
+    session.insert("note", form.0.note).await?;
+    Ok("noted".into_response())
+}
+
+/// A script's post guarded by the token header: bumps the counter.
+async fn guarded_incr(_: keycard::csrf::CsrfHeader, session: Session) -> AppResult {
+    incr(session).await
+}
+
+/// A page the handler marks cacheable itself.
+async fn own_cache_control(session: Session) -> AppResult {
+    let user = session.user_id().await?.unwrap_or_default();
+    Ok(([(header::CACHE_CONTROL, "private, max-age=60")], user).into_response())
+}
+
 /// The application the behaviour suite drives.
 pub fn app(layer: SessionLayer) -> Router {
     Router::new()
+        .route("/csrf", get(csrf_token))
+        .route("/guarded/note", post(guarded_note))
+        .route("/guarded/incr", post(guarded_incr))
+        .route("/own-cache-control", get(own_cache_control))
         .route("/anon", get(|| async { "ok" }))
         .route("/read", get(read_counter))
         .route("/incr", post(incr))
@@ -534,6 +574,28 @@ impl Client {
         self.send("POST", uri).await
     }
 
+    /// Posts an `application/x-www-form-urlencoded` body, as a browser's
+    /// form does, with the jar's cookies and the client's headers.
+    pub async fn post_form(&mut self, uri: &str, body: &str) -> Reply {
+        let mut request =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(cookies) = self.cookie_header() {
+            request = request.header(header::COOKIE, cookies);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut request = request
+            .body(Body::from(body.to_owned()))
+            .expect("valid request");
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let reply = send_raw(&self.app, request).await;
+        self.absorb(&reply);
+        reply
+    }
+
     /// The session id the jar holds.
     pub fn session_id(&self) -> Option<SessionId> {
         self.jar
@@ -620,7 +682,10 @@ impl TestStore {
     /// The layer the suite uses: development cookies (so the jar sees plain
     /// names) unless a test says otherwise, and the manual clock.
     pub fn layer(&self) -> SessionLayer {
-        SessionLayer::with_shared_store(self.counting.clone()).clock(self.clock.clone())
+        // No background purge: a test's rows change only when it says so.
+        SessionLayer::with_shared_store(self.counting.clone())
+            .clock(self.clock.clone())
+            .no_background_purge()
     }
 
     pub fn calls(&self) -> &Calls {

@@ -18,7 +18,7 @@ use chrono::TimeDelta;
 use keycard::auth::{
     ApiTokens, AuthLayer, AuthUser, BasicAuth, BearerAuth, CurrentUser, LockoutPolicy,
     PasswordAuthenticator, Permission, Permissions, RequireAuthMethod, RequirePermission,
-    RequireUser, TrustedHeader, method, methods,
+    RequireUser, StoredSession, TrustedHeader, method, methods,
 };
 use keycard::{BoxError, Login, Session};
 
@@ -52,11 +52,25 @@ struct AuthApp {
     tokens: ApiTokens,
 }
 
+/// The application with request-only Basic and bearer sign-ins (the
+/// default).
 fn auth_app(store: &TestStore) -> AuthApp {
-    let passwords = PasswordAuthenticator::with_shared_store(store.users.clone())
+    auth_app_with(store, false)
+}
+
+/// The application whose Basic and bearer clients get stored API sessions
+/// ([`StoredSession`]), as CamCOPS' tablets do.
+fn stored_auth_app(store: &TestStore) -> AuthApp {
+    auth_app_with(store, true)
+}
+
+fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
+    let layer = store.layer();
+    let passwords = PasswordAuthenticator::with_shared_store(store.users.clone(), layer.admin())
         .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"))
         .clock(store.clock.clone());
-    let tokens = ApiTokens::with_shared_store(store.users.clone()).clock(store.clock.clone());
+    let tokens =
+        ApiTokens::with_shared_store(store.users.clone(), layer.admin()).clock(store.clock.clone());
     let form_passwords = passwords.clone();
     let form_login = move |session: Session, Form(form): Form<Credentials>| {
         let passwords = form_passwords.clone();
@@ -123,35 +137,80 @@ fn auth_app(store: &TestStore) -> AuthApp {
         )
         .route("/tokens/{name}", post(create))
         .route("/tokens/{id}/revoke", post(revoke))
-        .layer(
-            AuthLayer::new()
-                .retriever(BasicAuth)
-                .retriever(BearerAuth)
-                .retriever(ApiKeyHeader)
-                .trusted_header(TrustedHeader::new(
-                    "x-remote-user",
-                    ["10.0.0.0/8".parse().expect("net")],
-                ))
-                .authenticator(passwords.clone())
-                .authenticator(tokens.clone())
-                .authenticator(TrustProxy)
-                .authenticator(ApiKeys)
-                .on_authenticated(|_, info| {
-                    if info.method == methods::TRUSTED_HEADER {
-                        vec!["via-proxy".to_owned()]
-                    } else {
-                        Vec::new()
-                    }
-                })
-                .permissions(AlicesRules)
-                .login_url("/login"),
+        .route(
+            "/set/{key}/{value}",
+            post(
+                |session: Session, Path((key, value)): Path<(String, String)>| async move {
+                    session.insert(&key, value).await?;
+                    Ok::<_, keycard::Error>("ok")
+                },
+            ),
         )
-        .layer(store.layer());
+        .route("/change-password", {
+            let passwords = passwords.clone();
+            post(move |session: Session, Form(form): Form<PasswordChange>| {
+                let passwords = passwords.clone();
+                async move { change_password(&passwords, &session, &form).await }
+            })
+        })
+        .layer(
+            if stored_sessions {
+                AuthLayer::new()
+                    .retriever(StoredSession(BasicAuth))
+                    .retriever(StoredSession(BearerAuth))
+                    .retriever(StoredSession(ApiKeyHeader))
+            } else {
+                AuthLayer::new()
+                    .retriever(BasicAuth)
+                    .retriever(BearerAuth)
+                    .retriever(ApiKeyHeader)
+            }
+            .trusted_header(TrustedHeader::new(
+                "x-remote-user",
+                ["10.0.0.0/8".parse().expect("net")],
+            ))
+            .authenticator(passwords.clone())
+            .authenticator(tokens.clone())
+            .authenticator(TrustProxy)
+            .authenticator(ApiKeys)
+            .on_authenticated(|_, info| {
+                if info.method == methods::TRUSTED_HEADER {
+                    vec!["via-proxy".to_owned()]
+                } else {
+                    Vec::new()
+                }
+            })
+            .permissions(AlicesRules)
+            .login_url("/login"),
+        )
+        .layer(layer);
     AuthApp {
         router,
         passwords,
         tokens,
     }
+}
+
+/// `POST /change-password` with `current` and `new` in the form.
+async fn change_password(
+    passwords: &PasswordAuthenticator,
+    session: &Session,
+    form: &PasswordChange,
+) -> StatusCode {
+    match passwords
+        .change_password(session, &form.current, &form.new)
+        .await
+    {
+        Ok(()) => StatusCode::OK,
+        Err(keycard::auth::AccountError::WrongPassword) => StatusCode::FORBIDDEN,
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PasswordChange {
+    current: String,
+    new: String,
 }
 
 /// An application's own retriever: `X-Api-Key: <key>`.
@@ -194,9 +253,7 @@ impl keycard::auth::Authenticator for ApiKeys {
             return Err(keycard::auth::AuthenticationError::NotMine);
         };
         match key.as_str() {
-            "key-of-frank" => Ok(keycard::auth::Authenticated {
-                user_id: "frank".into(),
-            }),
+            "key-of-frank" => Ok(keycard::auth::Authenticated::new("frank")),
             _ => Err(keycard::auth::AuthenticationError::Rejected),
         }
     }
@@ -213,9 +270,9 @@ impl keycard::auth::Authenticator for TrustProxy {
         credentials: &keycard::auth::Credentials,
     ) -> Result<keycard::auth::Authenticated, keycard::auth::AuthenticationError> {
         match credentials {
-            keycard::auth::Credentials::TrustedUser(user) => Ok(keycard::auth::Authenticated {
-                user_id: user.clone(),
-            }),
+            keycard::auth::Credentials::TrustedUser(user) => {
+                Ok(keycard::auth::Authenticated::new(user.clone()))
+            }
             _ => Err(keycard::auth::AuthenticationError::NotMine),
         }
     }
@@ -250,7 +307,7 @@ async fn with_headers(client: &mut Client, uri: &str, headers: Vec<(String, Stri
 }
 
 pub async fn basic_auth_signs_in_an_api_session_once_per_session(store: TestStore) {
-    let app = auth_app(&store);
+    let app = stored_auth_app(&store);
     app.passwords
         .create_user("alice", "secret")
         .await
@@ -275,7 +332,7 @@ pub async fn basic_auth_signs_in_an_api_session_once_per_session(store: TestStor
 }
 
 pub async fn wrong_credentials_get_the_same_401_and_end_the_api_session(store: TestStore) {
-    let app = auth_app(&store);
+    let app = stored_auth_app(&store);
     app.passwords
         .create_user("alice", "secret")
         .await
@@ -382,7 +439,7 @@ pub async fn credentials_in_the_query_string_are_ignored(store: TestStore) {
 }
 
 pub async fn an_api_client_with_another_users_cookie_is_swapped_in_one_request(store: TestStore) {
-    let app = auth_app(&store);
+    let app = stored_auth_app(&store);
     app.passwords
         .create_user("alice", "a-secret")
         .await
@@ -765,7 +822,7 @@ pub async fn accounts_have_one_canonical_name_and_can_be_disabled(store: TestSto
 }
 
 pub async fn an_application_retriever_and_authenticator_plug_in(store: TestStore) {
-    let app = auth_app(&store);
+    let app = stored_auth_app(&store);
     let mut client = Client::new(app.router.clone());
     let key = |k: &str| vec![("x-api-key".to_owned(), k.to_owned())];
     let reply = with_headers(&mut client, "/me", key("key-of-frank")).await;
@@ -789,4 +846,298 @@ pub async fn an_application_retriever_and_authenticator_plug_in(store: TestStore
         send_raw(&app.router, request).await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// The number of session rows of `user`.
+async fn rows_of(store: &TestStore, user: &str) -> usize {
+    store.store().list_for_user(user).await.expect("list").len()
+}
+
+fn bearer(secret: &str) -> (String, String) {
+    ("authorization".to_owned(), format!("Bearer {secret}"))
+}
+
+fn cache_control(reply: &Reply) -> Option<&str> {
+    reply
+        .headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+}
+
+pub async fn bearer_requests_without_a_cookie_jar_store_nothing(store: TestStore) {
+    let app = auth_app(&store);
+    let secret = app
+        .tokens
+        .create("alice", "ci")
+        .await
+        .expect("token")
+        .secret;
+    store.calls().reset();
+    for _ in 0..1000 {
+        let mut client = Client::new(app.router.clone());
+        let reply = with_headers(&mut client, "/me", vec![bearer(&secret)]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, "alice bearer api []");
+        assert!(reply.set_cookies().is_empty(), "no cookie");
+        assert_eq!(cache_control(&reply), Some("no-store"), "private");
+    }
+    assert_eq!(store.calls().total(), 0, "no session query at all");
+    assert_eq!(rows_of(&store, "alice").await, 0, "no session row");
+    let listed = app.tokens.list("alice").await.expect("list");
+    assert!(listed[0].last_used_at.is_some(), "last use still recorded");
+}
+
+pub async fn basic_requests_store_nothing_and_leave_the_cookie_session_alone(store: TestStore) {
+    let app = auth_app(&store);
+    for (user, password) in [("alice", "a-secret"), ("bob", "b-secret")] {
+        app.passwords
+            .create_user(user, password)
+            .await
+            .expect("user");
+    }
+    for _ in 0..5 {
+        let mut client = Client::new(app.router.clone());
+        let reply = with_headers(&mut client, "/me", vec![basic("alice", "a-secret")]).await;
+        assert_eq!(reply.body, "alice basic api []");
+        assert!(reply.set_cookies().is_empty());
+    }
+    assert_eq!(rows_of(&store, "alice").await, 0);
+    // A browser session of alice; then bob's credentials with alice's
+    // cookies: the handler sees bob, and alice's session is neither loaded,
+    // changed nor ended.
+    let mut browser = Client::new(app.router.clone());
+    form_login(&mut browser, "alice", "a-secret").await;
+    let alice_id = browser.session_id().expect("id");
+    let before = store.row(alice_id).await.expect("row");
+    store.calls().reset();
+    let reply = with_headers(&mut browser, "/me", vec![basic("bob", "b-secret")]).await;
+    assert_eq!(reply.body, "bob basic api []");
+    assert!(reply.set_cookies().is_empty(), "alice's cookies stay");
+    assert_eq!(store.calls().total(), 0, "alice's session not even loaded");
+    assert_eq!(store.row(alice_id).await.expect("row"), before);
+    assert_eq!(rows_of(&store, "bob").await, 0);
+    // Wrong credentials with the cookie: refused, the cookie's session alone.
+    let reply = with_headers(&mut browser, "/me", vec![basic("bob", "wrong")]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(store.row(alice_id).await.is_some());
+    assert_eq!(browser.get("/maybe").await.body, "alice");
+}
+
+pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: TestStore) {
+    let app = auth_app(&store);
+    let secret = app
+        .tokens
+        .create("alice", "ci")
+        .await
+        .expect("token")
+        .secret;
+    let mut client = Client::new(app.router.clone());
+    client.headers = vec![bearer(&secret)];
+    let reply = client.post("/set/colour/blue").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("own credentials"), "{}", reply.body);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(rows_of(&store, "alice").await, 0);
+    // A password change from a request-only session ends every session of
+    // the account (there is none to keep) and sets no cookie.
+    app.passwords.create_user("bob", "old").await.expect("user");
+    let mut browser = Client::new(app.router.clone());
+    form_login(&mut browser, "bob", "old").await;
+    let mut api = Client::new(app.router.clone());
+    api.headers = vec![basic("bob", "old")];
+    let reply = api
+        .post_form("/change-password", "current=old&new=newer")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(browser.get("/maybe").await.body, "anonymous");
+}
+
+pub async fn the_opt_in_api_session_with_a_cookie_jar_is_one_row(store: TestStore) {
+    let app = stored_auth_app(&store);
+    let secret = app
+        .tokens
+        .create("alice", "tablet")
+        .await
+        .expect("token")
+        .secret;
+    let mut tablet = Client::new(app.router.clone());
+    for _ in 0..50 {
+        let reply = with_headers(&mut tablet, "/me", vec![bearer(&secret)]).await;
+        assert_eq!(reply.body, "alice bearer api []");
+    }
+    assert_eq!(rows_of(&store, "alice").await, 1, "one API session");
+    let row = store
+        .row(tablet.session_id().expect("id"))
+        .await
+        .expect("row");
+    assert!(row.fields.is_api);
+    let token_id = app.tokens.list("alice").await.expect("list")[0].id;
+    assert_eq!(
+        row.fields.credential.as_deref(),
+        Some(format!("api-token:{token_id}").as_str()),
+        "the token that opened it is recorded"
+    );
+}
+
+pub async fn api_sessions_are_capped_per_user(store: TestStore) {
+    let layer = store
+        .layer()
+        .api_sessions_per_user(keycard::ConcurrentSessions::MaxPerUser(3));
+    let tokens =
+        ApiTokens::with_shared_store(store.users.clone(), layer.admin()).clock(store.clock.clone());
+    let router = Router::new()
+        .route(
+            "/me",
+            get(|RequireUser(user): RequireUser| async move { user.id }),
+        )
+        .layer(
+            AuthLayer::new()
+                .retriever(StoredSession(BearerAuth))
+                .authenticator(tokens.clone()),
+        )
+        .layer(layer);
+    let secret = tokens.create("alice", "fleet").await.expect("token").secret;
+    for _ in 0..10 {
+        store.clock.advance(TimeDelta::seconds(1));
+        let mut client = Client::new(router.clone());
+        let reply = with_headers(&mut client, "/me", vec![bearer(&secret)]).await;
+        assert_eq!(reply.body, "alice");
+    }
+    assert_eq!(rows_of(&store, "alice").await, 3, "bounded");
+}
+
+pub async fn revoking_a_token_ends_the_sessions_it_opened(store: TestStore) {
+    let app = stored_auth_app(&store);
+    let secret = app
+        .tokens
+        .create("alice", "tablet")
+        .await
+        .expect("token")
+        .secret;
+    let other = app
+        .tokens
+        .create("alice", "phone")
+        .await
+        .expect("token")
+        .secret;
+    let mut tablet = Client::new(app.router.clone());
+    with_headers(&mut tablet, "/me", vec![bearer(&secret)]).await;
+    let mut phone = Client::new(app.router.clone());
+    with_headers(&mut phone, "/me", vec![bearer(&other)]).await;
+    // From now on the tablet uses its cookie alone.
+    assert_eq!(tablet.get("/maybe").await.body, "alice");
+    let id = app.tokens.list("alice").await.expect("list")[0].id;
+    assert!(app.tokens.revoke("alice", id).await.expect("revoke"));
+    assert!(store.row(tablet.session_id().expect("id")).await.is_none());
+    assert_eq!(tablet.get("/maybe").await.body, "anonymous", "revoked");
+    assert_eq!(phone.get("/maybe").await.body, "alice", "the other token's");
+    let reply = with_headers(&mut tablet, "/me", vec![bearer(&secret)]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+pub async fn disabling_an_account_ends_its_sessions(store: TestStore) {
+    let app = stored_auth_app(&store);
+    app.passwords
+        .create_user("alice", "secret")
+        .await
+        .expect("user");
+    let mut browser = Client::new(app.router.clone());
+    form_login(&mut browser, "alice", "secret").await;
+    let mut tablet = Client::new(app.router.clone());
+    with_headers(&mut tablet, "/me", vec![basic("alice", "secret")]).await;
+    assert_eq!(rows_of(&store, "alice").await, 2);
+    assert!(
+        app.passwords
+            .set_disabled("alice", true)
+            .await
+            .expect("disable")
+    );
+    assert_eq!(rows_of(&store, "alice").await, 0);
+    assert_eq!(browser.get("/maybe").await.body, "anonymous");
+    assert_eq!(tablet.get("/maybe").await.body, "anonymous");
+    let account = app
+        .passwords
+        .account("alice")
+        .await
+        .expect("account")
+        .expect("exists");
+    assert_eq!(account.credential_version, 1, "bumped");
+}
+
+pub async fn a_password_change_keeps_this_session_and_ends_the_others(store: TestStore) {
+    let app = auth_app(&store);
+    app.passwords
+        .create_user("alice", "old")
+        .await
+        .expect("user");
+    let mut here = Client::new(app.router.clone());
+    form_login(&mut here, "alice", "old").await;
+    let mut elsewhere = Client::new(app.router.clone());
+    form_login(&mut elsewhere, "alice", "old").await;
+    let here_id = here.session_id().expect("id");
+    let old_token = here.token().expect("token");
+    let captured = here.jar.clone();
+    // A wrong current password changes nothing.
+    let reply = here
+        .post_form("/change-password", "current=nope&new=newer")
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(elsewhere.get("/maybe").await.body, "alice");
+    let reply = here
+        .post_form("/change-password", "current=old&new=newer")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.set_cookies().len(), 2, "a fresh token");
+    assert_eq!(here.session_id(), Some(here_id), "the same session");
+    assert_ne!(here.token().expect("token"), old_token);
+    assert_eq!(here.get("/maybe").await.body, "alice", "kept");
+    assert_eq!(elsewhere.get("/maybe").await.body, "anonymous", "ended");
+    let mut replay = Client::new(app.router.clone());
+    replay.jar = captured;
+    assert_eq!(
+        replay.get("/maybe").await.body,
+        "anonymous",
+        "old token dead"
+    );
+    assert_eq!(rows_of(&store, "alice").await, 1);
+    let mut login = Client::new(app.router.clone());
+    assert_eq!(
+        form_login(&mut login, "alice", "newer").await.status,
+        StatusCode::OK
+    );
+    // Anonymous sessions cannot change anybody's password.
+    let mut anonymous = Client::new(app.router.clone());
+    let reply = anonymous
+        .post_form("/change-password", "current=newer&new=x")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+pub async fn an_administrators_password_reset_ends_every_session(store: TestStore) {
+    let app = auth_app(&store);
+    app.passwords
+        .create_user("alice", "old")
+        .await
+        .expect("user");
+    let mut one = Client::new(app.router.clone());
+    form_login(&mut one, "alice", "old").await;
+    let mut two = Client::new(app.router.clone());
+    form_login(&mut two, "alice", "old").await;
+    assert!(
+        app.passwords
+            .set_password("alice", "reset")
+            .await
+            .expect("set")
+    );
+    assert_eq!(one.get("/maybe").await.body, "anonymous");
+    assert_eq!(two.get("/maybe").await.body, "anonymous");
+    assert_eq!(rows_of(&store, "alice").await, 0);
+    let account = app
+        .passwords
+        .account("alice")
+        .await
+        .expect("account")
+        .expect("exists");
+    assert_eq!(account.credential_version, 1);
 }

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cnx;
 pub mod concurrency;
 pub mod cookies;
+pub mod edges;
 pub mod failures;
 pub mod lifecycle;
 pub mod timeouts;
@@ -409,6 +410,23 @@ macro_rules! behaviour_suite {
             concurrency::concurrent_value_writes_are_judged_by_their_own_versions,
             concurrency::cancelled_writers_do_not_hold_up_the_others,
             concurrency::concurrent_loads_each_see_only_their_own_session,
+            edges::cross_origin_unsafe_requests_are_refused_before_any_session_work,
+            edges::same_origin_and_headerless_unsafe_requests_pass,
+            edges::trusted_origins_and_exempt_paths_take_cross_origin_requests,
+            edges::malformed_and_repeated_fetch_headers_are_refused_cleanly,
+            edges::the_synchronizer_token_guards_forms_and_rotates_at_sign_in,
+            edges::signed_in_responses_are_never_cached,
+            edges::sign_out_can_clear_the_site_cache,
+            edges::expired_rows_are_purged_in_the_background_by_default,
+            auth::bearer_requests_without_a_cookie_jar_store_nothing,
+            auth::basic_requests_store_nothing_and_leave_the_cookie_session_alone,
+            auth::a_request_only_session_refuses_writes_with_a_clear_error,
+            auth::the_opt_in_api_session_with_a_cookie_jar_is_one_row,
+            auth::api_sessions_are_capped_per_user,
+            auth::revoking_a_token_ends_the_sessions_it_opened,
+            auth::disabling_an_account_ends_its_sessions,
+            auth::a_password_change_keeps_this_session_and_ends_the_others,
+            auth::an_administrators_password_reset_ends_every_session,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {

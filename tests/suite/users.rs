@@ -26,19 +26,11 @@ async fn signed_in(app: &axum::Router, user: &str) -> Client {
 async fn api_session(store: &TestStore, user: &str) -> SessionId {
     let now = store.clock.now();
     let now = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).expect("time");
-    let fields = SessionFields {
-        token_hash: SessionToken::generate().expect("rng").hash(),
-        user_id: Some(user.to_owned()),
-        ip_address: None,
-        is_api: true,
-        auth_method: Some("basic".into()),
-        authenticated_at: Some(now),
-        persistent: false,
-        created_at: now,
-        last_activity: now,
-        data: Default::default(),
-        auth_version: None,
-    };
+    let mut fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), now);
+    fields.user_id = Some(user.to_owned());
+    fields.is_api = true;
+    fields.auth_method = Some("basic".into());
+    fields.authenticated_at = Some(now);
     store.store().insert(&fields).await.expect("insert")
 }
 

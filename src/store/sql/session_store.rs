@@ -44,6 +44,7 @@ macro_rules! sql_store {
                 last_activity: required("last_activity")?,
                 data: row.try_get("data")?,
                 auth_version: row.try_get("auth_version")?,
+                credential: row.try_get("credential_id")?,
             }
             .into_record()
         }
@@ -63,6 +64,7 @@ macro_rules! sql_store {
                 .bind($time(f.last_activity))
                 .bind($crate::store::sql::encode_data(&f.data))
                 .bind(f.auth_version)
+                .bind(f.credential.as_deref())
         }
 
         async fn fetch<'e>(
@@ -417,12 +419,14 @@ macro_rules! sql_store {
             async fn delete_excess_for_user(
                 &self,
                 user_id: &str,
+                api: bool,
                 keep: u32,
             ) -> Result<u64, StoreError> {
                 let this = self;
                 let done = $crate::store::sql::retry_deadlocks(move || async move {
                     Ok(sqlx::query(this.sql.delete_excess_for_user.clone())
                         .bind(user_id)
+                        .bind(api)
                         .bind(i64::from(keep))
                         .execute(&mut *this.write_conn().await?)
                         .await?)

@@ -9,7 +9,8 @@ use crate::token::{SessionId, TokenHash};
 
 /// The columns every `SELECT` reads, in the order [`RawRow`] names them.
 pub(crate) const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, \
-    auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version";
+    auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version, \
+    credential_id";
 
 /// One backend's SQL, with `{table}` where the table name goes and the
 /// backend's own placeholders.
@@ -53,8 +54,8 @@ pub(crate) struct UserStatementTexts {
 }
 
 /// The columns of `<table>_users` every `SELECT` reads.
-pub(crate) const USER_COLUMNS: &str =
-    "username, display_name, password_hash, disabled, failures, locked_until, created_at";
+pub(crate) const USER_COLUMNS: &str = "username, display_name, password_hash, disabled, failures, locked_until, created_at, \
+    credential_version";
 /// The columns of `<table>_api_tokens` every `SELECT` reads.
 pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
 
@@ -177,6 +178,7 @@ pub(crate) struct RawRow {
     pub(crate) last_activity: DateTime<Utc>,
     pub(crate) data: String,
     pub(crate) auth_version: Option<i64>,
+    pub(crate) credential: Option<String>,
 }
 
 impl RawRow {
@@ -201,6 +203,7 @@ impl RawRow {
                 data: serde_json::from_str(&self.data)
                     .map_err(|_| corrupt("`data` is not a JSON object"))?,
                 auth_version: self.auth_version,
+                credential: self.credential,
             },
         })
     }

@@ -23,6 +23,7 @@ macro_rules! user_store {
                     id: 0,
                     what: "an account has no `created_at`",
                 })?,
+                credential_version: row.try_get("credential_version")?,
             })
         }
 
