@@ -75,13 +75,31 @@ impl Browser {
     }
 
     async fn send(&mut self, method: reqwest::Method, path: &str) -> (u16, String, usize) {
+        self.send_with(method, path, &[]).await.0
+    }
+
+    /// Sends with extra headers; also returns the `Cache-Control` answered.
+    async fn send_with(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> ((u16, String, usize), Option<String>) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if !self.jar.is_empty() {
             let cookies: Vec<_> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
             request = request.header("cookie", cookies.join("; "));
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
+        let cache_control = response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut set = 0;
         for value in response.headers().get_all("set-cookie") {
             set += 1;
@@ -93,7 +111,10 @@ impl Browser {
                 self.jar.insert(c.name().to_owned(), c.value().to_owned());
             }
         }
-        (status, response.text().await.expect("body"), set)
+        (
+            (status, response.text().await.expect("body"), set),
+            cache_control,
+        )
     }
 
     async fn get(&mut self, path: &str) -> (u16, String, usize) {
@@ -119,6 +140,53 @@ async fn contract(server: Server) {
     assert_ne!(browser.jar, before);
     assert_eq!(browser.get("/whoami").await, (200, "bob".into(), 0));
     assert_eq!(browser.get("/read").await.1, "2");
+
+    // Forged by another origin's page (the server's own origin is its
+    // `Host`, 127.0.0.1:<port>): refused before any session work.
+    let port = server.base.rsplit(':').next().expect("port").to_owned();
+    let other_port = format!(
+        "http://127.0.0.1:{}",
+        port.parse::<u16>().expect("port") ^ 1
+    );
+    let own = format!("http://127.0.0.1:{port}");
+    let jar = browser.jar.clone();
+    for headers in [
+        vec![
+            ("sec-fetch-site", "same-site"),
+            ("origin", other_port.as_str()),
+        ],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+        ],
+        vec![("origin", other_port.as_str())],
+        vec![("origin", "null")],
+    ] {
+        for path in ["/incr", "/login/mallory", "/logout"] {
+            let ((status, body, set), cache) = browser
+                .send_with(reqwest::Method::POST, path, &headers)
+                .await;
+            assert_eq!(status, 403, "{path} {headers:?}: {body}");
+            assert_eq!(set, 0, "{path} {headers:?}: no cookie");
+            assert_eq!(cache.as_deref(), Some("no-store"));
+        }
+    }
+    assert_eq!(browser.jar, jar);
+    assert_eq!(browser.get("/whoami").await.1, "bob", "still signed in");
+    assert_eq!(browser.get("/read").await.1, "2", "nothing counted");
+    let ((status, body, _), _) = browser
+        .send_with(
+            reqwest::Method::POST,
+            "/incr",
+            &[("sec-fetch-site", "same-origin"), ("origin", own.as_str())],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "3"), "its own pages may");
+    let ((_, who, _), cache) = browser
+        .send_with(reqwest::Method::GET, "/whoami", &[])
+        .await;
+    assert_eq!(who, "bob");
+    assert_eq!(cache.as_deref(), Some("no-store"), "a signed-in page");
     let captured = browser.clone();
     assert_eq!(browser.post("/logout").await.2, 2, "expired cookies");
     assert_eq!(browser.get("/whoami").await.0, 401);

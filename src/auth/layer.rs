@@ -231,8 +231,9 @@ where
                     let signed_in = if stored {
                         sign_in(&session, &user, method, retriever.is_api()).await
                     } else {
+                        let login = login(&user, method, retriever.is_api());
                         session
-                            .sign_in_for_request(login(&user, method, retriever.is_api()))
+                            .sign_in_for_request(login, retriever.sent_by_browsers())
                             .await
                     };
                     if let Err(error) = signed_in {

@@ -177,6 +177,16 @@ pub trait Retriever: Debug + Send + Sync + 'static {
         false
     }
 
+    /// Whether browsers send these credentials on their own, as they resend
+    /// cached HTTP Basic credentials, so that a form forged by another site
+    /// carries them. Such requests get no exemption from the synchronizer
+    /// token check ([`CsrfForm`](crate::csrf::CsrfForm)), which a request
+    /// signed in for itself by a bearer token or an API key header has.
+    /// Default: no; [`BasicAuth`] says yes.
+    fn sent_by_browsers(&self) -> bool {
+        false
+    }
+
     /// The `WWW-Authenticate` challenge scheme to offer in a `401`, if any.
     fn challenge(&self) -> Option<&'static str> {
         None

@@ -52,6 +52,10 @@ impl Retriever for BasicAuth {
         Some("Basic")
     }
 
+    fn sent_by_browsers(&self) -> bool {
+        true
+    }
+
     fn retrieve(&self, request: &RequestHead<'_>) -> Retrieved {
         let encoded = match authorization(request, "Basic") {
             Ok(Some(encoded)) => encoded,
@@ -207,6 +211,10 @@ impl<R: Retriever> Retriever for StoredSession<R> {
 
     fn stores_session(&self) -> bool {
         true
+    }
+
+    fn sent_by_browsers(&self) -> bool {
+        self.0.sent_by_browsers()
     }
 
     fn challenge(&self) -> Option<&'static str> {

@@ -13,9 +13,10 @@
 //! opts in: [`CsrfForm<T>`] reads an `application/x-www-form-urlencoded`
 //! body, checks the token and deserializes the rest into `T`;
 //! [`CsrfHeader`] checks the header. Requests with no stored session pass
-//! (there is no session to ride on), and so do requests signed in by their
-//! own `Authorization` credentials for the request only (browsers do not
-//! send bearer tokens on their own).
+//! (there is no session to ride on), and so do requests signed in for the
+//! request only by a bearer token (browsers do not send those on their
+//! own). HTTP Basic is not exempt: browsers resend cached Basic credentials
+//! by themselves, so a Basic request on a guarded route is refused.
 //!
 //! ```
 //! use axum::{Router, response::Html, routing::{get, post}};

@@ -1,6 +1,8 @@
 //! The session's synchronizer token: what forms and scripts send back so
 //! that an unsafe request is known to come from this site's own pages.
 
+use std::sync::atomic::Ordering;
+
 use super::{Session, ready_mut};
 use crate::Error;
 use crate::token::{CsrfToken, SessionToken};
@@ -57,10 +59,16 @@ impl Session {
     /// in constant time. Requests without a stored session pass (there is
     /// no session to ride on; cross-origin forms that would create one are
     /// refused by the layer's origin check), and so do request-only
-    /// sessions (their credentials are not sent by the browser on its own).
+    /// sessions signed in by a bearer token or another credential browsers
+    /// never send on their own. Request-only sessions of HTTP Basic, which
+    /// browsers resend by themselves, have no token and never pass.
     pub async fn verify_csrf(&self, presented: Option<&str>) -> Result<bool, Error> {
         if self.is_request_only() {
-            return Ok(true);
+            let ambient = self.0.ambient_credentials.load(Ordering::Acquire);
+            if ambient {
+                tracing::info!("keycard: unsafe request signed in by HTTP Basic alone refused");
+            }
+            return Ok(!ambient);
         }
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;

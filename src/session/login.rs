@@ -149,7 +149,15 @@ impl Session {
     /// carried itself (HTTP Basic, a bearer token): handlers and guards see
     /// the user, but nothing is loaded or stored and no cookie is set.
     /// Whatever session cookie the request brought is left as it is.
-    pub(crate) async fn sign_in_for_request(&self, login: Login) -> Result<(), Error> {
+    ///
+    /// `sent_by_browsers`: the credentials are of a kind browsers send on
+    /// their own (cached HTTP Basic), so the request gets no exemption from
+    /// the synchronizer token check.
+    pub(crate) async fn sign_in_for_request(
+        &self,
+        login: Login,
+        sent_by_browsers: bool,
+    ) -> Result<(), Error> {
         login.validate()?;
         let now = self.0.ctx.now();
         let mut view = self.fresh_fields(now);
@@ -161,6 +169,9 @@ impl Session {
         view.authenticated_at = Some(now);
         let mut state = self.0.state.lock().await;
         self.0.request_only.store(true, Ordering::Release);
+        self.0
+            .ambient_credentials
+            .store(sent_by_browsers, Ordering::Release);
         self.0.used.store(true, Ordering::Release);
         *state = State::Ready(Box::new(Working::fresh(view, tracing::Span::none())));
         Ok(())

@@ -67,6 +67,9 @@ struct Shared {
     /// Signed in by the request's own credentials for this request only:
     /// nothing is loaded, stored or sent as a cookie.
     request_only: AtomicBool,
+    /// The request-only sign-in came from credentials browsers send on
+    /// their own (cached HTTP Basic).
+    ambient_credentials: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -84,6 +87,7 @@ impl Session {
             client_ip,
             used: AtomicBool::new(false),
             request_only: AtomicBool::new(false),
+            ambient_credentials: AtomicBool::new(false),
             state: Mutex::new(State::Unloaded),
         }))
     }

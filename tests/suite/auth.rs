@@ -146,6 +146,15 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
                 },
             ),
         )
+        .route(
+            "/guarded",
+            post(
+                |CurrentUser(user): CurrentUser,
+                 _: keycard::csrf::CsrfForm<std::collections::HashMap<String, String>>| async move {
+                    user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+                },
+            ),
+        )
         .route("/change-password", {
             let passwords = passwords.clone();
             post(move |session: Session, Form(form): Form<PasswordChange>| {
@@ -1140,4 +1149,34 @@ pub async fn an_administrators_password_reset_ends_every_session(store: TestStor
         .expect("account")
         .expect("exists");
     assert_eq!(account.credential_version, 1);
+}
+
+pub async fn guarded_forms_exempt_bearer_requests_but_not_basic_ones(store: TestStore) {
+    let app = auth_app(&store);
+    app.passwords
+        .create_user("alice", "secret")
+        .await
+        .expect("user");
+    let secret = app
+        .tokens
+        .create("alice", "ci")
+        .await
+        .expect("token")
+        .secret;
+    let mut api = Client::new(app.router.clone());
+    api.headers = vec![bearer(&secret)];
+    let reply = api.post_form("/guarded", "x=1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a bearer token is never sent by a browser alone"
+    );
+    assert_eq!(reply.body, "alice");
+    // Browsers resend cached Basic credentials on their own: a form forged
+    // by an old browser that sends neither Sec-Fetch-Site nor Origin would
+    // carry them, so Basic gets no exemption.
+    api.headers = vec![basic("alice", "secret")];
+    let reply = api.post_form("/guarded", "x=1").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.set_cookies().is_empty());
 }

@@ -427,6 +427,7 @@ macro_rules! behaviour_suite {
             auth::disabling_an_account_ends_its_sessions,
             auth::a_password_change_keeps_this_session_and_ends_the_others,
             auth::an_administrators_password_reset_ends_every_session,
+            auth::guarded_forms_exempt_bearer_requests_but_not_basic_ones,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {
