@@ -27,8 +27,11 @@
 #   STORES ["sqlite postgres mysql"]
 #   SCENARIOS ["anon read write mixed login race"]
 #   SERVERS ["keycard bare tower-sessions"]  (also: keycard-alone, keycard
-#          with --no-batching, reported in a table of its own against
-#          keycard from the same rounds)
+#          with --no-batching; keycard-base, keycard's bench_server built
+#          from the commit BASE_REV; each reported in a table of its own
+#          against keycard from the same rounds)
+#   BASE_REV  (the commit keycard-base is built from, e.g. 58577c4: a
+#          before/after comparison inside one interleaved run)
 #   PG_URL [postgres://postgres@127.0.0.1:5432/test]   (an existing database to
 #          connect to; each run uses a fresh database $BENCH_DB beside it)
 #   MYSQL_URL [mysql://root@127.0.0.1:3306/test]       (likewise)
@@ -67,6 +70,14 @@ if [[ "$BENCH_DB" == "test" ]]; then
 fi
 
 KEYCARD_BIN="$BENCH/target/keycard/release/examples/bench_server"
+BASE_BIN="$BENCH/target/keycard-base/bench_server"
+BASE_REV=${BASE_REV:-}
+wants_base=0
+[[ " $SERVERS " == *" keycard-base "* ]] && wants_base=1
+if [[ "$wants_base" == 1 && -z "$BASE_REV" ]]; then
+    echo "run.sh: SERVERS has keycard-base: set BASE_REV to the commit to build it from" >&2
+    exit 2
+fi
 BARE_BIN="$BENCH/bare_axum/target/release/bare_axum"
 TS_BIN="$BENCH/tower_sessions_server/target/release/tower_sessions_server"
 LOADGEN_BIN="$BENCH/loadgen/target/release/loadgen"
@@ -86,6 +97,19 @@ commit_now() {
 BUILD_COMMIT="$(commit_now), binaries prebuilt (SKIP_BUILD=1)"
 if [[ "$SKIP_BUILD" != 1 ]]; then
     BUILD_COMMIT=$(commit_now)
+    if [[ "$wants_base" == 1 ]]; then
+        # Built first in the same target dir (the dependencies are shared),
+        # then the binary is copied aside before the work tree's build.
+        base_src=$(mktemp -d "${TMPDIR:-/tmp}/keycard-base.XXXXXX")
+        git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$base_src"
+        log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
+        (cd "$base_src" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
+            cargo build --release --all-features --example bench_server)
+        mkdir -p "$(dirname "$BASE_BIN")"
+        cp "$BENCH/target/keycard/release/examples/bench_server" "$BASE_BIN"
+        rm -rf "$base_src"
+        BUILD_COMMIT="$BUILD_COMMIT; keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
+    fi
     log "building (release) keycard at $BUILD_COMMIT"
     (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
         cargo build --release --all-features --example bench_server)
@@ -94,7 +118,9 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
             cargo build --release --manifest-path "$BENCH/$crate/Cargo.toml"
     done
 fi
-for bin in "$KEYCARD_BIN" "$BARE_BIN" "$TS_BIN" "$LOADGEN_BIN"; do
+bins=("$KEYCARD_BIN" "$BARE_BIN" "$TS_BIN" "$LOADGEN_BIN")
+[[ "$wants_base" == 1 ]] && bins+=("$BASE_BIN")
+for bin in "${bins[@]}"; do
     [[ -x "$bin" ]] || { log "missing $bin (run without SKIP_BUILD=1)"; exit 1; }
 done
 
@@ -194,6 +220,10 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
         keycard-alone)
             bin=$KEYCARD_BIN
             extra+=(--no-batching)
+            [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
+            ;;
+        keycard-base)
+            bin=$BASE_BIN
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         bare) bin=$BARE_BIN ;;

@@ -1,10 +1,17 @@
 //! # keycard API client
 //!
-//! A real HTTP client for the `demo` example's API, showing how API clients
-//! sign in with keycard's [`AuthLayer`](keycard::auth::AuthLayer): they send
-//! their credentials with every request, and keep the session cookies they
-//! get back. Start the demo, note the passwords it prints on first start,
-//! and run the client against it:
+//! A real HTTP client for the `demo` example's API, showing the two ways API
+//! clients sign in with keycard's [`AuthLayer`](keycard::auth::AuthLayer):
+//!
+//! * **HTTP Basic** with a stored session: the demo wraps the Basic
+//!   retriever in [`StoredSession`](keycard::auth::StoredSession), so the
+//!   client gets session cookies back and keeps them (CamCOPS' tablets);
+//! * **a bearer token**, signed in for each request only: no session row is
+//!   stored and no cookie is set, so a thousand calls leave no trace in the
+//!   sessions table.
+//!
+//! Start the demo, note the passwords it prints on first start, and run the
+//! client against it:
 //!
 //! ```text
 //! cargo run --example demo
@@ -28,7 +35,15 @@
 //!    ended (its old cookies sign nobody in any more) and nothing of it is
 //!    carried over (the visit counter starts again);
 //! 4. **a bearer token** (with `--token`): `Authorization: Bearer` on
-//!    `GET /api/whoami`.
+//!    `GET /api/whoami` answers as the token's owner (`USER bearer api`)
+//!    and sets no cookie: the request was signed in for itself only.
+//!    `POST /api/visit` with the token answers `400`: there is no session
+//!    to count in. If the token is `--user`'s, the client also counts that
+//!    user's sessions on the demo's sessions page (through a Basic session
+//!    of its own) before and after more bearer requests, one of them
+//!    carrying that session's cookies: the count does not change (no
+//!    session row was stored), and the cookies still sign the user in
+//!    (a bearer request leaves the cookie it brought alone).
 //!
 //! Exit status: 0 when every answer was the expected one, 1 on an
 //! unexpected answer (what was expected and what came are printed) or when
@@ -159,6 +174,10 @@ enum Auth<'a> {
     Bearer(&'a str),
 }
 
+/// How many bearer requests step 4 sends between the two counts of
+/// sessions.
+const BEARER_CALLS: usize = 5;
+
 /// Cookies by name, as the server set them.
 type Jar = BTreeMap<String, String>;
 
@@ -267,6 +286,31 @@ impl Client {
         self.send(reqwest::Method::POST, "/api/visit", jar, auth)
             .await
     }
+
+    /// How many sessions the user signed in to `jar` has, as the demo's
+    /// sessions page says ("Signed in as … on N browsers or devices").
+    async fn session_count(&self, step: &'static str, jar: &Jar) -> Result<usize, Failure> {
+        let reply = self
+            .send(reqwest::Method::GET, "/sessions", jar, Auth::None)
+            .await?;
+        let count = if reply.status == 200 {
+            session_count(&reply.body)
+        } else {
+            None
+        };
+        count.ok_or_else(|| Failure::Unexpected {
+            step,
+            expected: "200 and the sessions page (\"on N browsers or devices\")".into(),
+            got: format!("{} ({} bytes)", reply.status, reply.body.len()),
+        })
+    }
+}
+
+/// The number of sessions the demo's sessions page lists.
+fn session_count(page: &str) -> Option<usize> {
+    let (_, rest) = page.split_once("</strong> on ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// An error with its causes ("error sending request: connection refused").
@@ -326,6 +370,16 @@ fn expect_whoami(
     }
 }
 
+/// Checks that `reply` sets no cookie.
+fn expect_no_cookies(step: &'static str, reply: &Reply) -> Result<(), Failure> {
+    expect(
+        step,
+        reply.set_cookies.is_empty(),
+        "no Set-Cookie (signed in for this request only)",
+        format!("{} Set-Cookie headers", reply.set_cookies.len()),
+    )
+}
+
 /// Checks that `reply` is `200` and a count; returns it.
 fn expect_count(step: &'static str, reply: &Reply) -> Result<u64, Failure> {
     match reply.text().parse() {
@@ -374,7 +428,7 @@ async fn run(options: &Options) -> Result<(), Failure> {
     let reply = client.whoami(&jar, basic).await?;
     let who = expect_whoami(step, &reply, Some(&user), "basic")?;
     println!(
-        "  the server says {:?}: {} signed in by HTTP Basic, an API session",
+        "  the server says {:?}: {} signed in by HTTP Basic, a stored API session",
         reply.text(),
         who.user
     );
@@ -473,14 +527,66 @@ async fn run(options: &Options) -> Result<(), Failure> {
         None => println!("\nstep 4: bearer token skipped (no --token)"),
         Some(token) => {
             let step = "step 4 (bearer token)";
+            let bearer = Auth::Bearer(token);
             println!("\nstep 4: Authorization: Bearer on GET /api/whoami, without cookies");
-            let reply = client.whoami(&Jar::new(), Auth::Bearer(token)).await?;
+            let reply = client.whoami(&Jar::new(), bearer).await?;
             let who = expect_whoami(step, &reply, None, "bearer")?;
+            expect_no_cookies(step, &reply)?;
             println!(
-                "  the server says {:?}: the token is {}'s, an API session",
+                "  the server says {:?}: the token is {}'s; no Set-Cookie: the request was \
+                 signed in for itself only, no session was stored",
                 reply.text(),
                 who.user
             );
+            let reply = client.visit(&Jar::new(), bearer).await?;
+            expect(
+                step,
+                reply.status == 400 && reply.set_cookies.is_empty(),
+                "400 and no cookie (a bearer request has no session to change)",
+                reply.describe(),
+            )?;
+            println!("  POST /api/visit with the token: 400, there is no session to count in");
+            if who.user == user {
+                // A Basic session of the client's own, to read the sessions
+                // page with.
+                let mut own = Jar::new();
+                let reply = client.whoami(&own, basic).await?;
+                expect_whoami(step, &reply, Some(&user), "basic")?;
+                absorb(&mut own, &reply);
+                let before = client.session_count(step, &own).await?;
+                for _ in 0..BEARER_CALLS {
+                    let reply = client.whoami(&Jar::new(), bearer).await?;
+                    expect_whoami(step, &reply, Some(&user), "bearer")?;
+                    expect_no_cookies(step, &reply)?;
+                }
+                // The token with the Basic session's cookies: the token
+                // decides, the cookies are left as they are.
+                let reply = client.whoami(&own, bearer).await?;
+                expect_whoami(step, &reply, Some(&user), "bearer")?;
+                expect_no_cookies(step, &reply)?;
+                let after = client.session_count(step, &own).await?;
+                expect(
+                    step,
+                    after == before,
+                    &format!("{before} sessions of {user}, as before the bearer requests"),
+                    format!("{after} sessions"),
+                )?;
+                println!(
+                    "  {user}'s sessions before and after {} more bearer requests (one with \
+                     {user}'s session cookies): {before}, then {after}: no session row was stored",
+                    BEARER_CALLS + 1
+                );
+                let reply = client.whoami(&own, Auth::None).await?;
+                expect_whoami(step, &reply, Some(&user), "basic")?;
+                println!(
+                    "  the session cookies alone still say {:?}: the bearer request left them alone",
+                    reply.text()
+                );
+            } else {
+                println!(
+                    "  (the token is not {user}'s: its owner's sessions are not counted here)"
+                );
+            }
         }
     }
     Ok(())

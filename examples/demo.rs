@@ -3,8 +3,8 @@
 //! A small but complete web app showing what keycard does: server-side
 //! sessions stored in an SQLite file, handed to axum handlers as a
 //! [`keycard::Session`], password sign-in with [`PasswordAuthenticator`],
-//! and API clients signing in with HTTP Basic or bearer [`ApiTokens`]
-//! through [`AuthLayer`].
+//! forms protected against cross-site request forgery, and API clients
+//! signing in with HTTP Basic or bearer [`ApiTokens`] through [`AuthLayer`].
 //!
 //! ## Demo users
 //!
@@ -35,7 +35,9 @@
 //!   one and the same `401` page, so the page does not tell which accounts
 //!   exist (ten failures lock an account for ten minutes);
 //! * **sign out** (`POST /logout`): [`Session::logout`], which deletes the
-//!   session row and expires the cookies.
+//!   session row and expires the cookies. The answer also carries
+//!   `Clear-Site-Data: "cache"`, so the browser forgets its copies of the
+//!   signed-in pages.
 //!
 //! Signed in, **your sessions** (`GET /sessions`) lists every active session
 //! of the user, on every browser and device, from
@@ -46,14 +48,40 @@
 //! * **sign out that device** (`POST /sessions/{id}/end`):
 //!   [`Session::end_user_session`], which ends one session of yours at once;
 //! * **sign out everywhere else** (`POST /sessions/end-others`):
-//!   [`Session::end_other_sessions`], say after a password change;
+//!   [`Session::end_other_sessions`];
+//! * **change your password** (`POST /account/password`, the current one
+//!   and a new one): [`PasswordAuthenticator::change_password`], which
+//!   keeps this session (with a fresh token) and ends every other one;
 //! * **sign out this device**: the same `POST /logout` as above.
 //!
 //! Signed in, **API tokens** (`GET /tokens`) lists your bearer tokens (name,
 //! when created, when last used; never the secret, which is not kept),
-//! creates one (`POST /tokens`: its secret is shown on the page that
-//! answers, once) and revokes them (`POST /tokens/{id}/revoke`). A session
-//! signed in with a token cannot create or revoke tokens.
+//! creates one (`POST /tokens`, which redirects back to the page; the new
+//! secret waits in your session until that page shows it, once, and is
+//! removed from the session as it is shown) and revokes them
+//! (`POST /tokens/{id}/revoke`: from the next request on, the token signs
+//! nobody in). A request signed in with a token cannot create or revoke
+//! tokens, nor end sessions or change the password.
+//!
+//! ## Forged requests
+//!
+//! Every form posts back to this site, and a page of another site cannot
+//! post them in your name:
+//!
+//! * [`SessionLayer`] refuses (`403`, before any handler or session work)
+//!   every `POST` that the browser marks as coming from another origin
+//!   (`Sec-Fetch-Site`, or else `Origin`): another site, but also another
+//!   port or subdomain of this host, which `SameSite` cookies do not tell
+//!   apart. That also stops a forged sign-in into the attacker's account.
+//! * Each form carries the session's synchronizer token
+//!   ([`Session::csrf_token`], in the hidden field [`csrf::FORM_FIELD`]),
+//!   and each `POST` handler reads its form with [`CsrfForm`], which
+//!   answers `403` when the token is missing or of another session. The
+//!   token changes at sign-in and sign-out, so a page loaded before signing
+//!   in cannot post after it.
+//!
+//! Signed-in pages carry `Cache-Control: no-store` and `Vary: Cookie` (the
+//! session layer adds them), so no cache keeps a copy of them.
 //!
 //! ## API
 //!
@@ -62,16 +90,28 @@
 //! * `POST /api/visit`: counts a visit in the session and answers the new
 //!   count.
 //!
-//! Each request may bring `Authorization: Basic …` (a demo user's name and
-//! password) or `Authorization: Bearer kc_…` (an API token): it is signed in
-//! on its session as an API client. A cookie of somebody else's session is
-//! ended and a fresh session started, within the same request:
+//! API clients authenticate in two ways:
+//!
+//! * `Authorization: Bearer kc_…` (an API token) signs the request in **for
+//!   that request only** ([`BearerAuth`]): the handler sees the token's
+//!   owner, but no session row is written and no cookie is set, so a
+//!   thousand calls leave no trace in the sessions table. Such a request
+//!   has no session to change: `POST /api/visit` with a bearer token
+//!   answers `400` ([`keycard::Error::RequestOnly`]).
+//! * `Authorization: Basic …` (a demo user's name and password) gets a
+//!   **stored** API session with cookies ([`StoredSession`]`(`[`BasicAuth`]`)`):
+//!   the client sends its credentials and keeps the cookies, and its visit
+//!   counter counts on. A cookie of somebody else's session is ended and a
+//!   fresh session started, within the same request.
 //!
 //! ```text
 //! curl -i -u ada:PASSWORD http://127.0.0.1:3000/api/whoami
 //! curl -i -H 'Authorization: Bearer kc_…' http://127.0.0.1:3000/api/whoami
 //! cargo run --example api_client -- --url http://127.0.0.1:3000 --user ada --password PASSWORD
 //! ```
+//!
+//! (`curl` and other API clients send neither `Sec-Fetch-Site` nor
+//! `Origin`, so the cross-origin refusal does not concern them.)
 //!
 //! An anonymous visitor costs nothing: the session is only stored (and a
 //! cookie only sent) once it holds a value or a user.
@@ -100,19 +140,20 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthUser, AuthenticationError, BasicAuth, BearerAuth,
-    NewToken, PasswordAuthenticator, RequireUser, methods,
+    PasswordAuthenticator, RequireUser, StoredSession, methods,
 };
+use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
 use keycard::token::SessionToken;
 use keycard::{Login, Session, SessionId, SessionInfo, SessionLayer, SqliteStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
@@ -219,32 +260,41 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let store = SqliteStore::connect(&format!("sqlite://{}", options.db)).await?;
     store.migrate().await?;
 
-    let passwords = PasswordAuthenticator::new(store.clone());
-    let tokens = ApiTokens::new(store.clone());
+    // The session layer first, configured: the accounts and the tokens end
+    // sessions through its `admin()` (a password change, a revoked token),
+    // with its store, timeouts and clock.
+    //
+    // This demo is served over plain http on localhost, where browsers
+    // refuse `Secure` and `__Host-` cookies; `insecure_dev_cookies` drops
+    // both. Never use it behind a real domain: serve HTTPS and leave the
+    // secure defaults on. The layer also refuses cross-origin POSTs (its
+    // default), and a sign-out tells the browser to drop its cached pages.
+    let sessions = SessionLayer::new(store.clone())
+        .insecure_dev_cookies()
+        .clear_site_data_on_logout(true);
+    let passwords = PasswordAuthenticator::new(store.clone(), sessions.admin());
+    let tokens = ApiTokens::new(store, sessions.admin());
     println!(
         "keycard demo: sessions, accounts and API tokens in {}",
         options.db
     );
     create_demo_users(&passwords).await?;
 
-    // This demo is served over plain http on localhost, where browsers
-    // refuse `Secure` and `__Host-` cookies; `insecure_dev_cookies` drops
-    // both. Never use it behind a real domain: serve HTTPS and leave the
-    // secure defaults on.
-    let sessions = SessionLayer::new(store).insecure_dev_cookies();
-
     // API clients send HTTP Basic or a bearer token with each request; the
-    // auth layer checks them and signs the request's session in. It goes
+    // auth layer checks them. A bearer request is signed in for that
+    // request only (no row, no cookie); HTTP Basic gets a stored API
+    // session with cookies, which the client keeps. The auth layer goes
     // inside the session layer (added before it).
     let auth = AuthLayer::new()
-        .retriever(BasicAuth)
+        .retriever(StoredSession(BasicAuth))
         .retriever(BearerAuth)
         .authenticator(passwords.clone())
         .authenticator(tokens.clone())
         .login_url("/");
 
-    // The forms carry no CSRF token: the session cookies are `SameSite=Lax`,
-    // so browsers do not send them with cross-site POSTs.
+    // Every POST handler reads its form with `CsrfForm`, which checks the
+    // session's synchronizer token that every form carries; cross-origin
+    // POSTs do not even get that far (the session layer refuses them).
     let app = Router::new()
         .route("/", get(home))
         .route("/visit", post(visit))
@@ -253,6 +303,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/sessions", get(sessions_page))
         .route("/sessions/end-others", post(end_others))
         .route("/sessions/{id}/end", post(end_one))
+        .route("/account/password", post(change_password))
         .route("/tokens", get(tokens_page).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/api/whoami", get(api_whoami))
@@ -322,6 +373,64 @@ struct HomeQuery {
     next: Option<String>,
 }
 
+/// The hidden field carrying the session's synchronizer token, for every
+/// form of the page. Asking for it stores nothing. Empty for a request
+/// signed in by its own credentials (a bearer token), which has no cookie
+/// that a forged form could ride on.
+async fn csrf_field(session: &Session) -> Result<String, keycard::Error> {
+    Ok(session
+        .csrf_token()
+        .await?
+        .map(|token| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                csrf::FORM_FIELD,
+                escape(token.as_str())
+            )
+        })
+        .unwrap_or_default())
+}
+
+/// A form with no fields of its own: only the synchronizer token, which
+/// [`CsrfForm`] checks (serde skips it here).
+#[derive(Deserialize)]
+struct NoFields {}
+
+/// The page for a form that [`CsrfForm`] refused: `403` when the token is
+/// missing or not this session's (a page from before a sign-in, another
+/// session's, or a forgery), `400` when the body is not a form.
+fn form_refused(rejection: CsrfRejection, back: &str) -> Response {
+    match rejection {
+        CsrfRejection::TokenMismatch => error_page(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This form has expired or did not come from this site. Go back, reload the page \
+             and try again.",
+            back,
+        ),
+        CsrfRejection::NotAForm | CsrfRejection::InvalidForm(_) => error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad form",
+            "The form could not be read.",
+            back,
+        ),
+        // A missing layer, the store, an unreadable body: their own answer.
+        other => other.into_response(),
+    }
+}
+
+/// The `403` page for a request signed in by its own credentials (a bearer
+/// token) that tries what only a signed-in browser may.
+fn browsers_only() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Not with an API credential",
+        "A request signed in by its own credentials cannot end sessions or change the \
+         password: sign in with your password in a browser.",
+        "/",
+    )
+}
+
 /// `GET /`: the session as the server sees it, and the forms.
 async fn home(
     session: Session,
@@ -337,6 +446,7 @@ async fn home(
     let created_at = session.created_at().await?;
     let last_activity = session.last_activity().await?;
     let visits: u64 = session.get("visits").await?.unwrap_or(0);
+    let csrf = csrf_field(&session).await?;
 
     let who = match &user {
         Some(name) => format!(
@@ -366,11 +476,13 @@ async fn home(
         })
         .unwrap_or_default();
     let signed_in = if user.is_some() {
-        r#"<p><a href="/sessions">Your sessions</a>: every browser and device you are signed in on</p>
+        format!(
+            r#"<p><a href="/sessions">Your sessions</a>: every browser and device you are signed in on</p>
 <p><a href="/tokens">API tokens</a>: for scripts and API clients (<code>Authorization: Bearer</code>)</p>
-<form method="post" action="/logout"><button>Sign out</button></form>"#
+<form method="post" action="/logout">{csrf}<button>Sign out</button></form>"#
+        )
     } else {
-        ""
+        String::new()
     };
 
     let body = format!(
@@ -380,10 +492,10 @@ async fn home(
 <tr><th>Session id</th><td>{id}</td></tr>
 <tr><th>Created at</th><td>{created_at}</td></tr>
 <tr><th>Last activity</th><td>{last_activity}</td></tr>
-<tr><th>Visits</th><td>{visits}</td></tr>
+<tr><th>Visits</th><td id="visits">{visits}</td></tr>
 </table>
-<form method="post" action="/visit"><button>Count a visit</button></form>
-<form method="post" action="/login">
+<form method="post" action="/visit">{csrf}<button>Count a visit</button></form>
+<form method="post" action="/login">{csrf}
 <label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
 <label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>
 {next_field}<button>Sign in</button>
@@ -396,11 +508,17 @@ their passwords when it created them.</p>
 }
 
 /// `POST /visit`: counts a visit, atomically.
-async fn visit(session: Session) -> Result<Redirect, keycard::Error> {
+async fn visit(
+    session: Session,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/"));
+    }
     session
         .update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)
         .await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to("/").into_response())
 }
 
 #[derive(Deserialize)]
@@ -420,10 +538,14 @@ struct LoginForm {
 async fn login(
     State(app): State<App>,
     session: Session,
-    form: Result<Form<LoginForm>, FormRejection>,
+    form: Result<CsrfForm<LoginForm>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
-    let Ok(Form(form)) = form else {
-        return Ok(bad_request("The form could not be read."));
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(CsrfRejection::NotAForm | CsrfRejection::InvalidForm(_)) => {
+            return Ok(bad_request("The form could not be read."));
+        }
+        Err(rejection) => return Ok(form_refused(rejection, "/")),
     };
     if form.name.trim().is_empty() || form.password.is_empty() {
         return Ok(bad_request("Please enter your user name and password."));
@@ -489,10 +611,17 @@ fn error_page(status: StatusCode, title: &str, problem: &str, back: &str) -> Res
     (status, page(title, &body)).into_response()
 }
 
-/// `POST /logout`: ends the session.
-async fn logout(session: Session) -> Result<Redirect, keycard::Error> {
+/// `POST /logout`: ends the session. The session layer adds
+/// `Clear-Site-Data: "cache"` (see `clear_site_data_on_logout` in `main`).
+async fn logout(
+    session: Session,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/"));
+    }
     session.logout().await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to("/").into_response())
 }
 
 /// The session value holding a one-off message for the sessions page.
@@ -501,9 +630,24 @@ const FLASH: &str = "flash";
 /// The session value holding a one-off message for the tokens page.
 const TOKENS_FLASH: &str = "tokens_flash";
 
+/// The session value holding a just-created token until the tokens page
+/// shows it, once (see [`create_token`]).
+const NEW_TOKEN: &str = "new_token";
+
+/// A just-created token, as the tokens page shows it once.
+#[derive(Serialize, Deserialize)]
+struct CreatedToken {
+    name: String,
+    secret: String,
+}
+
 /// Takes the one-off message under `key` out of the session, as HTML.
-/// Taking it out is a change, saved when the response leaves.
+/// Taking it out is a change, saved when the response leaves. A request
+/// signed in by its own credentials has no stored session, so no message.
 async fn take_flash(session: &Session, key: &str) -> Result<String, keycard::Error> {
+    if session.is_request_only() {
+        return Ok(String::new());
+    }
     Ok(session
         .remove(key)
         .await?
@@ -516,19 +660,24 @@ async fn take_flash(session: &Session, key: &str) -> Result<String, keycard::Err
 }
 
 /// `GET /sessions`: the signed-in user's sessions, with a form to end each
-/// other one, all the others, or this one. Anonymous visitors are sent home.
+/// other one, all the others, or this one, and to change the password.
+/// Anonymous visitors are sent home.
 async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
     let Some(user) = session.user_id().await? else {
         return Ok(Redirect::to("/").into_response());
     };
     let sessions = session.user_sessions().await?;
     let flash = take_flash(&session, FLASH).await?;
+    let csrf = csrf_field(&session).await?;
 
-    let rows: String = sessions.iter().map(session_row).collect();
+    let rows: String = sessions
+        .iter()
+        .map(|info| session_row(info, &csrf))
+        .collect();
     let others = sessions.iter().filter(|s| !s.current).count();
     let end_others = if others > 0 {
         format!(
-            r#"<form method="post" action="/sessions/end-others"><button>Sign out everywhere else ({others} other {})</button></form>"#,
+            r#"<form method="post" action="/sessions/end-others">{csrf}<button>Sign out everywhere else ({others} other {})</button></form>"#,
             if others == 1 { "session" } else { "sessions" }
         )
     } else {
@@ -541,7 +690,14 @@ async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
 <tr><th>Created</th><th>Last activity</th><th>IP address</th><th>Client</th><th>Signed in with</th><th></th></tr>
 {rows}</table>
 {end_others}
-<form method="post" action="/logout"><button>Sign out this device</button></form>
+<form method="post" action="/logout">{csrf}<button>Sign out this device</button></form>
+<h2>Change your password</h2>
+<form method="post" action="/account/password">{csrf}
+<label>Current password <input name="current" type="password" required maxlength="1024" autocomplete="current-password"></label>
+<label>New password <input name="new" type="password" required maxlength="1024" autocomplete="new-password"></label>
+<button>Change the password</button>
+</form>
+<p class="note">Changing the password keeps you signed in here and signs you out everywhere else.</p>
 <p><a href="/">Home</a></p>"#,
         user = escape(&user),
         count = match sessions.len() {
@@ -552,15 +708,21 @@ async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
     Ok(page("Your sessions", &body).into_response())
 }
 
-/// One row of the sessions table; every value escaped.
-fn session_row(info: &SessionInfo) -> String {
+/// One row of the sessions table, `csrf` being the forms' token field;
+/// every value escaped.
+fn session_row(info: &SessionInfo, csrf: &str) -> String {
     let action = if info.current {
         "<strong>this device</strong>".to_owned()
     } else {
         format!(
-            r#"<form method="post" action="/sessions/{}/end"><button>Sign out that device</button></form>"#,
+            r#"<form method="post" action="/sessions/{}/end">{csrf}<button>Sign out that device</button></form>"#,
             escape(&info.id.to_string())
         )
+    };
+    let method = info.auth_method.as_deref().unwrap_or("unknown");
+    let method = match &info.signed_in_by {
+        Some(credential) => format!("{method} ({credential})"),
+        None => method.to_owned(),
     };
     format!(
         "<tr{class}><td>{created}</td><td>{last}</td><td>{ip}</td><td>{client}</td><td>{method}</td><td>{action}</td></tr>\n",
@@ -573,7 +735,7 @@ fn session_row(info: &SessionInfo) -> String {
         last = escape(&time(info.last_activity)),
         ip = escape(info.ip_address.as_deref().unwrap_or("unknown")),
         client = if info.is_api { "API" } else { "browser" },
-        method = escape(info.auth_method.as_deref().unwrap_or("unknown")),
+        method = escape(&method),
     )
 }
 
@@ -582,7 +744,11 @@ fn session_row(info: &SessionInfo) -> String {
 async fn end_one(
     session: Session,
     id: Result<Path<String>, PathRejection>,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/sessions"));
+    }
     let Some(id) = id
         .ok()
         .and_then(|Path(text)| text.parse::<SessionId>().ok())
@@ -594,6 +760,9 @@ async fn end_one(
             "/sessions",
         ));
     };
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
     }
@@ -615,7 +784,18 @@ async fn end_one(
 }
 
 /// `POST /sessions/end-others`: ends every other session of the user.
-async fn end_others(session: Session) -> Result<Response, keycard::Error> {
+async fn end_others(
+    session: Session,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/sessions"));
+    }
+    // A request signed in by its own credentials has no session of its own
+    // to keep: it would end them all.
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
     }
@@ -627,6 +807,86 @@ async fn end_others(session: Session) -> Result<Response, keycard::Error> {
     };
     session.insert(FLASH, message).await?;
     Ok(Redirect::to("/sessions").into_response())
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+/// `POST /account/password`: changes the signed-in user's password, after
+/// checking the current one; this session is kept with a fresh token, every
+/// other one of the account ends.
+async fn change_password(
+    State(app): State<App>,
+    session: Session,
+    form: Result<CsrfForm<PasswordForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, "/sessions")),
+    };
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    if session.user_id().await?.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let refused = |status, problem: &str| {
+        error_page(status, "Cannot change the password", problem, "/sessions")
+    };
+    if form.current.is_empty() || form.new.is_empty() {
+        return Ok(refused(
+            StatusCode::BAD_REQUEST,
+            "Please enter your current password and a new one.",
+        ));
+    }
+    match app
+        .passwords
+        .change_password(&session, &form.current, &form.new)
+        .await
+    {
+        Ok(()) => {
+            session
+                .insert(
+                    FLASH,
+                    "Password changed. You are still signed in here, and signed out everywhere \
+                     else.",
+                )
+                .await?;
+            Ok(Redirect::to("/sessions").into_response())
+        }
+        Err(AccountError::WrongPassword) => Ok(refused(
+            StatusCode::FORBIDDEN,
+            "The current password is wrong.",
+        )),
+        Err(AccountError::InvalidPassword) => Ok(refused(
+            StatusCode::BAD_REQUEST,
+            "A password has 1 to 1024 bytes.",
+        )),
+        Err(AccountError::NotSignedIn) => Ok(Redirect::to("/").into_response()),
+        Err(AccountError::Unavailable(reason)) => {
+            tracing::error!(%reason, "demo: the password check is unavailable");
+            Ok(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Changing the password is temporarily unavailable. Please try again later.",
+            ))
+        }
+        // The password was changed, but the sessions could not be ended or
+        // rotated: the session layer's answer for that error.
+        Err(AccountError::Sessions(error)) => Err(error),
+        Err(error) => {
+            tracing::error!(%error, "demo: changing the password failed");
+            Ok(refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The password could not be changed. Please try again later.",
+            ))
+        }
+    }
 }
 
 /// Whether this user's session may create and revoke API tokens: not one
@@ -647,7 +907,8 @@ fn tokens_forbidden() -> Response {
 }
 
 /// `GET /tokens`: the user's API tokens, and the forms to create and revoke
-/// them. Anonymous browsers are sent to sign in first, API clients get 401.
+/// them; right after `POST /tokens`, the new token's secret, this once.
+/// Anonymous browsers are sent to sign in first, API clients get 401.
 async fn tokens_page(
     State(app): State<App>,
     RequireUser(user): RequireUser,
@@ -655,8 +916,24 @@ async fn tokens_page(
 ) -> Result<Response, keycard::Error> {
     let tokens = app.tokens.list(&user.id).await?;
     let flash = take_flash(&session, TOKENS_FLASH).await?;
-    let body = tokens_body(&user, &tokens, &flash, None);
-    Ok(page("API tokens", &body).into_response())
+    // Taken out of the session as it is shown: a reload does not show it.
+    let created: Option<CreatedToken> = if session.is_request_only() {
+        None
+    } else {
+        session
+            .remove(NEW_TOKEN)
+            .await?
+            .and_then(|value| serde_json::from_value(value).ok())
+    };
+    let csrf = csrf_field(&session).await?;
+    let body = tokens_body(&user, &tokens, &flash, created.as_ref(), &csrf);
+    // Nothing on the way may keep a copy of the page, least of all of the
+    // secret (the session layer says so too, for any signed-in page).
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        page("API tokens", &body),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -666,21 +943,24 @@ struct TokenForm {
     name: String,
 }
 
-/// `POST /tokens`: creates a token and shows its secret, this once, on the
-/// page that answers (it is not kept anywhere, not even in the session).
+/// `POST /tokens`: creates a token and redirects to the tokens page, which
+/// shows its secret once. Until then the secret waits in the session (the
+/// only copy: the token table keeps its hash), so that reloading the page
+/// neither shows it again nor creates a second token.
 async fn create_token(
     State(app): State<App>,
     RequireUser(user): RequireUser,
-    form: Result<Form<TokenForm>, FormRejection>,
+    session: Session,
+    form: Result<CsrfForm<TokenForm>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, "/tokens")),
+    };
     if !may_manage_tokens(&user) {
         return Ok(tokens_forbidden());
     }
-    let name = match &form {
-        Ok(Form(form)) => validate_name(&form.name),
-        Err(_) => Err("The form could not be read."),
-    };
-    let name = match name {
+    let name = match validate_name(&form.name) {
         Ok(name) => name,
         Err(problem) => {
             return Ok(error_page(
@@ -692,30 +972,33 @@ async fn create_token(
         }
     };
     let new = app.tokens.create(&user.id, name).await?;
-    // The secret is lost if this page is not shown: list what can be.
-    let tokens = match app.tokens.list(&user.id).await {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            tracing::error!(%error, "demo: listing the tokens failed");
-            vec![new.record.clone()]
-        }
+    let created = CreatedToken {
+        name: new.record.name.clone(),
+        secret: new.secret,
     };
-    let body = tokens_body(&user, &tokens, "", Some(&new));
-    // Nothing on the way may keep a copy of the secret.
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        page("API tokens", &body),
-    )
-        .into_response())
+    if let Err(error) = session.insert(NEW_TOKEN, created).await {
+        // The secret cannot be handed over: the token is useless.
+        tracing::error!(%error, "demo: keeping the new token for the page failed");
+        if let Err(error) = app.tokens.revoke(&user.id, new.record.id).await {
+            tracing::error!(%error, "demo: revoking the unusable token failed");
+        }
+        return Err(error);
+    }
+    Ok(Redirect::to("/tokens").into_response())
 }
 
-/// `POST /tokens/{id}/revoke`: revokes one of the user's tokens.
+/// `POST /tokens/{id}/revoke`: revokes one of the user's tokens; from the
+/// next request on it signs nobody in.
 async fn revoke_token(
     State(app): State<App>,
     RequireUser(user): RequireUser,
     session: Session,
     id: Result<Path<String>, PathRejection>,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/tokens"));
+    }
     let Some(id) = id
         .ok()
         .and_then(|Path(text)| text.parse::<i64>().ok())
@@ -741,12 +1024,13 @@ async fn revoke_token(
 }
 
 /// The tokens page: a just-created token's secret if any, the list, and
-/// the forms. Every value escaped.
+/// the forms (`csrf` being their token field). Every value escaped.
 fn tokens_body(
     user: &AuthUser,
     tokens: &[ApiTokenRecord],
     flash: &str,
-    new: Option<&NewToken>,
+    new: Option<&CreatedToken>,
+    csrf: &str,
 ) -> String {
     let manage = may_manage_tokens(user);
     let created = new
@@ -757,7 +1041,7 @@ fn tokens_body(
 <p><code id="new-token">{secret}</code></p>
 </div>
 "#,
-                name = escape(&new.record.name),
+                name = escape(&new.name),
                 secret = escape(&new.secret),
             )
         })
@@ -767,7 +1051,7 @@ fn tokens_body(
     } else {
         let rows: String = tokens
             .iter()
-            .map(|token| token_row(token, manage))
+            .map(|token| token_row(token, manage, csrf))
             .collect();
         format!(
             r#"<table class="sessions">
@@ -776,12 +1060,14 @@ fn tokens_body(
         )
     };
     let create = if manage {
-        r#"<form method="post" action="/tokens">
+        format!(
+            r#"<form method="post" action="/tokens">{csrf}
 <label>New token named <input name="name" required maxlength="64" placeholder="CI pipeline"></label>
 <button>Create</button>
 </form>"#
+        )
     } else {
-        r#"<p class="note">Signed in with an API token: sign in with your password to create or revoke tokens.</p>"#
+        r#"<p class="note">Signed in with an API token: sign in with your password to create or revoke tokens.</p>"#.to_owned()
     };
     format!(
         r#"<h1>API tokens</h1>
@@ -796,11 +1082,12 @@ Only a hash of each token is kept.</p>
     )
 }
 
-/// One row of the tokens table; every value escaped.
-fn token_row(token: &ApiTokenRecord, manage: bool) -> String {
+/// One row of the tokens table, `csrf` being the forms' token field; every
+/// value escaped.
+fn token_row(token: &ApiTokenRecord, manage: bool, csrf: &str) -> String {
     let revoke = if manage {
         format!(
-            r#"<form method="post" action="/tokens/{}/revoke"><button>Revoke</button></form>"#,
+            r#"<form method="post" action="/tokens/{}/revoke">{csrf}<button>Revoke</button></form>"#,
             token.id
         )
     } else {
@@ -828,7 +1115,10 @@ async fn api_whoami(RequireUser(user): RequireUser) -> String {
 }
 
 /// `POST /api/visit`: counts a visit in the session, atomically, and
-/// answers the new count.
+/// answers the new count. A bearer request is signed in for that request
+/// only and has no session to count in: `400` ([`keycard::Error::RequestOnly`]).
+/// For API clients, so no synchronizer token; browsers' cross-origin posts
+/// are refused by the session layer all the same.
 async fn api_visit(session: Session) -> Result<String, keycard::Error> {
     let visits = session
         .update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)

@@ -13,7 +13,9 @@
 //!
 //! // An account was disabled: end all of its sessions, on every app server.
 //! admin.end_sessions_of("mallory", None).await?;
-//! // Housekeeping every 10 minutes; stops when `purge` is shut down or dropped.
+//! // The layer purges expired rows in the background by default; an
+//! // application that turned that off (`no_background_purge`) can run its
+//! // own task, which stops when `purge` is shut down or dropped.
 //! let purge = admin.spawn_purge_task(Duration::from_secs(600));
 //! # purge.shutdown().await;
 //! # Ok(()) }
@@ -140,7 +142,10 @@ impl SessionAdmin {
     }
 
     /// Runs [`purge_expired`](Self::purge_expired) now and then every
-    /// `every`, on the current tokio runtime. A failed purge is logged and
+    /// `every`, on the current tokio runtime. The layer already purges in
+    /// the background unless told not to
+    /// ([`SessionLayer::no_background_purge`](crate::SessionLayer::no_background_purge)); this is
+    /// for applications that want the task in their own hands. A failed purge is logged and
     /// retried at the next tick: the task never dies of a database error.
     /// It stops when the returned handle is shut down or dropped.
     pub fn spawn_purge_task(&self, every: Duration) -> PurgeTask {

@@ -4,6 +4,13 @@
 //! started on a free port (`--addr 127.0.0.1:0`, which it reports); the demo
 //! users' passwords are read from what it prints on first start.
 //!
+//! Browsers are played by hand: the [`Browser`] below keeps cookies, and
+//! its [`Browser::submit`] posts a form the way a browser posts one of the
+//! demo's own pages (`Sec-Fetch-Site: same-origin`, the page's `Origin`
+//! and the synchronizer token from the page). Forgeries send the victim's
+//! cookies and a valid token, with the headers a browser sends for another
+//! site's page.
+//!
 //! Examples are built by a full `cargo test`; for this test alone, run
 //! `cargo build --all-features --examples` first.
 
@@ -12,18 +19,29 @@ mod example_binary;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 /// How long the demo may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The body of the session layer's answer to a cross-origin unsafe request.
+const CROSS_ORIGIN_REFUSED: &str = "Cross-origin request refused";
+
+/// The demo's page for a form whose synchronizer token is missing or wrong.
+const FORM_REFUSED: &str = "Form refused";
 
 /// A running demo, killed when dropped.
 struct Demo {
     child: Child,
     base: String,
+    /// The SQLite file it keeps everything in.
+    db: PathBuf,
     /// What it printed before it listened.
     lines: Vec<String>,
     /// The demo users it created, with their passwords.
@@ -72,6 +90,7 @@ impl Demo {
         let mut demo = Demo {
             child,
             base: String::new(),
+            db: db.to_owned(),
             lines: Vec::new(),
             users: BTreeMap::new(),
         };
@@ -106,6 +125,37 @@ impl Demo {
             .get(user)
             .unwrap_or_else(|| panic!("no password printed for {user}: {:#?}", self.lines))
     }
+
+    /// The port it listens on.
+    fn port(&self) -> u16 {
+        self.base
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.base))
+    }
+
+    /// Another port of the same host: a sibling site, same-site but
+    /// cross-origin.
+    fn sibling_origin(&self) -> String {
+        let port = self.port();
+        let other = if port == u16::MAX { port - 1 } else { port + 1 };
+        format!("http://127.0.0.1:{other}")
+    }
+
+    /// How many rows the sessions table holds, read from the demo's SQLite
+    /// file beside it (read-only).
+    async fn session_rows(&self) -> i64 {
+        let url = format!("sqlite://{}?mode=ro", self.db.display());
+        let pool = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("open the demo's database read-only");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keycard_sessions")
+            .fetch_one(&pool)
+            .await
+            .expect("count the session rows");
+        pool.close().await;
+        rows
+    }
 }
 
 /// A response, read whole.
@@ -121,6 +171,23 @@ impl Reply {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
+    }
+
+    /// Every value of the header `name`, joined with `, `.
+    fn all(&self, name: &str) -> String {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether `Vary` names `Cookie`.
+    fn varies_on_cookie(&self) -> bool {
+        self.all("vary")
+            .split(',')
+            .any(|name| name.trim().eq_ignore_ascii_case("cookie"))
     }
 }
 
@@ -194,9 +261,105 @@ impl Browser {
         self.send(reqwest::Method::GET, path, None, headers).await
     }
 
+    /// A bare `POST`, as `curl` sends it: no `Origin`, no `Sec-Fetch-Site`,
+    /// no synchronizer token unless `form` has one.
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
         self.send(reqwest::Method::POST, path, Some(form), &[])
             .await
+    }
+
+    /// The synchronizer token of the forms on the home page, as the server
+    /// renders it now for this browser's cookies.
+    async fn token(&mut self) -> String {
+        let home = self.get("/").await;
+        assert_eq!(home.status, 200, "{}", home.body);
+        csrf_token(&home.body).unwrap_or_else(|| panic!("no synchronizer token:\n{}", home.body))
+    }
+
+    /// Posts `form` the way a browser posts one of the demo's own pages
+    /// (`Sec-Fetch-Site: same-origin`, `Origin` of the demo), with
+    /// `csrf_token` set to `token` if there is one.
+    async fn post_from_page(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Reply {
+        let mut fields = form.to_vec();
+        if let Some(token) = token {
+            fields.push(("csrf_token", token));
+        }
+        let origin = self.base.clone();
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(&fields),
+            &[("sec-fetch-site", "same-origin"), ("origin", &origin)],
+        )
+        .await
+    }
+
+    /// Loads the home page and submits `form` to `path` with the page's
+    /// token, as a user clicking the button would.
+    async fn submit(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let token = self.token().await;
+        self.post_from_page(path, form, Some(&token)).await
+    }
+
+    /// Signs in as `user` through the sign-in form, and checks it worked.
+    async fn sign_in(&mut self, user: &str, password: &str) {
+        let reply = self
+            .submit("/login", &[("name", user), ("password", password)])
+            .await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(self.user().await.as_deref(), Some(user));
+    }
+
+    /// Who the home page says is signed in; `None` for anonymous.
+    async fn user(&mut self) -> Option<String> {
+        let home = self.get("/").await;
+        assert_eq!(home.status, 200, "{}", home.body);
+        signed_in_user(&home.body)
+    }
+
+    /// The visit counter on the home page.
+    async fn visits(&mut self) -> u64 {
+        let home = self.get("/").await;
+        let start = home
+            .body
+            .find(r#"<td id="visits">"#)
+            .unwrap_or_else(|| panic!("no visit counter:\n{}", home.body))
+            + r#"<td id="visits">"#.len();
+        let end = home.body[start..]
+            .find("</td>")
+            .expect("end of the counter")
+            + start;
+        home.body[start..end].parse().expect("a count")
+    }
+
+    /// Creates a token through the tokens page; its id and secret.
+    async fn create_token(&mut self, name: &str) -> (String, String) {
+        let before = revoke_ids(&self.get("/tokens").await.body);
+        let reply = self.submit("/tokens", &[("name", name)]).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/tokens"),
+            "{}",
+            reply.body
+        );
+        let page = self.get("/tokens").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let secret = new_token_secret(&page.body);
+        let id = revoke_ids(&page.body)
+            .into_iter()
+            .find(|id| !before.contains(id))
+            .expect("the new token's revoke form");
+        (id, secret)
     }
 }
 
@@ -220,7 +383,32 @@ fn encode_form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// The secret a `POST /tokens` page shows.
+/// The synchronizer token in the forms of `page`: every form carries the
+/// same one. `None` when the page has none.
+fn csrf_token(page: &str) -> Option<String> {
+    const FIELD: &str = r#"<input type="hidden" name="csrf_token" value=""#;
+    let tokens: Vec<&str> = page
+        .split(FIELD)
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"').map(|(token, _)| token))
+        .collect();
+    let first = *tokens.first()?;
+    assert!(
+        tokens.iter().all(|token| *token == first),
+        "one token per page: {tokens:?}"
+    );
+    assert!(first.len() >= 32, "{first:?}");
+    Some(first.to_owned())
+}
+
+/// Who a home page says is signed in.
+fn signed_in_user(home: &str) -> Option<String> {
+    let (_, rest) = home.split_once("signed in as <strong>")?;
+    rest.split_once("</strong>")
+        .map(|(user, _)| user.to_owned())
+}
+
+/// The secret a tokens page shows right after a token was created.
 fn new_token_secret(page: &str) -> String {
     let start = page
         .find(r#"<code id="new-token">"#)
@@ -241,6 +429,14 @@ fn revoke_ids(page: &str) -> Vec<String> {
         .collect()
 }
 
+/// The ids of the other sessions a sessions page offers to end.
+fn other_session_ids(page: &str) -> Vec<String> {
+    page.split(r#"action="/sessions/"#)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(r#"/end""#).map(|(id, _)| id.to_owned()))
+        .collect()
+}
+
 /// Runs the `api_client` example with `args`: its exit code and output.
 async fn api_client(args: &[&str]) -> (i32, String, String) {
     let output = tokio::process::Command::new(example_binary::example_binary("api_client"))
@@ -254,6 +450,158 @@ async fn api_client(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `GET /api/whoami` with `Authorization: Bearer secret` and no cookie: its
+/// status and body.
+async fn bearer_whoami(http: &reqwest::Client, demo: &Demo, secret: &str) -> (u16, String) {
+    let response = http
+        .get(format!("{}/api/whoami", demo.base))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "a bearer request sets no cookie"
+    );
+    let status = response.status().as_u16();
+    (
+        status,
+        response.text().await.expect("body").trim().to_owned(),
+    )
+}
+
+/// A plain HTTP client with no cookie store.
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}
+
+/// What the victim of a forgery has, as the demo's pages show it; a
+/// forged request must leave all of it as it was.
+#[derive(Debug, PartialEq, Eq)]
+struct Account {
+    /// Who the victim's cookies sign in.
+    user: Option<String>,
+    visits: u64,
+    /// The other sessions on the victim's sessions page.
+    other_sessions: Vec<String>,
+    /// The token ids on the victim's tokens page.
+    tokens: Vec<String>,
+    /// Who the victim's other browser is signed in as.
+    other_browser: Option<String>,
+}
+
+impl Account {
+    async fn read(victim: &mut Browser, other: &mut Browser) -> Self {
+        let user = victim.user().await;
+        let visits = victim.visits().await;
+        let sessions = victim.get("/sessions").await;
+        assert_eq!(sessions.status, 200, "{}", sessions.body);
+        let tokens = victim.get("/tokens").await;
+        assert_eq!(tokens.status, 200, "{}", tokens.body);
+        Self {
+            user,
+            visits,
+            other_sessions: other_session_ids(&sessions.body),
+            tokens: revoke_ids(&tokens.body),
+            other_browser: other.user().await,
+        }
+    }
+}
+
+/// A victim signed in as ada, with a visit counted, one token and a second
+/// signed-in browser; and grace's password, for the attacker's forms.
+struct Scene {
+    demo: Demo,
+    victim: Browser,
+    other: Browser,
+    ada_password: String,
+    grace_password: String,
+    token_id: String,
+    token_secret: String,
+    other_session: String,
+}
+
+impl Scene {
+    async fn new(dir: &Path) -> Self {
+        let demo = Demo::start(&dir.join("demo.db"));
+        let ada_password = demo.password("ada").to_owned();
+        let grace_password = demo.password("grace").to_owned();
+        let mut victim = Browser::new(&demo);
+        victim.sign_in("ada", &ada_password).await;
+        let reply = victim.submit("/visit", &[]).await;
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        assert_eq!(victim.visits().await, 1);
+        let (token_id, token_secret) = victim.create_token("victim's token").await;
+        let mut other = Browser::new(&demo);
+        other.sign_in("ada", &ada_password).await;
+        let others = other_session_ids(&victim.get("/sessions").await.body);
+        assert_eq!(others.len(), 1, "{others:?}");
+        let other_session = others[0].clone();
+        Self {
+            demo,
+            victim,
+            other,
+            ada_password,
+            grace_password,
+            token_id,
+            token_secret,
+            other_session,
+        }
+    }
+
+    /// Every state-changing route of the demo, with the fields of its form
+    /// (an attacker's choice of them): path and fields.
+    fn routes(&self) -> Vec<(String, Vec<(&'static str, String)>)> {
+        vec![
+            ("/visit".to_owned(), vec![]),
+            (
+                "/login".to_owned(),
+                vec![
+                    ("name", "grace".to_owned()),
+                    ("password", self.grace_password.clone()),
+                ],
+            ),
+            ("/logout".to_owned(), vec![]),
+            ("/sessions/end-others".to_owned(), vec![]),
+            (format!("/sessions/{}/end", self.other_session), vec![]),
+            ("/tokens".to_owned(), vec![("name", "forged".to_owned())]),
+            (format!("/tokens/{}/revoke", self.token_id), vec![]),
+            (
+                "/account/password".to_owned(),
+                vec![
+                    ("current", self.ada_password.clone()),
+                    ("new", "forged password".to_owned()),
+                ],
+            ),
+        ]
+    }
+
+    async fn account(&mut self) -> Account {
+        Account::read(&mut self.victim, &mut self.other).await
+    }
+
+    /// Checks that ada's password is still the printed one (and not the
+    /// forged one), and that the victim's token still signs in.
+    async fn check_credentials_unchanged(&self) {
+        let mut fresh = Browser::new(&self.demo);
+        let forged = fresh
+            .submit(
+                "/login",
+                &[("name", "ada"), ("password", "forged password")],
+            )
+            .await;
+        assert_eq!(forged.status, 401, "the password was not changed");
+        fresh.sign_in("ada", &self.ada_password).await;
+        let (status, body) = bearer_whoami(&plain_client(), &self.demo, &self.token_secret).await;
+        assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,10 +644,13 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
         "{}",
         reply.body
     );
+    // Asking for the forms' token stores no session.
+    assert!(csrf_token(&reply.body).is_some(), "{}", reply.body);
+    assert!(browser.jar.is_empty(), "no session for a page view");
 
     // Wrong password, unknown user: the same 401 page, no session.
     let wrong = browser
-        .post(
+        .submit(
             "/login",
             &[("name", "ada"), ("password", "not the password")],
         )
@@ -307,19 +658,19 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Wrong user name or password."));
     let unknown = browser
-        .post("/login", &[("name", "nobody"), ("password", "whatever")])
+        .submit("/login", &[("name", "nobody"), ("password", "whatever")])
         .await;
     assert_eq!(unknown.status, 401);
     assert_eq!(unknown.body, wrong.body, "one answer whatever the reason");
     assert!(browser.jar.is_empty(), "no session for failed sign-ins");
     let empty = browser
-        .post("/login", &[("name", "ada"), ("password", "")])
+        .submit("/login", &[("name", "ada"), ("password", "")])
         .await;
     assert_eq!(empty.status, 400);
 
     // The right password signs in, and goes where it was asked to.
     let reply = browser
-        .post(
+        .submit(
             "/login",
             &[
                 ("name", "Ada"),
@@ -347,7 +698,7 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
     // A redirect elsewhere is refused: home instead.
     let mut other = Browser::new(&demo);
     let reply = other
-        .post(
+        .submit(
             "/login",
             &[
                 ("name", "grace"),
@@ -362,13 +713,27 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
         "no open redirect"
     );
 
-    // An API token, created through the page: the secret is shown once.
-    let reply = browser.post("/tokens", &[("name", "ci <pipeline>")]).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.header("cache-control"), "no-store");
-    let secret = new_token_secret(&reply.body);
-    assert!(reply.body.contains("ci &lt;pipeline&gt;"), "escaped");
-    assert!(!reply.body.contains("<pipeline>"), "escaped");
+    // An API token, created through the page: the POST redirects, and the
+    // tokens page shows the secret once.
+    let reply = browser
+        .submit("/tokens", &[("name", "ci <pipeline>")])
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/tokens"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        !reply.body.contains("kc_"),
+        "the secret is not on the POST's answer"
+    );
+    let page = browser.get("/tokens").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("cache-control"), "no-store");
+    let secret = new_token_secret(&page.body);
+    assert!(page.body.contains("ci &lt;pipeline&gt;"), "escaped");
+    assert!(!page.body.contains("<pipeline>"), "escaped");
     let page = browser.get("/tokens").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("ci &lt;pipeline&gt;"));
@@ -376,46 +741,86 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
     assert!(!page.body.contains("new-token"));
 
     // Bad forms and ids.
-    assert_eq!(browser.post("/tokens", &[("name", " ")]).await.status, 400);
-    assert_eq!(browser.post("/tokens/abc/revoke", &[]).await.status, 400);
-    assert_eq!(browser.post("/tokens/0/revoke", &[]).await.status, 400);
+    assert_eq!(
+        browser.submit("/tokens", &[("name", " ")]).await.status,
+        400
+    );
+    assert_eq!(browser.submit("/tokens/abc/revoke", &[]).await.status, 400);
+    assert_eq!(browser.submit("/tokens/0/revoke", &[]).await.status, 400);
     assert_eq!(
         browser
-            .post("/tokens/99999999999999999999/revoke", &[])
+            .submit("/tokens/99999999999999999999/revoke", &[])
             .await
             .status,
         400
     );
+    assert_eq!(browser.submit("/sessions/abc/end", &[]).await.status, 400);
 
     // A second token, revoked: it signs nobody in any more.
-    let reply = browser.post("/tokens", &[("name", "temporary")]).await;
-    let temporary = new_token_secret(&reply.body);
+    let (temporary_id, temporary) = browser.create_token("temporary").await;
     let ids = revoke_ids(&browser.get("/tokens").await.body);
     assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[1], temporary_id);
     let reply = browser
-        .post(&format!("/tokens/{}/revoke", ids[1]), &[])
+        .submit(&format!("/tokens/{temporary_id}/revoke"), &[])
         .await;
     assert_eq!((reply.status, reply.header("location")), (303, "/tokens"));
     let page = browser.get("/tokens").await;
     assert!(page.body.contains("Token revoked"), "{}", page.body);
     assert!(!page.body.contains("temporary"));
     assert_eq!(revoke_ids(&page.body), ids[..1]);
-    let mut api = Browser::new(&demo);
-    let bearer = format!("Bearer {temporary}");
-    let reply = api
-        .get_with("/api/whoami", &[("authorization", &bearer)])
-        .await;
-    assert_eq!(reply.status, 401, "a revoked token");
+    let http = plain_client();
+    assert_eq!(
+        bearer_whoami(&http, &demo, &temporary).await.0,
+        401,
+        "a revoked token"
+    );
 
-    // The live token signs in as its owner, as an API client.
+    // The live token signs in as its owner, as an API client, for the
+    // request only: no cookie.
+    let (status, body) = bearer_whoami(&http, &demo, &secret).await;
+    assert_eq!((status, body.as_str()), (200, "ada bearer api"));
     let bearer = format!("Bearer {secret}");
+    let mut api = Browser::new(&demo);
+    // A token may not mint tokens.
     let reply = api
-        .get_with("/api/whoami", &[("authorization", &bearer)])
+        .send(
+            reqwest::Method::POST,
+            "/tokens",
+            Some(&[("name", "more")]),
+            &[("authorization", &bearer)],
+        )
         .await;
-    assert_eq!((reply.status, reply.body.trim()), (200, "ada bearer api"));
-    // A token session may not mint tokens.
-    let reply = api.post("/tokens", &[("name", "more")]).await;
-    assert_eq!(reply.status, 403);
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains("Not with a token"), "{}", reply.body);
+    // Nor end sessions.
+    let reply = api
+        .send(
+            reqwest::Method::POST,
+            "/sessions/end-others",
+            Some(&[]),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(browser.user().await.as_deref(), Some("ada"), "not ended");
+    // It has no session to count a visit in: 400.
+    let reply = api
+        .send(
+            reqwest::Method::POST,
+            "/api/visit",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(api.jar.is_empty(), "a bearer request sets no cookie");
+    // The tokens page reads fine with a bearer token, without its forms.
+    let reply = api.get_with("/tokens", &[("authorization", &bearer)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains("ci &lt;pipeline&gt;"), "{}", reply.body);
+    assert!(revoke_ids(&reply.body).is_empty(), "{}", reply.body);
+    assert!(api.jar.is_empty(), "a bearer request sets no cookie");
 
     // The visit counter of the API.
     let mut visitor = Browser::new(&demo);
@@ -442,6 +847,7 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
     assert!(stdout.contains("swap"), "{stdout}");
     assert!(stdout.contains("\"grace basic api\""), "{stdout}");
     assert!(stdout.contains("\"ada bearer api\""), "{stdout}");
+    assert!(stdout.contains("no session row was stored"), "{stdout}");
     assert!(!stdout.contains("skipped"), "{stdout}");
 
     // A wrong password is an unexpected answer: exit 1, saying what came.
@@ -457,6 +863,497 @@ async fn demo_signs_in_with_passwords_and_serves_api_clients() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("expected"), "{stderr}");
     assert!(stderr.contains("401"), "{stderr}");
+}
+
+/// A page of another origin posts the demo's forms with the victim's
+/// cookies and even a valid synchronizer token (as if it had stolen one):
+/// from a sibling port of the same host (same-site, which `SameSite`
+/// cookies let through), from another site, with only `Origin`, and with
+/// `Origin: null`. The session layer refuses each before the handler runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_cross_origin_posts_change_nothing_on_any_route() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut scene = Scene::new(dir.path()).await;
+    let sibling = scene.demo.sibling_origin();
+    let forgeries: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "a sibling port",
+            vec![("sec-fetch-site", "same-site"), ("origin", &sibling)],
+        ),
+        (
+            "another site",
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://evil.example"),
+            ],
+        ),
+        ("a sibling port, Origin only", vec![("origin", &sibling)]),
+        ("Origin: null", vec![("origin", "null")]),
+    ];
+    let before = scene.account().await;
+    assert_eq!(before.user.as_deref(), Some("ada"));
+    assert_eq!(before.visits, 1);
+    assert_eq!(before.other_sessions, [scene.other_session.clone()]);
+    assert_eq!(before.tokens, [scene.token_id.clone()]);
+    assert_eq!(before.other_browser.as_deref(), Some("ada"));
+    let token = scene.victim.token().await;
+    let routes = scene.routes();
+
+    for (what, headers) in &forgeries {
+        for (path, fields) in &routes {
+            let mut form: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form.push(("csrf_token", &token));
+            let jar = scene.victim.jar.clone();
+            let reply = scene
+                .victim
+                .send(reqwest::Method::POST, path, Some(&form), headers)
+                .await;
+            assert_eq!(reply.status, 403, "{what}, POST {path}: {}", reply.body);
+            assert!(
+                reply.body.contains(CROSS_ORIGIN_REFUSED),
+                "{what}, POST {path}: refused by the layer: {}",
+                reply.body
+            );
+            assert!(
+                reply.headers.get("set-cookie").is_none(),
+                "{what}, POST {path}: no cookie"
+            );
+            assert_eq!(scene.victim.jar, jar, "{what}, POST {path}");
+            assert_eq!(
+                scene.account().await,
+                before,
+                "{what}, POST {path} changed something"
+            );
+        }
+
+        // Login CSRF: a visitor with no session is not signed in to the
+        // attacker's account.
+        let mut visitor = Browser::new(&scene.demo);
+        let token = visitor.token().await;
+        let reply = visitor
+            .send(
+                reqwest::Method::POST,
+                "/login",
+                Some(&[
+                    ("name", "grace"),
+                    ("password", &scene.grace_password),
+                    ("csrf_token", &token),
+                ]),
+                headers,
+            )
+            .await;
+        assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+        assert!(reply.headers.get("set-cookie").is_none(), "{what}");
+        assert!(visitor.jar.is_empty(), "{what}");
+        assert_eq!(visitor.user().await, None, "{what}");
+    }
+
+    assert_eq!(
+        scene.victim.token().await,
+        token,
+        "the session was not rotated"
+    );
+    scene.check_credentials_unchanged().await;
+}
+
+/// Same-origin posts need the session's own synchronizer token: without
+/// it, or with another session's, each route answers 403 and changes
+/// nothing; with it, each does its work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_origin_posts_need_the_sessions_own_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut scene = Scene::new(dir.path()).await;
+    let mut grace = Browser::new(&scene.demo);
+    grace.sign_in("grace", &scene.grace_password.clone()).await;
+    let grace_token = grace.token().await;
+    let other_token = scene.other.token().await;
+    let token = scene.victim.token().await;
+    assert_ne!(token, other_token, "one token per session");
+    assert_ne!(token, grace_token, "one token per session");
+    let before = scene.account().await;
+
+    let routes = scene.routes();
+    let wrong = [
+        ("no token", None),
+        (
+            "the token of the user's other session",
+            Some(other_token.as_str()),
+        ),
+        ("another user's token", Some(grace_token.as_str())),
+        (
+            "a made-up token",
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+    ];
+    for (what, presented) in wrong {
+        for (path, fields) in &routes {
+            let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = scene.victim.post_from_page(path, &form, presented).await;
+            assert_eq!(reply.status, 403, "{what}, POST {path}: {}", reply.body);
+            assert!(
+                reply.body.contains(FORM_REFUSED),
+                "{what}, POST {path}: {}",
+                reply.body
+            );
+            assert!(
+                reply.headers.get("set-cookie").is_none(),
+                "{what}, POST {path}: no cookie"
+            );
+            assert_eq!(
+                scene.account().await,
+                before,
+                "{what}, POST {path} changed something"
+            );
+        }
+    }
+    // Two different tokens in one form are no token.
+    let reply = scene
+        .victim
+        .send(
+            reqwest::Method::POST,
+            "/visit",
+            Some(&[("csrf_token", &token), ("csrf_token", &other_token)]),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(scene.victim.visits().await, 1);
+    scene.check_credentials_unchanged().await;
+
+    // With the page's token, each route does its work.
+    let victim = &mut scene.victim;
+    let reply = victim.submit("/visit", &[]).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(victim.visits().await, 2);
+
+    let (id, secret) = victim.create_token("second").await;
+    let (status, body) = bearer_whoami(&plain_client(), &scene.demo, &secret).await;
+    assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    let reply = victim.submit(&format!("/tokens/{id}/revoke"), &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/tokens"));
+    assert_eq!(
+        revoke_ids(&victim.get("/tokens").await.body),
+        [scene.token_id.clone()]
+    );
+
+    let reply = victim
+        .submit(&format!("/sessions/{}/end", scene.other_session), &[])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+    assert_eq!(scene.other.user().await, None, "that device is signed out");
+    // (check_credentials_unchanged signed in one more session of ada's.)
+    let others = other_session_ids(&victim.get("/sessions").await.body);
+    assert!(!others.contains(&scene.other_session), "{others:?}");
+    assert_eq!(others.len(), 1, "{others:?}");
+
+    scene.other.sign_in("ada", &scene.ada_password).await;
+    let reply = victim.submit("/sessions/end-others", &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+    assert_eq!(scene.other.user().await, None, "signed out everywhere else");
+    assert_eq!(victim.user().await.as_deref(), Some("ada"));
+    assert!(other_session_ids(&victim.get("/sessions").await.body).is_empty());
+
+    // Changing the password keeps this session with a fresh token (the old
+    // one fails), and ends the others.
+    scene.other.sign_in("ada", &scene.ada_password).await;
+    let old_token = victim.token().await;
+    let old_jar = victim.jar.clone();
+    let reply = victim
+        .post_from_page(
+            "/account/password",
+            &[("current", "not the password"), ("new", "whatever else")],
+            Some(&old_token),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(
+        reply.body.contains("The current password is wrong"),
+        "{}",
+        reply.body
+    );
+    let reply = victim
+        .post_from_page(
+            "/account/password",
+            &[("current", &scene.ada_password), ("new", "a new password")],
+            Some(&old_token),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_some(), "a fresh token");
+    assert_ne!(victim.jar, old_jar);
+    assert_eq!(
+        victim.user().await.as_deref(),
+        Some("ada"),
+        "still signed in here"
+    );
+    assert!(
+        victim
+            .get("/sessions")
+            .await
+            .body
+            .contains("Password changed"),
+        "the flash"
+    );
+    assert_eq!(scene.other.user().await, None, "signed out everywhere else");
+    let mut replay = Browser::new(&scene.demo);
+    replay.jar = old_jar;
+    assert_eq!(replay.user().await, None, "the old cookies are dead");
+    let reply = victim.post_from_page("/visit", &[], Some(&old_token)).await;
+    assert_eq!(reply.status, 403, "the token from before the change");
+    assert_eq!(victim.visits().await, 2);
+    let mut fresh = Browser::new(&scene.demo);
+    let reply = fresh
+        .submit(
+            "/login",
+            &[("name", "ada"), ("password", &scene.ada_password)],
+        )
+        .await;
+    assert_eq!(reply.status, 401, "the old password");
+    fresh.sign_in("ada", "a new password").await;
+
+    // Signing in as somebody else, then out.
+    let reply = victim
+        .submit(
+            "/login",
+            &[("name", "grace"), ("password", &scene.grace_password)],
+        )
+        .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(victim.user().await.as_deref(), Some("grace"));
+    let reply = victim.submit("/logout", &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(victim.user().await, None);
+}
+
+/// A token captured before signing in does not work after it: the token is
+/// derived from the session's, which the sign-in replaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_before_sign_in_fails_after_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+
+    // An anonymous session that is stored (it counted a visit).
+    let mut browser = Browser::new(&demo);
+    assert_eq!(browser.submit("/visit", &[]).await.status, 303);
+    assert!(!browser.jar.is_empty(), "a stored anonymous session");
+    let before = browser.token().await;
+    // Its token is checked already: a post without it is refused.
+    let reply = browser.post_from_page("/visit", &[], None).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(browser.visits().await, 1);
+    let reply = browser
+        .post_from_page(
+            "/login",
+            &[("name", "ada"), ("password", &password)],
+            Some(&before),
+        )
+        .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    let reply = browser.post_from_page("/visit", &[], Some(&before)).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(FORM_REFUSED), "{}", reply.body);
+    assert_eq!(browser.visits().await, 1, "nothing counted");
+    let after = browser.token().await;
+    assert_ne!(after, before);
+    assert_eq!(
+        browser
+            .post_from_page("/visit", &[], Some(&after))
+            .await
+            .status,
+        303
+    );
+    assert_eq!(browser.visits().await, 2);
+
+    // A session that was not stored yet: the page's token is not the
+    // signed-in session's either.
+    let mut browser = Browser::new(&demo);
+    let before = browser.token().await;
+    browser.sign_in("ada", &password).await;
+    let reply = browser.post_from_page("/logout", &[], Some(&before)).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        browser.user().await.as_deref(),
+        Some("ada"),
+        "still signed in"
+    );
+    // And after signing out, the signed-in page's token is dead too.
+    let signed_in = browser.token().await;
+    assert_eq!(browser.submit("/logout", &[]).await.status, 303);
+    assert_eq!(browser.submit("/visit", &[]).await.status, 303);
+    let reply = browser
+        .post_from_page("/visit", &[], Some(&signed_in))
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(browser.visits().await, 1);
+}
+
+/// Signed-in pages are never cached, and a sign-out tells the browser to
+/// drop what it cached; the old cookies are anonymous afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_pages_are_private_and_sign_out_clears_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+
+    let anonymous = browser.get("/").await;
+    assert!(anonymous.varies_on_cookie(), "{:?}", anonymous.headers);
+
+    browser.sign_in("ada", &password).await;
+    for path in ["/", "/sessions", "/tokens"] {
+        let reply = browser.get(path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.all("cache-control"), "no-store", "{path}");
+        assert!(reply.varies_on_cookie(), "{path}: {:?}", reply.headers);
+        assert!(
+            signed_in_user(&reply.body).is_some() || reply.body.contains("<strong>ada</strong>"),
+            "{path}: signed in"
+        );
+    }
+
+    let signed_in = browser.jar.clone();
+    let reply = browser.submit("/logout", &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(reply.all("clear-site-data"), "\"cache\"");
+    assert_eq!(reply.all("cache-control"), "no-store");
+    assert!(browser.jar.is_empty(), "the cookies are expired");
+
+    let mut replay = Browser::new(&demo);
+    replay.jar = signed_in;
+    let home = replay.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains("<strong>anonymous</strong>"),
+        "{}",
+        home.body
+    );
+    assert_eq!(
+        replay.get("/sessions").await.header("location"),
+        "/",
+        "sent home"
+    );
+    let reply = replay.get_with("/tokens", &[("accept", "text/html")]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/?next=/tokens")
+    );
+
+    // Signing out a session nobody was signed in to clears nothing.
+    let mut visitor = Browser::new(&demo);
+    assert_eq!(visitor.submit("/visit", &[]).await.status, 303);
+    let reply = visitor.submit("/logout", &[]).await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.all("clear-site-data"), "");
+}
+
+/// Bearer requests are signed in for the request only: a thousand of them
+/// store no session row. HTTP Basic clients keep one stored session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_requests_store_no_session_and_basic_stores_one() {
+    const BEARER_REQUESTS: usize = 1_000;
+    const BASIC_REQUESTS: usize = 50;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let (_, secret) = browser.create_token("load").await;
+    let rows = demo.session_rows().await;
+    assert_eq!(rows, 1, "the browser's session");
+
+    let http = plain_client();
+    for i in 0..BEARER_REQUESTS {
+        let (status, body) = bearer_whoami(&http, &demo, &secret).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ada bearer api"),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        demo.session_rows().await,
+        rows,
+        "no row for bearer requests"
+    );
+
+    // A bearer request with a browser's cookies answers as the token's
+    // owner and leaves the cookies' session alone.
+    let jar = browser.jar.clone();
+    let bearer = format!("Bearer {secret}");
+    let reply = browser
+        .get_with("/api/whoami", &[("authorization", &bearer)])
+        .await;
+    assert_eq!((reply.status, reply.body.trim()), (200, "ada bearer api"));
+    assert!(reply.headers.get("set-cookie").is_none());
+    assert_eq!(browser.jar, jar);
+    assert_eq!(
+        browser.get("/api/whoami").await.body.trim(),
+        "ada password human"
+    );
+    assert_eq!(demo.session_rows().await, rows);
+
+    let mut client = Browser::new(&demo);
+    let basic = format!("Basic {}", STANDARD.encode(format!("ada:{password}")));
+    for i in 0..BASIC_REQUESTS {
+        let reply = client
+            .get_with("/api/whoami", &[("authorization", &basic)])
+            .await;
+        assert_eq!(
+            (reply.status, reply.body.trim()),
+            (200, "ada basic api"),
+            "request {i}"
+        );
+        if i == 0 {
+            assert!(!client.jar.is_empty(), "a stored session's cookies");
+        } else {
+            assert!(
+                reply.headers.get("set-cookie").is_none(),
+                "request {i}: the same session"
+            );
+        }
+    }
+    assert_eq!(
+        demo.session_rows().await,
+        rows + 1,
+        "one row for the Basic client"
+    );
+}
+
+/// Revoking a token signs its bearer out at the very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_the_next_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let (id, secret) = browser.create_token("to revoke").await;
+    let (kept_id, kept) = browser.create_token("to keep").await;
+    let http = plain_client();
+    for token in [&secret, &kept] {
+        let (status, body) = bearer_whoami(&http, &demo, token).await;
+        assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    }
+
+    let reply = browser.submit(&format!("/tokens/{id}/revoke"), &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/tokens"));
+    let (status, _) = bearer_whoami(&http, &demo, &secret).await;
+    assert_eq!(status, 401, "the revoked token");
+    let (status, body) = bearer_whoami(&http, &demo, &kept).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ada bearer api"),
+        "the other token"
+    );
+    assert_eq!(revoke_ids(&browser.get("/tokens").await.body), [kept_id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

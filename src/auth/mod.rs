@@ -33,8 +33,10 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = SqliteStore::connect("sqlite::memory:").await?;
 //! store.migrate().await?;
-//! let passwords = PasswordAuthenticator::new(store.clone());
-//! let tokens = ApiTokens::new(store.clone());
+//! // The session layer first: the authenticators end sessions through it.
+//! let sessions = SessionLayer::new(store.clone());
+//! let passwords = PasswordAuthenticator::new(store.clone(), sessions.admin());
+//! let tokens = ApiTokens::new(store, sessions.admin());
 //! let app: Router = Router::new()
 //!     .route("/me", get(me))
 //!     .layer(
@@ -44,7 +46,7 @@
 //!             .authenticator(passwords)
 //!             .authenticator(tokens),
 //!     )
-//!     .layer(SessionLayer::new(store));
+//!     .layer(sessions);
 //! # Ok(()) }
 //! ```
 //!

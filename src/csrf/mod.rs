@@ -4,7 +4,7 @@
 //! [`SessionLayer`](crate::SessionLayer) already refuses unsafe requests
 //! that a browser marks as cross-origin, before any session work (that is
 //! what closes login CSRF, whose victim has no session yet). On top of it,
-//! each stored session has a secret token, [`Session::csrf_token`], which
+//! each stored session has a secret token, [`Session::csrf_token`](crate::Session::csrf_token), which
 //! the application's own pages put in their forms (field [`FORM_FIELD`]) or
 //! scripts in a header ([`HEADER`]). A page on another site cannot read it,
 //! so it cannot forge a request that carries it.

@@ -93,8 +93,12 @@ impl Session {
 
     /// Ends every other session of the signed-in user, at once ("sign out
     /// everywhere else", or after a password change). Returns how many
-    /// ended; 0 while anonymous.
+    /// ended; 0 while anonymous. A [request-only](Self::is_request_only)
+    /// session (a bearer token's request) has no session of its own to keep
+    /// and gets [`Error::RequestOnly`]: an API credential does not sign its
+    /// user out of their browsers.
     pub async fn end_other_sessions(&self) -> Result<u64, Error> {
+        self.writable()?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
             return Ok(0);
@@ -108,8 +112,11 @@ impl Session {
 
     /// Ends one of the signed-in user's sessions, at once, if it is theirs
     /// ("sign out that device"); ending this session is a
-    /// [`logout`](Self::logout). Returns whether a session ended.
+    /// [`logout`](Self::logout). Returns whether a session ended. Refused
+    /// with [`Error::RequestOnly`] on a [request-only](Self::is_request_only)
+    /// session, like [`end_other_sessions`](Self::end_other_sessions).
     pub async fn end_user_session(&self, id: SessionId) -> Result<bool, Error> {
+        self.writable()?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
             return Ok(false);

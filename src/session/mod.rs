@@ -111,8 +111,13 @@ impl Session {
         self.with_mut(|w| w.set(key, Some(value))).await
     }
 
-    /// Removes `key` and returns its value, if it had one.
+    /// Removes `key` and returns its value, if it had one. (A
+    /// [request-only](Self::is_request_only) session holds no values, so
+    /// there it removes nothing and returns `None`.)
     pub async fn remove(&self, key: &str) -> Result<Option<Value>, Error> {
+        if self.is_request_only() {
+            return Ok(None);
+        }
         self.with_mut(|w| {
             let old = w.view.data.get(key).cloned();
             w.set(key, None);
@@ -121,8 +126,12 @@ impl Session {
         .await
     }
 
-    /// Removes every value. The user stays signed in.
+    /// Removes every value. The user stays signed in. (A no-op on a
+    /// [request-only](Self::is_request_only) session, which holds none.)
     pub async fn clear(&self) -> Result<(), Error> {
+        if self.is_request_only() {
+            return Ok(());
+        }
         self.with_mut(Working::clear_data).await
     }
 

@@ -147,6 +147,19 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
             ),
         )
         .route(
+            "/remove/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                let old = session.remove(&key).await?;
+                Ok::<_, keycard::Error>(format!("{old:?}"))
+            }),
+        )
+        .route(
+            "/end-others",
+            post(|session: Session| async move {
+                Ok::<_, keycard::Error>(session.end_other_sessions().await?.to_string())
+            }),
+        )
+        .route(
             "/guarded",
             post(
                 |CurrentUser(user): CurrentUser,
@@ -947,6 +960,23 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
     assert!(reply.body.contains("own credentials"), "{}", reply.body);
     assert!(reply.set_cookies().is_empty());
     assert_eq!(rows_of(&store, "alice").await, 0);
+    // Removing from a session that holds no values removes nothing.
+    let reply = client.post("/remove/flash").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "None")
+    );
+    // An API credential does not sign its user out of their browsers.
+    let mut browser = Client::new(app.router.clone());
+    app.passwords
+        .create_user("alice", "pw")
+        .await
+        .expect("user");
+    form_login(&mut browser, "alice", "pw").await;
+    let reply = client.post("/end-others").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(browser.get("/maybe").await.body, "alice");
+    client.headers.clear();
     // A password change from a request-only session ends every session of
     // the account (there is none to keep) and sets no cookie.
     app.passwords.create_user("bob", "old").await.expect("user");
