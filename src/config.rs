@@ -57,6 +57,7 @@ impl ConcurrentSessions {
 /// | API sessions per user | at most 16 | [`api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user) |
 /// | background purge of expired rows | every 10 minutes | [`purge_interval`](crate::SessionLayer::purge_interval), [`no_background_purge`](crate::SessionLayer::no_background_purge) |
 /// | `Clear-Site-Data: "cache"` on sign-out | off | [`clear_site_data_on_logout`](crate::SessionLayer::clear_site_data_on_logout) |
+/// | largest session data (JSON) | 64 KiB | [`max_session_bytes`](crate::SessionLayer::max_session_bytes) |
 ///
 /// Cookies are always `HttpOnly` and `Path=/`. They are browser-session
 /// cookies (no `Max-Age`) unless the handler calls
@@ -80,6 +81,7 @@ pub struct SessionConfig {
     pub(crate) api_sessions: ConcurrentSessions,
     pub(crate) purge_interval: Option<std::time::Duration>,
     pub(crate) clear_site_data: bool,
+    pub(crate) max_data_bytes: usize,
     // Derived from `cookie_base` and `secure`, kept so the hot path does not
     // format strings.
     pub(crate) id_cookie: String,
@@ -106,6 +108,7 @@ impl Default for SessionConfig {
             api_sessions: ConcurrentSessions::MaxPerUser(16),
             purge_interval: Some(std::time::Duration::from_secs(600)),
             clear_site_data: false,
+            max_data_bytes: 64 * 1024,
             id_cookie: String::new(),
             token_cookie: String::new(),
         };
@@ -157,6 +160,11 @@ impl SessionConfig {
     /// retrievers wrapped in [`StoredSession`](crate::auth::StoredSession)).
     pub fn api_sessions_per_user(&self) -> ConcurrentSessions {
         self.api_sessions
+    }
+
+    /// The largest a session's values may be, in bytes of JSON.
+    pub fn max_session_bytes(&self) -> usize {
+        self.max_data_bytes
     }
 
     /// How often the layer purges expired rows in the background; `None`

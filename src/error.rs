@@ -65,6 +65,14 @@ pub enum Error {
          is not stored and cannot be changed"
     )]
     RequestOnly,
+    /// A value would make the session's values larger than
+    /// [`max_session_bytes`](crate::SessionLayer::max_session_bytes): it
+    /// was not stored, and the session is unchanged. Answered `413`.
+    #[error("the session's values would exceed {limit} bytes")]
+    TooLarge {
+        /// The configured limit, in bytes of JSON.
+        limit: usize,
+    },
     /// The operating system could not supply random bytes for a token.
     #[error("the operating system's random number generator failed")]
     Randomness,
@@ -105,8 +113,15 @@ pub(crate) fn plain_response<B: From<&'static str>>(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(http::header::RETRY_AFTER, RETRY_AFTER);
+    }
     response
 }
+
+/// How long a client is asked to wait after a `503`: the database was busy
+/// or away for a moment; a retry soon is likely to work.
+const RETRY_AFTER: http::HeaderValue = http::HeaderValue::from_static("2");
 
 impl Error {
     /// The response a layer answers with when this error ends a request.
@@ -124,6 +139,10 @@ impl Error {
                 "Your session changed in another request. Please try again.\n",
             ),
             Error::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "Invalid sign-in.\n"),
+            Error::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "This is more than the session can keep.\n",
+            ),
             Error::RequestOnly => (
                 StatusCode::BAD_REQUEST,
                 "This request carries its own credentials and has no session to change.\n",
@@ -150,6 +169,6 @@ impl axum::response::IntoResponse for Error {
         let (status, body) = self.status_and_body();
         // The body is generic; the reason goes to the log.
         tracing::warn!(error = %self, %status, "keycard: handler answered with a session error");
-        (status, body).into_response()
+        plain_response(status, body)
     }
 }

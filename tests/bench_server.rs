@@ -173,6 +173,12 @@ async fn contract(server: Server) {
     }
     assert_eq!(browser.jar, jar);
     assert_eq!(browser.get("/whoami").await.1, "bob", "still signed in");
+    // Identities no store can hold the same way: refused as invalid input.
+    for user in ["%00", "a%00b", "line%0Abreak"] {
+        let (status, _, set) = browser.post(&format!("/login/{user}")).await;
+        assert_eq!((status, set), (400, 0), "{user}");
+    }
+    assert_eq!(browser.get("/whoami").await.1, "bob");
     assert_eq!(browser.get("/read").await.1, "2", "nothing counted");
     let ((status, body, _), _) = browser
         .send_with(

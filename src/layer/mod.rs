@@ -352,6 +352,16 @@ impl SessionLayer {
         self.configure(|c| c.config.purge_interval = None)
     }
 
+    /// The largest a session's values may be, in bytes of their JSON: a
+    /// [`Session::insert`](crate::Session::insert) or
+    /// [`update`](crate::Session::update) that would make them larger is
+    /// refused with [`Error::TooLarge`](crate::Error::TooLarge) (`413`) and
+    /// changes nothing. Default: 64 KiB, which bounds what one client can
+    /// make the store keep and every read carry.
+    pub fn max_session_bytes(self, bytes: usize) -> Self {
+        self.configure(|c| c.config.max_data_bytes = bytes)
+    }
+
     /// Sends `Clear-Site-Data: "cache"` with a sign-out, so the browser
     /// drops its cached copies of this origin's pages. Default: off.
     /// (`"cookies"` would clear every application on the same host.)

@@ -7,7 +7,7 @@ use tracing::Instrument as _;
 use super::Session;
 use super::state::Working;
 use crate::Error;
-use crate::store::{SessionData, SessionFields, SessionRecord};
+use crate::store::{SessionData, SessionFields, SessionRecord, StoreError};
 use crate::token::{SessionToken, TokenHash};
 
 impl Session {
@@ -19,7 +19,27 @@ impl Session {
             return Ok(Working::fresh(self.fresh_fields(now), span));
         };
         span.record("session.id", id.get());
-        let record = shared.ctx.store.load(*id).instrument(span.clone()).await?;
+        let record = match shared.ctx.store.load(*id).instrument(span.clone()).await {
+            // A row keycard never wrote (edited by hand, another program):
+            // it can never be used, so it goes, and the request carries on
+            // anonymous rather than fail for good on every request.
+            Err(StoreError::Corrupt { what, .. }) => {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        what,
+                        "keycard: corrupt session row deleted; request is anonymous"
+                    )
+                });
+                shared
+                    .ctx
+                    .store
+                    .delete(*id)
+                    .instrument(span.clone())
+                    .await?;
+                None
+            }
+            loaded => loaded?,
+        };
         let mut verdict = match record {
             None => Err("no such session"),
             Some(record) => self.check(&record, token, now).map(|()| record),

@@ -77,20 +77,27 @@ impl Login {
         self
     }
 
-    /// Refuses what no store can hold, before anything changes.
+    /// Refuses what not every store can hold, before anything changes, the
+    /// same on every store: empty or over-long names, and control
+    /// characters (a NUL, which PostgreSQL refuses and SQLite would store;
+    /// line breaks that would forge log lines).
     fn validate(&self) -> Result<(), Error> {
-        let chars = self.user_id.chars().count();
-        if chars == 0 || chars > MAX_USER_ID_CHARS {
+        let valid = |text: &str, max: usize| {
+            let chars = text.chars().count();
+            chars > 0 && chars <= max && !text.chars().any(char::is_control)
+        };
+        if !valid(&self.user_id, MAX_USER_ID_CHARS) {
             return Err(Error::InvalidLogin(
-                "the user id must be 1 to 255 characters",
+                "the user id must be 1 to 255 characters, none of them a control character",
             ));
         }
-        if self.method.as_ref().is_some_and(|m| {
-            let chars = m.chars().count();
-            chars == 0 || chars > MAX_AUTH_METHOD_CHARS
-        }) {
+        if self
+            .method
+            .as_ref()
+            .is_some_and(|m| !valid(m, MAX_AUTH_METHOD_CHARS))
+        {
             return Err(Error::InvalidLogin(
-                "the auth method must be 1 to 64 characters",
+                "the auth method must be 1 to 64 characters, none of them a control character",
             ));
         }
         if self.credential.as_ref().is_some_and(|c| {

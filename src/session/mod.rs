@@ -108,7 +108,17 @@ impl Session {
     /// a change and causes no write.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = to_value(key, value)?;
-        self.with_mut(|w| w.set(key, Some(value))).await
+        let limit = self.0.ctx.config.max_data_bytes;
+        self.with_mut(|w| {
+            let old = w.view.data.get(key).cloned();
+            w.set(key, Some(value));
+            if encoded_len(&w.view.data) > limit {
+                w.set(key, old);
+                return Err(Error::TooLarge { limit });
+            }
+            Ok(())
+        })
+        .await?
     }
 
     /// Removes `key` and returns its value, if it had one. (A
@@ -163,6 +173,17 @@ impl Session {
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
         let (new, value) = apply(key, &mut f, &w.view.data)?;
+        let limit = self.0.ctx.config.max_data_bytes;
+        // An upper bound first (the old value replaced counts as kept), so
+        // the common small update builds nothing.
+        let bound = encoded_len(&w.view.data) + encoded_len(&value) + key.len() + 6;
+        if bound > limit {
+            let mut after = w.view.data.clone();
+            after.insert(key.to_owned(), value.clone());
+            if encoded_len(&after) > limit {
+                return Err(Error::TooLarge { limit });
+            }
+        }
         let Some(stored) = &w.stored else {
             // Nobody else can know an unsaved session: no race to lose.
             w.set(key, Some(value));
@@ -316,6 +337,25 @@ fn ready_mut(state: &mut State) -> Result<&mut Working, Error> {
         State::Ready(w) => Ok(w),
         State::Unloaded | State::Failed => Err(Error::Unavailable),
     }
+}
+
+/// The length of `data` in JSON, as the store keeps it, without building
+/// the text.
+fn encoded_len(data: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a map of `Value`s to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, data);
+    count.0
 }
 
 fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, Error> {

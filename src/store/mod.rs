@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use crate::token::{SessionId, TokenHash};
 
 mod cache;
+mod limits;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod migrate;
 #[cfg(feature = "mysql")]
@@ -43,6 +44,7 @@ mod table_name;
 mod users;
 
 pub use cache::CachedStore;
+pub use limits::WaitLimits;
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]

@@ -9,7 +9,7 @@ use super::sql::{
     Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, in_list_statements,
     load_in_list, sql_store, user_store,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName};
+use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
 use crate::token::SessionId;
 
 const SQL: StatementTexts = StatementTexts {
@@ -100,13 +100,33 @@ impl SqlStore<MySql> {
         Self::build(pool, table, &SQL, &USERS_SQL, loads, None)
     }
 
-    /// Connects to `url` (`mysql://user@host/db`) with a pool of 10.
+    /// Connects to `url` (`mysql://user@host/db`) with a pool of 10 and
+    /// the default [`WaitLimits`]: `innodb_lock_wait_timeout` and
+    /// `lock_wait_timeout` of 5 s on every connection (whole seconds, at
+    /// least 1), 5 s at most for a pooled connection.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, WaitLimits::default()).await
+    }
+
+    /// [`connect`](Self::connect) with other [`WaitLimits`].
+    pub async fn connect_with(url: &str, limits: WaitLimits) -> Result<Self, StoreError> {
+        let seconds = limits.lock.as_secs().max(1);
         let pool = MySqlPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(limits.acquire)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let set = format!(
+                        "SET SESSION innodb_lock_wait_timeout = {seconds}, \
+                         lock_wait_timeout = {seconds}"
+                    );
+                    sqlx::raw_sql(AssertSqlSafe(set)).execute(conn).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool).wait_limits(limits))
     }
 
     /// Creates the table and indexes if they are missing, by applying the

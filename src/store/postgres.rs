@@ -1,7 +1,9 @@
 //! [`PostgresStore`]: sessions in PostgreSQL, shared by several app servers.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use super::migrate::{POSTGRES, lock_key};
@@ -9,7 +11,7 @@ use super::sql::{
     Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
     sql_store, user_store,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName};
+use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
 use crate::token::SessionId;
 
 const SQL: StatementTexts = StatementTexts {
@@ -99,13 +101,32 @@ impl SqlStore<Postgres> {
         Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
     }
 
-    /// Connects to `url` (`postgres://user@host/db`) with a pool of 10.
+    /// Connects to `url` (`postgres://user@host/db`) with a pool of 10 and
+    /// the default [`WaitLimits`]: `lock_timeout` 5 s, `statement_timeout`
+    /// 10 s (set on every connection, so the server gives up and rolls
+    /// back), 5 s at most for a pooled connection.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, WaitLimits::default()).await
+    }
+
+    /// [`connect`](Self::connect) with other [`WaitLimits`].
+    pub async fn connect_with(url: &str, limits: WaitLimits) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.options([
+            (
+                "lock_timeout",
+                format!("{}ms", WaitLimits::millis(limits.lock)),
+            ),
+            (
+                "statement_timeout",
+                format!("{}ms", WaitLimits::millis(limits.statement)),
+            ),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect(url)
+            .acquire_timeout(limits.acquire)
+            .connect_with(options)
             .await?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool).wait_limits(limits))
     }
 
     /// Creates the table and indexes if they are missing, by applying the
@@ -190,10 +211,17 @@ impl SqlStore<Postgres> {
     }
 
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        Ok(query
-            .fetch_one(&mut *self.write_conn().await?)
-            .await?
-            .try_get(0)?)
+        // `fetch_all`, not `fetch_one`: the statement must run to its end.
+        // An autocommit `INSERT … RETURNING` commits when it completes; one
+        // dropped after its first row can lose the commit's error (a full
+        // or read-only disk, a refused commit), and the caller would hand
+        // out a cookie for a row that was never stored.
+        let rows = query.fetch_all(&mut *self.write_conn().await?).await?;
+        let row = rows.first().ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "an insert returned no id",
+        })?;
+        Ok(row.try_get(0)?)
     }
 
     /// Writes `writes` (two or more, distinct sessions) in one

@@ -1,7 +1,6 @@
 //! [`SqliteStore`]: sessions in an SQLite file, the embedded default.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
@@ -15,7 +14,7 @@ use super::sql::{
     Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
     sql_store, user_store,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName};
+use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
 use crate::token::SessionId;
 
 const SQL: StatementTexts = StatementTexts {
@@ -105,16 +104,26 @@ impl SqlStore<Sqlite> {
 
     /// Opens (creating if missing) the database at `url`, e.g.
     /// `sqlite://sessions.db` or `sqlite::memory:`, with the settings a
-    /// session store wants: WAL journal, `synchronous = NORMAL`, a 5 second
-    /// busy timeout, a pool of 8. An in-memory database is shared by the
-    /// pool's connections and kept for the life of the pool.
+    /// session store wants: WAL journal, `synchronous = NORMAL`, a pool of
+    /// 8, and the default [`WaitLimits`] (a 5 second busy timeout, which is
+    /// also the whole retry budget, and 5 seconds at most for a pooled
+    /// connection). An in-memory database is shared by the pool's
+    /// connections and kept for the life of the pool.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, WaitLimits::default()).await
+    }
+
+    /// [`connect`](Self::connect) with other [`WaitLimits`]: SQLite's busy
+    /// timeout is `limits.lock`.
+    pub async fn connect_with(url: &str, limits: WaitLimits) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let mut pool = SqlitePoolOptions::new().max_connections(8);
+            .busy_timeout(limits.lock);
+        let mut pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(limits.acquire);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives as long as one connection to it:
             // keep one open for good, or every session would vanish the
@@ -124,7 +133,7 @@ impl SqlStore<Sqlite> {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        Ok(Self::new(pool.connect_with(options).await?))
+        Ok(Self::new(pool.connect_with(options).await?).wait_limits(limits))
     }
 
     /// Creates the table and indexes if they are missing, by applying the
@@ -224,10 +233,17 @@ impl SqlStore<Sqlite> {
     }
 
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        Ok(query
-            .fetch_one(&mut *self.write_conn().await?)
-            .await?
-            .try_get(0)?)
+        // `fetch_all`, not `fetch_one`: the statement must run to its end.
+        // An autocommit `INSERT … RETURNING` commits when it completes; one
+        // dropped after its first row can lose the commit's error (a full
+        // or read-only disk, a refused commit), and the caller would hand
+        // out a cookie for a row that was never stored.
+        let rows = query.fetch_all(&mut *self.write_conn().await?).await?;
+        let row = rows.first().ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "an insert returned no id",
+        })?;
+        Ok(row.try_get(0)?)
     }
 
     /// Writes `writes` (two or more, distinct sessions) in one

@@ -458,9 +458,25 @@ async fn own_cache_control(session: Session) -> AppResult {
     Ok(([(header::CACHE_CONTROL, "private, max-age=60")], user).into_response())
 }
 
+/// Stores `n` bytes under `fill`.
+async fn fill(session: Session, Path(n): Path<usize>) -> AppResult {
+    session.insert("fill", "x".repeat(n)).await?;
+    Ok("filled".into_response())
+}
+
+/// Makes `fill` `n` bytes long through `update`.
+async fn fill_by_update(session: Session, Path(n): Path<usize>) -> AppResult {
+    session
+        .update("fill", |_: Option<String>| "y".repeat(n))
+        .await?;
+    Ok("filled".into_response())
+}
+
 /// The application the behaviour suite drives.
 pub fn app(layer: SessionLayer) -> Router {
     Router::new()
+        .route("/fill/{n}", post(fill))
+        .route("/fill-by-update/{n}", post(fill_by_update))
         .route("/csrf", get(csrf_token))
         .route("/guarded/note", post(guarded_note))
         .route("/guarded/incr", post(guarded_incr))
@@ -638,8 +654,16 @@ pub type TwinFactory = Arc<
         + Sync,
 >;
 
+/// Runs one SQL statement on the store's own database, `{table}` replaced by
+/// its sessions table: how a test makes a row no keycard would write.
+pub type RawSql = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
+
 /// A store under test plus what keeps it alive (a temp dir, a table).
 pub struct TestStore {
+    /// Raw SQL on the store's database and table.
+    pub raw: Option<RawSql>,
     pub counting: Arc<CountingStore>,
     /// The same store's accounts and API tokens, behind a switch that makes
     /// them fail like a database that went away.
@@ -663,8 +687,24 @@ impl TestStore {
             }),
             clock: ManualClock::default(),
             twin,
+            raw: None,
             _keep: Some(keep),
         }
+    }
+
+    /// Gives the test raw SQL on the store's table.
+    pub fn with_raw(mut self, raw: RawSql) -> Self {
+        self.raw = Some(raw);
+        self
+    }
+
+    /// Runs `sql` (with `{table}`) on the store's database.
+    pub async fn raw_sql(&self, sql: &str) {
+        let raw = self
+            .raw
+            .as_ref()
+            .expect("this store's factory gives raw SQL");
+        raw(sql.to_owned()).await;
     }
 
     /// A second app server's store: its own pool on the same table, the
@@ -675,6 +715,7 @@ impl TestStore {
             users: self.users.clone(),
             clock: self.clock.clone(),
             twin: self.twin.clone(),
+            raw: self.raw.clone(),
             _keep: None,
         }
     }

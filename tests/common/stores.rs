@@ -31,6 +31,7 @@ pub async fn sqlite() -> Option<TestStore> {
     let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
     let store = SqliteStore::connect(&url).await.expect("open SQLite");
     store.migrate().await.expect("migrate SQLite");
+    let raw = raw_sql(store.pool().clone(), store.table_name().as_str());
     let twin: TwinFactory = Arc::new(move || {
         let url = url.clone();
         Box::pin(async move {
@@ -38,7 +39,7 @@ pub async fn sqlite() -> Option<TestStore> {
             Arc::new(store) as Arc<dyn SessionStore>
         })
     });
-    Some(TestStore::new(Arc::new(store), twin, Box::new(dir)))
+    Some(TestStore::new(Arc::new(store), twin, Box::new(dir)).with_raw(raw))
 }
 
 /// A fresh SQLite file whose store runs every load and value write alone
@@ -53,11 +54,30 @@ pub async fn sqlite_unbatched() -> Option<TestStore> {
     };
     let store = open(url.clone()).await;
     store.migrate().await.expect("migrate SQLite");
+    let raw = raw_sql(store.pool().clone(), store.table_name().as_str());
     let twin: TwinFactory = Arc::new(move || {
         let url = url.clone();
         Box::pin(async move { Arc::new(open(url).await) as Arc<dyn SessionStore> })
     });
-    Some(TestStore::new(Arc::new(store), twin, Box::new(dir)))
+    Some(TestStore::new(Arc::new(store), twin, Box::new(dir)).with_raw(raw))
+}
+
+/// Raw SQL on `pool`, with `{table}` replaced by `table`.
+pub fn raw_sql<DB: sqlx::Database>(pool: sqlx::Pool<DB>, table: &str) -> super::RawSql
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let table = table.to_owned();
+    Arc::new(move |sql: String| {
+        let pool = pool.clone();
+        let sql = sql.replace("{table}", &table);
+        Box::pin(async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect("raw SQL");
+        })
+    })
 }
 
 /// The URL in `var`, or `None` to skip; panics under CI.
@@ -130,6 +150,7 @@ macro_rules! server_store {
             };
             let store = open(url.clone(), table.clone(), 8).await;
             store.migrate().await.expect("migrate");
+            let raw = raw_sql(store.pool().clone(), table.as_str());
             let cleanup = store.clone();
             let drop = move || {
                 block_on(async move {
@@ -142,13 +163,16 @@ macro_rules! server_store {
                         .await;
                 })
             };
-            Some(TestStore::new(
-                Arc::new(store),
-                twin,
-                Box::new(DropTables {
-                    drop: Some(Box::new(drop)),
-                }),
-            ))
+            Some(
+                TestStore::new(
+                    Arc::new(store),
+                    twin,
+                    Box::new(DropTables {
+                        drop: Some(Box::new(drop)),
+                    }),
+                )
+                .with_raw(raw),
+            )
         }
     };
 }

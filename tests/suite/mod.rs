@@ -18,6 +18,7 @@ pub mod cookies;
 pub mod edges;
 pub mod failures;
 pub mod lifecycle;
+pub mod limits;
 pub mod timeouts;
 pub mod users;
 
@@ -428,6 +429,10 @@ macro_rules! behaviour_suite {
             auth::a_password_change_keeps_this_session_and_ends_the_others,
             auth::an_administrators_password_reset_ends_every_session,
             auth::guarded_forms_exempt_bearer_requests_but_not_basic_ones,
+            limits::invalid_identities_are_refused_the_same_on_every_store,
+            limits::oversized_values_are_refused_with_413_before_any_write,
+            limits::a_corrupt_row_is_deleted_and_never_fails_its_neighbours,
+            limits::unavailable_answers_ask_the_client_to_retry,
         );
     };
     (@each $factory:path; $($name:ident)::+ ,) => {

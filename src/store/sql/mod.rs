@@ -19,7 +19,7 @@ pub(crate) use batch::{
 };
 #[cfg(feature = "mysql")]
 pub(crate) use batch::{in_list_statements, load_in_list};
-pub(crate) use retry::{DEADLOCK_ATTEMPTS, deadlock_pause, retry_deadlocks};
+pub(crate) use retry::{deadlock_pause, may_retry, retry_deadlocks};
 pub(crate) use session_store::sql_store;
 pub(crate) use statements::*;
 pub(crate) use user_store::user_store;
@@ -38,6 +38,8 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) writes: Option<std::sync::Arc<Batcher<ValueWrite>>>,
     /// Whether loads and value writes are batched ([`SqlStore::batching`]).
     pub(crate) batching: bool,
+    /// How long to wait for the database ([`SqlStore::wait_limits`]).
+    pub(crate) limits: super::WaitLimits,
 }
 
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
@@ -50,6 +52,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             loads: self.loads.clone(),
             writes: self.writes.clone(),
             batching: self.batching,
+            limits: self.limits,
         }
     }
 }
@@ -80,6 +83,7 @@ impl<DB: sqlx::Database> SqlStore<DB> {
             loads: std::sync::Arc::new(Batcher::new(loads)),
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
             batching: true,
+            limits: super::WaitLimits::default(),
             pool,
             table,
         }
@@ -113,6 +117,17 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     #[must_use]
     pub fn batching(mut self, on: bool) -> Self {
         self.batching = on;
+        self
+    }
+
+    /// The retry budget of statements that lost a deadlock or found the
+    /// database busy: [`WaitLimits::lock`](super::WaitLimits::lock). The
+    /// `connect_with` constructors also set the limits on the pool they
+    /// build; over a pool of the application's, set them there too (see
+    /// [`WaitLimits`](super::WaitLimits)).
+    #[must_use]
+    pub fn wait_limits(mut self, limits: super::WaitLimits) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -32,16 +32,22 @@ impl StoreError {
 
 /// Runs `op`, again after a short random pause if it lost a deadlock (as
 /// concurrent sign-ins of one user can on MySQL, whose range locks make a
-/// ranked delete and an update of the same index wait for each other).
-pub(crate) async fn retry_deadlocks<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+/// ranked delete and an update of the same index wait for each other), as
+/// long as `budget` has not passed since the first try: one budget for all
+/// tries, so that a lock held for long gives one wait, not one per try.
+pub(crate) async fn retry_deadlocks<T, F, Fut>(
+    budget: std::time::Duration,
+    mut op: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
+    let started = std::time::Instant::now();
     let mut attempt = 1;
     loop {
         match op().await {
-            Err(error) if error.is_retryable() && attempt < DEADLOCK_ATTEMPTS => {
+            Err(error) if may_retry(&error, attempt, started, budget) => {
                 tracing::debug!(%error, attempt, "keycard: retrying after a deadlock");
                 deadlock_pause(attempt).await;
                 attempt += 1;
@@ -49,6 +55,16 @@ where
             result => return result,
         }
     }
+}
+
+/// Whether a failed try may be followed by another.
+pub(crate) fn may_retry(
+    error: &StoreError,
+    attempt: u32,
+    started: std::time::Instant,
+    budget: std::time::Duration,
+) -> bool {
+    error.is_retryable() && attempt < DEADLOCK_ATTEMPTS && started.elapsed() < budget
 }
 
 /// Up to `attempt` milliseconds, at random, so that the transactions that

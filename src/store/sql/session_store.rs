@@ -21,7 +21,23 @@ macro_rules! sql_store {
         /// A load job of this backend's rows.
         type RowLoad = $crate::store::sql::Load<<$db as sqlx::Database>::Row>;
 
+        /// A row as a record; a column of the wrong type or shape is
+        /// [`StoreError::Corrupt`], like a value keycard never writes.
         fn decode_row(row: &<$db as sqlx::Database>::Row) -> Result<SessionRecord, StoreError> {
+            decode_columns(row).map_err(|error| match error {
+                StoreError::Database(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => {
+                    StoreError::Corrupt {
+                        id: sqlx::Row::try_get::<i64, _>(row, "id").unwrap_or(0),
+                        what: "a column does not decode as its type",
+                    }
+                }
+                other => other,
+            })
+        }
+
+        fn decode_columns(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<SessionRecord, StoreError> {
             use sqlx::Row as _;
             let id: i64 = row.try_get("id")?;
             let required = |column| {
@@ -238,7 +254,7 @@ macro_rules! sql_store {
 
             async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {
                 let this = self;
-                $crate::store::sql::retry_deadlocks(move || async move {
+                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     let query = bind_fields(sqlx::query(this.sql.insert.clone()), fields);
                     $crate::store::sql::assigned_id(this.insert_returning_id(query).await?)
                 })
@@ -252,7 +268,7 @@ macro_rules! sql_store {
                 fields: &SessionFields,
             ) -> Result<bool, StoreError> {
                 let this = self;
-                $crate::store::sql::retry_deadlocks(move || async move {
+                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     write(
                         &mut *this.write_conn().await?,
                         &this.sql,
@@ -292,7 +308,7 @@ macro_rules! sql_store {
                 };
                 let this = self;
                 let write = &write;
-                let written = $crate::store::sql::retry_deadlocks(move || async move {
+                let written = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     let done = value_query(&this.sql, write).execute(&this.pool).await?;
                     Ok(done.rows_affected() == 1)
                 })
@@ -306,12 +322,17 @@ macro_rules! sql_store {
                 id: SessionId,
                 merge: &mut $crate::store::Merge<'_>,
             ) -> Result<Option<SessionRecord>, StoreError> {
+                let started = std::time::Instant::now();
                 let mut attempt = 1;
                 loop {
                     match self.update_locked_once(id, merge).await {
                         Err(error)
-                            if error.is_retryable()
-                                && attempt < $crate::store::sql::DEADLOCK_ATTEMPTS =>
+                            if $crate::store::sql::may_retry(
+                                &error,
+                                attempt,
+                                started,
+                                self.limits.lock,
+                            ) =>
                         {
                             $crate::store::sql::deadlock_pause(attempt).await;
                             attempt += 1;
@@ -327,7 +348,7 @@ macro_rules! sql_store {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> Result<bool, StoreError> {
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     Ok(sqlx::query(this.sql.touch.clone())
                         .bind($time(at))
                         .bind(id.get())
@@ -340,7 +361,7 @@ macro_rules! sql_store {
 
             async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     Ok(sqlx::query(this.sql.delete.clone())
                         .bind(id.get())
                         .execute(&mut *this.write_conn().await?)
@@ -356,7 +377,7 @@ macro_rules! sql_store {
                 limit: u32,
             ) -> Result<u64, StoreError> {
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     Ok(sqlx::query(this.sql.delete_expired.clone())
                         .bind($time(cutoffs.idle_before))
                         .bind($time(cutoffs.created_before))
@@ -385,7 +406,7 @@ macro_rules! sql_store {
             ) -> Result<u64, StoreError> {
                 use $crate::store::UserSessions;
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     let query = match which {
                         UserSessions::All => {
                             sqlx::query(this.sql.delete_user_all.clone()).bind(user_id)
@@ -407,7 +428,7 @@ macro_rules! sql_store {
 
             async fn delete_all(&self) -> Result<u64, StoreError> {
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     Ok(sqlx::query(this.sql.delete_all.clone())
                         .execute(&mut *this.write_conn().await?)
                         .await?)
@@ -423,7 +444,7 @@ macro_rules! sql_store {
                 keep: u32,
             ) -> Result<u64, StoreError> {
                 let this = self;
-                let done = $crate::store::sql::retry_deadlocks(move || async move {
+                let done = $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     Ok(sqlx::query(this.sql.delete_excess_for_user.clone())
                         .bind(user_id)
                         .bind(api)

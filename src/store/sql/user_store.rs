@@ -143,7 +143,7 @@ macro_rules! user_store {
                 policy: $crate::auth::LockoutPolicy,
             ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
                 let this = self;
-                $crate::store::sql::retry_deadlocks(move || async move {
+                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     this.record_failure_once(username, now, policy).await
                 })
                 .await
@@ -151,7 +151,7 @@ macro_rules! user_store {
 
             async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
                 let this = self;
-                $crate::store::sql::retry_deadlocks(move || async move {
+                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
                     sqlx::query(this.users_sql.clear_failures.clone())
                         .bind(username)
                         .execute(&this.pool)
