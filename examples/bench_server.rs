@@ -18,6 +18,7 @@
 //! | `--insecure-cookies` | plain-http cookies (no `Secure`, no `__Host-`) | off |
 //! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
 //! | `--no-batching` | every session load and value write a statement of its own ([`SqlStore::batching`](keycard::store::SqlStore::batching)`(false)`), to measure what batching gains | batching on |
+//! | `--purge-interval SECS` | purge expired rows in the background this often ([`SessionLayer::purge_interval`]; `bench/soak.sh`) | the layer's default, 600 |
 //!
 //! Routes:
 //!
@@ -48,13 +49,16 @@ use keycard::{Session, SessionLayer, SqliteStore};
 
 const USAGE: &str = "\
 usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--insecure-cookies]
+                    [--cache] [--no-batching] [--purge-interval SECS]
 
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
   --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
   --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)
   --cache               cache loaded sessions in process (PostgreSQL: invalidated by NOTIFY)
-  --no-batching         run each session load and value write alone";
+  --no-batching         run each session load and value write alone
+  --purge-interval SECS purge expired sessions in the background this often
+                        (default: the layer's, 600)";
 
 struct Options {
     addr: SocketAddr,
@@ -63,6 +67,8 @@ struct Options {
     insecure_cookies: bool,
     cache: bool,
     batching: bool,
+    /// `None`: the layer's default.
+    purge_interval: Option<Duration>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -73,6 +79,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         insecure_cookies: false,
         cache: false,
         batching: true,
+        purge_interval: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -90,6 +97,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     "--idle-timeout: {text:?} is not a positive integer"
                 ))?;
                 options.idle_timeout = Duration::from_secs(secs);
+            }
+            "--purge-interval" => {
+                let text = value()?;
+                let secs: u64 = text.parse().ok().filter(|s| *s > 0).ok_or(format!(
+                    "--purge-interval: {text:?} is not a positive integer"
+                ))?;
+                options.purge_interval = Some(Duration::from_secs(secs));
             }
             "--insecure-cookies" => options.insecure_cookies = true,
             "--cache" => options.cache = true,
@@ -219,6 +233,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);
     if options.insecure_cookies {
         layer = layer.insecure_dev_cookies();
+    }
+    if let Some(every) = options.purge_interval {
+        layer = layer.purge_interval(every);
     }
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     println!(

@@ -224,6 +224,10 @@ async fn bench_server_contract_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn bench_server_contract_on_postgres() {
     if !cfg!(feature = "postgres") {
         return;
@@ -234,6 +238,7 @@ async fn bench_server_contract_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
 async fn bench_server_contract_on_mysql() {
     if !cfg!(feature = "mysql") {
         return;
@@ -249,6 +254,10 @@ async fn bench_server_contract_on_sqlite_with_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn bench_server_contract_on_postgres_with_cache() {
     if !cfg!(feature = "postgres") {
         return;
@@ -266,6 +275,9 @@ fn bench_server_refuses_bad_flags() {
         &["--idle-timeout", "-5"],
         &["--idle-timeout"],
         &["--store", "redis://x"],
+        &["--purge-interval", "-1"],
+        &["--purge-interval", "0"],
+        &["--purge-interval"],
     ] {
         let output = Command::new(binary()).args(args).output().expect("run");
         assert!(!output.status.success(), "{args:?}");

@@ -146,6 +146,10 @@ async fn a_held_sqlite_write_lock_gives_503_within_the_bound() {
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn a_held_postgres_table_lock_gives_503_within_the_bound() {
     let _serial = SERIAL.lock().await;
     let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
@@ -174,6 +178,7 @@ async fn a_held_postgres_table_lock_gives_503_within_the_bound() {
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
 async fn a_held_mysql_table_lock_gives_503_within_the_bound() {
     let _serial = SERIAL.lock().await;
     let Some(url) = common::stores::url_from_env("KEYCARD_TEST_MYSQL_URL") else {
@@ -389,6 +394,10 @@ async fn connections_cut_under_load(url_through_proxy: String, proxy: CuttingPro
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_connections_cut_under_load_recover_with_clean_answers() {
     let _serial = SERIAL.lock().await;
     let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
@@ -402,6 +411,7 @@ async fn postgres_connections_cut_under_load_recover_with_clean_answers() {
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
 async fn mysql_connections_cut_under_load_recover_with_clean_answers() {
     let _serial = SERIAL.lock().await;
     let Some(url) = common::stores::url_from_env("KEYCARD_TEST_MYSQL_URL") else {
@@ -411,4 +421,33 @@ async fn mysql_connections_cut_under_load_recover_with_clean_answers() {
     let through = url.replacen("127.0.0.1:3306", &proxy.addr.to_string(), 1);
     assert_ne!(through, url, "the URL names 127.0.0.1:3306");
     connections_cut_under_load(through, proxy, "mysql").await;
+}
+
+/// Many slow requests hold every pooled connection: the next request does
+/// not queue without end but answers 503 once `WaitLimits::acquire` has
+/// passed, and the app serves again as soon as connections come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_answers_503_within_the_acquire_limit() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let store = keycard::SqliteStore::connect_with(&url, limits())
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    let app = app(layer(store.clone()));
+    let mut client = Client::new(app.clone());
+    assert_eq!(client.post("/incr").await.body, "1");
+    // Every connection the pool may open, taken by "slow requests".
+    let mut held = Vec::new();
+    while held.len() < 8 {
+        held.push(store.pool().acquire().await.expect("a connection"));
+    }
+    for (method, path) in [("GET", "/read"), ("POST", "/incr")] {
+        let (reply, took) = timed(&mut client, method, path).await;
+        assert_unavailable(&reply, path);
+        assert!(took < BOUND, "{path} waited {took:?}");
+    }
+    drop(held);
+    assert_eq!(client.post("/incr").await.body, "2");
 }

@@ -1,5 +1,5 @@
 //! What keycard logs: the events a session's life produces, and never a
-//! token or its full hash.
+//! token or its full hash, an API token, a password or its hash.
 
 mod common;
 
@@ -7,7 +7,61 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use common::{Client, app};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use keycard::auth::{
+    ApiTokens, AuthLayer, BasicAuth, BearerAuth, CurrentUser, PasswordAuthenticator,
+};
+use keycard::cnx::{Cnx, CnxLayer};
+use keycard::token::SessionToken;
+use keycard::{Session, SessionLayer};
+
+use common::{Client, TestStore, app};
+
+/// The password of the account the flows below sign in to.
+const PASSWORD: &str = "Tr0ub4dor&3-horse-battery";
+
+/// An app that takes HTTP Basic and bearer tokens, as `tests/suite/auth.rs`
+/// builds it, with the accounts and tokens it checks them against.
+fn auth_app(store: &TestStore) -> (Router, PasswordAuthenticator, ApiTokens) {
+    let layer = store.layer();
+    let passwords = PasswordAuthenticator::with_shared_store(store.users.clone(), layer.admin())
+        .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"))
+        .clock(store.clock.clone());
+    let tokens =
+        ApiTokens::with_shared_store(store.users.clone(), layer.admin()).clock(store.clock.clone());
+    let router = Router::new()
+        .route(
+            "/maybe",
+            get(|CurrentUser(user): CurrentUser| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+            }),
+        )
+        .layer(
+            AuthLayer::new()
+                .retriever(BasicAuth)
+                .retriever(BearerAuth)
+                .authenticator(passwords.clone())
+                .authenticator(tokens.clone()),
+        )
+        .layer(layer);
+    (router, passwords, tokens)
+}
+
+fn basic(user: &str, password: &str) -> (String, String) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    ("authorization".into(), format!("Basic {encoded}"))
+}
+
+/// Every form of `token` that must stay out of the logs: the token, its
+/// SHA-256 in hex and as bytes.
+fn token_forms(token: &SessionToken) -> Vec<String> {
+    let hash = token.hash();
+    let hex: String = hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    vec![token.expose(), hex, format!("{:?}", hash.as_bytes())]
+}
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -69,7 +123,120 @@ async fn logs_never_contain_a_token_or_its_hash() {
     store.counting.fail_loads.store(false, Ordering::SeqCst);
     client.post("/logout").await;
 
+    // Secrets the flows below handle, none of which may be logged.
+    let mut secrets: Vec<(String, &str)> = Vec::new();
+
+    // API tokens: created, used as a bearer token, a forged one refused,
+    // revoked and refused.
+    let (auth, passwords, tokens) = auth_app(&store);
+    passwords
+        .create_user("carol", PASSWORD)
+        .await
+        .expect("account");
+    let secret = tokens
+        .create("carol", "laptop")
+        .await
+        .expect("token")
+        .secret;
+    let bare: SessionToken = secret
+        .strip_prefix("kc_")
+        .expect("kc_ prefix")
+        .parse()
+        .expect("a token");
+    secrets.push((secret.clone(), "API token secret"));
+    for form in token_forms(&bare) {
+        secrets.push((form, "API token (bare, or its hash)"));
+    }
+    let mut api = Client::new(auth.clone());
+    api.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    assert_eq!(api.get("/maybe").await.body, "carol");
+    let forged = format!("kc_{}", SessionToken::generate().expect("rng").expose());
+    secrets.push((forged.clone(), "forged API token"));
+    api.headers = vec![("authorization".into(), format!("Bearer {forged}"))];
+    assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
+    let id = tokens.list("carol").await.expect("list")[0].id;
+    assert!(tokens.revoke("carol", id).await.expect("revoke"));
+    api.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
+
+    // Passwords: a right one, then wrong ones until the account locks, then
+    // the right one again (refused while locked).
+    api.headers = vec![basic("carol", PASSWORD)];
+    assert_eq!(api.get("/maybe").await.body, "carol");
+    secrets.push((PASSWORD.to_owned(), "password"));
+    secrets.push((basic("carol", PASSWORD).1, "Basic credentials"));
+    for n in 0..11 {
+        let wrong = format!("wrong-password-{n}-zq");
+        api.headers = vec![basic("carol", &wrong)];
+        assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
+        secrets.push((basic("carol", &wrong).1, "Basic credentials"));
+        secrets.push((wrong, "wrong password"));
+    }
+    api.headers = vec![basic("carol", PASSWORD)];
+    assert_eq!(
+        api.get("/maybe").await.status,
+        StatusCode::UNAUTHORIZED,
+        "locked"
+    );
+    let account = passwords
+        .account("carol")
+        .await
+        .expect("account")
+        .expect("exists");
+    assert!(account.locked_until.is_some(), "locked");
+    let phc = account.password_hash.clone();
+    let phc_hash = phc.rsplit('$').next().expect("PHC hash").to_owned();
+    secrets.push((phc, "password hash"));
+    secrets.push((phc_hash, "password hash"));
+
+    // A request transaction: a sign-in and an application row committed
+    // together, then a failing request rolled back.
+    let fixture = common::cnx::sqlite(2).await.expect("SQLite");
+    let insert = format!(
+        "INSERT INTO {}_notes (owner, body) VALUES ('dave', 'x')",
+        fixture.table.as_str()
+    );
+    let (ok_insert, failing_insert) = (insert.clone(), insert);
+    let cnx_app: Router = Router::new()
+        .route(
+            "/login-note",
+            post(move |session: Session, cnx: Cnx<sqlx::Sqlite>| async move {
+                session.login("dave").await?;
+                sqlx::query(sqlx::AssertSqlSafe(ok_insert))
+                    .execute(&mut *cnx.write().await?)
+                    .await?;
+                Ok::<_, keycard::Error>("ok")
+            }),
+        )
+        .route(
+            "/fail",
+            post(move |session: Session, cnx: Cnx<sqlx::Sqlite>| async move {
+                session.insert("doomed", true).await?;
+                sqlx::query(sqlx::AssertSqlSafe(failing_insert))
+                    .execute(&mut *cnx.write().await?)
+                    .await?;
+                Ok::<_, keycard::Error>(StatusCode::CONFLICT)
+            }),
+        )
+        .layer(SessionLayer::new(fixture.store.clone()).no_background_purge())
+        .layer(CnxLayer::new(fixture.pool.clone()));
+    let mut dave = Client::new(cnx_app);
+    assert_eq!(dave.post("/login-note").await.status, StatusCode::OK);
+    assert_eq!(dave.post("/fail").await.status, StatusCode::CONFLICT);
+    let token: SessionToken = dave.token().expect("token").parse().expect("token");
+    for form in token_forms(&token) {
+        secrets.push((form, "session token in a transaction (or its hash)"));
+    }
+    secrets.push((token.csrf_token().as_str().to_owned(), "synchronizer token"));
+
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("utf-8");
+    for (secret, what) in &secrets {
+        assert!(!logs.contains(secret.as_str()), "{what} in logs: {secret}");
+    }
+    assert!(logs.contains("API token created"), "{logs}");
+    assert!(logs.contains("API token revoked"), "{logs}");
+    assert!(logs.contains("account locked"), "{logs}");
+    assert!(logs.contains("sign-in refused"), "{logs}");
     assert!(logs.contains("session created"), "{logs}");
     assert!(logs.contains("session token rotated"), "{logs}");
     assert!(logs.contains("session cookie rejected"), "{logs}");

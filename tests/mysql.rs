@@ -5,6 +5,13 @@
 mod common;
 mod suite;
 
-behaviour_suite!(crate::common::stores::mysql);
+behaviour_suite!(
+    #[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
+    crate::common::stores::mysql
+);
 
-cnx_suite!(sqlx::MySql, crate::common::cnx::mysql);
+cnx_suite!(
+    #[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
+    sqlx::MySql,
+    crate::common::cnx::mysql
+);

@@ -5,14 +5,31 @@
 mod common;
 mod suite;
 
-behaviour_suite!(crate::common::stores::postgres);
+behaviour_suite!(
+    #[cfg_attr(
+        keycard_no_postgres_url,
+        ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+    )]
+    crate::common::stores::postgres
+);
 
-cnx_suite!(sqlx::Postgres, crate::common::cnx::postgres);
+cnx_suite!(
+    #[cfg_attr(
+        keycard_no_postgres_url,
+        ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+    )]
+    sqlx::Postgres,
+    crate::common::cnx::postgres
+);
 
 /// Two app servers, each with its own pool and its own in-process cache, on
 /// one PostgreSQL table: a change on one evicts the other's cached copy
 /// through LISTEN/NOTIFY, so a logout on A is effective on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn cached_app_servers_see_each_others_logouts_and_writes() {
     use std::sync::Arc;
     use std::time::Duration;
@@ -95,6 +112,10 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
 /// account disabled and a password changed on server A end the sessions
 /// server B has cached, at B's next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     use std::sync::Arc;
     use std::time::Duration;
@@ -267,6 +288,10 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
 /// lets her read them (visibly, in the log); an internal connection reads
 /// everything.
 #[tokio::test]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
 async fn row_level_security_applies_to_user_connections_and_not_to_internal_ones() {
     use axum::Router;
     use axum::http::StatusCode;

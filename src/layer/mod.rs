@@ -19,8 +19,13 @@
 //!    a user: one insert and two cookies. Logged out: one delete and expired
 //!    cookies. A 5xx response from the handler discards the changes.
 //! 4. **Fail closed.** If the store fails while loading or saving, the
-//!    response becomes `503 Service Unavailable`, whatever the handler
-//!    answered, and carries no cookie.
+//!    response becomes `503 Service Unavailable` with `Retry-After`,
+//!    whatever the handler answered, and carries no cookie. Every wait for
+//!    the database is bounded (see [`WaitLimits`](crate::store::WaitLimits)),
+//!    and a response that sets a session cookie means the row was
+//!    committed. A stored row that does not decode (edited by hand, written
+//!    by another program) is deleted, with a warning in the log, and the
+//!    request goes on anonymous.
 //! 5. **Private responses.** A response whose session is signed in, or
 //!    that sets or expires the session cookies, carries `Cache-Control:
 //!    no-store`, so neither a shared cache nor the browser's back/forward

@@ -233,17 +233,9 @@ impl SqlStore<Sqlite> {
     }
 
     async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        // `fetch_all`, not `fetch_one`: the statement must run to its end.
-        // An autocommit `INSERT … RETURNING` commits when it completes; one
-        // dropped after its first row can lose the commit's error (a full
-        // or read-only disk, a refused commit), and the caller would hand
-        // out a cookie for a row that was never stored.
+        // Run to its end: see `returned_id`.
         let rows = query.fetch_all(&mut *self.write_conn().await?).await?;
-        let row = rows.first().ok_or(StoreError::Corrupt {
-            id: 0,
-            what: "an insert returned no id",
-        })?;
-        Ok(row.try_get(0)?)
+        super::sql::returned_id(&rows)
     }
 
     /// Writes `writes` (two or more, distinct sessions) in one

@@ -330,10 +330,7 @@ async fn with_headers(client: &mut Client, uri: &str, headers: Vec<(String, Stri
 
 pub async fn basic_auth_signs_in_an_api_session_once_per_session(store: TestStore) {
     let app = stored_auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let mut client = Client::new(app.router.clone());
     let reply = with_headers(&mut client, "/me", vec![basic("alice", "secret")]).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -355,10 +352,7 @@ pub async fn basic_auth_signs_in_an_api_session_once_per_session(store: TestStor
 
 pub async fn wrong_credentials_get_the_same_401_and_end_the_api_session(store: TestStore) {
     let app = stored_auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let mut client = Client::new(app.router.clone());
     with_headers(&mut client, "/me", vec![basic("alice", "secret")]).await;
     let id = client.session_id().expect("id");
@@ -436,16 +430,8 @@ pub async fn malformed_authorization_values_get_a_clean_400(store: TestStore) {
 
 pub async fn credentials_in_the_query_string_are_ignored(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
-    let secret = app
-        .tokens
-        .create("alice", "ci")
-        .await
-        .expect("token")
-        .secret;
+    create_user(&app, "alice", "secret").await;
+    let secret = token_secret(&app, "alice", "ci").await;
     let mut client = Client::new(app.router.clone());
     for uri in [
         format!("/me?access_token={secret}"),
@@ -462,14 +448,8 @@ pub async fn credentials_in_the_query_string_are_ignored(store: TestStore) {
 
 pub async fn an_api_client_with_another_users_cookie_is_swapped_in_one_request(store: TestStore) {
     let app = stored_auth_app(&store);
-    app.passwords
-        .create_user("alice", "a-secret")
-        .await
-        .expect("user");
-    app.passwords
-        .create_user("bob", "b-secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "a-secret").await;
+    create_user(&app, "bob", "b-secret").await;
     let mut client = Client::new(app.router.clone());
     // A browser session of alice, signed in through the form.
     assert_eq!(
@@ -501,10 +481,7 @@ pub async fn an_api_client_with_another_users_cookie_is_swapped_in_one_request(s
 
 pub async fn bearer_tokens_are_created_used_listed_and_revoked(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let mut browser = Client::new(app.router.clone());
     form_login(&mut browser, "alice", "secret").await;
     let secret = browser.post("/tokens/laptop").await.body;
@@ -631,14 +608,8 @@ pub async fn require_user_redirects_browsers_and_challenges_api_clients(store: T
 
 pub async fn guards_check_method_and_permission(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "a-secret")
-        .await
-        .expect("user");
-    app.passwords
-        .create_user("bob", "b-secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "a-secret").await;
+    create_user(&app, "bob", "b-secret").await;
     let mut alice = Client::new(app.router.clone());
     form_login(&mut alice, "alice", "a-secret").await;
     assert_eq!(alice.post("/password").await.status, StatusCode::OK);
@@ -656,10 +627,7 @@ pub async fn guards_check_method_and_permission(store: TestStore) {
 
 pub async fn lockout_applies_on_every_pathway_and_escalates(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let mut browser = Client::new(app.router.clone());
     for _ in 0..10 {
         assert_eq!(
@@ -719,10 +687,7 @@ pub async fn lockout_applies_on_every_pathway_and_escalates(store: TestStore) {
 
 pub async fn concurrent_wrong_passwords_are_all_counted(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let mut client = Client::new(app.router.clone());
@@ -747,10 +712,7 @@ pub async fn concurrent_wrong_passwords_are_all_counted(store: TestStore) {
 
 pub async fn a_store_failure_during_login_is_503_and_no_failure(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     store.users.fail.store(true, Ordering::SeqCst);
     let mut client = Client::new(app.router.clone());
     let reply = with_headers(&mut client, "/me", vec![basic("alice", "wrong")]).await;
@@ -870,6 +832,19 @@ pub async fn an_application_retriever_and_authenticator_plug_in(store: TestStore
     );
 }
 
+/// A new API token of `user`, named `name`: its secret.
+async fn token_secret(app: &AuthApp, user: &str, name: &str) -> String {
+    app.tokens.create(user, name).await.expect("token").secret
+}
+
+/// An account with this password.
+async fn create_user(app: &AuthApp, user: &str, password: &str) {
+    app.passwords
+        .create_user(user, password)
+        .await
+        .expect("user");
+}
+
 /// The number of session rows of `user`.
 async fn rows_of(store: &TestStore, user: &str) -> usize {
     store.store().list_for_user(user).await.expect("list").len()
@@ -888,12 +863,7 @@ fn cache_control(reply: &Reply) -> Option<&str> {
 
 pub async fn bearer_requests_without_a_cookie_jar_store_nothing(store: TestStore) {
     let app = auth_app(&store);
-    let secret = app
-        .tokens
-        .create("alice", "ci")
-        .await
-        .expect("token")
-        .secret;
+    let secret = token_secret(&app, "alice", "ci").await;
     store.calls().reset();
     for _ in 0..1000 {
         let mut client = Client::new(app.router.clone());
@@ -947,12 +917,7 @@ pub async fn basic_requests_store_nothing_and_leave_the_cookie_session_alone(sto
 
 pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: TestStore) {
     let app = auth_app(&store);
-    let secret = app
-        .tokens
-        .create("alice", "ci")
-        .await
-        .expect("token")
-        .secret;
+    let secret = token_secret(&app, "alice", "ci").await;
     let mut client = Client::new(app.router.clone());
     client.headers = vec![bearer(&secret)];
     let reply = client.post("/set/colour/blue").await;
@@ -968,10 +933,7 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
     );
     // An API credential does not sign its user out of their browsers.
     let mut browser = Client::new(app.router.clone());
-    app.passwords
-        .create_user("alice", "pw")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "pw").await;
     form_login(&mut browser, "alice", "pw").await;
     let reply = client.post("/end-others").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
@@ -979,7 +941,7 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
     client.headers.clear();
     // A password change from a request-only session ends every session of
     // the account (there is none to keep) and sets no cookie.
-    app.passwords.create_user("bob", "old").await.expect("user");
+    create_user(&app, "bob", "old").await;
     let mut browser = Client::new(app.router.clone());
     form_login(&mut browser, "bob", "old").await;
     let mut api = Client::new(app.router.clone());
@@ -994,12 +956,7 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
 
 pub async fn the_opt_in_api_session_with_a_cookie_jar_is_one_row(store: TestStore) {
     let app = stored_auth_app(&store);
-    let secret = app
-        .tokens
-        .create("alice", "tablet")
-        .await
-        .expect("token")
-        .secret;
+    let secret = token_secret(&app, "alice", "tablet").await;
     let mut tablet = Client::new(app.router.clone());
     for _ in 0..50 {
         let reply = with_headers(&mut tablet, "/me", vec![bearer(&secret)]).await;
@@ -1048,18 +1005,8 @@ pub async fn api_sessions_are_capped_per_user(store: TestStore) {
 
 pub async fn revoking_a_token_ends_the_sessions_it_opened(store: TestStore) {
     let app = stored_auth_app(&store);
-    let secret = app
-        .tokens
-        .create("alice", "tablet")
-        .await
-        .expect("token")
-        .secret;
-    let other = app
-        .tokens
-        .create("alice", "phone")
-        .await
-        .expect("token")
-        .secret;
+    let secret = token_secret(&app, "alice", "tablet").await;
+    let other = token_secret(&app, "alice", "phone").await;
     let mut tablet = Client::new(app.router.clone());
     with_headers(&mut tablet, "/me", vec![bearer(&secret)]).await;
     let mut phone = Client::new(app.router.clone());
@@ -1077,10 +1024,7 @@ pub async fn revoking_a_token_ends_the_sessions_it_opened(store: TestStore) {
 
 pub async fn disabling_an_account_ends_its_sessions(store: TestStore) {
     let app = stored_auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "secret").await;
     let mut browser = Client::new(app.router.clone());
     form_login(&mut browser, "alice", "secret").await;
     let mut tablet = Client::new(app.router.clone());
@@ -1106,10 +1050,7 @@ pub async fn disabling_an_account_ends_its_sessions(store: TestStore) {
 
 pub async fn a_password_change_keeps_this_session_and_ends_the_others(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "old")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "old").await;
     let mut here = Client::new(app.router.clone());
     form_login(&mut here, "alice", "old").await;
     let mut elsewhere = Client::new(app.router.clone());
@@ -1155,10 +1096,7 @@ pub async fn a_password_change_keeps_this_session_and_ends_the_others(store: Tes
 
 pub async fn an_administrators_password_reset_ends_every_session(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "old")
-        .await
-        .expect("user");
+    create_user(&app, "alice", "old").await;
     let mut one = Client::new(app.router.clone());
     form_login(&mut one, "alice", "old").await;
     let mut two = Client::new(app.router.clone());
@@ -1183,16 +1121,8 @@ pub async fn an_administrators_password_reset_ends_every_session(store: TestStor
 
 pub async fn guarded_forms_exempt_bearer_requests_but_not_basic_ones(store: TestStore) {
     let app = auth_app(&store);
-    app.passwords
-        .create_user("alice", "secret")
-        .await
-        .expect("user");
-    let secret = app
-        .tokens
-        .create("alice", "ci")
-        .await
-        .expect("token")
-        .secret;
+    create_user(&app, "alice", "secret").await;
+    let secret = token_secret(&app, "alice", "ci").await;
     let mut api = Client::new(app.router.clone());
     api.headers = vec![bearer(&secret)];
     let reply = api.post_form("/guarded", "x=1").await;

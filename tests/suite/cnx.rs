@@ -3,10 +3,39 @@
 //! tests are generic over the database type, so they are written once in
 //! the macro and expanded per backend).
 
+/// Expands the connection suite for one database type and fixture.
+/// Attributes before the database type go on every test, e.g. a
+/// `cfg_attr(…, ignore = …)` for a database that is not configured:
+/// `cnx_suite!(#[cfg_attr(cond, ignore = "why")] Db, path::to::fixture)`.
+/// The module's items pass through `@items`, which adds them after each
+/// `#[tokio::test]`, so a test written here needs nothing more.
 #[macro_export]
 macro_rules! cnx_suite {
-    ($db:ty, $fixture:path) => {
-        mod cnx {
+    (@items [$($attr:tt)*] [$($pending:tt)*]) => {};
+    (@items [$($attr:tt)*] [$($pending:tt)*]
+        #[tokio::test $($args:tt)*]
+        $(#[$($post:tt)*])*
+        async fn $name:ident() $(-> $ret:ty)? $body:block
+        $($rest:tt)*
+    ) => {
+        $($pending)*
+        #[tokio::test $($args)*]
+        $($attr)*
+        $(#[$($post)*])*
+        async fn $name() $(-> $ret)? $body
+        $crate::cnx_suite!(@items [$($attr)*] [] $($rest)*);
+    };
+    // Another attribute (a doc comment): kept for the item it belongs to.
+    (@items [$($attr:tt)*] [$($pending:tt)*] #[$($a:tt)*] $($rest:tt)*) => {
+        $crate::cnx_suite!(@items [$($attr)*] [$($pending)* #[$($a)*]] $($rest)*);
+    };
+    (@items [$($attr:tt)*] [$($pending:tt)*] $item:item $($rest:tt)*) => {
+        $($pending)*
+        $item
+        $crate::cnx_suite!(@items [$($attr)*] [] $($rest)*);
+    };
+    ($(#[$attr:meta])* $db:ty, $fixture:path) => {
+        mod cnx { $crate::cnx_suite!(@items [$(#[$attr])*] []
             use std::sync::{Arc, Mutex};
             use std::time::Duration;
 
@@ -649,6 +678,6 @@ macro_rules! cnx_suite {
                 let after = app.clone().oneshot(request("/ok")).await.expect("ok");
                 assert_eq!(after.status(), 200, "the pool still serves");
             }
-        }
+        ); }
     };
 }

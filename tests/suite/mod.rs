@@ -319,11 +319,14 @@ pub async fn garbage_requests_get_clean_responses(store: TestStore) {
     assert_eq!(store.calls().loads(), 0, "junk never reaches the store");
 }
 
-/// Expands to one test per behaviour, for one store factory.
+/// Expands to one test per behaviour, for one store factory. Attributes
+/// before the factory go on every test, e.g. a `cfg_attr(…, ignore = …)`
+/// for a store that is not configured:
+/// `behaviour_suite!(#[cfg_attr(cond, ignore = "why")] path::to::factory)`.
 #[macro_export]
 macro_rules! behaviour_suite {
-    ($factory:path) => {
-        $crate::behaviour_suite!(@each $factory;
+    ($(#[$attr:meta])* $factory:path) => {
+        $crate::behaviour_suite!(@each [$(#[$attr])*] $factory;
             untouched_session_costs_no_query_and_no_cookie,
             new_session_without_values_is_not_stored,
             new_session_with_a_value_is_inserted_once,
@@ -435,23 +438,25 @@ macro_rules! behaviour_suite {
             limits::unavailable_answers_ask_the_client_to_retry,
         );
     };
-    (@each $factory:path; $($name:ident)::+ ,) => {
-        $crate::behaviour_suite!(@one $factory; $($name)::+);
+    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ ,) => {
+        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
     };
-    (@each $factory:path; $($name:ident)::+ , $($rest:tt)+) => {
-        $crate::behaviour_suite!(@one $factory; $($name)::+);
-        $crate::behaviour_suite!(@each $factory; $($rest)+);
+    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ , $($rest:tt)+) => {
+        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
+        $crate::behaviour_suite!(@each [$($attr)*] $factory; $($rest)+);
     };
-    (@one $factory:path; $module:ident :: $name:ident) => {
+    (@one [$($attr:tt)*] $factory:path; $module:ident :: $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
         async fn $name() {
             if let Some(store) = $factory().await {
                 $crate::suite::$module::$name(store).await;
             }
         }
     };
-    (@one $factory:path; $name:ident) => {
+    (@one [$($attr:tt)*] $factory:path; $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
         async fn $name() {
             if let Some(store) = $factory().await {
                 $crate::suite::$name(store).await;

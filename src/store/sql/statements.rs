@@ -224,6 +224,24 @@ pub(crate) fn assigned_id(raw: i64) -> Result<SessionId, StoreError> {
     })
 }
 
+/// The id an `INSERT … RETURNING id` returned, from all the rows it
+/// returned: the statement is fetched to its end (`fetch_all`), never
+/// dropped after its first row. An autocommit insert commits when it
+/// completes, and one dropped early can lose the commit's error (a full or
+/// read-only disk, a refused commit): the caller would hand out a cookie
+/// for a row that was never stored.
+pub(crate) fn returned_id<R: sqlx::Row>(rows: &[R]) -> Result<i64, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let row = rows.first().ok_or(StoreError::Corrupt {
+        id: 0,
+        what: "an insert returned no id",
+    })?;
+    Ok(row.try_get(0)?)
+}
+
 /// A count from the database as `u64`.
 pub(crate) fn count(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or(0)
