@@ -31,7 +31,7 @@
 //!   [`PasswordAuthenticator::verify`]; on success
 //!   [`Session::login_with`] gives the session a fresh token and new
 //!   cookies, and records how the user signed in
-//!   ([`methods::PASSWORD`]). Unknown user, wrong password, locked account:
+//!   ([`method::PASSWORD`]). Unknown user, wrong password, locked account:
 //!   one and the same `401` page, so the page does not tell which accounts
 //!   exist (ten failures lock an account for ten minutes);
 //! * **sign out** (`POST /logout`): [`Session::logout`], which deletes the
@@ -147,7 +147,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthUser, AuthenticationError, BasicAuth, BearerAuth,
-    PasswordAuthenticator, RequireUser, StoredSession, methods,
+    CurrentUser, PasswordAuthenticator, StoredSession, method,
 };
 use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
@@ -368,7 +368,7 @@ async fn create_demo_users(
 
 #[derive(Deserialize)]
 struct HomeQuery {
-    /// Where to go after signing in: set by [`RequireUser`] when it sends a
+    /// Where to go after signing in: set by [`CurrentUser`] when it sends a
     /// browser here from a page that needs a user.
     next: Option<String>,
 }
@@ -534,7 +534,7 @@ struct LoginForm {
 }
 
 /// `POST /login`: checks the user name and password and signs in,
-/// recording [`methods::PASSWORD`] as how the user signed in.
+/// recording [`method::PASSWORD`] as how the user signed in.
 async fn login(
     State(app): State<App>,
     session: Session,
@@ -573,7 +573,7 @@ async fn login(
         }
     };
     session
-        .login_with(Login::new(user_id).method(methods::PASSWORD))
+        .login_with(Login::new(user_id).method(method::PASSWORD))
         .await?;
     let target = if is_local_path(&form.next) {
         form.next.as_str()
@@ -892,7 +892,7 @@ async fn change_password(
 /// Whether this user's session may create and revoke API tokens: not one
 /// signed in with a token, so that a leaked token cannot mint others.
 fn may_manage_tokens(user: &AuthUser) -> bool {
-    user.method.as_deref() != Some(methods::BEARER)
+    user.method.as_deref() != Some(method::BEARER)
 }
 
 /// The `403` page for a token session that tries to manage tokens.
@@ -911,7 +911,7 @@ fn tokens_forbidden() -> Response {
 /// Anonymous browsers are sent to sign in first, API clients get 401.
 async fn tokens_page(
     State(app): State<App>,
-    RequireUser(user): RequireUser,
+    CurrentUser(user): CurrentUser,
     session: Session,
 ) -> Result<Response, keycard::Error> {
     let tokens = app.tokens.list(&user.id).await?;
@@ -949,7 +949,7 @@ struct TokenForm {
 /// neither shows it again nor creates a second token.
 async fn create_token(
     State(app): State<App>,
-    RequireUser(user): RequireUser,
+    CurrentUser(user): CurrentUser,
     session: Session,
     form: Result<CsrfForm<TokenForm>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
@@ -991,7 +991,7 @@ async fn create_token(
 /// next request on it signs nobody in.
 async fn revoke_token(
     State(app): State<App>,
-    RequireUser(user): RequireUser,
+    CurrentUser(user): CurrentUser,
     session: Session,
     id: Result<Path<String>, PathRejection>,
     form: Result<CsrfForm<NoFields>, CsrfRejection>,
@@ -1105,7 +1105,7 @@ fn token_row(token: &ApiTokenRecord, manage: bool, csrf: &str) -> String {
 
 /// `GET /api/whoami`: `USER METHOD api|human`, as plain text; `401` with the
 /// auth layer's challenges when nobody is signed in.
-async fn api_whoami(RequireUser(user): RequireUser) -> String {
+async fn api_whoami(CurrentUser(user): CurrentUser) -> String {
     format!(
         "{} {} {}\n",
         user.id,

@@ -80,7 +80,9 @@ pub use auth_versions::{AuthVersions, BoxError};
 pub use config::{ConcurrentSessions, SessionConfig};
 pub use error::Error;
 pub use layer::SessionLayer;
-pub use session::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionInfo};
+pub use session::{
+    Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionInfo,
+};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use token::SessionId;

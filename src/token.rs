@@ -31,8 +31,26 @@ const TOKEN_CHARS: usize = 43;
 ///
 /// Not a secret. Its text form is plain decimal with no sign, no leading
 /// zeros and no spaces; anything else fails to parse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct SessionId(i64);
+
+impl TryFrom<i64> for SessionId {
+    type Error = ParseError;
+
+    /// A positive key; zero or negative is [`ParseError::InvalidId`].
+    fn try_from(value: i64) -> Result<Self, ParseError> {
+        Self::new(value).ok_or(ParseError::InvalidId)
+    }
+}
+
+impl From<SessionId> for i64 {
+    fn from(id: SessionId) -> Self {
+        id.0
+    }
+}
 
 impl SessionId {
     /// Wraps a store-assigned key. Returns `None` for zero or a negative value.
@@ -214,6 +232,16 @@ impl fmt::Debug for TokenHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ids_serialize_as_numbers_and_refuse_non_positive_ones() {
+        let id = SessionId::new(42).expect("id");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "42");
+        assert_eq!(serde_json::from_str::<SessionId>("42").expect("id"), id);
+        assert!(serde_json::from_str::<SessionId>("0").is_err());
+        assert!(serde_json::from_str::<SessionId>("-7").is_err());
+        assert!(serde_json::from_str::<SessionId>("\"42\"").is_err());
+    }
 
     #[test]
     fn ids_parse_only_in_canonical_form() {

@@ -35,8 +35,8 @@ fn auth_app(store: &TestStore) -> (Router, PasswordAuthenticator, ApiTokens) {
     let router = Router::new()
         .route(
             "/maybe",
-            get(|CurrentUser(user): CurrentUser| async move {
-                user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+            get(|user: Option<CurrentUser>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
             }),
         )
         .layer(

@@ -160,8 +160,8 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
         let router = Router::new()
             .route(
                 "/maybe",
-                get(|CurrentUser(user): CurrentUser| async move {
-                    user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+                get(|user: Option<CurrentUser>| async move {
+                    user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
                 }),
             )
             .route(

@@ -153,8 +153,8 @@ async fn hostile_app(store: &TestStore, bind_ip: bool) -> Hostile {
         .route("/whoami", get(whoami))
         .route(
             "/maybe",
-            get(|CurrentUser(user): CurrentUser| async move {
-                user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+            get(|user: Option<CurrentUser>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
             }),
         )
         .route("/anon", get(|| async { "ok" }).post(|| async { "ok" }))
@@ -183,9 +183,9 @@ async fn hostile_app(store: &TestStore, bind_ip: bool) -> Hostile {
         .route(
             "/guarded",
             post(
-                |CurrentUser(user): CurrentUser,
+                |user: Option<CurrentUser>,
                  _: keycard::csrf::CsrfForm<BTreeMap<String, String>>| async move {
-                    user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+                    user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
                 },
             ),
         )

@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use http::header::WWW_AUTHENTICATE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::guards::{AuthSettings, Permissions};
+use super::guards::Permissions;
+use super::settings::{AuthSettings, challenge};
 use super::{
     Authenticated, AuthenticationError, Authenticator, Credentials, RequestHead, Retrieved,
     Retriever, TrustedHeader,
@@ -117,7 +117,7 @@ impl AuthLayer {
         self.configure(|c| c.callback = Some(Arc::new(callback)))
     }
 
-    /// Where [`RequireUser`](super::RequireUser) sends browsers that are not
+    /// Where [`CurrentUser`](super::CurrentUser) sends browsers that are not
     /// signed in (with `?next=` the page they asked for). Default: `/login`.
     pub fn login_url(self, url: impl Into<String>) -> Self {
         let url = url.into();
@@ -333,30 +333,9 @@ async fn end_api_session(session: &Session) -> Result<(), Error> {
 /// A session signed in by a trusted proxy's header ends when a request comes
 /// without it.
 async fn end_orphaned_trusted_session(session: &Session) -> Result<(), Error> {
-    if session.auth_method().await?.as_deref() == Some(super::methods::TRUSTED_HEADER) {
+    if session.auth_method().await?.as_deref() == Some(super::method::TRUSTED_HEADER) {
         tracing::info!("keycard: trusted header gone; session ended");
         session.logout().await?;
     }
     Ok(())
-}
-
-/// `401` with a `WWW-Authenticate` challenge per scheme on offer.
-pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Response<B> {
-    let mut response = plain_response(StatusCode::UNAUTHORIZED, "Authentication required.\n");
-    let schemes = if schemes.is_empty() {
-        &["Basic"][..]
-    } else {
-        schemes
-    };
-    for scheme in schemes {
-        let value = match *scheme {
-            "Basic" => "Basic realm=\"keycard\", charset=\"UTF-8\"",
-            "Bearer" => "Bearer realm=\"keycard\"",
-            other => other,
-        };
-        if let Ok(value) = HeaderValue::from_str(value) {
-            response.headers_mut().append(WWW_AUTHENTICATE, value);
-        }
-    }
-    response
 }

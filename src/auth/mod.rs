@@ -13,8 +13,9 @@
 //!   tokens, or the application's own.
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
-//! * **Guards** ([`CurrentUser`], [`RequireUser`], [`RequireAuthMethod`],
-//!   [`RequirePermission`]) are axum extractors.
+//! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
+//!   [`RequireAuthMethod`], [`RequirePermission`]) are axum extractors whose
+//!   rejection, [`AuthRejection`], applications can match on and replace.
 //!
 //! [`AuthLayer`] runs the retrievers and authenticators. It goes *inside*
 //! `SessionLayer` (added before it), because a request that brings
@@ -23,10 +24,10 @@
 //! ```
 //! use std::sync::Arc;
 //! use axum::{Router, routing::get};
-//! use keycard::auth::{ApiTokens, AuthLayer, BasicAuth, BearerAuth, PasswordAuthenticator, RequireUser};
+//! use keycard::auth::{ApiTokens, AuthLayer, BasicAuth, BearerAuth, CurrentUser, PasswordAuthenticator};
 //! use keycard::{SessionLayer, SqliteStore};
 //!
-//! async fn me(RequireUser(user): RequireUser) -> String {
+//! async fn me(CurrentUser(user): CurrentUser) -> String {
 //!     format!("hello {}", user.id)
 //! }
 //!
@@ -83,11 +84,13 @@ mod layer;
 mod lockout;
 mod password;
 mod retrievers;
+mod settings;
 mod tokens;
 
+pub use guards::method::AuthMethodName;
 pub use guards::{
-    AuthMethodName, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
-    RequirePermission, RequireUser, method, methods,
+    AuthRejection, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
+    RequirePermission, SignInRequired, method,
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use lockout::LockoutPolicy;

@@ -45,7 +45,7 @@ pub struct BasicAuth;
 
 impl Retriever for BasicAuth {
     fn method(&self) -> &'static str {
-        super::methods::BASIC
+        super::method::BASIC
     }
 
     fn challenge(&self) -> Option<&'static str> {
@@ -89,7 +89,7 @@ pub struct BearerAuth;
 
 impl Retriever for BearerAuth {
     fn method(&self) -> &'static str {
-        super::methods::BEARER
+        super::method::BEARER
     }
 
     fn challenge(&self) -> Option<&'static str> {
@@ -167,7 +167,7 @@ impl TrustedHeader {
 
 impl Retriever for TrustedHeader {
     fn method(&self) -> &'static str {
-        super::methods::TRUSTED_HEADER
+        super::method::TRUSTED_HEADER
     }
 
     fn is_api(&self) -> bool {

@@ -16,7 +16,7 @@
 //!   so API clients and `curl` keep working.
 
 use http::header::{FORWARDED, HOST, ORIGIN};
-use http::{HeaderMap, HeaderValue, Method, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use super::client_ip::peer_ip;
 use crate::config::{Origin, SessionConfig, default_port, split_host_port};
@@ -35,8 +35,8 @@ pub(crate) fn check<B>(request: &Request<B>, config: &SessionConfig) -> Result<(
         return Ok(());
     }
     let headers = request.headers();
-    let origin = single(headers, ORIGIN.as_str());
-    match single(headers, "sec-fetch-site") {
+    let origin = single(headers, &ORIGIN);
+    match single(headers, &SEC_FETCH_SITE) {
         One(b"same-origin" | b"none") => Ok(()),
         One(_) => match origin {
             One(value) if trusted(value, config) => Ok(()),
@@ -80,8 +80,11 @@ enum Header<'a> {
 }
 use Header::{Absent, One, Several};
 
+/// `Sec-Fetch-Site`, named once rather than parsed from text per request.
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
 /// A header that must come at most once.
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Header<'a> {
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Header<'a> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (None, _) => Absent,

@@ -11,8 +11,8 @@ use crate::store::{SessionRecord, UserSessions};
 use crate::token::SessionId;
 
 /// One of a user's sessions, as a "your sessions" page shows it. Carries no
-/// token or token hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// token or token hash; serializes for a JSON API.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SessionInfo {
     /// The session's id (not a secret: it only names the row).

@@ -26,12 +26,14 @@ use crate::token::{SessionId, SessionToken};
 
 mod csrf;
 mod devices;
+mod identity;
 mod load;
 mod login;
 mod save;
 mod state;
 
 pub use devices::SessionInfo;
+pub use identity::Identity;
 pub use login::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS};
 pub(crate) use save::{CookieAction, Saved};
 use state::{State, Working};

@@ -18,7 +18,7 @@ use chrono::TimeDelta;
 use keycard::auth::{
     ApiTokens, AuthLayer, AuthUser, BasicAuth, BearerAuth, CurrentUser, LockoutPolicy,
     PasswordAuthenticator, Permission, Permissions, RequireAuthMethod, RequirePermission,
-    RequireUser, StoredSession, TrustedHeader, method, methods,
+    StoredSession, TrustedHeader, method,
 };
 use keycard::{BoxError, Login, Session};
 
@@ -78,7 +78,7 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
             match passwords.verify(&form.user, &form.password).await {
                 Ok(user) => {
                     session
-                        .login_with(Login::new(user).method(methods::PASSWORD))
+                        .login_with(Login::new(user).method(method::PASSWORD))
                         .await?;
                     Ok::<_, keycard::Error>("signed in".into_response())
                 }
@@ -90,7 +90,7 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
         }
     };
     let create_tokens = tokens.clone();
-    let create = move |RequireUser(user): RequireUser, Path(name): Path<String>| {
+    let create = move |CurrentUser(user): CurrentUser, Path(name): Path<String>| {
         let tokens = create_tokens.clone();
         async move {
             let new = tokens.create(&user.id, &name).await?;
@@ -98,14 +98,14 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
         }
     };
     let revoke_tokens = tokens.clone();
-    let revoke = move |RequireUser(user): RequireUser, Path(id): Path<i64>| {
+    let revoke = move |CurrentUser(user): CurrentUser, Path(id): Path<i64>| {
         let tokens = revoke_tokens.clone();
         async move { Ok::<_, keycard::Error>(tokens.revoke(&user.id, id).await?.to_string()) }
     };
     let router = Router::new()
         .route(
             "/me",
-            get(|RequireUser(user): RequireUser| async move {
+            get(|CurrentUser(user): CurrentUser| async move {
                 let marks: Vec<_> = user.marks.into_iter().collect();
                 format!(
                     "{} {} {} [{}]",
@@ -118,8 +118,8 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
         )
         .route(
             "/maybe",
-            get(|CurrentUser(user): CurrentUser| async move {
-                user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+            get(|user: Option<CurrentUser>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
             }),
         )
         .route("/form-login", post(form_login))
@@ -162,9 +162,9 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
         .route(
             "/guarded",
             post(
-                |CurrentUser(user): CurrentUser,
+                |user: Option<CurrentUser>,
                  _: keycard::csrf::CsrfForm<std::collections::HashMap<String, String>>| async move {
-                    user.map_or_else(|| "anonymous".to_owned(), |u| u.id)
+                    user.map_or_else(|| "anonymous".to_owned(), |CurrentUser(u)| u.id)
                 },
             ),
         )
@@ -196,7 +196,7 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
             .authenticator(TrustProxy)
             .authenticator(ApiKeys)
             .on_authenticated(|_, info| {
-                if info.method == methods::TRUSTED_HEADER {
+                if info.method == method::TRUSTED_HEADER {
                     vec!["via-proxy".to_owned()]
                 } else {
                     Vec::new()
@@ -985,7 +985,7 @@ pub async fn api_sessions_are_capped_per_user(store: TestStore) {
     let router = Router::new()
         .route(
             "/me",
-            get(|RequireUser(user): RequireUser| async move { user.id }),
+            get(|CurrentUser(user): CurrentUser| async move { user.id }),
         )
         .layer(
             AuthLayer::new()
@@ -1139,4 +1139,77 @@ pub async fn guarded_forms_exempt_bearer_requests_but_not_basic_ones(store: Test
     let reply = api.post_form("/guarded", "x=1").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.set_cookies().is_empty());
+}
+
+pub async fn guard_rejections_are_typed_and_replaceable(store: TestStore) {
+    use keycard::auth::AuthRejection;
+    let app = auth_app(&store);
+    create_user(&app, "alice", "secret").await;
+    // The application's own answers, by matching the rejection.
+    let router = Router::new()
+        .route(
+            "/json-me",
+            get(|user: Result<CurrentUser, AuthRejection>| async move {
+                match user {
+                    Ok(CurrentUser(user)) => (StatusCode::OK, user.id).into_response(),
+                    Err(AuthRejection::SignInRequired(required)) => (
+                        StatusCode::UNAUTHORIZED,
+                        format!(
+                            "{{\"browser\":{},\"next\":{:?}}}",
+                            required.is_browser(),
+                            required.next().unwrap_or("")
+                        ),
+                    )
+                        .into_response(),
+                    Err(other) => other.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/password-only",
+            get(
+                |guard: Result<RequireAuthMethod<method::Password>, AuthRejection>| async move {
+                    match guard {
+                        Ok(_) => "ok".to_owned(),
+                        Err(AuthRejection::WrongMethod { required }) => format!("needs {required}"),
+                        Err(other) => format!("{other}"),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/identity",
+            get(|session: Session| async move {
+                let who = session.identity().await?;
+                Ok::<_, keycard::Error>(serde_json::to_string(&who).expect("json"))
+            }),
+        )
+        .layer(
+            AuthLayer::new()
+                .retriever(BasicAuth)
+                .authenticator(app.passwords.clone()),
+        )
+        .layer(store.layer());
+    let mut browser = Client::new(router.clone());
+    browser.headers = vec![("accept".into(), "text/html".into())];
+    let reply = browser.get("/json-me?x=1").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body, "{\"browser\":true,\"next\":\"/json-me?x=1\"}");
+    browser.headers.clear();
+    let reply = browser.get("/json-me").await;
+    assert_eq!(reply.body, "{\"browser\":false,\"next\":\"/json-me\"}");
+    assert_eq!(browser.get("/identity").await.body, "null");
+    // Signed in by Basic: the method guard's rejection is matched too.
+    browser.headers = vec![basic("alice", "secret")];
+    assert_eq!(browser.get("/json-me").await.body, "alice");
+    assert_eq!(browser.get("/password-only").await.body, "needs password");
+    let identity: serde_json::Value =
+        serde_json::from_str(&browser.get("/identity").await.body).expect("json");
+    assert_eq!(identity["user_id"], "alice");
+    assert_eq!(identity["auth_method"], "basic");
+    assert_eq!(identity["is_api"], true);
+    assert_eq!(identity["request_only"], true);
+    // keycard's own answer is unchanged.
+    let mut api = Client::new(app.router.clone());
+    assert_eq!(api.get("/me").await.status, StatusCode::UNAUTHORIZED);
 }

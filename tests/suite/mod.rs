@@ -432,6 +432,7 @@ macro_rules! behaviour_suite {
             auth::a_password_change_keeps_this_session_and_ends_the_others,
             auth::an_administrators_password_reset_ends_every_session,
             auth::guarded_forms_exempt_bearer_requests_but_not_basic_ones,
+            auth::guard_rejections_are_typed_and_replaceable,
             limits::invalid_identities_are_refused_the_same_on_every_store,
             limits::oversized_values_are_refused_with_413_before_any_write,
             limits::a_corrupt_row_is_deleted_and_never_fails_its_neighbours,

@@ -1,0 +1,50 @@
+//! What the guards need from [`AuthLayer`](super::AuthLayer), and the
+//! challenge both answer with when nobody is signed in.
+
+use std::sync::Arc;
+
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderValue, Response, StatusCode};
+
+use super::guards::Permissions;
+use crate::error::plain_response;
+
+/// Put in each request's extensions by [`AuthLayer`](super::AuthLayer).
+#[derive(Clone, Debug)]
+pub(crate) struct AuthSettings {
+    pub(crate) login_url: String,
+    pub(crate) permissions: Option<Arc<dyn Permissions>>,
+    pub(crate) challenges: Vec<&'static str>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            login_url: "/login".to_owned(),
+            permissions: None,
+            challenges: Vec::new(),
+        }
+    }
+}
+
+/// `401` with a `WWW-Authenticate` challenge per scheme on offer (Basic
+/// when none is configured).
+pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Response<B> {
+    let mut response = plain_response(StatusCode::UNAUTHORIZED, "Authentication required.\n");
+    let schemes = if schemes.is_empty() {
+        &["Basic"][..]
+    } else {
+        schemes
+    };
+    for scheme in schemes {
+        let value = match *scheme {
+            "Basic" => "Basic realm=\"keycard\", charset=\"UTF-8\"",
+            "Bearer" => "Bearer realm=\"keycard\"",
+            other => other,
+        };
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().append(WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
