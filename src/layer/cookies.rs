@@ -126,13 +126,15 @@ pub(crate) fn mark_private(headers: &mut HeaderMap, saved: &Saved, config: &Sess
     if saved.signed_in && !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let varies = headers.get_all(VARY).iter().any(|value| {
-        value
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|name| name.trim() == "*" || name.trim().eq_ignore_ascii_case("cookie"))
-    });
+    // Most responses have no `Vary` yet: no scan then.
+    let varies = headers.contains_key(VARY)
+        && headers.get_all(VARY).iter().any(|value| {
+            value
+                .to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|name| name.trim() == "*" || name.trim().eq_ignore_ascii_case("cookie"))
+        });
     if !varies {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
     }

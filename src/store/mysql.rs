@@ -200,7 +200,10 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 }
 
 /// `DATETIME` has no zone: keycard writes and reads UTC.
-fn read_time(row: &MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn read_time<I: sqlx::ColumnIndex<MySqlRow>>(
+    row: &MySqlRow,
+    column: I,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let t: Option<NaiveDateTime> = row.try_get(column)?;
     Ok(t.map(|t| t.and_utc()))
 }

@@ -183,7 +183,10 @@ fn utc(t: DateTime<Utc>) -> DateTime<Utc> {
     t
 }
 
-fn read_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn read_time<I: sqlx::ColumnIndex<PgRow>>(
+    row: &PgRow,
+    column: I,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(row.try_get(column)?)
 }
 

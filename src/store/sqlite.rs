@@ -198,7 +198,10 @@ fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 /// Timestamps are integer microseconds since the epoch.
-fn read_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn read_time<I: sqlx::ColumnIndex<SqliteRow>>(
+    row: &SqliteRow,
+    column: I,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let raw: Option<i64> = row.try_get(column)?;
     raw.map(|t| {
         DateTime::from_timestamp_micros(t).ok_or(StoreError::Corrupt {

@@ -27,7 +27,8 @@ macro_rules! sql_store {
             decode_columns(row).map_err(|error| match error {
                 StoreError::Database(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => {
                     StoreError::Corrupt {
-                        id: sqlx::Row::try_get::<i64, _>(row, "id").unwrap_or(0),
+                        id: sqlx::Row::try_get::<i64, _>(row, $crate::store::sql::col::ID)
+                            .unwrap_or(0),
                         what: "a column does not decode as its type",
                     }
                 }
@@ -38,9 +39,10 @@ macro_rules! sql_store {
         fn decode_columns(
             row: &<$db as sqlx::Database>::Row,
         ) -> Result<SessionRecord, StoreError> {
+            use $crate::store::sql::col;
             use sqlx::Row as _;
-            let id: i64 = row.try_get("id")?;
-            let required = |column| {
+            let id: i64 = row.try_get(col::ID)?;
+            let required = |column: usize| {
                 read_time(row, column)?.ok_or(StoreError::Corrupt {
                     id,
                     what: "a required timestamp is missing",
@@ -48,19 +50,19 @@ macro_rules! sql_store {
             };
             $crate::store::sql::RawRow {
                 id,
-                version: row.try_get("version")?,
-                token_hash: row.try_get("token_hash")?,
-                user_id: row.try_get("user_id")?,
-                ip_address: row.try_get("ip_address")?,
-                is_api: row.try_get("is_api")?,
-                auth_method: row.try_get("auth_method")?,
-                authenticated_at: read_time(row, "authenticated_at")?,
-                persistent: row.try_get("persistent")?,
-                created_at: required("created_at")?,
-                last_activity: required("last_activity")?,
-                data: row.try_get("data")?,
-                auth_version: row.try_get("auth_version")?,
-                credential: row.try_get("credential_id")?,
+                version: row.try_get(col::VERSION)?,
+                token_hash: row.try_get(col::TOKEN_HASH)?,
+                user_id: row.try_get(col::USER_ID)?,
+                ip_address: row.try_get(col::IP_ADDRESS)?,
+                is_api: row.try_get(col::IS_API)?,
+                auth_method: row.try_get(col::AUTH_METHOD)?,
+                authenticated_at: read_time(row, col::AUTHENTICATED_AT)?,
+                persistent: row.try_get(col::PERSISTENT)?,
+                created_at: required(col::CREATED_AT)?,
+                last_activity: required(col::LAST_ACTIVITY)?,
+                data: row.try_get(col::DATA)?,
+                auth_version: row.try_get(col::AUTH_VERSION)?,
+                credential: row.try_get(col::CREDENTIAL_ID)?,
             }
             .into_record()
         }
@@ -198,7 +200,10 @@ macro_rules! sql_store {
                 };
                 let rows = loaded.and_then(|rows| {
                     rows.into_iter()
-                        .map(|row| Ok((sqlx::Row::try_get::<i64, _>(&row, "id")?, row)))
+                        .map(|row| {
+                            let id = sqlx::Row::try_get::<i64, _>(&row, $crate::store::sql::col::ID)?;
+                            Ok((id, row))
+                        })
                         .collect()
                 });
                 $crate::store::sql::answer_loads(batch, rows);

@@ -7,10 +7,31 @@ use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 use crate::store::{SessionData, SessionFields, SessionRecord, StoreError, TableName};
 use crate::token::{SessionId, TokenHash};
 
-/// The columns every `SELECT` reads, in the order [`RawRow`] names them.
+/// The columns every `SELECT` reads, in the order [`RawRow`] names them
+/// and [`col`] numbers them.
 pub(crate) const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, \
     auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version, \
     credential_id";
+
+/// The position of each of [`COLUMNS`] in a row: rows are decoded by
+/// position, which spares a name lookup per column per row (measured: a
+/// read request's 14 lookups by name were ~1,300 instructions).
+pub(crate) mod col {
+    pub(crate) const ID: usize = 0;
+    pub(crate) const VERSION: usize = 1;
+    pub(crate) const TOKEN_HASH: usize = 2;
+    pub(crate) const USER_ID: usize = 3;
+    pub(crate) const IP_ADDRESS: usize = 4;
+    pub(crate) const IS_API: usize = 5;
+    pub(crate) const AUTH_METHOD: usize = 6;
+    pub(crate) const AUTHENTICATED_AT: usize = 7;
+    pub(crate) const PERSISTENT: usize = 8;
+    pub(crate) const CREATED_AT: usize = 9;
+    pub(crate) const LAST_ACTIVITY: usize = 10;
+    pub(crate) const DATA: usize = 11;
+    pub(crate) const AUTH_VERSION: usize = 12;
+    pub(crate) const CREDENTIAL_ID: usize = 13;
+}
 
 /// One backend's SQL, with `{table}` where the table name goes and the
 /// backend's own placeholders.
