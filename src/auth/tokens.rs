@@ -116,8 +116,7 @@ impl ApiTokens {
                         secret: format!("{PREFIX}{}", secret.expose()),
                     });
                 }
-                Err(crate::store::StoreError::Database(sqlx::Error::Database(e)))
-                    if e.is_unique_violation() => {}
+                Err(crate::store::StoreError::AlreadyExists) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -16,7 +16,13 @@
 //! starves, however many others there are.
 //!
 //! To write a store for another database, implement the trait and run the
-//! behaviour suite in `tests/` against it.
+//! behaviour suite in `tests/` against it: `tests/memory.rs` runs it on an
+//! in-memory store written from this public API alone, without sqlx
+//! (`tests/common/memory.rs`). Such a store reports its own failures as
+//! [`StoreError::Backend`] and a taken unique key as
+//! [`StoreError::AlreadyExists`]; [`update_data`](SessionStore::update_data)
+//! and [`delete_excess_for_user`](SessionStore::delete_excess_for_user)
+//! have correct defaults built on the other methods.
 
 use std::fmt::Debug;
 
@@ -196,6 +202,14 @@ pub enum StoreError {
          writes: drop the `Cnx::write()` guard before calling `Session` methods that write"
     )]
     ConnectionHeld,
+    /// A row with the same unique key exists already (an API token's hash,
+    /// say): the caller may try again with another key.
+    #[error("a row with this unique key exists already")]
+    AlreadyExists,
+    /// A store that is not one of keycard's SQL stores failed: its own
+    /// error, for a store written against this trait without sqlx.
+    #[error("session store error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A migration could not be applied.
     #[error("session store migration {version} failed: {source}")]
     Migration {
@@ -237,13 +251,29 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// given; the layer gives it at most once per touch interval, so that
     /// most writes change no indexed column (which PostgreSQL rewards with a
     /// heap-only update).
+    ///
+    /// The default reads the row and writes it whole with
+    /// [`update`](Self::update), at the version it was given: correct, at
+    /// the price of a read.
     async fn update_data(
         &self,
         id: SessionId,
         expected_version: i64,
         data: &SessionData,
         last_activity: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let Some(mut record) = self.load(id).await? else {
+            return Ok(false);
+        };
+        if record.version != expected_version {
+            return Ok(false);
+        }
+        record.fields.data = data.clone();
+        if let Some(at) = last_activity {
+            record.fields.last_activity = at;
+        }
+        self.update(id, expected_version, &record.fields).await
+    }
 
     /// Reads the row under a write lock (a transaction with `SELECT … FOR
     /// UPDATE`, or `BEGIN IMMEDIATE` on SQLite), passes it to `merge`, and
@@ -278,16 +308,40 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     async fn delete_all(&self) -> Result<u64, StoreError>;
 
     /// Deletes the user's sessions of one kind (API client sessions when
-    /// `api`, human ones otherwise) beyond the `keep` most recently active,
-    /// in one statement; returns how many.
+    /// `api`, human ones otherwise) beyond the `keep` most recently active;
+    /// returns how many.
+    ///
+    /// The SQL stores do it in one statement, so that racing sign-ins agree;
+    /// the default lists the user's sessions and deletes the excess one by
+    /// one, which two racing sign-ins can leave one over the limit.
     async fn delete_excess_for_user(
         &self,
         user_id: &str,
         api: bool,
         keep: u32,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let mut rows: Vec<SessionRecord> = self
+            .list_for_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.fields.is_api == api)
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse((r.fields.last_activity, r.id)));
+        let mut ended = 0;
+        for row in rows
+            .iter()
+            .skip(usize::try_from(keep).unwrap_or(usize::MAX))
+        {
+            ended += self
+                .delete_for_user(user_id, UserSessions::Only(row.id))
+                .await?;
+        }
+        Ok(ended)
+    }
 
-    /// Counts rows active at or after `since`.
+    /// Counts rows active at or after `since`. Stores keep times at whole
+    /// microseconds (every time keycard writes is one); `since`, which may
+    /// come from the application, is compared at that precision.
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 

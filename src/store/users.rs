@@ -155,7 +155,8 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     /// write when there is nothing to clear).
     async fn clear_failures(&self, username: &str) -> Result<(), StoreError>;
 
-    /// Stores a new API token and returns its id.
+    /// Stores a new API token and returns its id;
+    /// [`StoreError::AlreadyExists`] if a token with the same hash exists.
     async fn insert_api_token(&self, token: &NewApiToken) -> Result<i64, StoreError>;
 
     /// The token with this hash.

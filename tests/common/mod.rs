@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cnx;
+pub mod memory;
 pub mod stores;
 
 use std::collections::HashMap;
@@ -660,10 +661,19 @@ pub type RawSql = Arc<
     dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
 >;
 
+/// Makes a stored row unreadable, as a hand-edited one would be.
+pub type Corrupter = Arc<
+    dyn Fn(SessionId) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// A store under test plus what keeps it alive (a temp dir, a table).
 pub struct TestStore {
     /// Raw SQL on the store's database and table.
     pub raw: Option<RawSql>,
+    /// How this store's rows are made unreadable.
+    pub corrupter: Option<Corrupter>,
     pub counting: Arc<CountingStore>,
     /// The same store's accounts and API tokens, behind a switch that makes
     /// them fail like a database that went away.
@@ -688,14 +698,38 @@ impl TestStore {
             clock: ManualClock::default(),
             twin,
             raw: None,
+            corrupter: None,
             _keep: Some(keep),
         }
     }
 
-    /// Gives the test raw SQL on the store's table.
+    /// Gives the test raw SQL on the store's table (and, through it, a way
+    /// to corrupt a row: data that is not JSON).
     pub fn with_raw(mut self, raw: RawSql) -> Self {
+        let sql = raw.clone();
+        self.corrupter = Some(Arc::new(move |id: SessionId| {
+            sql(format!(
+                "UPDATE {{table}} SET data = 'not json' WHERE id = {}",
+                id.get()
+            ))
+        }));
         self.raw = Some(raw);
         self
+    }
+
+    /// Gives the test its own way to corrupt a row.
+    pub fn with_corrupter(mut self, corrupter: Corrupter) -> Self {
+        self.corrupter = Some(corrupter);
+        self
+    }
+
+    /// Makes the row `id` unreadable.
+    pub async fn corrupt_row(&self, id: SessionId) {
+        let corrupt = self
+            .corrupter
+            .as_ref()
+            .expect("this store can corrupt rows");
+        corrupt(id).await;
     }
 
     /// Runs `sql` (with `{table}`) on the store's database.
@@ -716,6 +750,7 @@ impl TestStore {
             clock: self.clock.clone(),
             twin: self.twin.clone(),
             raw: self.raw.clone(),
+            corrupter: self.corrupter.clone(),
             _keep: None,
         }
     }

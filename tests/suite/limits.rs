@@ -72,12 +72,7 @@ pub async fn a_corrupt_row_is_deleted_and_never_fails_its_neighbours(store: Test
         clients.push(client_with_session(&store).await);
     }
     let bad = clients[3].session_id().expect("id");
-    store
-        .raw_sql(&format!(
-            "UPDATE {{table}} SET data = 'not json' WHERE id = {}",
-            bad.get()
-        ))
-        .await;
+    store.corrupt_row(bad).await;
     // Loaded together (batched where the store batches): the bad row
     // fails nobody else, and its own request goes on anonymous.
     let tasks: Vec<_> = clients

@@ -170,7 +170,14 @@ macro_rules! user_store {
                     .bind(&token.user_id)
                     .bind(&token.name)
                     .bind($time(token.created_at));
-                self.insert_returning_id(query).await
+                match self.insert_returning_id(query).await {
+                    Err(StoreError::Database(error))
+                        if $crate::store::sql::is_unique_violation(&error) =>
+                    {
+                        Err(StoreError::AlreadyExists)
+                    }
+                    other => other,
+                }
             }
 
             async fn find_api_token(
