@@ -5,7 +5,7 @@
 //!
 //! * **HTTP Basic** with a stored session: the demo wraps the Basic
 //!   retriever in [`StoredSession`](keycard::auth::StoredSession), so the
-//!   client gets session cookies back and keeps them (CamCOPS' tablets);
+//!   client gets session cookies back and keeps them (as a tablet that syncs would);
 //! * **a bearer token**, signed in for each request only: no session row is
 //!   stored and no cookie is set, so a thousand calls leave no trace in the
 //!   sessions table.

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::Error;
 use crate::cnx::EndReason;
-use crate::layer::Context;
+use crate::layer::SessionContext;
 use crate::session::SessionInfo;
 use crate::store::UserSessions;
 use crate::token::SessionId;
@@ -40,7 +40,7 @@ use crate::token::SessionId;
 /// Get one with [`SessionLayer::admin`](crate::SessionLayer::admin).
 #[derive(Clone, Debug)]
 pub struct SessionAdmin {
-    pub(crate) ctx: Arc<Context>,
+    pub(crate) ctx: Arc<SessionContext>,
 }
 
 impl SessionAdmin {
@@ -114,8 +114,7 @@ impl SessionAdmin {
         Ok(ended)
     }
 
-    /// How many sessions were used at or after `since` (CamCOPS'
-    /// `n_sessions_active_since`).
+    /// How many sessions were used at or after `since`.
     pub async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, Error> {
         Ok(self.ctx.store.count_active_since(since).await?)
     }

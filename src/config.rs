@@ -12,11 +12,11 @@ use ipnet::IpNet;
 ///
 /// Enforced when a sign-in is saved, in one statement that keeps the most
 /// recently active sessions, so two sign-ins racing each other still end
-/// with at most the allowed number. API client sessions are exempt, as in
-/// CamCOPS.
+/// with at most the allowed number. API client sessions have a limit of
+/// their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConcurrentSessions {
-    /// A sign-in ends the user's other human sessions (CamCOPS' rule).
+    /// A sign-in ends the user's other human sessions.
     OnePerUser,
     /// A sign-in ends the user's least recently active human sessions beyond
     /// this many (itself included). `MaxPerUser(0)` behaves as `MaxPerUser(1)`.

@@ -83,6 +83,10 @@ pub use layer::SessionLayer;
 pub use session::{
     Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionInfo,
 };
+#[cfg(feature = "mysql")]
+pub use store::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use token::SessionId;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
@@ -170,7 +170,7 @@ where
     type Error = S::Error;
     type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
@@ -180,12 +180,7 @@ where
         let config = self.config.clone();
         request.extensions_mut().insert(config.settings.clone());
         let peer = crate::layer::peer_ip(&request);
-        let head = RequestHead {
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            peer,
-        };
+        let head = RequestHead::of(&request, peer);
         let mut found = None;
         for retriever in &config.retrievers {
             match retriever.retrieve(&head) {
@@ -245,12 +240,7 @@ where
                         marks: BTreeSet::new(),
                     };
                     if let Some(callback) = &config.callback {
-                        let head = RequestHead {
-                            method: request.method(),
-                            uri: request.uri(),
-                            headers: request.headers(),
-                            peer,
-                        };
+                        let head = RequestHead::of(&request, peer);
                         info.marks = callback(&head, &info).into_iter().collect();
                     }
                     request.extensions_mut().insert(info);

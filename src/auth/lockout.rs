@@ -1,4 +1,4 @@
-//! [`LockoutPolicy`]: CamCOPS' account lockout, applied on every sign-in
+//! [`LockoutPolicy`]: escalating account lockout, applied on every sign-in
 //! pathway (form, HTTP Basic, anything that goes through
 //! [`PasswordAuthenticator`](super::PasswordAuthenticator)).
 
@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 /// After `threshold` failed sign-ins the account is locked for `duration`;
 /// every further `threshold` failures lock it again for one `duration` more
-/// than the last time (CamCOPS: 10 failures, then 10 minutes, 20 minutes
+/// than the last time (by default: 10 failures, then 10 minutes, 20 minutes
 /// after 20 failures, …). A success clears the count. A locked account gets
 /// exactly the answer a wrong password gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Authentication: who is making this request, following CubicWeb's design.
+//! Authentication: who is making this request.
 //!
 //! * **Retrievers** ([`Retriever`]), tried in order, pull login information
 //!   out of a request: HTTP Basic ([`BasicAuth`]), bearer API tokens
@@ -60,7 +60,7 @@
 //! [`Error::RequestOnly`](crate::Error::RequestOnly).
 //!
 //! Clients that send their credentials once and then carry the session
-//! cookie (CamCOPS' tablets) opt in per retriever with [`StoredSession`]:
+//! cookie (a tablet that syncs, say) opt in per retriever with [`StoredSession`]:
 //! their sessions are stored API sessions ([`Login::api`](crate::Login::api)),
 //! capped per user by
 //! [`SessionLayer::api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user),
@@ -143,6 +143,18 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// The TCP peer, if the server provides it (axum's `ConnectInfo`).
     pub peer: Option<IpAddr>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of `request`, whose TCP peer is `peer`.
+    pub(crate) fn of<B>(request: &'a http::Request<B>, peer: Option<IpAddr>) -> Self {
+        Self {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            peer,
+        }
+    }
 }
 
 /// What a [`Retriever`] says of a request.

@@ -112,7 +112,7 @@ impl Retriever for BearerAuth {
 }
 
 /// A user named in a header by a trusted front proxy that authenticated them
-/// (CubicWeb's `x-foo-user`, Django's `REMOTE_USER`): honoured only when the
+/// (a single-sign-on proxy's `X-Remote-User`, Django's `REMOTE_USER`): honoured only when the
 /// TCP peer is one of `proxies`; from anyone else the header is ignored. A
 /// header sent twice, or empty, signs nobody in. A session signed in this
 /// way ends as soon as a request comes without the header or with another
@@ -188,7 +188,7 @@ impl Retriever for TrustedHeader {
 
 /// A retriever whose requests get a stored session instead of being signed
 /// in for one request only: the client sends its credentials once and
-/// carries the session cookie from then on (CamCOPS' tablets). The
+/// carries the session cookie from then on (a tablet that syncs, say). The
 /// sessions are API sessions, capped per user by
 /// [`SessionLayer::api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user).
 ///

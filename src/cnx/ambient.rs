@@ -13,7 +13,7 @@ use sqlx::Pool;
 
 use super::CnxDatabase;
 use super::conn::CnxConn;
-use super::handle::{Cnx, Phase, Shared};
+use super::handle::{Cnx, CnxInner, Phase};
 use super::hooks::HookEvent;
 use crate::store::StoreError;
 use crate::{Error, Session};
@@ -37,7 +37,7 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn after_transaction(self: Arc<Self>, f: Box<dyn FnOnce() + Send>);
 }
 
-impl<DB: CnxDatabase> Link for Shared<DB> {
+impl<DB: CnxDatabase> Link for CnxInner<DB> {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
@@ -142,7 +142,7 @@ pub(crate) async fn join_read<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<CnxCon
 
 /// The current connection, if it is on `pool`.
 fn same_pool<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<Cnx<DB>> {
-    let shared = current()?.into_any().downcast::<Shared<DB>>().ok()?;
+    let shared = current()?.into_any().downcast::<CnxInner<DB>>().ok()?;
     Arc::ptr_eq(&shared.pool.connect_options(), &pool.connect_options()).then(|| Cnx(shared))
 }
 

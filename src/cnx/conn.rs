@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::pool::PoolConnection;
 
 use super::CnxDatabase;
-use super::handle::{Cnx, Shared, TxGuard};
+use super::handle::{Cnx, CnxInner, TxGuard};
 
 /// A database connection lent by [`Cnx::read`](super::Cnx::read) or
 /// [`Cnx::write`](super::Cnx::write): run queries on `&mut *conn`. A pooled
@@ -22,7 +22,7 @@ enum Held<DB: CnxDatabase> {
     Transaction {
         guard: TxGuard<DB>,
         /// Set for a handler's guard, whose task is remembered as the holder.
-        owner: Option<Arc<Shared<DB>>>,
+        owner: Option<Arc<CnxInner<DB>>>,
     },
 }
 
@@ -33,7 +33,7 @@ impl<DB: CnxDatabase> CnxConn<DB> {
         }
     }
 
-    pub(crate) fn transaction(guard: TxGuard<DB>, owner: Arc<Shared<DB>>) -> Self {
+    pub(crate) fn transaction(guard: TxGuard<DB>, owner: Arc<CnxInner<DB>>) -> Self {
         Self {
             held: Held::Transaction {
                 guard,

@@ -25,8 +25,8 @@ pub(crate) type TxGuard<DB> =
 /// keycard's own work at the end of a transaction (cache evictions).
 pub(crate) type AfterTransaction = Box<dyn FnOnce() + Send>;
 
-/// The scope of a value kept with [`Cnx::insert_data`], after CubicWeb's
-/// connection and transaction data. (Session data, the third scope, is the
+/// The scope of a value kept with [`Cnx::insert_data`]: the connection's,
+/// or the transaction's. (Session data, the third scope, is the
 /// [`Session`]'s own values.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -51,13 +51,13 @@ impl<DB: CnxDatabase> Clone for Settings<DB> {
     }
 }
 
-/// A database connection bound to the request and its signed-in session,
-/// after CubicWeb's connections. Extract it in a handler (with
+/// A database connection bound to the request and its signed-in session.
+/// Extract it in a handler (with
 /// [`CnxLayer`](super::CnxLayer) around the router); see the
 /// [module documentation](super) for its modes and states.
 ///
 /// Cheap to clone: every clone is the same connection.
-pub struct Cnx<DB: CnxDatabase>(pub(crate) Arc<Shared<DB>>);
+pub struct Cnx<DB: CnxDatabase>(pub(crate) Arc<CnxInner<DB>>);
 
 impl<DB: CnxDatabase> Clone for Cnx<DB> {
     fn clone(&self) -> Self {
@@ -75,12 +75,12 @@ impl<DB: CnxDatabase> std::fmt::Debug for Cnx<DB> {
     }
 }
 
-pub(crate) struct Shared<DB: CnxDatabase> {
+pub(crate) struct CnxInner<DB: CnxDatabase> {
     pub(crate) pool: Pool<DB>,
     pub(crate) settings: Arc<Settings<DB>>,
     pub(crate) internal: bool,
     pub(crate) slot: Slot<DB>,
-    book: StdMutex<Book<DB>>,
+    ledger: StdMutex<TxLedger<DB>>,
     pub(crate) session: OnceLock<Session>,
     used: AtomicBool,
 }
@@ -98,7 +98,7 @@ pub(crate) enum Phase {
 }
 
 /// Everything but the transaction itself, under a short synchronous lock.
-struct Book<DB: CnxDatabase> {
+struct TxLedger<DB: CnxDatabase> {
     state: CommitState,
     /// A transaction is in the slot.
     open: bool,
@@ -123,12 +123,12 @@ struct Book<DB: CnxDatabase> {
 
 impl<DB: CnxDatabase> Cnx<DB> {
     pub(crate) fn new(pool: Pool<DB>, settings: Arc<Settings<DB>>, internal: bool) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(CnxInner {
             pool,
             settings,
             internal,
             slot: Arc::new(Mutex::new(None)),
-            book: StdMutex::new(Book {
+            ledger: StdMutex::new(TxLedger {
                 state: CommitState::Idle,
                 open: false,
                 phase: Phase::Handler,
@@ -153,8 +153,8 @@ impl<DB: CnxDatabase> Cnx<DB> {
         }))
     }
 
-    fn book(&self) -> MutexGuard<'_, Book<DB>> {
-        self.0.book.lock().unwrap_or_else(PoisonError::into_inner)
+    fn ledger(&self) -> MutexGuard<'_, TxLedger<DB>> {
+        self.0.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn touch(&self) {
@@ -167,7 +167,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     /// A connection to read with. Outside a transaction it is a pooled
     /// connection of its own, returned to the pool when the value drops
-    /// (CubicWeb's "read" mode); inside one, or when row security is on, it
+    /// (a read-only use); inside one, or when row security is on, it
     /// is the transaction's connection, so the handler reads its own writes.
     ///
     /// ```
@@ -179,7 +179,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
     /// ```
     pub async fn read(&self) -> Result<CnxConn<DB>, Error> {
         self.touch();
-        let in_tx = self.book().open || self.0.settings.row_security.is_some();
+        let in_tx = self.ledger().open || self.0.settings.row_security.is_some();
         if in_tx {
             return self.write().await;
         }
@@ -208,12 +208,12 @@ impl<DB: CnxDatabase> Cnx<DB> {
             .open_transaction(true)
             .await?
             .ok_or(Error::ConnectionClosed)?;
-        self.book().holder = Some(tokio::task::try_id());
+        self.ledger().holder = Some(tokio::task::try_id());
         Ok(CnxConn::transaction(guard, self.0.clone()))
     }
 
-    /// Begins the transaction now, if there is none (CubicWeb's
-    /// "transaction" mode from the start).
+    /// Begins the transaction now, if there is none, so that even the
+    /// handler's first reads run inside it.
     pub async fn begin(&self) -> Result<(), Error> {
         drop(self.write().await?);
         Ok(())
@@ -221,12 +221,12 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     /// Whether a transaction is open.
     pub fn in_transaction(&self) -> bool {
-        self.book().open
+        self.ledger().open
     }
 
     /// Where the transaction is in its life.
     pub fn commit_state(&self) -> CommitState {
-        self.book().state
+        self.ledger().state
     }
 
     /// Whether this is an internal connection (no user, security off).
@@ -242,7 +242,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     /// The connection's read and write security.
     pub fn security(&self) -> Security {
-        self.book().security
+        self.ledger().security
     }
 
     /// Switches read or write security for the rest of this connection
@@ -252,12 +252,12 @@ impl<DB: CnxDatabase> Cnx<DB> {
     pub async fn set_security(&self, security: Security) -> Result<(), Error> {
         self.touch();
         let open = {
-            let mut book = self.book();
-            if book.security == security {
+            let mut ledger = self.ledger();
+            if ledger.security == security {
                 return Ok(());
             }
-            book.security = security;
-            book.open
+            ledger.security = security;
+            ledger.open
         };
         tracing::info!(
             read = security.read,
@@ -294,9 +294,9 @@ impl<DB: CnxDatabase> Cnx<DB> {
     /// response becomes an error with the veto's status.
     pub fn set_uncommitable(&self, veto: Veto) {
         self.touch();
-        let mut book = self.book();
-        book.state = CommitState::Uncommitable;
-        book.veto = Some(veto);
+        let mut ledger = self.ledger();
+        ledger.state = CommitState::Uncommitable;
+        ledger.veto = Some(veto);
     }
 
     /// Runs `op` at precommit, inside the transaction, after the handler's
@@ -309,7 +309,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
         self.touch();
-        self.book().precommit.push(ops::precommit(op));
+        self.ledger().precommit.push(ops::precommit(op));
     }
 
     /// Runs `op` once the transaction has committed (send the e-mail only
@@ -321,7 +321,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.touch();
-        self.book().postcommit.push(ops::deferred(op));
+        self.ledger().postcommit.push(ops::deferred(op));
     }
 
     /// Runs `op` if the transaction rolls back (also when the request is
@@ -332,7 +332,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.touch();
-        self.book().rollback.push(ops::deferred(op));
+        self.ledger().rollback.push(ops::deferred(op));
     }
 
     /// Keeps `value` in `scope`, one value per type; returns the one it
@@ -343,18 +343,18 @@ impl<DB: CnxDatabase> Cnx<DB> {
         value: T,
     ) -> Option<T> {
         self.touch();
-        let mut book = self.book();
-        book.scope_mut(scope).insert(value)
+        let mut ledger = self.ledger();
+        ledger.scope_mut(scope).insert(value)
     }
 
     /// The value of type `T` kept in `scope`.
     pub fn data<T: Clone + Send + Sync + 'static>(&self, scope: Scope) -> Option<T> {
-        self.book().scope_mut(scope).get::<T>().cloned()
+        self.ledger().scope_mut(scope).get::<T>().cloned()
     }
 
     /// Removes and returns the value of type `T` kept in `scope`.
     pub fn remove_data<T: Clone + Send + Sync + 'static>(&self, scope: Scope) -> Option<T> {
-        self.book().scope_mut(scope).remove::<T>()
+        self.ledger().scope_mut(scope).remove::<T>()
     }
 
     /// Switches off the hooks of `category` for the rest of this
@@ -362,17 +362,17 @@ impl<DB: CnxDatabase> Cnx<DB> {
     pub fn disable_hooks(&self, category: &str) {
         self.touch();
         tracing::info!(category, "keycard: hooks disabled for this connection");
-        self.book().disabled_hooks.insert(category.to_owned());
+        self.ledger().disabled_hooks.insert(category.to_owned());
     }
 
     /// Switches the hooks of `category` back on.
     pub fn enable_hooks(&self, category: &str) {
-        self.book().disabled_hooks.remove(category);
+        self.ledger().disabled_hooks.remove(category);
     }
 
     /// Whether the hooks of `category` run on this connection.
     pub fn hooks_enabled(&self, category: &str) -> bool {
-        !self.book().disabled_hooks.contains(category)
+        !self.ledger().disabled_hooks.contains(category)
     }
 
     /// Runs `work` with this connection as the one keycard's SQL session
@@ -384,7 +384,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
     }
 
     fn check_not_finished(&self) -> Result<(), Error> {
-        if self.book().phase == Phase::Finished {
+        if self.ledger().phase == Phase::Finished {
             return Err(Error::ConnectionClosed);
         }
         Ok(())
@@ -396,7 +396,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
             return Ok(None);
         }
         if saving {
-            return Ok(self.book().save_user.clone());
+            return Ok(self.ledger().save_user.clone());
         }
         match self.session() {
             Some(session) => session.user_id().await,
@@ -411,8 +411,8 @@ impl<DB: CnxDatabase> Cnx<DB> {
         may_begin: bool,
     ) -> Result<Option<TxGuard<DB>>, Error> {
         let (open, phase) = {
-            let book = self.book();
-            (book.open, book.phase)
+            let ledger = self.ledger();
+            (ledger.open, ledger.phase)
         };
         if phase == Phase::Finished {
             return Err(Error::ConnectionClosed);
@@ -442,14 +442,14 @@ impl<DB: CnxDatabase> Cnx<DB> {
     ) -> Result<(), Error> {
         let mut tx = self.0.pool.begin_with(DB::BEGIN).await?;
         if let Some(row) = &self.0.settings.row_security {
-            let security = self.book().security;
+            let security = self.ledger().security;
             DB::apply_security(&mut tx, &row.applied(user, security, self.0.internal)).await?;
         }
         **slot = Some(tx);
-        let mut book = self.book();
-        book.open = true;
-        if book.state != CommitState::Uncommitable {
-            book.state = CommitState::Active;
+        let mut ledger = self.ledger();
+        ledger.open = true;
+        if ledger.state != CommitState::Uncommitable {
+            ledger.state = CommitState::Active;
         }
         self.touch();
         Ok(())
@@ -461,7 +461,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         if self.0.settings.hooks.is_empty() || events.is_empty() {
             return Ok(());
         }
-        let disabled = self.book().disabled_hooks.clone();
+        let disabled = self.ledger().disabled_hooks.clone();
         for event in events {
             for hook in &self.0.settings.hooks {
                 if !disabled.contains(&hook.category) {
@@ -474,9 +474,9 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     pub(crate) async fn commit_now(&self) -> Result<(), Error> {
         let (open, pending, veto) = {
-            let book = self.book();
-            let pending = !book.precommit.is_empty() || !book.postcommit.is_empty();
-            (book.open, pending, book.veto.clone())
+            let ledger = self.ledger();
+            let pending = !ledger.precommit.is_empty() || !ledger.postcommit.is_empty();
+            (ledger.open, pending, ledger.veto.clone())
         };
         if let Some(veto) = veto {
             self.rollback_now().await;
@@ -485,9 +485,9 @@ impl<DB: CnxDatabase> Cnx<DB> {
         if !open && !pending {
             return Ok(());
         }
-        self.book().state = CommitState::Precommit;
+        self.ledger().state = CommitState::Precommit;
         if let Err(error) = self.precommit().await {
-            self.book().state = CommitState::Uncommitable;
+            self.ledger().state = CommitState::Uncommitable;
             self.rollback_now().await;
             return Err(error);
         }
@@ -501,39 +501,39 @@ impl<DB: CnxDatabase> Cnx<DB> {
             return Err(error.into());
         }
         let (postcommit, after) = {
-            let mut book = self.book();
-            book.open = false;
-            book.state = CommitState::Postcommit;
-            book.transaction_data.clear();
-            book.rollback.clear();
+            let mut ledger = self.ledger();
+            ledger.open = false;
+            ledger.state = CommitState::Postcommit;
+            ledger.transaction_data.clear();
+            ledger.rollback.clear();
             (
-                std::mem::take(&mut book.postcommit),
-                std::mem::take(&mut book.after),
+                std::mem::take(&mut ledger.postcommit),
+                std::mem::take(&mut ledger.after),
             )
         };
         after.into_iter().for_each(|f| f());
         for op in postcommit {
             op().await;
         }
-        self.book().state = CommitState::Committed;
+        self.ledger().state = CommitState::Committed;
         Ok(())
     }
 
     /// The `Commit` hooks, then the precommit operations (and those they
     /// add), inside the transaction.
     async fn precommit(&self) -> Result<(), Error> {
-        if self.book().open {
+        if self.ledger().open {
             self.run_hooks(vec![HookEvent::Commit]).await?;
         }
         loop {
-            let ops = std::mem::take(&mut self.book().precommit);
+            let ops = std::mem::take(&mut self.ledger().precommit);
             if ops.is_empty() {
                 break;
             }
             for op in ops {
                 op(self.clone()).await?;
             }
-            if let Some(veto) = self.book().veto.clone() {
+            if let Some(veto) = self.ledger().veto.clone() {
                 return Err(Error::Vetoed(veto));
             }
         }
@@ -558,19 +558,19 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     /// Forgets the transaction's bookkeeping after a rollback.
     fn end_transaction(&self, had_tx: bool) -> (Vec<Deferred>, Vec<AfterTransaction>) {
-        let mut book = self.book();
-        let pending = had_tx || !book.rollback.is_empty() || book.veto.is_some();
-        book.open = false;
-        book.veto = None;
-        book.transaction_data.clear();
-        book.precommit.clear();
-        book.postcommit.clear();
+        let mut ledger = self.ledger();
+        let pending = had_tx || !ledger.rollback.is_empty() || ledger.veto.is_some();
+        ledger.open = false;
+        ledger.veto = None;
+        ledger.transaction_data.clear();
+        ledger.precommit.clear();
+        ledger.postcommit.clear();
         if pending {
-            book.state = CommitState::RolledBack;
+            ledger.state = CommitState::RolledBack;
         }
         (
-            std::mem::take(&mut book.rollback),
-            std::mem::take(&mut book.after),
+            std::mem::take(&mut ledger.rollback),
+            std::mem::take(&mut ledger.after),
         )
     }
 
@@ -583,7 +583,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
             Err(_) => false,
         };
         let (rollback, after) = self.end_transaction(had_tx);
-        self.book().phase = Phase::Finished;
+        self.ledger().phase = Phase::Finished;
         after.into_iter().for_each(|f| f());
         if !rollback.is_empty()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -597,9 +597,9 @@ impl<DB: CnxDatabase> Cnx<DB> {
     }
 
     pub(crate) fn finish(&self) {
-        let mut book = self.book();
-        book.phase = Phase::Finished;
-        book.connection_data.clear();
+        let mut ledger = self.ledger();
+        ledger.phase = Phase::Finished;
+        ledger.connection_data.clear();
     }
 
     /// Whether the open transaction commits whatever the response: it
@@ -607,36 +607,36 @@ impl<DB: CnxDatabase> Cnx<DB> {
     /// the handler's transaction was rolled back before the session saved,
     /// so any transaction open now began after that.
     pub(crate) fn forced(&self) -> bool {
-        let book = self.book();
-        book.open && book.phase == Phase::Saving { forced: true }
+        let ledger = self.ledger();
+        ledger.open && ledger.phase == Phase::Saving { forced: true }
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        self.book().phase
+        self.ledger().phase
     }
 
     pub(crate) fn set_saving(&self, forced: bool, user: Option<String>) {
-        let mut book = self.book();
-        book.phase = Phase::Saving { forced };
-        book.save_user = user;
+        let mut ledger = self.ledger();
+        ledger.phase = Phase::Saving { forced };
+        ledger.save_user = user;
     }
 
     /// Whether the current task holds a [`CnxConn`] on the transaction.
     pub(crate) fn held_here(&self) -> bool {
-        self.book().holder == Some(tokio::task::try_id())
+        self.ledger().holder == Some(tokio::task::try_id())
     }
 
     pub(crate) fn clear_holder(&self) {
-        self.book().holder = None;
+        self.ledger().holder = None;
     }
 
     /// Runs `f` when the open transaction ends, or now if there is none.
     pub(crate) fn after_transaction(&self, f: AfterTransaction) {
-        let mut book = self.book();
-        if book.open {
-            book.after.push(f);
+        let mut ledger = self.ledger();
+        if ledger.open {
+            ledger.after.push(f);
         } else {
-            drop(book);
+            drop(ledger);
             f();
         }
     }
@@ -657,7 +657,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
     }
 }
 
-impl<DB: CnxDatabase> Book<DB> {
+impl<DB: CnxDatabase> TxLedger<DB> {
     fn scope_mut(&mut self, scope: Scope) -> &mut Extensions {
         match scope {
             Scope::Connection => &mut self.connection_data,

@@ -1,5 +1,4 @@
-//! Database connections bound to the request and its session, after
-//! CubicWeb's connections (and CamCOPS' request database session).
+//! Database connections bound to the request and its session.
 //!
 //! [`CnxLayer`] gives every request a [`Cnx`] on the application's own
 //! sqlx pool. Nothing is acquired until the handler first uses it, and the

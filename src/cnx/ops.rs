@@ -8,8 +8,8 @@ use http::StatusCode;
 use super::{Cnx, CnxDatabase};
 use crate::Error;
 
-/// Where a connection's transaction is in its life, after CubicWeb's
-/// `commit_state`. Read it with [`Cnx::commit_state`].
+/// Where a connection's transaction is in its life. Read it with
+/// [`Cnx::commit_state`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CommitState {

@@ -1,7 +1,7 @@
 //! Read and write security, and PostgreSQL row-level security.
 
-/// Whether a connection's reads and writes are subject to security, after
-/// CubicWeb's `security_enabled(read=…, write=…)`. Both are on for a user
+/// Whether a connection's reads and writes are subject to security. Both
+/// are on for a user
 /// connection and off for an internal one.
 ///
 /// On PostgreSQL with [`RowSecurity`] configured, the two flags reach the

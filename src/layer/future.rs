@@ -4,12 +4,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, ready};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::{Context, cookies};
+use super::{SessionContext, cookies};
 use crate::Session;
 
 type Saving<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
@@ -29,7 +29,7 @@ pin_project! {
             #[pin]
             inner: F,
             session: Option<Session>,
-            ctx: Arc<Context>,
+            ctx: Arc<SessionContext>,
         },
         Saving { saving: Saving<B> },
         Refused { response: Option<Response<B>> },
@@ -46,7 +46,7 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(super) fn new(inner: F, session: Session, ctx: Arc<Context>) -> Self {
+    pub(super) fn new(inner: F, session: Session, ctx: Arc<SessionContext>) -> Self {
         Self {
             state: State::Handler {
                 inner,
@@ -64,7 +64,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
@@ -104,7 +104,7 @@ where
 async fn finish<B: From<&'static str>>(
     session: Session,
     mut response: Response<B>,
-    ctx: Arc<Context>,
+    ctx: Arc<SessionContext>,
 ) -> Response<B> {
     match session.save(response.status()).await {
         Ok(saved) => {

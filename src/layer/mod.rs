@@ -115,7 +115,7 @@ pub use service::SessionService;
 
 /// What every request's session shares: the store, the settings, the clock.
 #[derive(Clone, Debug)]
-pub(crate) struct Context {
+pub(crate) struct SessionContext {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     pub(crate) clock: Arc<dyn Clock>,
@@ -123,7 +123,7 @@ pub(crate) struct Context {
     pub(crate) background_purge: purge::BackgroundPurge,
 }
 
-impl Context {
+impl SessionContext {
     /// The new `last_activity` of a session last active at `last`, if it is
     /// due (at most once per touch interval); `None` to leave it.
     pub(crate) fn renewal(
@@ -141,7 +141,7 @@ impl Context {
 /// module documentation describes what it does per request.
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
-    ctx: Arc<Context>,
+    ctx: Arc<SessionContext>,
 }
 
 impl SessionLayer {
@@ -155,7 +155,7 @@ impl SessionLayer {
     /// second layer).
     pub fn with_shared_store(store: Arc<dyn SessionStore>) -> Self {
         Self {
-            ctx: Arc::new(Context {
+            ctx: Arc::new(SessionContext {
                 store,
                 config: SessionConfig::default(),
                 clock: Arc::new(SystemClock),
@@ -183,7 +183,7 @@ impl SessionLayer {
         }
     }
 
-    fn configure(mut self, f: impl FnOnce(&mut Context)) -> Self {
+    fn configure(mut self, f: impl FnOnce(&mut SessionContext)) -> Self {
         f(Arc::make_mut(&mut self.ctx));
         self
     }
@@ -260,7 +260,7 @@ impl SessionLayer {
     /// How many human sessions a user may have; applied at each sign-in.
     /// Default: [`ConcurrentSessions::MaxPerUser(32)`](ConcurrentSessions::MaxPerUser),
     /// which bounds the rows one account can pile up without signing people
-    /// out of their other devices; CamCOPS' rule is
+    /// out of their other devices; the strictest rule is
     /// [`ConcurrentSessions::OnePerUser`].
     pub fn concurrent_sessions(self, policy: ConcurrentSessions) -> Self {
         self.configure(|c| c.config.concurrent_sessions = policy)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::Context;
+use super::SessionContext;
 
 /// Whether this layer's purge task was started.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ impl Clone for BackgroundPurge {
 
 impl BackgroundPurge {
     /// Starts the task on the current runtime, once.
-    pub(crate) fn start(&self, ctx: &Arc<Context>, every: Duration) {
+    pub(crate) fn start(&self, ctx: &Arc<SessionContext>, every: Duration) {
         if self.started.load(Ordering::Relaxed) || self.started.swap(true, Ordering::AcqRel) {
             return;
         }

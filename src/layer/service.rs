@@ -1,14 +1,14 @@
 //! [`SessionService`]: puts a [`Session`] into each request.
 
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::client_ip::client_ip;
 use super::future::ResponseFuture;
-use super::{Context, cookies, origin};
+use super::{SessionContext, cookies, origin};
 use crate::Session;
 
 /// The service [`SessionLayer`](super::SessionLayer) wraps around an
@@ -16,7 +16,7 @@ use crate::Session;
 #[derive(Clone, Debug)]
 pub struct SessionService<S> {
     pub(super) inner: S,
-    pub(super) ctx: Arc<Context>,
+    pub(super) ctx: Arc<SessionContext>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -28,7 +28,7 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 

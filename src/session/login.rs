@@ -52,7 +52,7 @@ impl Login {
         self
     }
 
-    /// Marks the session as an API client's (CamCOPS' tablets): exempt from
+    /// Marks the session as an API client's (a script, a tablet): exempt from
     /// the [`ConcurrentSessions`](crate::ConcurrentSessions) limit on human
     /// sessions. [`AuthLayer`](crate::auth::AuthLayer) sets it for
     /// credentials sent with each request (HTTP Basic, bearer tokens).

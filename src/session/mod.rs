@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::Error;
 use crate::clock::to_micros;
-use crate::layer::Context;
+use crate::layer::SessionContext;
 use crate::store::{SessionData, SessionRecord};
 use crate::token::{SessionId, SessionToken};
 
@@ -54,10 +54,10 @@ use state::{State, Working};
 /// }
 /// ```
 #[derive(Clone)]
-pub struct Session(Arc<Shared>);
+pub struct Session(Arc<SessionInner>);
 
-struct Shared {
-    ctx: Arc<Context>,
+struct SessionInner {
+    ctx: Arc<SessionContext>,
     /// The (id, token) pair the request's cookies carried, if well-formed.
     presented: Option<(SessionId, SessionToken)>,
     /// Whether the request carried any cookie of ours, valid or not.
@@ -77,12 +77,12 @@ struct Shared {
 
 impl Session {
     pub(crate) fn new(
-        ctx: Arc<Context>,
+        ctx: Arc<SessionContext>,
         presented: Option<(SessionId, SessionToken)>,
         had_cookie: bool,
         client_ip: Option<IpAddr>,
     ) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(SessionInner {
             ctx,
             presented,
             had_cookie,
@@ -398,7 +398,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Context {
+impl SessionContext {
     /// The current time, at the microsecond precision every store keeps.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         to_micros(self.clock.now())

@@ -79,7 +79,8 @@ impl WaitLimits {
         self
     }
 
-    /// A duration in whole milliseconds, for the servers' settings.
+    /// A duration in whole milliseconds, for PostgreSQL's settings.
+    #[cfg(feature = "postgres")]
     pub(crate) fn millis(wait: Duration) -> u128 {
         wait.as_millis().max(1)
     }

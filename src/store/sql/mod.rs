@@ -102,10 +102,11 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     /// alone would. Statements inside a request's transaction
     /// ([`CnxLayer`](crate::cnx::CnxLayer)) always run on that
     /// transaction. Under many concurrent requests this saves a statement
-    /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. With
-    /// one request at a time a batch is that one statement, run by a task
-    /// of its own. Turn it off to have every statement run alone on the
-    /// calling task.
+    /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. A
+    /// statement that finds no other of its kind running runs alone, on the
+    /// calling task, as it would without batching; only what queues behind
+    /// it meanwhile is handed to a task that runs the next batch. Turn it
+    /// off to have every statement run alone on the calling task.
     ///
     /// ```
     /// # async fn run() -> Result<(), keycard::store::StoreError> {

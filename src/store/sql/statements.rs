@@ -251,6 +251,7 @@ pub(crate) fn assigned_id(raw: i64) -> Result<SessionId, StoreError> {
 /// completes, and one dropped early can lose the commit's error (a full or
 /// read-only disk, a refused commit): the caller would hand out a cookie
 /// for a row that was never stored.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn returned_id<R: sqlx::Row>(rows: &[R]) -> Result<i64, StoreError>
 where
     usize: sqlx::ColumnIndex<R>,

@@ -292,7 +292,8 @@ pub(crate) fn padded(rows: usize) -> (usize, usize) {
 }
 
 /// The batch sizes statements are made for where a statement's size is
-/// fixed (SQLite's, MySQL's placeholders): 1, 2, 4, … [`MAX_BATCH`]. A
+/// fixed (MySQL's `IN (?, …)` placeholders; SQLite and PostgreSQL pass a
+/// batch as one array parameter): 1, 2, 4, … [`MAX_BATCH`]. A
 /// batch is padded up to the next size with id 0, which no session has, so
 /// that each connection prepares a handful of statements, not one per size.
 #[cfg(feature = "mysql")]
