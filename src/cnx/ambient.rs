@@ -1,28 +1,41 @@
-//! How keycard's session code finds the request's connection: the
-//! [`CnxLayer`](super::CnxLayer) runs the rest of the request inside a
-//! tokio task-local holding it, so that the session save and the SQL store
-//! join its transaction without any new parameter on
+//! How the rest of keycard finds the request's connection: the
+//! [`CnxLayer`](super::CnxLayer) runs the rest of the request inside two
+//! tokio task-locals, this module's (for the session save and its hooks)
+//! and the store's (`store::request_tx`, an interface the store defines and
+//! this module implements), so that the SQL store joins the transaction
+//! without knowing this module or any new parameter on
 //! [`SessionStore`](crate::store::SessionStore).
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use sqlx::Pool;
+use tokio::task::futures::TaskLocalFuture;
 
 use super::CnxDatabase;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use super::conn::CnxConn;
-use super::handle::{Cnx, CnxInner, Phase};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use super::handle::Phase;
+use super::handle::{Cnx, CnxInner};
 use super::hooks::HookEvent;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::store::StoreError;
+use crate::store::request_tx::{self, RequestTransaction};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use crate::store::request_tx::{ConnectionLender, Lent};
 use crate::{Error, Session};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+type LendFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A [`Cnx`] with its database type erased, as the session code sees it.
 pub(crate) trait Link: Send + Sync + 'static {
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The request's session, for [`Cnx::session`] and row security.
     fn attach_session(&self, session: &Session);
     /// The session is about to be saved for a response that is (`success`)
@@ -31,17 +44,11 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()>;
     /// Runs the hooks registered for these events.
     fn fire(self: Arc<Self>, events: Vec<HookEvent>) -> BoxFuture<Result<(), Error>>;
-    /// Whether a transaction is open.
-    fn transaction_open(self: Arc<Self>) -> bool;
-    /// Runs `f` when the open transaction ends (now, if none is open).
-    fn after_transaction(self: Arc<Self>, f: Box<dyn FnOnce() + Send>);
+    /// The same connection, as the store's interface to it.
+    fn request_transaction(self: Arc<Self>) -> Arc<dyn RequestTransaction>;
 }
 
 impl<DB: CnxDatabase> Link for CnxInner<DB> {
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-
     fn attach_session(&self, session: &Session) {
         let _ = self.session.set(session.clone());
     }
@@ -60,12 +67,8 @@ impl<DB: CnxDatabase> Link for CnxInner<DB> {
         Box::pin(async move { Cnx(self).run_hooks(events).await })
     }
 
-    fn transaction_open(self: Arc<Self>) -> bool {
-        Cnx(self).in_transaction()
-    }
-
-    fn after_transaction(self: Arc<Self>, f: Box<dyn FnOnce() + Send>) {
-        Cnx(self).after_transaction(f);
+    fn request_transaction(self: Arc<Self>) -> Arc<dyn RequestTransaction> {
+        Arc::new(Cnx(self))
     }
 }
 
@@ -77,12 +80,15 @@ tokio::task_local! {
     static CURRENT: Arc<dyn Link>;
 }
 
+/// `work`, run with a connection as the current one: for the session code
+/// (this module's task-local) and for the stores (the store's own).
+pub(crate) type Scoped<F> =
+    TaskLocalFuture<Arc<dyn Link>, TaskLocalFuture<Arc<dyn RequestTransaction>, F>>;
+
 /// Runs `work` with `link` as the current connection.
-pub(crate) fn scope<F: Future>(
-    link: Arc<dyn Link>,
-    work: F,
-) -> tokio::task::futures::TaskLocalFuture<Arc<dyn Link>, F> {
-    CURRENT.scope(link, work)
+pub(crate) fn scope<F: Future>(link: Arc<dyn Link>, work: F) -> Scoped<F> {
+    let tx = link.clone().request_transaction();
+    CURRENT.scope(link, request_tx::scope(tx, work))
 }
 
 /// The current connection, if the request has one.
@@ -117,65 +123,99 @@ pub(crate) async fn sessions_ended(
     .await
 }
 
-/// Whether the current request holds an open transaction: a statement that
-/// fails inside it is not retried (the database may have rolled the whole
-/// transaction back).
-pub(crate) fn transaction_open() -> bool {
-    current().is_some_and(|link| link.transaction_open())
+impl<DB: CnxDatabase> RequestTransaction for Cnx<DB> {
+    fn transaction_open(&self) -> bool {
+        self.in_transaction()
+    }
+
+    fn after_transaction(&self, f: Box<dyn FnOnce() + Send>) {
+        Cnx::after_transaction(self, f);
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn sqlite(&self) -> Option<&dyn ConnectionLender<sqlx::Sqlite>> {
+        let cnx: &dyn Any = self;
+        cnx.downcast_ref::<Cnx<sqlx::Sqlite>>()
+            .map(|cnx| cnx as &dyn ConnectionLender<sqlx::Sqlite>)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&dyn ConnectionLender<sqlx::Postgres>> {
+        let cnx: &dyn Any = self;
+        cnx.downcast_ref::<Cnx<sqlx::Postgres>>()
+            .map(|cnx| cnx as &dyn ConnectionLender<sqlx::Postgres>)
+    }
+
+    #[cfg(feature = "mysql")]
+    fn mysql(&self) -> Option<&dyn ConnectionLender<sqlx::MySql>> {
+        let cnx: &dyn Any = self;
+        cnx.downcast_ref::<Cnx<sqlx::MySql>>()
+            .map(|cnx| cnx as &dyn ConnectionLender<sqlx::MySql>)
+    }
 }
 
-/// The connection keycard's SQL store reads on: the request's open
-/// transaction on the same pool (so that a request holding a transaction
-/// never waits for a second connection, which a busy pool may never free),
-/// unless this very task holds it, or else `None` (the pool).
-pub(crate) async fn join_read<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<CnxConn<DB>> {
-    let cnx = same_pool(pool)?;
-    if cnx.switches_role() || cnx.held_here() || !cnx.in_transaction() {
-        return None;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+impl<DB: CnxDatabase> Cnx<DB> {
+    /// Whether this connection is on `pool` (the same `Pool` value).
+    fn on_pool(&self, pool: &Pool<DB>) -> bool {
+        Arc::ptr_eq(&self.0.pool.connect_options(), &pool.connect_options())
     }
-    cnx.open_transaction(false)
-        .await
-        .ok()
-        .flatten()
-        .map(CnxConn::joined)
 }
 
-/// The current connection, if it is on `pool`.
-fn same_pool<DB: CnxDatabase>(pool: &Pool<DB>) -> Option<Cnx<DB>> {
-    let shared = current()?.into_any().downcast::<CnxInner<DB>>().ok()?;
-    Arc::ptr_eq(&shared.pool.connect_options(), &pool.connect_options()).then(|| Cnx(shared))
-}
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+impl<DB: CnxDatabase> ConnectionLender<DB> for Cnx<DB> {
+    /// The request's open transaction on the same pool (so that a request
+    /// holding a transaction never waits for a second connection, which a
+    /// busy pool may never free), unless this very task holds it.
+    fn lend_read<'a>(&'a self, pool: &'a Pool<DB>) -> LendFuture<'a, Option<Lent<DB>>> {
+        Box::pin(async move {
+            if !self.on_pool(pool)
+                || self.switches_role()
+                || self.held_here()
+                || !self.in_transaction()
+            {
+                return None;
+            }
+            self.open_transaction(false)
+                .await
+                .ok()
+                .flatten()
+                .map(|guard| Lent::new(CnxConn::joined(guard)))
+        })
+    }
 
-/// The transaction connection keycard's SQL store writes on, when the
-/// current request's connection is on the same pool and either has a
-/// transaction open or is saving the session with hooks to run beside it.
-pub(crate) async fn join<DB: CnxDatabase>(
-    pool: &Pool<DB>,
-) -> Result<Option<CnxConn<DB>>, StoreError> {
-    let Some(cnx) = same_pool(pool) else {
-        return Ok(None);
-    };
-    if cnx.switches_role() {
-        // The transaction runs as the application's restricted role, which
-        // has (and should have) no rights on the session table.
-        return Ok(None);
-    }
-    let may_begin = match cnx.phase() {
-        Phase::Finished => return Ok(None),
-        Phase::Handler => false,
-        Phase::Saving { .. } => cnx.has_hooks(),
-    };
-    if !may_begin && !cnx.in_transaction() {
-        return Ok(None);
-    }
-    // A guard held by this very task would never be released while it
-    // waits here: refuse instead of hanging.
-    if cnx.held_here() {
-        return Err(StoreError::ConnectionHeld);
-    }
-    match cnx.open_transaction(may_begin).await {
-        Ok(guard) => Ok(guard.map(CnxConn::joined)),
-        Err(Error::Database(error)) => Err(StoreError::Database(error)),
-        Err(_) => Ok(None),
+    /// The transaction's connection when this request's connection is on
+    /// the same pool and either has a transaction open or is saving the
+    /// session with hooks to run beside it.
+    fn lend_write<'a>(
+        &'a self,
+        pool: &'a Pool<DB>,
+    ) -> LendFuture<'a, Result<Option<Lent<DB>>, StoreError>> {
+        Box::pin(async move {
+            if !self.on_pool(pool) || self.switches_role() {
+                // With a role switch the transaction runs as the
+                // application's restricted role, which has (and should
+                // have) no rights on the session table.
+                return Ok(None);
+            }
+            let may_begin = match self.phase() {
+                Phase::Finished => return Ok(None),
+                Phase::Handler => false,
+                Phase::Saving { .. } => self.has_hooks(),
+            };
+            if !may_begin && !self.in_transaction() {
+                return Ok(None);
+            }
+            // A guard held by this very task would never be released while
+            // it waits here: refuse instead of hanging.
+            if self.held_here() {
+                return Err(StoreError::ConnectionHeld);
+            }
+            match self.open_transaction(may_begin).await {
+                Ok(guard) => Ok(guard.map(|guard| Lent::new(CnxConn::joined(guard)))),
+                Err(Error::Database(error)) => Err(StoreError::Database(error)),
+                Err(_) => Ok(None),
+            }
+        })
     }
 }

@@ -8,7 +8,6 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 
 use super::CnxDatabase;
 use super::ambient::{self, Link};
@@ -32,7 +31,7 @@ pin_project! {
     enum State<F, B> {
         Inner {
             #[pin]
-            inner: TaskLocalFuture<Arc<dyn Link>, F>,
+            inner: ambient::Scoped<F>,
         },
         Resolving { resolving: Resolving<B> },
     }
@@ -54,7 +53,7 @@ impl<DB: CnxDatabase> Drop for AbandonOnDrop<DB> {
 }
 
 impl<F, DB: CnxDatabase, B> ResponseFuture<F, DB, B> {
-    pub(super) fn new(inner: TaskLocalFuture<Arc<dyn Link>, F>, cnx: Cnx<DB>) -> Self {
+    pub(super) fn new(inner: ambient::Scoped<F>, cnx: Cnx<DB>) -> Self {
         Self {
             state: State::Inner { inner },
             guard: AbandonOnDrop(Some(cnx)),

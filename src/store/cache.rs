@@ -161,14 +161,14 @@ impl<S> CachedStore<S> {
     /// transaction ends, so that nothing read in between outlives it. The
     /// caller evicts now and caches nothing the transaction wrote.
     fn evict_when_transaction_ends(&self, id: Option<SessionId>) -> bool {
-        let Some(link) = crate::cnx::ambient::current() else {
+        let Some(tx) = super::request_tx::current() else {
             return false;
         };
-        if !link.clone().transaction_open() {
+        if !tx.transaction_open() {
             return false;
         }
         let cache = self.cache.clone();
-        link.after_transaction(Box::new(move || match id {
+        tx.after_transaction(Box::new(move || match id {
             Some(id) => cache.invalidate(id),
             None => cache.clear(),
         }));
@@ -186,7 +186,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         let record = self.inner.load(id).await?;
         // Read inside a request's transaction, it may hold that request's
         // uncommitted writes.
-        if crate::cnx::ambient::transaction_open() {
+        if super::request_tx::transaction_open() {
             return Ok(record);
         }
         if let Some(record) = &record {

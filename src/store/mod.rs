@@ -42,6 +42,7 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_notify;
+pub(crate) mod request_tx;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]

@@ -4,6 +4,7 @@
 //! store traits once for every backend.
 
 use super::TableName;
+use super::request_tx::{self, Lent};
 
 mod batch;
 mod retry;
@@ -144,29 +145,31 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     }
 }
 
-impl<DB: crate::cnx::CnxDatabase> SqlStore<DB> {
+impl<DB: sqlx::Database> SqlStore<DB> {
     /// The connection a session read runs on: the request's open
     /// transaction on this pool when there is one (see
     /// [`CnxLayer`](crate::cnx::CnxLayer)), else a pooled connection.
-    pub(crate) async fn read_conn(
-        &self,
-    ) -> Result<crate::cnx::CnxConn<DB>, crate::store::StoreError> {
-        if let Some(conn) = crate::cnx::ambient::join_read(&self.pool).await {
+    pub(crate) async fn read_conn(&self) -> Result<Lent<DB>, crate::store::StoreError>
+    where
+        DB: request_tx::JoinableDatabase,
+    {
+        if let Some(conn) = request_tx::join_read(&self.pool).await {
             return Ok(conn);
         }
-        Ok(crate::cnx::CnxConn::pooled(self.pool.acquire().await?))
+        Ok(Lent::new(self.pool.acquire().await?))
     }
 
     /// The connection a session write runs on: the request's transaction
     /// when a [`CnxLayer`](crate::cnx::CnxLayer) on this pool holds one (or
     /// begins one beside the session save for its hooks), else a pooled
     /// connection of its own.
-    pub(crate) async fn write_conn(
-        &self,
-    ) -> Result<crate::cnx::CnxConn<DB>, crate::store::StoreError> {
-        if let Some(conn) = crate::cnx::ambient::join(&self.pool).await? {
+    pub(crate) async fn write_conn(&self) -> Result<Lent<DB>, crate::store::StoreError>
+    where
+        DB: request_tx::JoinableDatabase,
+    {
+        if let Some(conn) = request_tx::join_write(&self.pool).await? {
             return Ok(conn);
         }
-        Ok(crate::cnx::CnxConn::pooled(self.pool.acquire().await?))
+        Ok(Lent::new(self.pool.acquire().await?))
     }
 }

@@ -26,7 +26,7 @@ impl StoreError {
     /// outside a request's transaction (inside one the database may have
     /// rolled the whole transaction back, so the request fails instead).
     pub(crate) fn is_retryable(&self) -> bool {
-        self.is_transient() && !crate::cnx::ambient::transaction_open()
+        self.is_transient() && !crate::store::request_tx::transaction_open()
     }
 }
 

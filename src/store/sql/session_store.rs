@@ -242,7 +242,7 @@ macro_rules! sql_store {
             async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
                 // Inside the request's transaction: on it. Else in the next
                 // batch, or alone if the store does not batch.
-                if let Some(mut conn) = $crate::cnx::ambient::join_read(&self.pool).await {
+                if let Some(mut conn) = $crate::store::request_tx::join_read(&self.pool).await {
                     return fetch(&mut *conn, &self.sql.load, id).await;
                 }
                 match $crate::store::sql::load_row(self, id.get()).await {
@@ -301,7 +301,7 @@ macro_rules! sql_store {
                 };
                 // Inside the request's transaction: on it. Else in the next
                 // batch, or alone if the store does not batch.
-                let (write, turn) = match $crate::cnx::ambient::join(&self.pool).await? {
+                let (write, turn) = match $crate::store::request_tx::join_write(&self.pool).await? {
                     Some(mut conn) => {
                         let done = value_query(&self.sql, &write).execute(&mut *conn).await?;
                         return Ok(done.rows_affected() == 1);

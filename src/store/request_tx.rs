@@ -1,0 +1,170 @@
+//! How a store joins a request's transaction without knowing who opened it.
+//!
+//! The store defines this interface and a tokio task-local to find it; the
+//! request-connection module ([`CnxLayer`](crate::cnx::CnxLayer)) implements
+//! it and runs the request inside [`scope`]. So the dependency points one
+//! way: connections know the store, the store knows only this trait. A store
+//! on another pool, or a third party's store, never joins.
+
+use std::future::Future;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use std::ops::{Deref, DerefMut};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use super::StoreError;
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The request's open (or openable) transaction, as a store sees it.
+pub(crate) trait RequestTransaction: Send + Sync + 'static {
+    /// Whether a transaction is open: a statement failing inside it is not
+    /// retried (the database may have rolled the whole transaction back),
+    /// and a cache keeps nothing it read or wrote.
+    fn transaction_open(&self) -> bool;
+
+    /// Runs `f` when the open transaction ends (now, if none is open).
+    fn after_transaction(&self, f: Box<dyn FnOnce() + Send>);
+
+    /// What the transaction lends a SQLite store on its pool.
+    #[cfg(feature = "sqlite")]
+    fn sqlite(&self) -> Option<&dyn ConnectionLender<sqlx::Sqlite>> {
+        None
+    }
+
+    /// What the transaction lends a PostgreSQL store on its pool.
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&dyn ConnectionLender<sqlx::Postgres>> {
+        None
+    }
+
+    /// What the transaction lends a MySQL store on its pool.
+    #[cfg(feature = "mysql")]
+    fn mysql(&self) -> Option<&dyn ConnectionLender<sqlx::MySql>> {
+        None
+    }
+}
+
+/// The connection a request's transaction lends a SQL store on the same
+/// pool: for reads, so that a request holding a transaction never waits for
+/// a second connection; for writes, so that the session's writes commit or
+/// roll back with the request's.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) trait ConnectionLender<DB: sqlx::Database>: Send + Sync {
+    /// The transaction's connection for a read, if it is on `pool` and
+    /// open (and not held by this very task); `None`: use the pool.
+    fn lend_read<'a>(&'a self, pool: &'a sqlx::Pool<DB>) -> BoxFuture<'a, Option<Lent<DB>>>;
+
+    /// The transaction's connection for a write, if it is on `pool` and
+    /// open or may begin now; `None`: use the pool. An error when waiting
+    /// would never end (this task holds the connection).
+    fn lend_write<'a>(
+        &'a self,
+        pool: &'a sqlx::Pool<DB>,
+    ) -> BoxFuture<'a, Result<Option<Lent<DB>>, StoreError>>;
+}
+
+/// The databases whose stores can join a request's transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) trait JoinableDatabase: sqlx::Database {
+    /// What `tx` lends a store of this database.
+    fn lender(tx: &dyn RequestTransaction) -> Option<&dyn ConnectionLender<Self>>;
+}
+
+#[cfg(feature = "sqlite")]
+impl JoinableDatabase for sqlx::Sqlite {
+    fn lender(tx: &dyn RequestTransaction) -> Option<&dyn ConnectionLender<Self>> {
+        tx.sqlite()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl JoinableDatabase for sqlx::Postgres {
+    fn lender(tx: &dyn RequestTransaction) -> Option<&dyn ConnectionLender<Self>> {
+        tx.postgres()
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl JoinableDatabase for sqlx::MySql {
+    fn lender(tx: &dyn RequestTransaction) -> Option<&dyn ConnectionLender<Self>> {
+        tx.mysql()
+    }
+}
+
+/// A connection a store runs a statement on: pooled, or lent by the
+/// request's transaction (given back when this drops).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) struct Lent<DB: sqlx::Database>(Box<dyn DerefMut<Target = DB::Connection> + Send>);
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> Lent<DB> {
+    /// Wraps a connection, whoever lends it.
+    pub(crate) fn new(conn: impl DerefMut<Target = DB::Connection> + Send + 'static) -> Self {
+        Self(Box::new(conn))
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> Deref for Lent<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.0
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> DerefMut for Lent<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.0
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<dyn RequestTransaction>;
+}
+
+/// Runs `work` with `tx` as the request's transaction.
+pub(crate) fn scope<F: Future>(
+    tx: Arc<dyn RequestTransaction>,
+    work: F,
+) -> tokio::task::futures::TaskLocalFuture<Arc<dyn RequestTransaction>, F> {
+    CURRENT.scope(tx, work)
+}
+
+/// The request's transaction, if it has one.
+pub(crate) fn current() -> Option<Arc<dyn RequestTransaction>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Whether the current request holds an open transaction.
+pub(crate) fn transaction_open() -> bool {
+    current().is_some_and(|tx| tx.transaction_open())
+}
+
+/// The request transaction's connection for a read on `pool`, if it lends
+/// one.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) async fn join_read<DB: JoinableDatabase>(pool: &sqlx::Pool<DB>) -> Option<Lent<DB>> {
+    let tx = current()?;
+    DB::lender(&*tx)?.lend_read(pool).await
+}
+
+/// The request transaction's connection for a write on `pool`, if it lends
+/// one.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) async fn join_write<DB: JoinableDatabase>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Option<Lent<DB>>, StoreError> {
+    let Some(tx) = current() else {
+        return Ok(None);
+    };
+    match DB::lender(&*tx) {
+        Some(lender) => lender.lend_write(pool).await,
+        None => Ok(None),
+    }
+}
