@@ -29,9 +29,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::cnx::EndReason;
-use crate::layer::SessionContext;
+use crate::session::SessionContext;
 use crate::session::SessionInfo;
+use crate::session::lifecycle::{self, EndReason};
 use crate::store::UserSessions;
 use crate::token::SessionId;
 
@@ -72,8 +72,7 @@ impl SessionAdmin {
         let which = except.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.ctx.store.delete_for_user(user_id, which).await?;
         tracing::info!(ended, "keycard: sessions of a user ended");
-        crate::cnx::ambient::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin)
-            .await?;
+        lifecycle::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin).await?;
         Ok(ended)
     }
 
@@ -100,8 +99,7 @@ impl SessionAdmin {
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions of a revoked credential ended");
         }
-        crate::cnx::ambient::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin)
-            .await?;
+        lifecycle::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin).await?;
         Ok(ended)
     }
 
@@ -110,7 +108,7 @@ impl SessionAdmin {
     pub async fn end_all(&self) -> Result<u64, Error> {
         let ended = self.ctx.store.delete_all().await?;
         tracing::info!(ended, "keycard: every session ended by an administrator");
-        crate::cnx::ambient::sessions_ended(None, ended, EndReason::Admin).await?;
+        lifecycle::sessions_ended(None, ended, EndReason::Admin).await?;
         Ok(ended)
     }
 
@@ -128,9 +126,9 @@ impl SessionAdmin {
         let batch = self.ctx.config.purge_batch_size;
         let mut purged = 0;
         loop {
-            let cutoffs = self.ctx.config.expiry_cutoffs(self.ctx.now());
+            let cutoffs = crate::store::ExpiryCutoffs::at(&self.ctx.config, self.ctx.now());
             let deleted = self.ctx.store.delete_expired(cutoffs, batch).await?;
-            crate::cnx::ambient::sessions_ended(None, deleted, EndReason::Purge).await?;
+            lifecycle::sessions_ended(None, deleted, EndReason::Purge).await?;
             purged += deleted;
             if deleted < u64::from(batch) {
                 return Ok(purged);

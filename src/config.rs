@@ -184,20 +184,6 @@ impl SessionConfig {
         self.purge_batch_size
     }
 
-    /// The cut-offs of [`SessionStore::delete_expired`](crate::store::SessionStore::delete_expired)
-    /// at `now`.
-    pub fn expiry_cutoffs(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> crate::store::ExpiryCutoffs {
-        crate::store::ExpiryCutoffs {
-            idle_before: now - self.idle_timeout,
-            created_before: now - self.absolute_timeout,
-            persistent_idle_before: now - self.persistent_idle_timeout,
-            persistent_created_before: now - self.persistent_absolute_timeout,
-        }
-    }
-
     /// How often a read-only request renews `last_activity`: the configured
     /// value, or a thirtieth of the idle timeout, never more than half of it.
     pub fn touch_interval(&self) -> TimeDelta {

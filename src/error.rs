@@ -85,7 +85,7 @@ pub enum Error {
     /// the transaction: it was rolled back, and the response has the veto's
     /// status.
     #[error("the transaction was refused: {0}")]
-    Vetoed(crate::cnx::Veto),
+    Vetoed(crate::veto::Veto),
     /// A [`Cnx`](crate::cnx::Cnx) was used after its request ended (a clone
     /// kept in a spawned task, say): use an internal connection for work
     /// that outlives the request.

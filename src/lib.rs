@@ -74,6 +74,7 @@ pub mod layer;
 mod session;
 pub mod store;
 pub mod token;
+mod veto;
 
 pub use admin::{PurgeTask, SessionAdmin};
 pub use auth_versions::{AuthVersions, BoxError};
@@ -81,7 +82,8 @@ pub use config::{ConcurrentSessions, SessionConfig};
 pub use error::Error;
 pub use layer::SessionLayer;
 pub use session::{
-    Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionInfo,
+    EndReason, Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionEvent,
+    SessionInfo,
 };
 #[cfg(feature = "mysql")]
 pub use store::MySqlStore;

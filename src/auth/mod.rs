@@ -81,19 +81,18 @@ use http::{HeaderMap, Method, Uri};
 
 mod guards;
 mod layer;
-mod lockout;
 mod password;
 mod retrievers;
 mod settings;
 mod tokens;
 
+pub use crate::store::LockoutPolicy;
 pub use guards::method::AuthMethodName;
 pub use guards::{
     AuthRejection, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
     RequirePermission, SignInRequired, method,
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
-pub use lockout::LockoutPolicy;
 pub use password::{AccountError, PasswordAuthenticator};
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};

@@ -23,6 +23,7 @@ use super::conn::CnxConn;
 use super::handle::Phase;
 use super::handle::{Cnx, CnxInner};
 use super::hooks::HookEvent;
+use crate::session::lifecycle::{self, HooksHandle, SessionEvent, SessionHooks};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::store::StoreError;
 use crate::store::request_tx::{self, RequestTransaction};
@@ -34,25 +35,13 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 type LendFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A [`Cnx`] with its database type erased, as the session code sees it.
-pub(crate) trait Link: Send + Sync + 'static {
-    /// The request's session, for [`Cnx::session`] and row security.
-    fn attach_session(&self, session: &Session);
-    /// The session is about to be saved for a response that is (`success`)
-    /// or is not a success: in the latter case the handler's work is rolled
-    /// back first, and what the session writes then commits on its own.
-    fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()>;
-    /// Runs the hooks registered for these events.
-    fn fire(self: Arc<Self>, events: Vec<HookEvent>) -> BoxFuture<Result<(), Error>>;
-    /// The same connection, as the store's interface to it.
-    fn request_transaction(self: Arc<Self>) -> Arc<dyn RequestTransaction>;
-}
-
-impl<DB: CnxDatabase> Link for CnxInner<DB> {
+impl<DB: CnxDatabase> SessionHooks for CnxInner<DB> {
     fn attach_session(&self, session: &Session) {
         let _ = self.session.set(session.clone());
     }
 
+    /// For a response that is not a success the handler's work is rolled
+    /// back first, and what the session writes then commits on its own.
     fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()> {
         Box::pin(async move {
             let cnx = Cnx(self);
@@ -63,64 +52,26 @@ impl<DB: CnxDatabase> Link for CnxInner<DB> {
         })
     }
 
-    fn fire(self: Arc<Self>, events: Vec<HookEvent>) -> BoxFuture<Result<(), Error>> {
+    fn fire(self: Arc<Self>, events: Vec<SessionEvent>) -> BoxFuture<Result<(), Error>> {
+        let events = events.into_iter().map(HookEvent::from).collect();
         Box::pin(async move { Cnx(self).run_hooks(events).await })
     }
-
-    fn request_transaction(self: Arc<Self>) -> Arc<dyn RequestTransaction> {
-        Arc::new(Cnx(self))
-    }
 }
 
-/// The handle kept in the request's extensions, for the session layer.
-#[derive(Clone)]
-pub(crate) struct LinkHandle(pub(crate) Arc<dyn Link>);
-
-tokio::task_local! {
-    static CURRENT: Arc<dyn Link>;
-}
-
-/// `work`, run with a connection as the current one: for the session code
-/// (this module's task-local) and for the stores (the store's own).
+/// `work`, run with a connection as the request's: for the session side
+/// (its hooks) and for the stores (its transaction).
 pub(crate) type Scoped<F> =
-    TaskLocalFuture<Arc<dyn Link>, TaskLocalFuture<Arc<dyn RequestTransaction>, F>>;
+    TaskLocalFuture<Arc<dyn SessionHooks>, TaskLocalFuture<Arc<dyn RequestTransaction>, F>>;
 
-/// Runs `work` with `link` as the current connection.
-pub(crate) fn scope<F: Future>(link: Arc<dyn Link>, work: F) -> Scoped<F> {
-    let tx = link.clone().request_transaction();
-    CURRENT.scope(link, request_tx::scope(tx, work))
+/// Runs `work` with `inner` as the request's connection.
+pub(crate) fn scope<DB: CnxDatabase, F: Future>(inner: Arc<CnxInner<DB>>, work: F) -> Scoped<F> {
+    let tx: Arc<dyn RequestTransaction> = Arc::new(Cnx(inner.clone()));
+    lifecycle::scope(inner, request_tx::scope(tx, work))
 }
 
-/// The current connection, if the request has one.
-pub(crate) fn current() -> Option<Arc<dyn Link>> {
-    CURRENT.try_with(Arc::clone).ok()
-}
-
-/// Runs the current connection's hooks for `events`.
-pub(crate) async fn fire(events: Vec<HookEvent>) -> Result<(), Error> {
-    match current() {
-        Some(link) if !events.is_empty() => link.fire(events).await,
-        _ => Ok(()),
-    }
-}
-
-/// Tells the current connection's hooks that `count` sessions ended (run
-/// an admin call inside [`Cnx::scope`] of an internal connection for its
-/// hooks to see it). Nothing for none.
-pub(crate) async fn sessions_ended(
-    user_id: Option<String>,
-    count: u64,
-    reason: super::EndReason,
-) -> Result<(), Error> {
-    if count == 0 {
-        return Ok(());
-    }
-    fire(vec![HookEvent::SessionsEnded {
-        user_id,
-        count,
-        reason,
-    }])
-    .await
+/// The handle the session layer finds in the request's extensions.
+pub(crate) fn hooks_handle<DB: CnxDatabase>(inner: Arc<CnxInner<DB>>) -> HooksHandle {
+    HooksHandle(inner)
 }
 
 impl<DB: CnxDatabase> RequestTransaction for Cnx<DB> {

@@ -3,14 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
 use super::CnxDatabase;
-use super::ambient::{self, Link};
+use super::ambient;
 use super::handle::Cnx;
 
 type Resolving<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
@@ -84,8 +83,8 @@ where
                         this.guard.0 = None;
                         return Poll::Ready(Ok(response));
                     }
-                    let link: Arc<dyn Link> = cnx.0.clone();
-                    let resolving = Box::pin(ambient::scope(link, resolve(cnx, response)));
+                    let inner = cnx.0.clone();
+                    let resolving = Box::pin(ambient::scope(inner, resolve(cnx, response)));
                     this.state.set(State::Resolving { resolving });
                 }
                 StateProj::Resolving { resolving } => {

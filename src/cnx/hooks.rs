@@ -10,24 +10,9 @@ use super::{Cnx, CnxDatabase};
 use crate::Error;
 use crate::token::SessionId;
 
-/// Why sessions ended, in [`HookEvent::SessionsEnded`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndReason {
-    /// The [`ConcurrentSessions`](crate::ConcurrentSessions) policy ended
-    /// the user's oldest sessions at a sign-in.
-    Policy,
-    /// The user ended them ([`Session::end_other_sessions`](crate::Session::end_other_sessions),
-    /// [`Session::end_user_session`](crate::Session::end_user_session)).
-    User,
-    /// An administrator ended them ([`SessionAdmin`](crate::SessionAdmin)).
-    Admin,
-    /// They had expired and were purged.
-    Purge,
-    /// The session was replaced by a fresh one in the same request
-    /// ([`Session::restart`](crate::Session::restart), the API-client swap).
-    Replaced,
-}
+/// Why sessions ended, in [`HookEvent::SessionsEnded`]: the session side's
+/// [`EndReason`](crate::EndReason).
+pub use crate::session::EndReason;
 
 /// What happened, as a hook sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +52,34 @@ pub enum HookEvent {
     /// it, and an error from one rolls it back, like a vetoing
     /// [`Cnx::on_precommit`] operation.
     Commit,
+}
+
+impl From<crate::SessionEvent> for HookEvent {
+    fn from(event: crate::SessionEvent) -> Self {
+        use crate::SessionEvent as S;
+        match event {
+            S::SessionCreated { id } => HookEvent::SessionCreated { id },
+            S::Login {
+                id,
+                user_id,
+                method,
+            } => HookEvent::Login {
+                id,
+                user_id,
+                method,
+            },
+            S::Logout { id, user_id } => HookEvent::Logout { id, user_id },
+            S::SessionsEnded {
+                user_id,
+                count,
+                reason,
+            } => HookEvent::SessionsEnded {
+                user_id,
+                count,
+                reason,
+            },
+        }
+    }
 }
 
 type HookFn<DB> = dyn Fn(Cnx<DB>, HookEvent) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::CnxDatabase;
-use super::ambient::{self, Link, LinkHandle};
+use super::ambient;
 use super::future::ResponseFuture;
 use super::handle::{Cnx, Settings};
 use super::hooks::{Hook, HookEvent};
@@ -175,13 +175,14 @@ where
             warn_misordered();
         }
         let cnx = Cnx::new(self.layer.pool.clone(), self.layer.settings.clone(), false);
-        let link: Arc<dyn Link> = cnx.0.clone();
         request.extensions_mut().insert(cnx.clone());
-        request.extensions_mut().insert(LinkHandle(link.clone()));
+        request
+            .extensions_mut()
+            .insert(ambient::hooks_handle(cnx.0.clone()));
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(ambient::scope(link, inner.call(request)), cnx)
+        ResponseFuture::new(ambient::scope(cnx.0.clone(), inner.call(request)), cnx)
     }
 }
 

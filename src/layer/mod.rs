@@ -113,27 +113,7 @@ pub(crate) use client_ip::peer_ip;
 pub use future::ResponseFuture;
 pub use service::SessionService;
 
-/// What every request's session shares: the store, the settings, the clock.
-#[derive(Clone, Debug)]
-pub(crate) struct SessionContext {
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) config: SessionConfig,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
-    pub(crate) background_purge: purge::BackgroundPurge,
-}
-
-impl SessionContext {
-    /// The new `last_activity` of a session last active at `last`, if it is
-    /// due (at most once per touch interval); `None` to leave it.
-    pub(crate) fn renewal(
-        &self,
-        last: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        (now - last >= self.config.touch_interval()).then_some(now)
-    }
-}
+pub(crate) use crate::session::SessionContext;
 
 /// A tower [`Layer`] that gives every request a [`Session`](crate::Session).
 ///
@@ -160,7 +140,7 @@ impl SessionLayer {
                 config: SessionConfig::default(),
                 clock: Arc::new(SystemClock),
                 auth_versions: None,
-                background_purge: purge::BackgroundPurge::default(),
+                background_purge: crate::session::StartFlag::default(),
             }),
         }
     }
@@ -427,6 +407,6 @@ mod tests {
             ..SessionConfig::default()
         };
         let now = chrono::Utc::now();
-        assert!(config.expiry_cutoffs(now).idle_before < now);
+        assert!(crate::store::ExpiryCutoffs::at(&config, now).idle_before < now);
     }
 }

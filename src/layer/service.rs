@@ -34,7 +34,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if let Some(every) = self.ctx.config.purge_interval {
-            self.ctx.background_purge.start(&self.ctx, every);
+            super::purge::start(&self.ctx, every);
         }
         if let Err(reason) = origin::check(&request, &self.ctx.config) {
             tracing::info!(
@@ -59,7 +59,7 @@ where
         );
         if let Some(link) = request
             .extensions()
-            .get::<crate::cnx::ambient::LinkHandle>()
+            .get::<crate::session::lifecycle::HooksHandle>()
         {
             link.0.attach_session(&session);
         }

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::lifecycle::{self, EndReason};
 use super::{Session, ready_mut};
 use crate::Error;
-use crate::cnx::EndReason;
 use crate::config::SessionConfig;
 use crate::store::{SessionRecord, UserSessions};
 use crate::token::SessionId;
@@ -106,7 +106,7 @@ impl Session {
         let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
         tracing::info!(ended, "keycard: other sessions of the user ended");
-        crate::cnx::ambient::sessions_ended(Some(user), ended, EndReason::User).await?;
+        lifecycle::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended)
     }
 
@@ -131,7 +131,7 @@ impl Session {
             .store
             .delete_for_user(&user, UserSessions::Only(id))
             .await?;
-        crate::cnx::ambient::sessions_ended(Some(user), ended, EndReason::User).await?;
+        lifecycle::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended == 1)
     }
 

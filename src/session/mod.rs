@@ -20,20 +20,23 @@ use tracing::Instrument as _;
 
 use crate::Error;
 use crate::clock::to_micros;
-use crate::layer::SessionContext;
 use crate::store::{SessionData, SessionRecord};
 use crate::token::{SessionId, SessionToken};
 
+mod context;
 mod csrf;
 mod devices;
 mod identity;
+pub(crate) mod lifecycle;
 mod load;
 mod login;
 mod save;
 mod state;
 
+pub(crate) use context::{SessionContext, StartFlag};
 pub use devices::SessionInfo;
 pub use identity::Identity;
+pub use lifecycle::{EndReason, SessionEvent};
 pub use login::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS};
 pub(crate) use save::{CookieAction, Saved};
 use state::{State, Working};

@@ -7,9 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::Instrument as _;
 
 use super::Session;
+use super::lifecycle::{self, EndReason, SessionEvent as HookEvent};
 use super::state::{State, Working};
 use crate::Error;
-use crate::cnx::{EndReason, HookEvent};
 use crate::store::SessionRecord;
 use crate::token::{SessionId, SessionToken};
 
@@ -73,7 +73,7 @@ impl Session {
     /// lifecycle hooks run after the writes, once the session's lock is
     /// released (a hook may read the session).
     pub(crate) async fn save(&self, status: http::StatusCode) -> Result<Saved, Error> {
-        if let Some(link) = crate::cnx::ambient::current() {
+        if let Some(link) = lifecycle::current() {
             // Asked without holding the session's lock: the rollback this
             // may run calls the application's operations, which may use the
             // session.
@@ -114,7 +114,7 @@ impl Session {
         };
         // After the writes, without the session's lock (a hook may read the
         // session).
-        crate::cnx::ambient::fire(events).await?;
+        lifecycle::fire(events).await?;
         Ok(saved)
     }
 

@@ -46,7 +46,7 @@ pub(super) struct Working {
     /// The user of the `replaced` row, for its hook event.
     pub(super) replaced_user: Option<String>,
     /// What the save did, for the connection's hooks.
-    pub(super) events: Vec<crate::cnx::HookEvent>,
+    pub(super) events: Vec<super::lifecycle::SessionEvent>,
     pub(super) span: tracing::Span,
 }
 
@@ -154,7 +154,7 @@ impl Working {
         id: crate::token::SessionId,
         before: Option<String>,
     ) {
-        use crate::cnx::HookEvent;
+        use super::lifecycle::SessionEvent as HookEvent;
         match (&self.view.user_id, before) {
             (Some(user_id), _) => self.events.push(HookEvent::Login {
                 id,

@@ -34,6 +34,7 @@ use crate::token::{SessionId, TokenHash};
 
 mod cache;
 mod limits;
+mod lockout;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod migrate;
 #[cfg(feature = "mysql")]
@@ -52,6 +53,7 @@ mod users;
 
 pub use cache::CachedStore;
 pub use limits::WaitLimits;
+pub use lockout::LockoutPolicy;
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
@@ -157,6 +159,20 @@ pub struct ExpiryCutoffs {
     pub persistent_idle_before: DateTime<Utc>,
     /// Persistent sessions with `created_at` earlier than this are expired.
     pub persistent_created_before: DateTime<Utc>,
+}
+
+impl ExpiryCutoffs {
+    /// The cut-offs of `config`'s timeouts at `now`.
+    pub fn at(config: &crate::config::SessionConfig, now: DateTime<Utc>) -> Self {
+        let (idle, absolute) = config.timeouts(false);
+        let (persistent_idle, persistent_absolute) = config.timeouts(true);
+        Self {
+            idle_before: now - idle,
+            created_before: now - absolute,
+            persistent_idle_before: now - persistent_idle,
+            persistent_created_before: now - persistent_absolute,
+        }
+    }
 }
 
 /// Which of a user's sessions [`SessionStore::delete_for_user`] deletes.

@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::LockoutPolicy;
 use super::StoreError;
-use crate::auth::LockoutPolicy;
 use crate::token::TokenHash;
 
 /// An account as stored. The password hash is an argon2id PHC string.

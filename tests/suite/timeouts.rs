@@ -86,7 +86,8 @@ pub async fn purge_deletes_only_expired_rows(store: TestStore) {
     store.clock.advance(TimeDelta::hours(1));
     let mut fresh = Client::new(app.clone());
     fresh.post("/incr").await;
-    let cutoffs = keycard::SessionConfig::default().expiry_cutoffs(store.clock.now());
+    let cutoffs =
+        keycard::store::ExpiryCutoffs::at(&keycard::SessionConfig::default(), store.clock.now());
     let purged = store
         .store()
         .delete_expired(cutoffs, 1)

@@ -49,7 +49,7 @@ macro_rules! user_store {
                 &self,
                 username: &str,
                 now: chrono::DateTime<chrono::Utc>,
-                policy: $crate::auth::LockoutPolicy,
+                policy: $crate::store::LockoutPolicy,
             ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
                 let sql = &self.users_sql;
                 // Never the request's transaction: a failure counted here must stand
@@ -140,7 +140,7 @@ macro_rules! user_store {
                 &self,
                 username: &str,
                 now: chrono::DateTime<chrono::Utc>,
-                policy: $crate::auth::LockoutPolicy,
+                policy: $crate::store::LockoutPolicy,
             ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
                 let this = self;
                 $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {

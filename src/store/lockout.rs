@@ -1,6 +1,8 @@
 //! [`LockoutPolicy`]: escalating account lockout, applied on every sign-in
 //! pathway (form, HTTP Basic, anything that goes through
-//! [`PasswordAuthenticator`](super::PasswordAuthenticator)).
+//! [`PasswordAuthenticator`](crate::auth::PasswordAuthenticator)). It lives
+//! with the store because [`UserStore::record_failure`](super::UserStore::record_failure)
+//! applies it under the account's row lock.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
