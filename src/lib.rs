@@ -72,6 +72,8 @@ mod error;
 pub mod extract;
 pub mod layer;
 mod session;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod stack;
 pub mod store;
 pub mod token;
 mod veto;
@@ -85,6 +87,8 @@ pub use session::{
     EndReason, Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionEvent,
     SessionInfo,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use stack::KeycardLayer;
 #[cfg(feature = "mysql")]
 pub use store::MySqlStore;
 #[cfg(feature = "postgres")]

@@ -199,12 +199,12 @@ where
             }
         }
         let Some(session) = request.extensions().get::<Session>().cloned() else {
-            tracing::error!("keycard: AuthLayer needs SessionLayer around it");
-            return Box::pin(std::future::ready(Ok(plain_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "`AuthLayer` used without `SessionLayer`: add `.layer(AuthLayer…)` before \
-                 `.layer(SessionLayer…)` so that the session layer wraps it.\n",
-            ))));
+            // A wiring mistake every request would repeat: loud, at once.
+            panic!(
+                "keycard: `AuthLayer` runs without `SessionLayer` around it: build the stack \
+                 with `SessionLayer::new(store).with_auth(auth)` (or add `.layer(auth)` before \
+                 `.layer(sessions)`, so that the session layer wraps it)"
+            );
         };
         let Some((credentials, retriever)) = found else {
             if config.trusted.is_none() {

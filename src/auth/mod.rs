@@ -17,9 +17,11 @@
 //!   [`RequireAuthMethod`], [`RequirePermission`]) are axum extractors whose
 //!   rejection, [`AuthRejection`], applications can match on and replace.
 //!
-//! [`AuthLayer`] runs the retrievers and authenticators. It goes *inside*
-//! `SessionLayer` (added before it), because a request that brings
-//! credentials is signed in on its session:
+//! [`AuthLayer`] runs the retrievers and authenticators. It runs *inside*
+//! `SessionLayer`, because a request that brings credentials is signed in
+//! on its session: [`SessionLayer::with_auth`](crate::SessionLayer::with_auth)
+//! stacks them that way (see [`KeycardLayer`](crate::KeycardLayer)); by
+//! hand, add it before the session layer, as here:
 //!
 //! ```
 //! use std::sync::Arc;

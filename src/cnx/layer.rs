@@ -172,7 +172,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if request.extensions().get::<crate::Session>().is_some() {
-            warn_misordered();
+            refuse_misordered();
         }
         let cnx = Cnx::new(self.layer.pool.clone(), self.layer.settings.clone(), false);
         request.extensions_mut().insert(cnx.clone());
@@ -186,15 +186,14 @@ where
     }
 }
 
-/// Said once per process: with the `SessionLayer` outside, the session saves
-/// after the transaction has ended.
-fn warn_misordered() {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        tracing::warn!(
-            "keycard: CnxLayer runs inside SessionLayer, so the session's writes cannot join \
-             the request's transaction and its hooks do not run: add `.layer(cnx_layer)` \
-             after `.layer(session_layer)`"
-        );
-    });
+/// With the `SessionLayer` outside, the session would save after the
+/// transaction ended, out of it and without its hooks: a wiring mistake
+/// every request would repeat, so it is loud, at once.
+fn refuse_misordered() {
+    panic!(
+        "keycard: `CnxLayer` runs inside `SessionLayer`, so the session's writes could not join \
+         the request's transaction: build the stack with \
+         `SessionLayer::new(store).with_connections(cnx)` (or add `.layer(cnx)` after \
+         `.layer(sessions)`)"
+    );
 }
