@@ -65,9 +65,12 @@
 //! # Housekeeping
 //!
 //! The layer purges expired rows in the background, every
-//! [`purge_interval`](SessionLayer::purge_interval) (10 minutes by default),
-//! starting at the first request; the task stops once the layer and its
-//! services are dropped. A store therefore never grows without bound.
+//! [`purge_interval`](SessionLayer::purge_interval) (10 minutes by default):
+//! each request checks whether a purge is due (a clock read), and the one
+//! that finds it due starts it on a task of its own, so no timer waits
+//! between purges and nothing runs once the layer is gone. The first purge
+//! comes one interval after the first request. A store therefore never
+//! grows without bound while the application serves.
 //!
 //! # Example
 //!
@@ -140,7 +143,7 @@ impl SessionLayer {
                 config: SessionConfig::default(),
                 clock: Arc::new(SystemClock),
                 auth_versions: None,
-                background_purge: crate::session::StartFlag::default(),
+                background_purge: crate::session::PurgeSchedule::default(),
             }),
         }
     }

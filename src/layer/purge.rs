@@ -1,37 +1,32 @@
-//! The background purge every layer runs unless told not to: started by the
-//! first request (a constructor has no runtime to spawn on), stopped when
-//! the layer and its services are gone.
+//! The background purge every layer runs unless told not to. Requests
+//! check whether one is due (a clock read and an atomic load), and the one
+//! that finds it due spawns it: no timer is pending between purges, no task
+//! outlives the layer, and a layer built before any runtime exists needs
+//! none until its first request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::SessionContext;
 
-/// Starts the purge task of `ctx`'s layer on the current runtime, once.
-pub(crate) fn start(ctx: &Arc<SessionContext>, every: Duration) {
-    if !ctx.background_purge.first() {
+/// Starts a purge of `ctx`'s store on the current runtime if one is due.
+pub(crate) fn start_if_due(ctx: &Arc<SessionContext>, every: Duration) {
+    if !ctx.background_purge.due(every) {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        ctx.background_purge.reset();
+        ctx.background_purge.finished();
         return;
     };
-    // Weak: the task must not keep the layer alive.
-    let weak = Arc::downgrade(ctx);
+    let admin = crate::SessionAdmin { ctx: ctx.clone() };
     runtime.spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let Some(ctx) = weak.upgrade() else {
-                return;
-            };
-            let admin = crate::SessionAdmin { ctx };
-            match admin.purge_expired().await {
-                Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "keycard: expired sessions purged"),
-                Err(error) => {
-                    tracing::warn!(%error, "keycard: purge failed; retrying at the next tick");
-                }
+        match admin.purge_expired().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "keycard: expired sessions purged"),
+            Err(error) => {
+                tracing::warn!(%error, "keycard: purge failed; trying again at the next interval");
             }
         }
+        admin.ctx.background_purge.finished();
     });
 }

@@ -34,7 +34,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if let Some(every) = self.ctx.config.purge_interval {
-            super::purge::start(&self.ctx, every);
+            super::purge::start_if_due(&self.ctx, every);
         }
         if let Err(reason) = origin::check(&request, &self.ctx.config) {
             tracing::info!(

@@ -2,7 +2,8 @@
 //! [`SessionLayer`](crate::SessionLayer).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::AuthVersions;
 use crate::clock::Clock;
@@ -16,8 +17,8 @@ pub(crate) struct SessionContext {
     pub(crate) config: SessionConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
-    /// Whether the layer's background purge was started.
-    pub(crate) background_purge: StartFlag,
+    /// When the layer's next background purge is due.
+    pub(crate) background_purge: PurgeSchedule,
 }
 
 impl SessionContext {
@@ -32,25 +33,64 @@ impl SessionContext {
     }
 }
 
-/// A once-only switch that a reconfigured (cloned) context starts afresh.
-#[derive(Debug, Default)]
-pub(crate) struct StartFlag(AtomicBool);
+/// When the layer's next background purge is due: checked by each request
+/// (one clock read), so no timer is pending between purges and nothing
+/// runs once the layer is gone.
+#[derive(Debug)]
+pub(crate) struct PurgeSchedule {
+    /// What the due times count from.
+    origin: Instant,
+    /// Milliseconds after `origin` when the next purge is due; 0 until the
+    /// first request sets it one interval ahead.
+    due_ms: AtomicU64,
+    /// A purge is running: the next waits for it.
+    running: AtomicBool,
+}
 
-impl Clone for StartFlag {
-    /// A reconfigured layer is a new layer: what it starts starts anew.
+impl Default for PurgeSchedule {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            due_ms: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Clone for PurgeSchedule {
+    /// A reconfigured layer is a new layer: its schedule starts anew.
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-impl StartFlag {
-    /// `true` the first time only.
-    pub(crate) fn first(&self) -> bool {
-        !self.0.load(Ordering::Relaxed) && !self.0.swap(true, Ordering::AcqRel)
+impl PurgeSchedule {
+    /// Whether a purge is due now, every `every`: `true` at most once per
+    /// interval, and never while one runs. The first call only sets the
+    /// first due time, one interval ahead.
+    pub(crate) fn due(&self, every: Duration) -> bool {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        let due = self.due_ms.load(Ordering::Relaxed);
+        if due == 0 {
+            let _ = self.due_ms.compare_exchange(
+                0,
+                now.saturating_add(every).max(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            return false;
+        }
+        if now < due || self.running.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.due_ms
+            .store(now.saturating_add(every).max(1), Ordering::Release);
+        true
     }
 
-    /// Lets the next [`first`](Self::first) say `true` again.
-    pub(crate) fn reset(&self) {
-        self.0.store(false, Ordering::Release);
+    /// The purge that [`due`](Self::due) allowed has ended.
+    pub(crate) fn finished(&self) {
+        self.running.store(false, Ordering::Release);
     }
 }

@@ -33,7 +33,7 @@ mod login;
 mod save;
 mod state;
 
-pub(crate) use context::{SessionContext, StartFlag};
+pub(crate) use context::{PurgeSchedule, SessionContext};
 pub use devices::SessionInfo;
 pub use identity::Identity;
 pub use lifecycle::{EndReason, SessionEvent};
