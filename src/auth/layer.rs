@@ -299,10 +299,11 @@ async fn sign_in(
     method: &'static str,
     is_api: bool,
 ) -> Result<(), Error> {
-    let current = session.user_id().await?;
-    if current.as_deref() == Some(user.user_id.as_str())
-        && session.is_api().await? == is_api
-        && session.auth_method().await?.as_deref() == Some(method)
+    let current = session.identity().await?;
+    if let Some(who) = &current
+        && who.user_id == user.user_id
+        && who.is_api == is_api
+        && who.auth_method.as_deref() == Some(method)
     {
         return Ok(());
     }
@@ -314,7 +315,7 @@ async fn sign_in(
 
 /// Wrong credentials on an API session end it.
 async fn end_api_session(session: &Session) -> Result<(), Error> {
-    if session.is_api().await? && session.user_id().await?.is_some() {
+    if session.identity().await?.is_some_and(|who| who.is_api) {
         session.logout().await?;
     }
     Ok(())
@@ -323,7 +324,11 @@ async fn end_api_session(session: &Session) -> Result<(), Error> {
 /// A session signed in by a trusted proxy's header ends when a request comes
 /// without it.
 async fn end_orphaned_trusted_session(session: &Session) -> Result<(), Error> {
-    if session.auth_method().await?.as_deref() == Some(super::method::TRUSTED_HEADER) {
+    let by_proxy = session
+        .identity()
+        .await?
+        .is_some_and(|who| who.auth_method.as_deref() == Some(super::method::TRUSTED_HEADER));
+    if by_proxy {
         tracing::info!("keycard: trusted header gone; session ended");
         session.logout().await?;
     }
