@@ -69,6 +69,16 @@ pub(crate) fn scope<DB: CnxDatabase, F: Future>(inner: Arc<CnxInner<DB>>, work: 
     lifecycle::scope(inner, request_tx::scope(tx, work))
 }
 
+impl<DB: CnxDatabase> Cnx<DB> {
+    /// Runs `work` with this connection as the one keycard's SQL session
+    /// store joins: for an internal connection, a job's session writes
+    /// (a purge, ending a user's sessions) then commit or roll back with
+    /// the job's own. A request's connection is joined already.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        scope(self.0.clone(), work).await
+    }
+}
+
 /// The handle the session layer finds in the request's extensions.
 pub(crate) fn hooks_handle<DB: CnxDatabase>(inner: Arc<CnxInner<DB>>) -> HooksHandle {
     HooksHandle(inner)

@@ -9,11 +9,11 @@ use http::Extensions;
 use sqlx::{Pool, Transaction};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
+use super::CnxDatabase;
 use super::conn::CnxConn;
 use super::hooks::{Hook, HookEvent};
 use super::ops::{self, CommitState, Deferred, Precommit, Veto};
 use super::security::{RowSecurity, Security};
-use super::{CnxDatabase, ambient};
 use crate::{Error, Session};
 
 /// The slot of the request's transaction.
@@ -373,14 +373,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
     /// Whether the hooks of `category` run on this connection.
     pub fn hooks_enabled(&self, category: &str) -> bool {
         !self.ledger().disabled_hooks.contains(category)
-    }
-
-    /// Runs `work` with this connection as the one keycard's SQL session
-    /// store joins: for an internal connection, a job's session writes
-    /// (a purge, ending a user's sessions) then commit or roll back with
-    /// the job's own. A request's connection is joined already.
-    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
-        ambient::scope(self.0.clone(), work).await
     }
 
     fn check_not_finished(&self) -> Result<(), Error> {
