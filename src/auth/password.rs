@@ -260,9 +260,9 @@ impl PasswordAuthenticator {
         new: &str,
     ) -> Result<(), AccountError> {
         let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
-        if new.is_empty() || new.len() > MAX_PASSWORD_BYTES {
-            return Err(AccountError::InvalidPassword);
-        }
+        // Before the current password's check, which a refused new one
+        // should not cost.
+        acceptable(new)?;
         match self.verify(&user, current).await {
             Ok(_) => {}
             Err(AuthenticationError::Unavailable(reason)) => {
@@ -368,9 +368,7 @@ impl PasswordAuthenticator {
     }
 
     async fn hash(&self, password: &str) -> Result<String, AccountError> {
-        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-            return Err(AccountError::InvalidPassword);
-        }
+        acceptable(password)?;
         let argon2 = self.inner.argon2.clone();
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hash_with(&argon2, &password))
@@ -400,6 +398,14 @@ impl PasswordAuthenticator {
         .unwrap_or(false);
         verified && !too_long
     }
+}
+
+/// Refuses a password that is empty or longer than [`MAX_PASSWORD_BYTES`].
+fn acceptable(password: &str) -> Result<(), AccountError> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::InvalidPassword);
+    }
+    Ok(())
 }
 
 /// A PHC string for `password` with a fresh 128-bit salt from the OS.

@@ -134,8 +134,7 @@ impl ApiTokens {
         let revoked = self.store.delete_api_token(user_id, id).await?;
         if revoked {
             tracing::info!(token.id = id, user = user_id, "keycard: API token revoked");
-            let credential =
-                ApiTokenRecord::new(id, user_id, "", chrono::DateTime::UNIX_EPOCH).credential();
+            let credential = ApiTokenRecord::credential_of(id);
             self.sessions
                 .end_sessions_signed_in_by(user_id, &credential)
                 .await?;

@@ -141,7 +141,7 @@ impl<DB: CnxDatabase> ConnectionLender<DB> for Cnx<DB> {
                 .await
                 .ok()
                 .flatten()
-                .map(|guard| Lent::new(CnxConn::joined(guard)))
+                .map(|guard| Lent::joined(CnxConn::joined(guard)))
         })
     }
 
@@ -173,7 +173,7 @@ impl<DB: CnxDatabase> ConnectionLender<DB> for Cnx<DB> {
                 return Err(StoreError::ConnectionHeld);
             }
             match self.open_transaction(may_begin).await {
-                Ok(guard) => Ok(guard.map(|guard| Lent::new(CnxConn::joined(guard)))),
+                Ok(guard) => Ok(guard.map(|guard| Lent::joined(CnxConn::joined(guard)))),
                 Err(Error::Database(error)) => Err(StoreError::Database(error)),
                 Err(_) => Ok(None),
             }

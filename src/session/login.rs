@@ -100,15 +100,30 @@ impl Login {
                 "the auth method must be 1 to 64 characters, none of them a control character",
             ));
         }
-        if self.credential.as_ref().is_some_and(|c| {
-            let chars = c.chars().count();
-            chars == 0 || chars > MAX_USER_ID_CHARS || c.chars().any(char::is_control)
-        }) {
+        if self
+            .credential
+            .as_ref()
+            .is_some_and(|c| !valid(c, MAX_USER_ID_CHARS))
+        {
             return Err(Error::InvalidLogin(
                 "the credential name must be 1 to 255 characters",
             ));
         }
         Ok(())
+    }
+
+    /// Writes who signed in, how and when into `fields`.
+    fn apply_to(
+        self,
+        fields: &mut crate::store::SessionFields,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        fields.user_id = Some(self.user_id);
+        fields.auth_method = self.method;
+        fields.auth_version = self.auth_version;
+        fields.is_api = self.api;
+        fields.credential = self.credential;
+        fields.authenticated_at = Some(now);
     }
 }
 
@@ -142,12 +157,7 @@ impl Session {
         {
             w.clear_data();
         }
-        w.view.user_id = Some(login.user_id);
-        w.view.auth_method = login.method;
-        w.view.auth_version = login.auth_version;
-        w.view.is_api = login.api;
-        w.view.credential = login.credential;
-        w.view.authenticated_at = Some(now);
+        login.apply_to(&mut w.view, now);
         w.identity_changed = true;
         w.rotate()
     }
@@ -168,12 +178,7 @@ impl Session {
         login.validate()?;
         let now = self.0.ctx.now();
         let mut view = self.fresh_fields(now);
-        view.user_id = Some(login.user_id);
-        view.auth_method = login.method;
-        view.auth_version = login.auth_version;
-        view.is_api = login.api;
-        view.credential = login.credential;
-        view.authenticated_at = Some(now);
+        login.apply_to(&mut view, now);
         let mut state = self.0.state.lock().await;
         self.0.request_only.store(true, Ordering::Release);
         self.0

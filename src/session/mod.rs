@@ -115,12 +115,8 @@ impl Session {
         let value = to_value(key, value)?;
         let limit = self.0.ctx.config.max_data_bytes;
         self.with_mut(|w| {
-            let old = w.view.data.get(key).cloned();
+            fits(&w.view.data, key, &value, limit)?;
             w.set(key, Some(value));
-            if encoded_len(&w.view.data) > limit {
-                w.set(key, old);
-                return Err(Error::TooLarge { limit });
-            }
             Ok(())
         })
         .await?
@@ -179,16 +175,7 @@ impl Session {
         let w = ready_mut(&mut state)?;
         let (new, value) = apply(key, &mut f, &w.view.data)?;
         let limit = self.0.ctx.config.max_data_bytes;
-        // An upper bound first (the old value replaced counts as kept), so
-        // the common small update builds nothing.
-        let bound = encoded_len(&w.view.data) + encoded_len(&value) + key.len() + 6;
-        if bound > limit {
-            let mut after = w.view.data.clone();
-            after.insert(key.to_owned(), value.clone());
-            if encoded_len(&after) > limit {
-                return Err(Error::TooLarge { limit });
-            }
-        }
+        fits(&w.view.data, key, &value, limit)?;
         let Some(stored) = &w.stored else {
             // Nobody else can know an unsaved session: no race to lose.
             w.set(key, Some(value));
@@ -342,6 +329,21 @@ fn ready_mut(state: &mut State) -> Result<&mut Working, Error> {
         State::Ready(w) => Ok(w),
         State::Unloaded | State::Failed => Err(Error::Unavailable),
     }
+}
+
+/// Refuses `key = value` if it would make `data` longer than `limit` bytes
+/// of JSON. An upper bound first (the old value replaced counts as kept),
+/// so the common small write builds nothing.
+fn fits(data: &SessionData, key: &str, value: &Value, limit: usize) -> Result<(), Error> {
+    if encoded_len(data) + encoded_len(value) + key.len() + 6 <= limit {
+        return Ok(());
+    }
+    let mut after = data.clone();
+    after.insert(key.to_owned(), value.clone());
+    if encoded_len(&after) > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok(())
 }
 
 /// The length of `data` in JSON, as the store keeps it, without building

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::Instrument as _;
 
 use super::Session;
-use super::lifecycle::{self, EndReason, SessionEvent as HookEvent};
+use super::lifecycle::{self, EndReason, SessionEvent};
 use super::state::{State, Working};
 use crate::Error;
 use crate::store::SessionRecord;
@@ -125,11 +125,11 @@ impl Session {
             ctx.store.delete(replaced).await?;
             tracing::info!(session.ended = replaced.get(), "keycard: session ended");
             w.events.push(match (w.ended, w.replaced_user.take()) {
-                (true, Some(user_id)) => HookEvent::Logout {
+                (true, Some(user_id)) => SessionEvent::Logout {
                     id: replaced,
                     user_id,
                 },
-                (ended, user_id) => HookEvent::SessionsEnded {
+                (ended, user_id) => SessionEvent::SessionsEnded {
                     user_id,
                     count: 1,
                     reason: if ended {
@@ -213,7 +213,7 @@ impl Session {
         let ended = ctx.store.delete_excess_for_user(user, api, keep).await?;
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions ended by the per-user limit");
-            let event = HookEvent::SessionsEnded {
+            let event = SessionEvent::SessionsEnded {
                 user_id: Some(user.clone()),
                 count: ended,
                 reason: EndReason::Policy,
@@ -247,7 +247,7 @@ impl Session {
             "keycard: session created"
         );
         w.new_token = Some(token);
-        w.events.push(HookEvent::SessionCreated { id });
+        w.events.push(SessionEvent::SessionCreated { id });
         if w.view.user_id.is_some() {
             w.push_identity_events(id, None);
         }

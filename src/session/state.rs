@@ -154,14 +154,14 @@ impl Working {
         id: crate::token::SessionId,
         before: Option<String>,
     ) {
-        use super::lifecycle::SessionEvent as HookEvent;
+        use super::lifecycle::SessionEvent;
         match (&self.view.user_id, before) {
-            (Some(user_id), _) => self.events.push(HookEvent::Login {
+            (Some(user_id), _) => self.events.push(SessionEvent::Login {
                 id,
                 user_id: user_id.clone(),
                 method: self.view.auth_method.clone(),
             }),
-            (None, Some(user_id)) => self.events.push(HookEvent::Logout { id, user_id }),
+            (None, Some(user_id)) => self.events.push(SessionEvent::Logout { id, user_id }),
             (None, None) => {}
         }
     }

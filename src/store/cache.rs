@@ -156,7 +156,7 @@ impl<S: SessionStore> CachedStore<S> {
 
 impl<S> CachedStore<S> {
     /// Whether the write just made joined a request's transaction (see
-    /// [`CnxLayer`](crate::cnx::CnxLayer)), which may still roll back; if
+    /// `CnxLayer`), which may still roll back; if
     /// so, the row (`None`: every row) is evicted again when that
     /// transaction ends, so that nothing read in between outlives it. The
     /// caller evicts now and caches nothing the transaction wrote.

@@ -211,7 +211,7 @@ pub enum StoreError {
     InvalidTableName(String),
     /// A session write had to join the request's transaction while this
     /// same task held that transaction's connection (a
-    /// [`CnxConn`](crate::cnx::CnxConn) from `Cnx::write` kept alive across
+    /// `CnxConn` from `Cnx::write` kept alive across
     /// `Session::update` or `end_*`): waiting would never end. Drop the
     /// guard before calling the session.
     #[error(

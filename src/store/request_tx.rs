@@ -1,7 +1,7 @@
 //! How a store joins a request's transaction without knowing who opened it.
 //!
 //! The store defines this interface and a tokio task-local to find it; the
-//! request-connection module ([`CnxLayer`](crate::cnx::CnxLayer)) implements
+//! request-connection module (`CnxLayer`) implements
 //! it and runs the request inside [`scope`]. So the dependency points one
 //! way: connections know the store, the store knows only this trait. A store
 //! on another pool, or a third party's store, never joins.
@@ -95,16 +95,22 @@ impl JoinableDatabase for sqlx::MySql {
     }
 }
 
-/// A connection a store runs a statement on: pooled, or lent by the
-/// request's transaction (given back when this drops).
+/// A connection a store runs a statement on: pooled (the common case, no
+/// allocation), or lent by the request's transaction (given back when this
+/// drops).
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) struct Lent<DB: sqlx::Database>(Box<dyn DerefMut<Target = DB::Connection> + Send>);
+pub(crate) enum Lent<DB: sqlx::Database> {
+    /// From the store's pool.
+    Pooled(sqlx::pool::PoolConnection<DB>),
+    /// The request transaction's, whoever lends it.
+    Joined(Box<dyn DerefMut<Target = DB::Connection> + Send>),
+}
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 impl<DB: sqlx::Database> Lent<DB> {
-    /// Wraps a connection, whoever lends it.
-    pub(crate) fn new(conn: impl DerefMut<Target = DB::Connection> + Send + 'static) -> Self {
-        Self(Box::new(conn))
+    /// A connection lent by the request's transaction.
+    pub(crate) fn joined(conn: impl DerefMut<Target = DB::Connection> + Send + 'static) -> Self {
+        Self::Joined(Box::new(conn))
     }
 }
 
@@ -113,14 +119,20 @@ impl<DB: sqlx::Database> Deref for Lent<DB> {
     type Target = DB::Connection;
 
     fn deref(&self) -> &DB::Connection {
-        &self.0
+        match self {
+            Lent::Pooled(conn) => conn,
+            Lent::Joined(conn) => conn,
+        }
     }
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 impl<DB: sqlx::Database> DerefMut for Lent<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.0
+        match self {
+            Lent::Pooled(conn) => conn,
+            Lent::Joined(conn) => conn,
+        }
     }
 }
 

@@ -107,7 +107,12 @@ impl ApiTokenRecord {
     /// The name sessions opened with this token record as their
     /// credential ([`Login::credential`](crate::Login::credential)).
     pub fn credential(&self) -> String {
-        format!("api-token:{}", self.id)
+        Self::credential_of(self.id)
+    }
+
+    /// [`credential`](Self::credential) of the token with key `id`.
+    pub fn credential_of(id: i64) -> String {
+        format!("api-token:{id}")
     }
 }
 

@@ -101,7 +101,7 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     /// their rows in one `SELECT`, or writes each row in one `UPDATE` only
     /// if it still has the version its writer read, exactly as a write
     /// alone would. Statements inside a request's transaction
-    /// ([`CnxLayer`](crate::cnx::CnxLayer)) always run on that
+    /// (`CnxLayer`) always run on that
     /// transaction. Under many concurrent requests this saves a statement
     /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. A
     /// statement that finds no other of its kind running runs alone, on the
@@ -148,7 +148,7 @@ impl<DB: sqlx::Database> SqlStore<DB> {
 impl<DB: sqlx::Database> SqlStore<DB> {
     /// The connection a session read runs on: the request's open
     /// transaction on this pool when there is one (see
-    /// [`CnxLayer`](crate::cnx::CnxLayer)), else a pooled connection.
+    /// `CnxLayer`), else a pooled connection.
     pub(crate) async fn read_conn(&self) -> Result<Lent<DB>, crate::store::StoreError>
     where
         DB: request_tx::JoinableDatabase,
@@ -156,11 +156,11 @@ impl<DB: sqlx::Database> SqlStore<DB> {
         if let Some(conn) = request_tx::join_read(&self.pool).await {
             return Ok(conn);
         }
-        Ok(Lent::new(self.pool.acquire().await?))
+        Ok(Lent::Pooled(self.pool.acquire().await?))
     }
 
     /// The connection a session write runs on: the request's transaction
-    /// when a [`CnxLayer`](crate::cnx::CnxLayer) on this pool holds one (or
+    /// when a `CnxLayer` on this pool holds one (or
     /// begins one beside the session save for its hooks), else a pooled
     /// connection of its own.
     pub(crate) async fn write_conn(&self) -> Result<Lent<DB>, crate::store::StoreError>
@@ -170,6 +170,6 @@ impl<DB: sqlx::Database> SqlStore<DB> {
         if let Some(conn) = request_tx::join_write(&self.pool).await? {
             return Ok(conn);
         }
-        Ok(Lent::new(self.pool.acquire().await?))
+        Ok(Lent::Pooled(self.pool.acquire().await?))
     }
 }

@@ -12,7 +12,7 @@
 /// new row's id differently), and the batch statements `load_batch` and
 /// `write_rows` (each backend passes a batch's rows its own way).
 /// Statements run on `read_conn()` and `write_conn()`: the request's
-/// transaction when a [`CnxLayer`](crate::cnx::CnxLayer) on the same pool
+/// transaction when a `CnxLayer` on the same pool
 /// has one open, else a pooled connection. `time` converts a timestamp to
 /// what the backend binds.
 macro_rules! sql_store {

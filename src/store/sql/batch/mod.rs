@@ -31,7 +31,7 @@
 //!   is run alone as if there had been no batch; if it may have committed
 //!   (the connection broke mid-way), every writer gets the error. A load
 //!   whose batch failed is simply run alone;
-//! * statements inside a request's transaction ([`CnxLayer`](crate::cnx::CnxLayer))
+//! * statements inside a request's transaction (`CnxLayer`)
 //!   never come here: they run on that transaction.
 
 mod loads;
