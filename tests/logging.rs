@@ -80,7 +80,6 @@ impl Write for Captured {
 /// thread can hide an event from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_a_token_or_its_hash() {
-    let store = common::stores::sqlite().await.expect("SQLite");
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -88,7 +87,10 @@ async fn logs_never_contain_a_token_or_its_hash() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
+    // Set before the store is made, whose `KEYCARD_TEST_LOG` subscriber
+    // would otherwise be the global one.
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let store = common::stores::sqlite().await.expect("SQLite");
     let mut client = Client::new(app(store.layer()));
     client.post("/incr").await;
     let first = client.token().expect("token");

@@ -401,3 +401,94 @@ async fn row_level_security_applies_to_user_connections_and_not_to_internal_ones
     .expect("count");
     assert_eq!(forged, 0);
 }
+
+/// Two app servers delete the excess sessions of one user at once, on
+/// connections whose planner chose different plans (one is kept off hash
+/// and merge joins, as a connection's generic plan may be): the rows are
+/// locked in one order whatever the plan, so neither statement deadlocks
+/// (PostgreSQL would take a second to notice, per deadlock) and one
+/// session is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn per_user_deletes_lock_rows_in_one_order_whatever_the_plan() {
+    use chrono::{TimeDelta, Utc};
+    use keycard::store::{PostgresStore, SessionFields, SessionStore, UserSessions};
+    use keycard::token::SessionToken;
+    use sqlx::Executor as _;
+    use sqlx::postgres::PgPoolOptions;
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let plain = PostgresStore::with_table_name(
+        PgPoolOptions::new()
+            .max_connections(2)
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute("SET enable_nestloop = off").await.map(drop) })
+            })
+            .connect(&url)
+            .await
+            .expect("connect"),
+        table.clone(),
+    );
+    plain.migrate().await.expect("migrate");
+    let nested = PostgresStore::with_table_name(
+        PgPoolOptions::new()
+            .max_connections(2)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect(&url)
+            .await
+            .expect("connect"),
+        table.clone(),
+    );
+    let deadlocks = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(plain.pool())
+        .await
+        .expect("stats");
+        n
+    };
+    let before = deadlocks().await;
+    let start = Utc::now() - TimeDelta::hours(1);
+    for round in 0..20 {
+        let user = format!("many{round}");
+        for i in 0..200 {
+            let at = start + TimeDelta::milliseconds(i);
+            let mut fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), at);
+            fields.user_id = Some(user.clone());
+            plain.insert(&fields).await.expect("insert");
+        }
+        let (a, b) = tokio::join!(
+            plain.delete_excess_for_user(&user, false, 1),
+            nested.delete_excess_for_user(&user, false, 1),
+        );
+        let deleted = a.expect("plain") + b.expect("nested");
+        assert_eq!(deleted, 199, "each excess row deleted once");
+        assert_eq!(plain.list_for_user(&user).await.expect("list").len(), 1);
+        let (a, b) = tokio::join!(
+            plain.delete_for_user(&user, UserSessions::All),
+            nested.delete_for_user(&user, UserSessions::All),
+        );
+        let _: (u64, u64) = (a.expect("plain"), b.expect("nested"));
+    }
+    // Deadlocks are counted per database, so another test's would show too;
+    // none of the others takes locks in two orders.
+    assert_eq!(deadlocks().await, before, "no statement deadlocked");
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens"
+    )))
+    .execute(plain.pool())
+    .await;
+}

@@ -31,20 +31,31 @@ const SQL: StatementTexts = StatementTexts {
         AND version = $3",
     touch: "UPDATE {table} SET last_activity = GREATEST(last_activity, $1) WHERE id = $2",
     delete: "DELETE FROM {table} WHERE id = $1",
+    // Rows that another statement is deleting are skipped, not waited for:
+    // the purge takes them next time if they are still there.
     delete_expired: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
         WHERE (NOT persistent AND (last_activity < $1 OR created_at < $2)) \
-        OR (persistent AND (last_activity < $3 OR created_at < $4)) LIMIT $5)",
+        OR (persistent AND (last_activity < $3 OR created_at < $4)) \
+        ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)",
     list_for_user: "SELECT {columns} FROM {table} WHERE user_id = $1 \
         ORDER BY last_activity DESC, id DESC",
-    delete_user_all: "DELETE FROM {table} WHERE user_id = $1",
+    // Statements that delete several rows of one user lock them in id order
+    // first (`ORDER BY id FOR UPDATE`), whatever plan each connection chose:
+    // two of them at once then wait for each other instead of deadlocking,
+    // which PostgreSQL would notice only after its `deadlock_timeout` (1 s).
+    delete_user_all: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+        WHERE user_id = $1 ORDER BY id FOR UPDATE)",
     delete_all: "DELETE FROM {table}",
-    delete_user_except: "DELETE FROM {table} WHERE user_id = $1 AND id <> $2",
+    delete_user_except: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+        WHERE user_id = $1 AND id <> $2 ORDER BY id FOR UPDATE)",
     delete_user_only: "DELETE FROM {table} WHERE user_id = $1 AND id = $2",
-    // Ranked in a derived table, which MySQL requires to delete from the
-    // table it reads; one statement, so concurrent logins agree.
-    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
+    // Ranked in a derived table (a window function and `FOR UPDATE` cannot
+    // share a query level); one statement, so concurrent logins agree.
+    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+        WHERE id IN (SELECT id FROM (\
         SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
-        FROM {table} WHERE user_id = $1 AND is_api = $2) AS ranked WHERE place > $3)",
+        FROM {table} WHERE user_id = $1 AND is_api = $2) AS ranked WHERE place > $3) \
+        ORDER BY id FOR UPDATE)",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 

@@ -20,6 +20,7 @@ pub fn init_logs() {
     if let Ok(filter) = std::env::var("KEYCARD_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(false)
             .with_test_writer()
             .try_init();
     }
