@@ -1,18 +1,17 @@
 //! [`MySqlStore`]: sessions in MySQL 8 or MariaDB 10.6+.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sqlx::mysql::{MySqlArguments, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, MySql, Row};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
+use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 
 use super::migrate::MYSQL;
 use super::sql::{
-    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, in_list_statements,
-    load_in_list, sql_store, user_store,
+    Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
+    UserSql, ValueWrite, in_list_statements, load_in_list,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
-use crate::token::SessionId;
+use super::{StoreError, TableName, WaitLimits};
 
-const SQL: StatementTexts = StatementTexts {
+const SQL: SessionSql<&str> = SessionSql {
     load: "SELECT {columns} FROM {table} WHERE id = ?",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = ? FOR UPDATE",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
@@ -45,7 +44,7 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
-const USERS_SQL: UserStatementTexts = UserStatementTexts {
+const USERS_SQL: UserSql<&str> = UserSql {
     create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
         failures, locked_until, created_at) VALUES (?, ?, ?, ?, 0, NULL, ?)",
     find_user: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
@@ -96,8 +95,7 @@ impl SqlStore<MySql> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: MySqlPool, table: TableName) -> Self {
-        let loads = in_list_statements(&table);
-        Self::build(pool, table, &SQL, &USERS_SQL, loads, None)
+        Self::build(pool, table)
     }
 
     /// Connects to `url` (`mysql://user@host/db`) with a pool of 10 and
@@ -134,130 +132,113 @@ impl SqlStore<MySql> {
     /// once, so a named lock (`GET_LOCK`) keeps app servers migrating
     /// together from applying a file twice.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let lock = format!("keycard_migrate_{}", self.table);
-        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-            .bind(&lock)
-            .bind(MIGRATION_LOCK_SECONDS)
-            .fetch_one(&mut *conn)
-            .await?;
-        if locked != Some(1) {
-            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
-        }
-        let result = self.apply_migrations(&mut conn).await;
-        let released = sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&lock)
-            .execute(&mut *conn)
-            .await;
-        result?;
-        released?;
-        Ok(())
+        super::migrate::run(self).await
     }
-
-    async fn apply_migrations(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), StoreError> {
-        let book = format!("{}_migrations", self.table);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE TABLE IF NOT EXISTS {book} \
-             (version BIGINT PRIMARY KEY, applied_at DATETIME(6) NOT NULL)"
-        )))
-        .execute(&mut *conn)
-        .await?;
-        for migration in MYSQL {
-            let failed = |source| StoreError::Migration {
-                version: migration.version,
-                source,
-            };
-            let done: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT version FROM {book} WHERE version = ?"
-            )))
-            .bind(migration.version)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(failed)?;
-            if done.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(AssertSqlSafe(migration.render(&self.table)))
-                .execute(&mut *conn)
-                .await
-                .map_err(failed)?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {book} (version, applied_at) VALUES (?, ?)"
-            )))
-            .bind(migration.version)
-            .bind(Utc::now().naive_utc())
-            .execute(&mut *conn)
-            .await
-            .map_err(failed)?;
-        }
-        Ok(())
-    }
-}
-
-/// MySQL's `DATETIME` has no zone: keycard writes and reads UTC.
-fn naive(t: DateTime<Utc>) -> NaiveDateTime {
-    t.naive_utc()
 }
 
 /// `DATETIME` has no zone: keycard writes and reads UTC.
-fn read_time<I: sqlx::ColumnIndex<MySqlRow>>(
-    row: &MySqlRow,
-    column: I,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let t: Option<NaiveDateTime> = row.try_get(column)?;
-    Ok(t.map(|t| t.and_utc()))
+impl Dialect for MySql {
+    type Time = NaiveDateTime;
+
+    fn encode_time(t: DateTime<Utc>) -> NaiveDateTime {
+        t.naive_utc()
+    }
+
+    fn decode_time(raw: NaiveDateTime) -> Option<DateTime<Utc>> {
+        Some(raw.and_utc())
+    }
+
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
-sql_store! {
-    store: SqlStore<MySql>,
-    database: MySql,
-    arguments: MySqlArguments,
-    time: naive,
-}
+impl SqlBackend for MySql {
+    const SESSIONS: SessionSql<&'static str> = SQL;
+    const USERS: UserSql<&'static str> = USERS_SQL;
+    const MIGRATIONS: &'static [super::migrate::Migration] = MYSQL;
+    const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
+        create_book: "CREATE TABLE IF NOT EXISTS {book} \
+            (version BIGINT PRIMARY KEY, applied_at DATETIME(6) NOT NULL)",
+        find_version: "SELECT version FROM {book} WHERE version = ?",
+        record_version: "INSERT INTO {book} (version, applied_at) VALUES (?, ?)",
+    };
 
-user_store! {
-    store: SqlStore<MySql>,
-    database: MySql,
-    time: naive,
-}
+    /// MySQL's `UPDATE` cannot say which rows it wrote, so value writes
+    /// are not batched; loads are, by an `IN` list of each padded size.
+    fn batch_statements(table: &TableName) -> (Vec<sqlx::SqlStr>, Option<Vec<sqlx::SqlStr>>) {
+        (in_list_statements(table), None)
+    }
 
-/// What [`sql_store!`] leaves to each backend.
-impl SqlStore<MySql> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
     async fn begin_locked(
-        conn: &mut sqlx::MySqlConnection,
+        conn: &mut MySqlConnection,
     ) -> Result<sqlx::Transaction<'_, MySql>, sqlx::Error> {
         sqlx::Connection::begin(conn).await
     }
 
     /// MySQL has no `RETURNING`: the id comes back in the OK packet.
-    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
-        let done = query.execute(&mut *self.write_conn().await?).await?;
+    async fn insert_returning_id(
+        conn: &mut MySqlConnection,
+        query: Query<MySql>,
+    ) -> Result<i64, StoreError> {
+        let done = query.execute(conn).await?;
         Ok(i64::try_from(done.last_insert_id()).unwrap_or(0))
     }
 
-    /// MySQL's `UPDATE` cannot say which rows it wrote, so it has no
-    /// value-write batches (`writes` is `None`) and this is never called;
-    /// were it called, it would write each row alone.
-    async fn write_rows(
-        &self,
-        _batcher: &Batcher<ValueWrite>,
-        writes: &[&ValueWrite],
+    async fn load_batch<'a>(
+        store: &'a SqlStore<MySql>,
+        batcher: &'a Batcher<Load<MySqlRow>>,
+        ids: &'a [i64],
+    ) -> Result<Vec<MySqlRow>, sqlx::Error> {
+        load_in_list(store.pool(), batcher, ids).await
+    }
+
+    /// Never called (no write batches, see `batch_statements`); were it
+    /// called, it would write each row alone.
+    async fn write_rows<'a>(
+        store: &'a SqlStore<MySql>,
+        _batcher: &'a Batcher<ValueWrite>,
+        writes: &'a [&'a ValueWrite],
     ) -> Result<Vec<i64>, sqlx::Error> {
         let mut written = Vec::new();
         for write in writes {
-            written.extend(self.write_one(write).await?);
+            written.extend(store.write_one(write).await?);
         }
         Ok(written)
     }
 
-    /// The rows of `ids`, in one statement.
-    async fn load_batch(
-        &self,
-        batcher: &Batcher<Load<MySqlRow>>,
-        ids: &[i64],
-    ) -> Result<Vec<MySqlRow>, sqlx::Error> {
-        load_in_list(&self.pool, batcher, ids).await
+    /// MySQL commits DDL at once, so a named lock (`GET_LOCK`) keeps app
+    /// servers migrating together from applying a file twice.
+    async fn lock_migrations<'a>(
+        conn: &'a mut MySqlConnection,
+        table: &'a TableName,
+    ) -> Result<(), sqlx::Error> {
+        let lock = format!("keycard_migrate_{table}");
+        let args = [Arg::Text(Some(&lock)), Arg::Int(MIGRATION_LOCK_SECONDS)];
+        let query = Self::query(
+            &sqlx::SqlSafeStr::into_sql_str("SELECT GET_LOCK(?, ?)"),
+            &args,
+        );
+        let row = Self::fetch_optional(conn, query).await?;
+        match row.map(|row| Self::opt_int(&row, 0)).transpose()?.flatten() {
+            Some(1) => Ok(()),
+            // Another process held the lock all along.
+            _ => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
+    async fn unlock_migrations<'a>(
+        conn: &'a mut MySqlConnection,
+        table: &'a TableName,
+        _applied: bool,
+    ) -> Result<(), sqlx::Error> {
+        let lock = format!("keycard_migrate_{table}");
+        let query = Self::query(
+            &sqlx::SqlSafeStr::into_sql_str("SELECT RELEASE_LOCK(?)"),
+            &[Arg::Text(Some(&lock))],
+        );
+        Self::execute(conn, query).await.map(drop)
     }
 }

@@ -3,18 +3,17 @@
 use chrono::{DateTime, Utc};
 use std::str::FromStr as _;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
+use sqlx::{PgConnection, Postgres};
 
 use super::migrate::{POSTGRES, lock_key};
 use super::sql::{
-    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
-    sql_store, user_store,
+    Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore, UserSql,
+    ValueWrite, one_statement, returned_id,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
-use crate::token::SessionId;
+use super::{StoreError, TableName, WaitLimits};
 
-const SQL: StatementTexts = StatementTexts {
+const SQL: SessionSql<&str> = SessionSql {
     load: "SELECT {columns} FROM {table} WHERE id = $1",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = $1 FOR UPDATE",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
@@ -59,7 +58,7 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 
-const USERS_SQL: UserStatementTexts = UserStatementTexts {
+const USERS_SQL: UserSql<&str> = UserSql {
     create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
         failures, locked_until, created_at) VALUES ($1, $2, $3, $4, 0, NULL, $5)",
     find_user: "SELECT {user_columns} FROM {table}_users WHERE username = $1",
@@ -107,9 +106,7 @@ impl SqlStore<Postgres> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: PgPool, table: TableName) -> Self {
-        let loads = one_statement(LOAD_BATCH_SQL, &table);
-        let writes = one_statement(WRITE_BATCH_SQL, &table);
-        Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
+        Self::build(pool, table)
     }
 
     /// Connects to `url` (`postgres://user@host/db`) with a pool of 10 and
@@ -144,98 +141,77 @@ impl SqlStore<Postgres> {
     /// files of `migrations/postgres/` not applied yet, in one transaction
     /// under an advisory lock: safe from several app servers at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let book = format!("{}_migrations", self.table);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(&self.table))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE TABLE IF NOT EXISTS {book} \
-             (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        for migration in POSTGRES {
-            let failed = |source| StoreError::Migration {
-                version: migration.version,
-                source,
-            };
-            let done: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT version FROM {book} WHERE version = $1"
-            )))
-            .bind(migration.version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if done.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(AssertSqlSafe(migration.render(&self.table)))
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {book} (version, applied_at) VALUES ($1, $2)"
-            )))
-            .bind(migration.version)
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        }
-        tx.commit().await?;
-        Ok(())
+        super::migrate::run(self).await
     }
 }
 
-/// PostgreSQL's `TIMESTAMPTZ` takes a UTC time as it is.
-fn utc(t: DateTime<Utc>) -> DateTime<Utc> {
-    t
+/// `TIMESTAMPTZ` takes a UTC time as it is.
+impl Dialect for Postgres {
+    type Time = DateTime<Utc>;
+
+    fn encode_time(t: DateTime<Utc>) -> DateTime<Utc> {
+        t
+    }
+
+    fn decode_time(raw: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(raw)
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
-fn read_time<I: sqlx::ColumnIndex<PgRow>>(
-    row: &PgRow,
-    column: I,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(row.try_get(column)?)
-}
+impl SqlBackend for Postgres {
+    const SESSIONS: SessionSql<&'static str> = SQL;
+    const USERS: UserSql<&'static str> = USERS_SQL;
+    const MIGRATIONS: &'static [super::migrate::Migration] = POSTGRES;
+    const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
+        create_book: "CREATE TABLE IF NOT EXISTS {book} \
+            (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)",
+        find_version: "SELECT version FROM {book} WHERE version = $1",
+        record_version: "INSERT INTO {book} (version, applied_at) VALUES ($1, $2)",
+    };
 
-sql_store! {
-    store: SqlStore<Postgres>,
-    database: Postgres,
-    arguments: PgArguments,
-    time: utc,
-}
+    fn batch_statements(table: &TableName) -> (Vec<sqlx::SqlStr>, Option<Vec<sqlx::SqlStr>>) {
+        let loads = one_statement(LOAD_BATCH_SQL, table);
+        let writes = one_statement(WRITE_BATCH_SQL, table);
+        (loads, Some(writes))
+    }
 
-user_store! {
-    store: SqlStore<Postgres>,
-    database: Postgres,
-    time: utc,
-}
-
-/// What [`sql_store!`] leaves to each backend.
-impl SqlStore<Postgres> {
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
     /// concurrent writers of one session queue.
     async fn begin_locked(
-        conn: &mut sqlx::PgConnection,
+        conn: &mut PgConnection,
     ) -> Result<sqlx::Transaction<'_, Postgres>, sqlx::Error> {
         sqlx::Connection::begin(conn).await
     }
 
-    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
+    async fn insert_returning_id(
+        conn: &mut PgConnection,
+        query: Query<Postgres>,
+    ) -> Result<i64, StoreError> {
         // Run to its end: see `returned_id`.
-        let rows = query.fetch_all(&mut *self.write_conn().await?).await?;
-        super::sql::returned_id(&rows)
+        returned_id::<Postgres>(&Self::fetch_all(conn, query).await?)
     }
 
-    /// Writes `writes` (two or more, distinct sessions) in one
-    /// statement; the ids of the rows written.
-    async fn write_rows(
-        &self,
-        batcher: &Batcher<ValueWrite>,
-        writes: &[&ValueWrite],
+    /// The ids come as one array.
+    async fn load_batch<'a>(
+        store: &'a SqlStore<Postgres>,
+        batcher: &'a Batcher<Load<PgRow>>,
+        ids: &'a [i64],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        sqlx::query(batcher.statement(0)?.clone())
+            .bind(ids)
+            .fetch_all(store.pool())
+            .await
+    }
+
+    /// The columns come as arrays.
+    async fn write_rows<'a>(
+        store: &'a SqlStore<Postgres>,
+        batcher: &'a Batcher<ValueWrite>,
+        writes: &'a [&'a ValueWrite],
     ) -> Result<Vec<i64>, sqlx::Error> {
         let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
         let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
@@ -246,20 +222,31 @@ impl SqlStore<Postgres> {
             .bind(versions)
             .bind(data)
             .bind(at)
-            .fetch_all(&self.pool)
+            .fetch_all(store.pool())
             .await
     }
 
-    /// The rows of `ids`, in one statement.
-    async fn load_batch(
-        &self,
-        batcher: &Batcher<Load<PgRow>>,
-        ids: &[i64],
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        sqlx::query(batcher.statement(0)?.clone())
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
+    /// One transaction under an advisory lock on the table's name: safe
+    /// from several app servers at once.
+    async fn lock_migrations<'a>(
+        conn: &'a mut PgConnection,
+        table: &'a TableName,
+    ) -> Result<(), sqlx::Error> {
+        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str("BEGIN")).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(table))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn unlock_migrations<'a>(
+        conn: &'a mut PgConnection,
+        _table: &'a TableName,
+        applied: bool,
+    ) -> Result<(), sqlx::Error> {
+        let end = if applied { "COMMIT" } else { "ROLLBACK" };
+        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str(end)).await
     }
 }
 

@@ -4,20 +4,19 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite};
+use sqlx::{Sqlite, SqliteConnection};
 
 use super::migrate::SQLITE;
 use super::sql::{
-    Batcher, Load, SqlStore, StatementTexts, UserStatementTexts, ValueWrite, one_statement,
-    sql_store, user_store,
+    Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
+    UserSql, ValueWrite, one_statement, returned_id,
 };
-use super::{SessionFields, SessionRecord, StoreError, TableName, WaitLimits};
-use crate::token::SessionId;
+use super::{StoreError, TableName, WaitLimits};
 
-const SQL: StatementTexts = StatementTexts {
+const SQL: SessionSql<&str> = SessionSql {
     load: "SELECT {columns} FROM {table} WHERE id = ?",
     load_for_update: "SELECT {columns} FROM {table} WHERE id = ?",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
@@ -51,7 +50,7 @@ const SQL: StatementTexts = StatementTexts {
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 
-const USERS_SQL: UserStatementTexts = UserStatementTexts {
+const USERS_SQL: UserSql<&str> = UserSql {
     create_user: "INSERT INTO {table}_users (username, display_name, password_hash, disabled, \
         failures, locked_until, created_at) VALUES (?, ?, ?, ?, 0, NULL, ?)",
     find_user: "SELECT {user_columns} FROM {table}_users WHERE username = ?",
@@ -97,9 +96,7 @@ impl SqlStore<Sqlite> {
 
     /// Wraps an existing pool, using the given table.
     pub fn with_table_name(pool: SqlitePool, table: TableName) -> Self {
-        let loads = one_statement(LOAD_BATCH_SQL, &table);
-        let writes = one_statement(WRITE_BATCH_SQL, &table);
-        Self::build(pool, table, &SQL, &USERS_SQL, loads, Some(writes))
+        Self::build(pool, table)
     }
 
     /// Opens (creating if missing) the database at `url`, e.g.
@@ -140,134 +137,108 @@ impl SqlStore<Sqlite> {
     /// files of `migrations/sqlite/` not applied yet. Safe to call at every
     /// start and from several processes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let book = format!("{}_migrations", self.table);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE TABLE IF NOT EXISTS {book} \
-             (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
-        )))
-        .execute(&mut *conn)
-        .await?;
-        for migration in SQLITE {
-            let failed = |source| StoreError::Migration {
-                version: migration.version,
-                source,
-            };
-            // IMMEDIATE takes the write lock at once, so two processes
-            // migrating together apply each file once.
-            sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut *conn)
-                .await
-                .map_err(failed)?;
-            let applied = async {
-                let done: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT version FROM {book} WHERE version = ?"
-                )))
-                .bind(migration.version)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if done.is_none() {
-                    sqlx::raw_sql(AssertSqlSafe(migration.render(&self.table)))
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO {book} (version, applied_at) VALUES (?, ?)"
-                    )))
-                    .bind(migration.version)
-                    .bind(Utc::now().timestamp_micros())
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok::<_, sqlx::Error>(())
-            }
-            .await;
-            let end = if applied.is_ok() {
-                "COMMIT"
-            } else {
-                "ROLLBACK"
-            };
-            let ended = sqlx::raw_sql(end).execute(&mut *conn).await;
-            applied.and(ended.map(drop)).map_err(failed)?;
-        }
-        Ok(())
+        super::migrate::run(self).await
     }
 }
 
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
 /// Timestamps are integer microseconds since the epoch.
-fn read_time<I: sqlx::ColumnIndex<SqliteRow>>(
-    row: &SqliteRow,
-    column: I,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let raw: Option<i64> = row.try_get(column)?;
-    raw.map(|t| {
-        DateTime::from_timestamp_micros(t).ok_or(StoreError::Corrupt {
-            id: 0,
-            what: "a timestamp is out of range",
-        })
-    })
-    .transpose()
+impl Dialect for Sqlite {
+    type Time = i64;
+
+    fn encode_time(t: DateTime<Utc>) -> i64 {
+        t.timestamp_micros()
+    }
+
+    fn decode_time(raw: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_micros(raw)
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
-sql_store! {
-    store: SqlStore<Sqlite>,
-    database: Sqlite,
-    arguments: SqliteArguments,
-    time: micros,
-}
+impl SqlBackend for Sqlite {
+    const SESSIONS: SessionSql<&'static str> = SQL;
+    const USERS: UserSql<&'static str> = USERS_SQL;
+    const MIGRATIONS: &'static [super::migrate::Migration] = SQLITE;
+    const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
+        create_book: "CREATE TABLE IF NOT EXISTS {book} \
+            (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        find_version: "SELECT version FROM {book} WHERE version = ?",
+        record_version: "INSERT INTO {book} (version, applied_at) VALUES (?, ?)",
+    };
 
-user_store! {
-    store: SqlStore<Sqlite>,
-    database: Sqlite,
-    time: micros,
-}
+    fn batch_statements(table: &TableName) -> (Vec<sqlx::SqlStr>, Option<Vec<sqlx::SqlStr>>) {
+        let loads = one_statement(LOAD_BATCH_SQL, table);
+        let writes = one_statement(WRITE_BATCH_SQL, table);
+        (loads, Some(writes))
+    }
 
-/// What [`sql_store!`] leaves to each backend.
-impl SqlStore<Sqlite> {
     /// A transaction holding SQLite's write lock from its start, so no other
     /// writer comes between its read and its write.
     async fn begin_locked(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut SqliteConnection,
     ) -> Result<sqlx::Transaction<'_, Sqlite>, sqlx::Error> {
         sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
     }
 
-    async fn insert_returning_id(&self, query: Query<'_>) -> Result<i64, StoreError> {
+    async fn insert_returning_id(
+        conn: &mut SqliteConnection,
+        query: Query<Sqlite>,
+    ) -> Result<i64, StoreError> {
         // Run to its end: see `returned_id`.
-        let rows = query.fetch_all(&mut *self.write_conn().await?).await?;
-        super::sql::returned_id(&rows)
+        returned_id::<Sqlite>(&Self::fetch_all(conn, query).await?)
     }
 
-    /// Writes `writes` (two or more, distinct sessions) in one
-    /// statement; the ids of the rows written.
-    async fn write_rows(
-        &self,
-        batcher: &Batcher<ValueWrite>,
-        writes: &[&ValueWrite],
+    async fn load_batch<'a>(
+        store: &'a SqlStore<Sqlite>,
+        batcher: &'a Batcher<Load<SqliteRow>>,
+        ids: &'a [i64],
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        let ids = json_array(&ids)?;
+        let query = Self::query(batcher.statement(0)?, &[Arg::Text(Some(&ids))]);
+        Self::fetch_all(&mut *store.pool().acquire().await?, query).await
+    }
+
+    async fn write_rows<'a>(
+        store: &'a SqlStore<Sqlite>,
+        batcher: &'a Batcher<ValueWrite>,
+        writes: &'a [&'a ValueWrite],
     ) -> Result<Vec<i64>, sqlx::Error> {
         let rows: Vec<(i64, i64, &str, Option<i64>)> = writes
             .iter()
-            .map(|w| (w.id, w.version, w.data.as_str(), w.at.map(micros)))
+            .map(|w| {
+                (
+                    w.id,
+                    w.version,
+                    w.data.as_str(),
+                    w.at.map(Self::encode_time),
+                )
+            })
             .collect();
-        sqlx::query_scalar(batcher.statement(0)?.clone())
-            .bind(json_array(&rows)?)
-            .fetch_all(&self.pool)
-            .await
+        let rows = json_array(&rows)?;
+        let query = Self::query(batcher.statement(0)?, &[Arg::Text(Some(&rows))]);
+        let written = Self::fetch_all(&mut *store.pool().acquire().await?, query).await?;
+        written.iter().map(|row| Self::int(row, 0)).collect()
     }
 
-    /// The rows of `ids`, in one statement.
-    async fn load_batch(
-        &self,
-        batcher: &Batcher<Load<SqliteRow>>,
-        ids: &[i64],
-    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(batcher.statement(0)?.clone())
-            .bind(json_array(&ids)?)
-            .fetch_all(&self.pool)
-            .await
+    /// IMMEDIATE takes the write lock at once, so two processes migrating
+    /// together apply each file once.
+    async fn lock_migrations<'a>(
+        conn: &'a mut SqliteConnection,
+        _table: &'a TableName,
+    ) -> Result<(), sqlx::Error> {
+        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")).await
+    }
+
+    async fn unlock_migrations<'a>(
+        conn: &'a mut SqliteConnection,
+        _table: &'a TableName,
+        applied: bool,
+    ) -> Result<(), sqlx::Error> {
+        let end = if applied { "COMMIT" } else { "ROLLBACK" };
+        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str(end)).await
     }
 }
 

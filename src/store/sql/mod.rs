@@ -1,29 +1,30 @@
-//! What the SQL stores share: the generic [`SqlStore`], their statements
-//! (formatted once with the table name), the checks that turn a raw row into
-//! a [`SessionRecord`](super::SessionRecord), deadlock retries, and the macros that implement the
-//! store traits once for every backend.
+//! What the SQL stores share: the generic [`SqlStore`] and its
+//! [`SessionStore`](super::SessionStore) and
+//! [`UserStore`](super::UserStore) impls, written once over
+//! [`SqlBackend`] (each backend's SQL text and its few differences), the
+//! statements (formatted once with the table name), the checks that turn
+//! a raw row into a [`SessionRecord`](super::SessionRecord), batching and
+//! deadlock retries.
 
 use super::TableName;
 use super::request_tx::{self, Lent};
 
+mod backend;
 mod batch;
 mod retry;
+mod rows;
 mod session_store;
 mod statements;
 mod user_store;
 
+pub(crate) use backend::{Arg, Dialect, Io, Query, SqlBackend};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
-pub(crate) use batch::{
-    Batched, Batcher, Job, Load, Loaded, RunBatch, ValueWrite, Waiting, answer_loads,
-    answer_writes, load_row, write_values,
-};
+pub(crate) use batch::{Batcher, Load, ValueWrite};
 #[cfg(feature = "mysql")]
 pub(crate) use batch::{in_list_statements, load_in_list};
-pub(crate) use retry::{deadlock_pause, may_retry, retry_deadlocks};
-pub(crate) use session_store::sql_store;
+pub(crate) use retry::retry_deadlocks;
 pub(crate) use statements::*;
-pub(crate) use user_store::user_store;
 
 /// A session store over an sqlx pool. Use it through its aliases,
 /// `SqliteStore`, `PostgresStore`
@@ -31,8 +32,8 @@ pub(crate) use user_store::user_store;
 pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) pool: sqlx::Pool<DB>,
     pub(crate) table: TableName,
-    pub(crate) sql: std::sync::Arc<Statements>,
-    pub(crate) users_sql: std::sync::Arc<UserStatements>,
+    pub(crate) sql: std::sync::Arc<SessionSql<sqlx::SqlStr>>,
+    pub(crate) users_sql: std::sync::Arc<UserSql<sqlx::SqlStr>>,
     /// The queue of loads waiting for the next batch.
     pub(crate) loads: std::sync::Arc<Batcher<Load<DB::Row>>>,
     /// The queue of value writes, on backends that can batch them.
@@ -67,20 +68,16 @@ impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
     }
 }
 
-impl<DB: sqlx::Database> SqlStore<DB> {
-    /// A store on `pool` and `table`, with one backend's SQL and batch
-    /// statements (none for value writes where it cannot batch them).
-    pub(crate) fn build(
-        pool: sqlx::Pool<DB>,
-        table: TableName,
-        sql: &StatementTexts,
-        users_sql: &UserStatementTexts,
-        loads: Vec<sqlx::SqlStr>,
-        writes: Option<Vec<sqlx::SqlStr>>,
-    ) -> Self {
+// Crate-private methods only: the backend trait is sealed by being
+// crate-private, which this lint cannot tell from a leak.
+#[allow(private_bounds)]
+impl<DB: SqlBackend> SqlStore<DB> {
+    /// A store on `pool` and `table`, with the backend's statements.
+    pub(crate) fn build(pool: sqlx::Pool<DB>, table: TableName) -> Self {
+        let (loads, writes) = DB::batch_statements(&table);
         Self {
-            sql: std::sync::Arc::new(Statements::new(sql, &table)),
-            users_sql: std::sync::Arc::new(UserStatements::new(users_sql, &table)),
+            sql: std::sync::Arc::new(DB::SESSIONS.render(&table)),
+            users_sql: std::sync::Arc::new(DB::USERS.render(&table)),
             loads: std::sync::Arc::new(Batcher::new(loads)),
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
             batching: true,
@@ -89,7 +86,9 @@ impl<DB: sqlx::Database> SqlStore<DB> {
             table,
         }
     }
+}
 
+impl<DB: sqlx::Database> SqlStore<DB> {
     /// Whether concurrent loads, and concurrent value writes, of different
     /// sessions share one statement (on by default; MySQL batches loads
     /// only, as its `UPDATE` cannot say which rows it wrote).

@@ -33,155 +33,160 @@ pub(crate) mod col {
     pub(crate) const CREDENTIAL_ID: usize = 13;
 }
 
-/// One backend's SQL, with `{table}` where the table name goes and the
-/// backend's own placeholders.
-pub(crate) struct StatementTexts {
-    pub(crate) load: &'static str,
-    /// `load` taking a row write lock inside a transaction.
-    pub(crate) load_for_update: &'static str,
-    pub(crate) insert: &'static str,
-    pub(crate) update: &'static str,
-    /// `update` of the values and `last_activity` only.
-    pub(crate) update_data: &'static str,
-    /// `update` of the values only.
-    pub(crate) update_values: &'static str,
-    pub(crate) touch: &'static str,
-    pub(crate) delete: &'static str,
-    pub(crate) delete_expired: &'static str,
-    pub(crate) delete_excess_for_user: &'static str,
-    pub(crate) delete_user_only: &'static str,
-    pub(crate) delete_user_except: &'static str,
-    pub(crate) delete_user_all: &'static str,
-    pub(crate) delete_all: &'static str,
-    pub(crate) list_for_user: &'static str,
-    pub(crate) count_active_since: &'static str,
-}
-
-/// One backend's SQL for accounts and API tokens ([`UserStore`](super::UserStore)).
-pub(crate) struct UserStatementTexts {
-    pub(crate) create_user: &'static str,
-    pub(crate) find_user: &'static str,
-    /// `find_user` taking the row's write lock inside a transaction.
-    pub(crate) find_user_for_update: &'static str,
-    pub(crate) set_password_hash: &'static str,
-    pub(crate) set_disabled: &'static str,
-    pub(crate) write_failures: &'static str,
-    pub(crate) clear_failures: &'static str,
-    pub(crate) insert_api_token: &'static str,
-    pub(crate) find_api_token: &'static str,
-    pub(crate) touch_api_token: &'static str,
-    pub(crate) list_api_tokens: &'static str,
-    pub(crate) delete_api_token: &'static str,
-}
-
-/// The columns of `<table>_users` every `SELECT` reads.
-pub(crate) const USER_COLUMNS: &str = "username, display_name, password_hash, disabled, failures, locked_until, created_at, \
-    credential_version";
-/// The columns of `<table>_api_tokens` every `SELECT` reads.
-pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
-
-/// [`UserStatementTexts`] with the table name in place.
+/// One backend's session SQL: as written, with `{table}` where the table
+/// name goes, `{columns}` for [`COLUMNS`] and the backend's own
+/// placeholders (`SessionSql<&'static str>`), or rendered for one table
+/// (`SessionSql<SqlStr>`). sqlx caches each prepared statement per
+/// connection by its text, so the rendered ones are prepared once per
+/// connection.
 #[derive(Debug)]
-pub(crate) struct UserStatements {
-    pub(crate) create_user: SqlStr,
-    pub(crate) find_user: SqlStr,
-    pub(crate) find_user_for_update: SqlStr,
-    pub(crate) set_password_hash: SqlStr,
-    pub(crate) set_disabled: SqlStr,
-    pub(crate) write_failures: SqlStr,
-    pub(crate) clear_failures: SqlStr,
-    pub(crate) insert_api_token: SqlStr,
-    pub(crate) find_api_token: SqlStr,
-    pub(crate) touch_api_token: SqlStr,
-    pub(crate) list_api_tokens: SqlStr,
-    pub(crate) delete_api_token: SqlStr,
+pub(crate) struct SessionSql<S> {
+    pub(crate) load: S,
+    /// `load` taking a row write lock inside a transaction.
+    pub(crate) load_for_update: S,
+    pub(crate) insert: S,
+    pub(crate) update: S,
+    /// `update` of the values and `last_activity` only.
+    pub(crate) update_data: S,
+    /// `update` of the values only.
+    pub(crate) update_values: S,
+    pub(crate) touch: S,
+    pub(crate) delete: S,
+    pub(crate) delete_expired: S,
+    pub(crate) delete_excess_for_user: S,
+    pub(crate) delete_user_only: S,
+    pub(crate) delete_user_except: S,
+    pub(crate) delete_user_all: S,
+    pub(crate) delete_all: S,
+    pub(crate) list_for_user: S,
+    pub(crate) count_active_since: S,
 }
 
-impl UserStatements {
-    pub(crate) fn new(texts: &UserStatementTexts, table: &TableName) -> Self {
-        let render = |text: &str| {
-            AssertSqlSafe(
-                text.replace("{user_columns}", USER_COLUMNS)
-                    .replace("{token_columns}", TOKEN_COLUMNS)
-                    .replace("{table}", table.as_str()),
-            )
-            .into_sql_str()
-        };
-        Self {
-            create_user: render(texts.create_user),
-            find_user: render(texts.find_user),
-            find_user_for_update: render(texts.find_user_for_update),
-            set_password_hash: render(texts.set_password_hash),
-            set_disabled: render(texts.set_disabled),
-            write_failures: render(texts.write_failures),
-            clear_failures: render(texts.clear_failures),
-            insert_api_token: render(texts.insert_api_token),
-            find_api_token: render(texts.find_api_token),
-            touch_api_token: render(texts.touch_api_token),
-            list_api_tokens: render(texts.list_api_tokens),
-            delete_api_token: render(texts.delete_api_token),
+impl SessionSql<&'static str> {
+    /// The statements for `table`.
+    pub(crate) fn render(&self, table: &TableName) -> SessionSql<SqlStr> {
+        let r = |text: &str| render(text, table);
+        SessionSql {
+            load: r(self.load),
+            load_for_update: r(self.load_for_update),
+            insert: r(self.insert),
+            update: r(self.update),
+            update_data: r(self.update_data),
+            update_values: r(self.update_values),
+            touch: r(self.touch),
+            delete: r(self.delete),
+            delete_expired: r(self.delete_expired),
+            delete_excess_for_user: r(self.delete_excess_for_user),
+            delete_user_only: r(self.delete_user_only),
+            delete_user_except: r(self.delete_user_except),
+            delete_user_all: r(self.delete_user_all),
+            delete_all: r(self.delete_all),
+            list_for_user: r(self.list_for_user),
+            count_active_since: r(self.count_active_since),
         }
     }
+}
+
+/// One backend's SQL for accounts and API tokens
+/// ([`UserStore`](super::super::UserStore)), like [`SessionSql`];
+/// `{user_columns}` and `{token_columns}` stand for [`USER_COLUMNS`] and
+/// [`TOKEN_COLUMNS`].
+#[derive(Debug)]
+pub(crate) struct UserSql<S> {
+    pub(crate) create_user: S,
+    pub(crate) find_user: S,
+    /// `find_user` taking the row's write lock inside a transaction.
+    pub(crate) find_user_for_update: S,
+    pub(crate) set_password_hash: S,
+    pub(crate) set_disabled: S,
+    pub(crate) write_failures: S,
+    pub(crate) clear_failures: S,
+    pub(crate) insert_api_token: S,
+    pub(crate) find_api_token: S,
+    pub(crate) touch_api_token: S,
+    pub(crate) list_api_tokens: S,
+    pub(crate) delete_api_token: S,
+}
+
+impl UserSql<&'static str> {
+    /// The statements for `table`.
+    pub(crate) fn render(&self, table: &TableName) -> UserSql<SqlStr> {
+        let r = |text: &str| render(text, table);
+        UserSql {
+            create_user: r(self.create_user),
+            find_user: r(self.find_user),
+            find_user_for_update: r(self.find_user_for_update),
+            set_password_hash: r(self.set_password_hash),
+            set_disabled: r(self.set_disabled),
+            write_failures: r(self.write_failures),
+            clear_failures: r(self.clear_failures),
+            insert_api_token: r(self.insert_api_token),
+            find_api_token: r(self.find_api_token),
+            touch_api_token: r(self.touch_api_token),
+            list_api_tokens: r(self.list_api_tokens),
+            delete_api_token: r(self.delete_api_token),
+        }
+    }
+}
+
+/// The statements of the migration runner, with `{book}` for the table
+/// that records applied versions (`<table>_migrations`).
+#[derive(Debug)]
+pub(crate) struct MigrationSql<S> {
+    /// Creates the book if it is missing.
+    pub(crate) create_book: S,
+    /// Selects a version from the book.
+    pub(crate) find_version: S,
+    /// Records a version and when it was applied.
+    pub(crate) record_version: S,
+}
+
+/// The columns of `<table>_users` every `SELECT` reads, in the order
+/// [`user_col`] numbers them.
+pub(crate) const USER_COLUMNS: &str = "username, display_name, password_hash, disabled, \
+    failures, locked_until, created_at, credential_version";
+
+/// The position of each of [`USER_COLUMNS`].
+pub(crate) mod user_col {
+    pub(crate) const USERNAME: usize = 0;
+    pub(crate) const DISPLAY_NAME: usize = 1;
+    pub(crate) const PASSWORD_HASH: usize = 2;
+    pub(crate) const DISABLED: usize = 3;
+    pub(crate) const FAILURES: usize = 4;
+    pub(crate) const LOCKED_UNTIL: usize = 5;
+    pub(crate) const CREATED_AT: usize = 6;
+    pub(crate) const CREDENTIAL_VERSION: usize = 7;
+}
+
+/// The columns of `<table>_api_tokens` every `SELECT` reads, in the order
+/// [`token_col`] numbers them.
+pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
+
+/// The position of each of [`TOKEN_COLUMNS`].
+pub(crate) mod token_col {
+    pub(crate) const ID: usize = 0;
+    pub(crate) const USER_ID: usize = 1;
+    pub(crate) const NAME: usize = 2;
+    pub(crate) const CREATED_AT: usize = 3;
+    pub(crate) const LAST_USED_AT: usize = 4;
+}
+
+/// `text` with the table name and column lists in place. The table name is
+/// the only text ever formatted into SQL, and it is a validated
+/// identifier; every value is a bound parameter.
+pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
+    AssertSqlSafe(
+        text.replace("{columns}", COLUMNS)
+            .replace("{user_columns}", USER_COLUMNS)
+            .replace("{token_columns}", TOKEN_COLUMNS)
+            .replace("{table}", table.as_str()),
+    )
+    .into_sql_str()
 }
 
 /// Whether the database refused a row because a unique key is taken.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
-}
-
-/// [`StatementTexts`] with the table name in place. sqlx caches each
-/// prepared statement per connection by its text, so these are prepared once
-/// per connection.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub(crate) load: SqlStr,
-    pub(crate) load_for_update: SqlStr,
-    pub(crate) insert: SqlStr,
-    pub(crate) update: SqlStr,
-    pub(crate) update_data: SqlStr,
-    pub(crate) update_values: SqlStr,
-    pub(crate) touch: SqlStr,
-    pub(crate) delete: SqlStr,
-    pub(crate) delete_expired: SqlStr,
-    pub(crate) delete_excess_for_user: SqlStr,
-    pub(crate) delete_user_only: SqlStr,
-    pub(crate) delete_user_except: SqlStr,
-    pub(crate) delete_user_all: SqlStr,
-    pub(crate) delete_all: SqlStr,
-    pub(crate) list_for_user: SqlStr,
-    pub(crate) count_active_since: SqlStr,
-}
-
-impl Statements {
-    pub(crate) fn new(texts: &StatementTexts, table: &TableName) -> Self {
-        // The table name is the only text ever formatted into SQL, and it is
-        // a validated identifier; every value is a bound parameter.
-        let render = |text: &str| {
-            AssertSqlSafe(
-                text.replace("{columns}", COLUMNS)
-                    .replace("{table}", table.as_str()),
-            )
-            .into_sql_str()
-        };
-        Self {
-            load: render(texts.load),
-            load_for_update: render(texts.load_for_update),
-            insert: render(texts.insert),
-            update: render(texts.update),
-            update_data: render(texts.update_data),
-            update_values: render(texts.update_values),
-            touch: render(texts.touch),
-            delete: render(texts.delete),
-            delete_expired: render(texts.delete_expired),
-            delete_excess_for_user: render(texts.delete_excess_for_user),
-            delete_user_only: render(texts.delete_user_only),
-            delete_user_except: render(texts.delete_user_except),
-            delete_user_all: render(texts.delete_user_all),
-            delete_all: render(texts.delete_all),
-            list_for_user: render(texts.list_for_user),
-            count_active_since: render(texts.count_active_since),
-        }
-    }
 }
 
 /// A row as the database types it, before keycard's checks.
@@ -252,16 +257,12 @@ pub(crate) fn assigned_id(raw: i64) -> Result<SessionId, StoreError> {
 /// read-only disk, a refused commit): the caller would hand out a cookie
 /// for a row that was never stored.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn returned_id<R: sqlx::Row>(rows: &[R]) -> Result<i64, StoreError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+pub(crate) fn returned_id<DB: super::Io>(rows: &[DB::Row]) -> Result<i64, StoreError> {
     let row = rows.first().ok_or(StoreError::Corrupt {
         id: 0,
         what: "an insert returned no id",
     })?;
-    Ok(row.try_get(0)?)
+    Ok(DB::int(row, 0)?)
 }
 
 /// A count from the database as `u64`.

@@ -1,230 +1,158 @@
-//! [`UserStore`](crate::store::UserStore) for every SQL backend.
+//! [`UserStore`] for every SQL backend, written once. Account statements
+//! run on pooled connections, never the request's transaction: a counted
+//! failure must stand whatever the response. A new API token's insert joins
+//! the request's transaction, so a token is created only if the request
+//! that shows it commits.
 
-/// [`UserStore`](crate::store::UserStore) for a SQL store, like
-/// [`sql_store!`]. The invoking module provides `USERS_SQL` (its
-/// [`UserStatementTexts`]), `read_time` (a timestamp column, decoded) and,
-/// on the store type, `users_sql`, `begin_locked` and `insert_returning_id`.
-macro_rules! user_store {
-    (store: $store:ty, database: $db:ty, time: $time:path $(,)?) => {
-        fn decode_user(
-            row: &<$db as sqlx::Database>::Row,
-        ) -> Result<$crate::store::UserRecord, StoreError> {
-            use sqlx::Row as _;
-            let failures: i64 = row.try_get("failures")?;
-            let disabled: bool = row.try_get("disabled")?;
-            Ok($crate::store::UserRecord {
-                username: row.try_get("username")?,
-                display_name: row.try_get("display_name")?,
-                password_hash: row.try_get("password_hash")?,
-                disabled,
-                failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                locked_until: read_time(row, "locked_until")?,
-                created_at: read_time(row, "created_at")?.ok_or(StoreError::Corrupt {
-                    id: 0,
-                    what: "an account has no `created_at`",
-                })?,
-                credential_version: row.try_get("credential_version")?,
-            })
-        }
+use chrono::{DateTime, Utc};
 
-        fn decode_token(
-            row: &<$db as sqlx::Database>::Row,
-        ) -> Result<$crate::store::ApiTokenRecord, StoreError> {
-            use sqlx::Row as _;
-            let id: i64 = row.try_get("id")?;
-            Ok($crate::store::ApiTokenRecord {
-                id,
-                user_id: row.try_get("user_id")?,
-                name: row.try_get("name")?,
-                created_at: read_time(row, "created_at")?.ok_or(StoreError::Corrupt {
-                    id,
-                    what: "an API token has no `created_at`",
-                })?,
-                last_used_at: read_time(row, "last_used_at")?,
-            })
-        }
+use super::backend::{Arg, SqlBackend};
+use super::statements::is_unique_violation;
+use super::{SqlStore, retry_deadlocks, rows};
+use crate::store::{ApiTokenRecord, LockoutPolicy, NewApiToken, StoreError, UserRecord, UserStore};
+use crate::token::TokenHash;
 
-        impl $store {
-            async fn record_failure_once(
-                &self,
-                username: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                policy: $crate::store::LockoutPolicy,
-            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
-                let sql = &self.users_sql;
-                // Never the request's transaction: a failure counted here must stand
-                // whatever the response.
-                let mut conn = self.pool.acquire().await?;
-                let mut tx = Self::begin_locked(&mut conn).await?;
-                let row = sqlx::query(sql.find_user_for_update.clone())
-                    .bind(username)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(mut user) = row.as_ref().map(decode_user).transpose()? else {
-                    return Ok(None);
-                };
-                let (failures, locked_until) =
-                    policy.after_failure(user.failures, user.locked_until, now);
-                sqlx::query(sql.write_failures.clone())
-                    .bind(i64::from(failures))
-                    .bind(locked_until.map($time))
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                user.failures = failures;
-                user.locked_until = locked_until;
-                Ok(Some(user))
-            }
-        }
+// Crate-private methods only: the backend trait is sealed by being
+// crate-private, which this lint cannot tell from a leak.
+#[allow(private_bounds)]
+impl<DB: SqlBackend> SqlStore<DB> {
+    /// Runs a statement that changes rows on a pooled connection; the rows
+    /// it changed.
+    async fn change_users(&self, sql: &sqlx::SqlStr, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let query = DB::query(sql, args);
+        Ok(DB::execute(&mut *self.pool.acquire().await?, query).await?)
+    }
 
-        #[async_trait::async_trait]
-        impl $crate::store::UserStore for $store {
-            async fn create_user(
-                &self,
-                user: &$crate::store::UserRecord,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.users_sql.create_user.clone())
-                    .bind(&user.username)
-                    .bind(&user.display_name)
-                    .bind(&user.password_hash)
-                    .bind(user.disabled)
-                    .bind($time(user.created_at))
-                    .execute(&self.pool)
-                    .await;
-                match done {
-                    Ok(_) => Ok(true),
-                    Err(error) if $crate::store::sql::is_unique_violation(&error) => Ok(false),
-                    Err(error) => Err(error.into()),
-                }
-            }
-
-            async fn find_user(
-                &self,
-                username: &str,
-            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
-                let row = sqlx::query(self.users_sql.find_user.clone())
-                    .bind(username)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(decode_user).transpose()
-            }
-
-            async fn set_password_hash(
-                &self,
-                username: &str,
-                hash: &str,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.users_sql.set_password_hash.clone())
-                    .bind(hash)
-                    .bind(username)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn set_disabled(
-                &self,
-                username: &str,
-                disabled: bool,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.users_sql.set_disabled.clone())
-                    .bind(disabled)
-                    .bind(username)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn record_failure(
-                &self,
-                username: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                policy: $crate::store::LockoutPolicy,
-            ) -> Result<Option<$crate::store::UserRecord>, StoreError> {
-                let this = self;
-                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
-                    this.record_failure_once(username, now, policy).await
-                })
-                .await
-            }
-
-            async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
-                let this = self;
-                $crate::store::sql::retry_deadlocks(this.limits.lock, move || async move {
-                    sqlx::query(this.users_sql.clear_failures.clone())
-                        .bind(username)
-                        .execute(&this.pool)
-                        .await?;
-                    Ok(())
-                })
-                .await
-            }
-
-            async fn insert_api_token(
-                &self,
-                token: &$crate::store::NewApiToken,
-            ) -> Result<i64, StoreError> {
-                let query = sqlx::query(self.users_sql.insert_api_token.clone())
-                    .bind(token.token_hash.as_bytes().as_slice())
-                    .bind(&token.user_id)
-                    .bind(&token.name)
-                    .bind($time(token.created_at));
-                match self.insert_returning_id(query).await {
-                    Err(StoreError::Database(error))
-                        if $crate::store::sql::is_unique_violation(&error) =>
-                    {
-                        Err(StoreError::AlreadyExists)
-                    }
-                    other => other,
-                }
-            }
-
-            async fn find_api_token(
-                &self,
-                hash: &$crate::token::TokenHash,
-            ) -> Result<Option<$crate::store::ApiTokenRecord>, StoreError> {
-                let row = sqlx::query(self.users_sql.find_api_token.clone())
-                    .bind(hash.as_bytes().as_slice())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(decode_token).transpose()
-            }
-
-            async fn touch_api_token(
-                &self,
-                id: i64,
-                at: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                sqlx::query(self.users_sql.touch_api_token.clone())
-                    .bind($time(at))
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn list_api_tokens(
-                &self,
-                user_id: &str,
-            ) -> Result<Vec<$crate::store::ApiTokenRecord>, StoreError> {
-                let rows = sqlx::query(self.users_sql.list_api_tokens.clone())
-                    .bind(user_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.iter().map(decode_token).collect()
-            }
-
-            async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query(self.users_sql.delete_api_token.clone())
-                    .bind(user_id)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-        }
-    };
+    /// One try of `record_failure`, in one transaction.
+    async fn record_failure_once(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+        policy: LockoutPolicy,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let sql = &self.users_sql;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = DB::begin_locked(&mut *conn).await?;
+        let query = DB::query(&sql.find_user_for_update, &[Arg::Text(Some(username))]);
+        let row = DB::fetch_optional(&mut *tx, query).await?;
+        let Some(mut user) = row.as_ref().map(rows::user::<DB>).transpose()? else {
+            return Ok(None);
+        };
+        let (failures, locked_until) = policy.after_failure(user.failures, user.locked_until, now);
+        let args = [
+            Arg::Int(i64::from(failures)),
+            Arg::Time(locked_until),
+            Arg::Text(Some(username)),
+        ];
+        DB::execute(&mut *tx, DB::query(&sql.write_failures, &args)).await?;
+        tx.commit().await?;
+        user.failures = failures;
+        user.locked_until = locked_until;
+        Ok(Some(user))
+    }
 }
 
-pub(crate) use user_store;
+#[async_trait::async_trait]
+impl<DB: SqlBackend> UserStore for SqlStore<DB> {
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        let args = [
+            Arg::Text(Some(&user.username)),
+            Arg::Text(Some(&user.display_name)),
+            Arg::Text(Some(&user.password_hash)),
+            Arg::Bool(user.disabled),
+            Arg::Time(Some(user.created_at)),
+        ];
+        match self.change_users(&self.users_sql.create_user, &args).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let query = DB::query(&self.users_sql.find_user, &[Arg::Text(Some(username))]);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref().map(rows::user::<DB>).transpose()
+    }
+
+    async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError> {
+        let args = [Arg::Text(Some(hash)), Arg::Text(Some(username))];
+        Ok(self
+            .change_users(&self.users_sql.set_password_hash, &args)
+            .await?
+            == 1)
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError> {
+        let args = [Arg::Bool(disabled), Arg::Text(Some(username))];
+        Ok(self
+            .change_users(&self.users_sql.set_disabled, &args)
+            .await?
+            == 1)
+    }
+
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+        policy: LockoutPolicy,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        retry_deadlocks(self.limits.lock, || {
+            self.record_failure_once(username, now, policy)
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
+        let args = [Arg::Text(Some(username))];
+        retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.users_sql.clear_failures, &args)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn insert_api_token(&self, token: &NewApiToken) -> Result<i64, StoreError> {
+        let args = [
+            Arg::Bytes(token.token_hash.as_bytes().as_slice()),
+            Arg::Text(Some(&token.user_id)),
+            Arg::Text(Some(&token.name)),
+            Arg::Time(Some(token.created_at)),
+        ];
+        let query = DB::query(&self.users_sql.insert_api_token, &args);
+        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => {
+                Err(StoreError::AlreadyExists)
+            }
+            other => other,
+        }
+    }
+
+    async fn find_api_token(&self, hash: &TokenHash) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let args = [Arg::Bytes(hash.as_bytes().as_slice())];
+        let query = DB::query(&self.users_sql.find_api_token, &args);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref().map(rows::token::<DB>).transpose()
+    }
+
+    async fn touch_api_token(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let args = [Arg::Time(Some(at)), Arg::Int(id)];
+        self.change_users(&self.users_sql.touch_api_token, &args)
+            .await
+            .map(drop)
+    }
+
+    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let query = DB::query(&self.users_sql.list_api_tokens, &[Arg::Text(Some(user_id))]);
+        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        rows.iter().map(rows::token::<DB>).collect()
+    }
+
+    async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let args = [Arg::Text(Some(user_id)), Arg::Int(id)];
+        Ok(self
+            .change_users(&self.users_sql.delete_api_token, &args)
+            .await?
+            == 1)
+    }
+}

@@ -90,24 +90,19 @@ pub(crate) fn in_list_statements(table: &crate::store::TableName) -> Vec<sqlx::S
 
 /// Runs the [`in_list_statements`] statement for `ids`, padded with id 0.
 #[cfg(feature = "mysql")]
-pub(crate) async fn load_in_list<DB>(
+pub(crate) async fn load_in_list<DB: crate::store::sql::Io>(
     pool: &sqlx::Pool<DB>,
     batcher: &super::Batcher<Load<DB::Row>>,
     ids: &[i64],
-) -> Result<Vec<DB::Row>, sqlx::Error>
-where
-    DB: sqlx::Database,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
+) -> Result<Vec<DB::Row>, sqlx::Error> {
+    use crate::store::sql::Arg;
     let (statement, rows) = super::padded(ids.len());
-    let mut query = sqlx::query(batcher.statement(statement)?.clone());
-    for id in ids {
-        query = query.bind(*id);
-    }
-    for _ in ids.len()..rows {
-        query = query.bind(0_i64);
-    }
-    query.fetch_all(pool).await
+    let args: Vec<Arg<'_>> = ids
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, rows - ids.len()))
+        .map(Arg::Int)
+        .collect();
+    let query = DB::query(batcher.statement(statement)?, &args);
+    DB::fetch_all(&mut *pool.acquire().await?, query).await
 }

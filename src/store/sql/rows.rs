@@ -1,0 +1,99 @@
+//! Rows of every backend as keycard's records, and records as statement
+//! parameters.
+
+use super::backend::{Arg, Io};
+use super::statements::{RawRow, col, token_col, user_col};
+use crate::store::{ApiTokenRecord, SessionFields, SessionRecord, StoreError, UserRecord};
+
+/// A session row as a record; a column of the wrong type or shape is
+/// [`StoreError::Corrupt`], like a value keycard never writes.
+pub(crate) fn session<DB: Io>(row: &DB::Row) -> Result<SessionRecord, StoreError> {
+    session_columns::<DB>(row).map_err(|error| match error {
+        StoreError::Database(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => {
+            StoreError::Corrupt {
+                id: DB::int(row, col::ID).unwrap_or(0),
+                what: "a column does not decode as its type",
+            }
+        }
+        other => other,
+    })
+}
+
+fn session_columns<DB: Io>(row: &DB::Row) -> Result<SessionRecord, StoreError> {
+    let id = DB::int(row, col::ID)?;
+    let required = |column: usize| {
+        DB::time(row, column)?.ok_or(StoreError::Corrupt {
+            id,
+            what: "a required timestamp is missing",
+        })
+    };
+    RawRow {
+        id,
+        version: DB::int(row, col::VERSION)?,
+        token_hash: DB::bytes(row, col::TOKEN_HASH)?,
+        user_id: DB::opt_text(row, col::USER_ID)?,
+        ip_address: DB::opt_text(row, col::IP_ADDRESS)?,
+        is_api: DB::boolean(row, col::IS_API)?,
+        auth_method: DB::opt_text(row, col::AUTH_METHOD)?,
+        authenticated_at: DB::time(row, col::AUTHENTICATED_AT)?,
+        persistent: DB::boolean(row, col::PERSISTENT)?,
+        created_at: required(col::CREATED_AT)?,
+        last_activity: required(col::LAST_ACTIVITY)?,
+        data: DB::text(row, col::DATA)?,
+        auth_version: DB::opt_int(row, col::AUTH_VERSION)?,
+        credential: DB::opt_text(row, col::CREDENTIAL_ID)?,
+    }
+    .into_record()
+}
+
+/// The parameters of `SessionFields`, in the order both the insert and the
+/// update statement list the columns.
+pub(crate) fn field_args<'a>(f: &'a SessionFields, data: &'a str) -> [Arg<'a>; 12] {
+    [
+        Arg::Bytes(f.token_hash.as_bytes().as_slice()),
+        Arg::Text(f.user_id.as_deref()),
+        Arg::Text(f.ip_address.as_deref()),
+        Arg::Bool(f.is_api),
+        Arg::Text(f.auth_method.as_deref()),
+        Arg::Time(f.authenticated_at),
+        Arg::Bool(f.persistent),
+        Arg::Time(Some(f.created_at)),
+        Arg::Time(Some(f.last_activity)),
+        Arg::Text(Some(data)),
+        Arg::OptInt(f.auth_version),
+        Arg::Text(f.credential.as_deref()),
+    ]
+}
+
+/// An account row.
+pub(crate) fn user<DB: Io>(row: &DB::Row) -> Result<UserRecord, StoreError> {
+    let failures = DB::int(row, user_col::FAILURES)?;
+    Ok(UserRecord {
+        username: DB::text(row, user_col::USERNAME)?,
+        display_name: DB::text(row, user_col::DISPLAY_NAME)?,
+        password_hash: DB::text(row, user_col::PASSWORD_HASH)?,
+        disabled: DB::boolean(row, user_col::DISABLED)?,
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        locked_until: DB::time(row, user_col::LOCKED_UNTIL)?,
+        created_at: DB::time(row, user_col::CREATED_AT)?.ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "an account has no `created_at`",
+        })?,
+        credential_version: DB::int(row, user_col::CREDENTIAL_VERSION)?,
+    })
+}
+
+/// An API token row.
+pub(crate) fn token<DB: Io>(row: &DB::Row) -> Result<ApiTokenRecord, StoreError> {
+    let id = DB::int(row, token_col::ID)?;
+    Ok(ApiTokenRecord {
+        id,
+        user_id: DB::text(row, token_col::USER_ID)?,
+        name: DB::text(row, token_col::NAME)?,
+        created_at: DB::time(row, token_col::CREATED_AT)?.ok_or(StoreError::Corrupt {
+            id,
+            what: "an API token has no `created_at`",
+        })?,
+        last_used_at: DB::time(row, token_col::LAST_USED_AT)?,
+    })
+}

@@ -1,0 +1,135 @@
+//! The one migration runner on every backend: app servers starting together
+//! migrate one table at once, each file is applied and recorded once, a
+//! second run changes nothing, and the migrated table stores sessions.
+
+mod common;
+
+use chrono::Utc;
+use keycard::store::{SessionFields, SessionStore, TableName};
+use keycard::token::SessionToken;
+
+/// How many app servers start at once.
+const SERVERS: usize = 4;
+
+/// What every backend's check asserts once its stores have migrated:
+/// `versions` lists the book's rows, the first store can hold a session.
+async fn assert_migrated_once(versions: Vec<i64>, store: &dyn SessionStore) {
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4],
+        "each file recorded once, in order"
+    );
+    let fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), Utc::now());
+    let id = store.insert(&fields).await.expect("insert after migrating");
+    assert!(store.load(id).await.expect("load").is_some());
+}
+
+/// Migrates `table` from [`SERVERS`] stores at once (each on its own pool,
+/// as separate processes would be), then once more.
+macro_rules! migrate_together {
+    ($open:expr, $table:expr) => {{
+        let mut stores = Vec::new();
+        for _ in 0..SERVERS {
+            stores.push($open.await);
+        }
+        let runs: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let store = store.clone();
+                tokio::spawn(async move { store.migrate().await })
+            })
+            .collect();
+        for run in runs {
+            run.await
+                .expect("task")
+                .expect("every concurrent migrate succeeds");
+        }
+        stores[0].migrate().await.expect("a second run succeeds");
+        stores
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_processes_migrating_together_apply_each_file_once() {
+    use keycard::store::SqliteStore;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let table = TableName::new("migrated").expect("table");
+    let stores = migrate_together!(
+        async {
+            let store = SqliteStore::connect(&url).await.expect("open");
+            SqliteStore::with_table_name(store.pool().clone(), table.clone())
+        },
+        table
+    );
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM migrated_migrations ORDER BY version")
+            .fetch_all(stores[0].pool())
+            .await
+            .expect("book");
+    assert_migrated_once(versions, &stores[0]).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_servers_migrating_together_apply_each_file_once() {
+    use keycard::store::PostgresStore;
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let stores = migrate_together!(
+        async {
+            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+            PostgresStore::with_table_name(pool, table.clone())
+        },
+        table
+    );
+    let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
+    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(stores[0].pool())
+        .await
+        .expect("book");
+    assert_migrated_once(versions, &stores[0]).await;
+    drop_tables(stores[0].pool(), &table).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
+async fn mysql_servers_migrating_together_apply_each_file_once() {
+    use keycard::store::MySqlStore;
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_MYSQL_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let stores = migrate_together!(
+        async {
+            let pool = sqlx::MySqlPool::connect(&url).await.expect("connect");
+            MySqlStore::with_table_name(pool, table.clone())
+        },
+        table
+    );
+    let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
+    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(stores[0].pool())
+        .await
+        .expect("book");
+    assert_migrated_once(versions, &stores[0]).await;
+    drop_tables(stores[0].pool(), &table).await;
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn drop_tables<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, table: &TableName)
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    let sql = format!(
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens"
+    );
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+}
