@@ -878,7 +878,7 @@ async fn change_password(
         }
         // The password was changed, but the sessions could not be ended or
         // rotated: the session layer's answer for that error.
-        Err(AccountError::Sessions(error)) => Err(error),
+        Err(AccountError::Sessions(error)) => Err(error.into()),
         Err(error) => {
             tracing::error!(%error, "demo: changing the password failed");
             Ok(refused(
@@ -982,7 +982,7 @@ async fn create_token(
         if let Err(error) = app.tokens.revoke(&user.id, new.record.id).await {
             tracing::error!(%error, "demo: revoking the unusable token failed");
         }
-        return Err(error);
+        return Err(error.into());
     }
     Ok(Redirect::to("/tokens").into_response())
 }

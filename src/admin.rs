@@ -28,10 +28,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::Error;
+use crate::EndReason;
+use crate::SessionError;
 use crate::session::SessionContext;
 use crate::session::SessionInfo;
-use crate::session::lifecycle::{self, EndReason};
+use crate::session::lifecycle;
 use crate::store::UserSessions;
 use crate::token::SessionId;
 
@@ -46,7 +47,7 @@ pub struct SessionAdmin {
 impl SessionAdmin {
     /// The user's active sessions, most recently used first. No token or
     /// hash is included.
-    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, SessionError> {
         let records = self.ctx.store.list_for_user(user_id).await?;
         Ok(SessionInfo::active(
             records,
@@ -57,7 +58,7 @@ impl SessionAdmin {
     }
 
     /// Ends one session. Returns whether it existed.
-    pub async fn end(&self, id: SessionId) -> Result<bool, Error> {
+    pub async fn end(&self, id: SessionId) -> Result<bool, SessionError> {
         Ok(self.ctx.store.delete(id).await?)
     }
 
@@ -68,7 +69,7 @@ impl SessionAdmin {
         &self,
         user_id: &str,
         except: Option<SessionId>,
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, SessionError> {
         let which = except.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.ctx.store.delete_for_user(user_id, which).await?;
         tracing::info!(ended, "keycard: sessions of a user ended");
@@ -86,7 +87,7 @@ impl SessionAdmin {
         &self,
         user_id: &str,
         credential: &str,
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, SessionError> {
         let records = self.ctx.store.list_for_user(user_id).await?;
         let mut ended = 0;
         for record in records
@@ -105,7 +106,7 @@ impl SessionAdmin {
 
     /// Ends every session of every user: everybody signs in again. Returns
     /// how many ended.
-    pub async fn end_all(&self) -> Result<u64, Error> {
+    pub async fn end_all(&self) -> Result<u64, SessionError> {
         let ended = self.ctx.store.delete_all().await?;
         tracing::info!(ended, "keycard: every session ended by an administrator");
         lifecycle::sessions_ended(None, ended, EndReason::Admin).await?;
@@ -113,7 +114,7 @@ impl SessionAdmin {
     }
 
     /// How many sessions were used at or after `since`.
-    pub async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, Error> {
+    pub async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, SessionError> {
         Ok(self.ctx.store.count_active_since(since).await?)
     }
 
@@ -122,7 +123,7 @@ impl SessionAdmin {
     /// that no statement holds the table for long, and returns how many it
     /// deleted. Expired sessions are refused whether or not this has run:
     /// purging only reclaims space.
-    pub async fn purge_expired(&self) -> Result<u64, Error> {
+    pub async fn purge_expired(&self) -> Result<u64, SessionError> {
         let batch = self.ctx.config.purge_batch_size;
         let mut purged = 0;
         loop {

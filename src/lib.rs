@@ -71,6 +71,7 @@ mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod layer;
+mod response;
 mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod stack;
@@ -84,8 +85,8 @@ pub use config::{ConcurrentSessions, SessionConfig};
 pub use error::Error;
 pub use layer::SessionLayer;
 pub use session::{
-    EndReason, Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionEvent,
-    SessionInfo,
+    EndReason, Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS, Session, SessionError,
+    SessionEvent, SessionInfo,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stack::KeycardLayer;

@@ -1,5 +1,5 @@
 //! [`Veto`]: a refusal to commit, which a request's transaction answers
-//! with (see [`cnx`](crate::cnx)). A core type, so that [`Error`](crate::Error)
+//! with (see [`cnx`](crate::cnx)). A core type, so that [`SessionError`](crate::SessionError)
 //! can carry it without depending on the connections.
 
 use http::StatusCode;

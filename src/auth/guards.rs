@@ -167,7 +167,7 @@ pub enum AuthRejection {
     PermissionCheckFailed,
     /// The session could not be read: its error's status (`503`).
     #[error(transparent)]
-    Session(#[from] crate::Error),
+    Session(#[from] crate::SessionError),
     /// The router has no [`SessionLayer`](crate::SessionLayer): `500`.
     #[error("guard used without `SessionLayer`")]
     MissingSessionLayer,

@@ -17,8 +17,8 @@ use super::{
     Authenticated, AuthenticationError, Authenticator, Credentials, RequestHead, Retrieved,
     Retriever, TrustedHeader,
 };
-use crate::error::plain_response;
-use crate::{Error, Login, Session};
+use crate::response::plain_response;
+use crate::{Login, Session, SessionError};
 
 /// How the user of this request was authenticated by [`AuthLayer`], in the
 /// request's extensions (and in [`AuthUser::marks`](super::AuthUser::marks)).
@@ -298,7 +298,7 @@ async fn sign_in(
     user: &Authenticated,
     method: &'static str,
     is_api: bool,
-) -> Result<(), Error> {
+) -> Result<(), SessionError> {
     let current = session.identity().await?;
     if let Some(who) = &current
         && who.user_id == user.user_id
@@ -314,7 +314,7 @@ async fn sign_in(
 }
 
 /// Wrong credentials on an API session end it.
-async fn end_api_session(session: &Session) -> Result<(), Error> {
+async fn end_api_session(session: &Session) -> Result<(), SessionError> {
     if session.identity().await?.is_some_and(|who| who.is_api) {
         session.logout().await?;
     }
@@ -323,7 +323,7 @@ async fn end_api_session(session: &Session) -> Result<(), Error> {
 
 /// A session signed in by a trusted proxy's header ends when a request comes
 /// without it.
-async fn end_orphaned_trusted_session(session: &Session) -> Result<(), Error> {
+async fn end_orphaned_trusted_session(session: &Session) -> Result<(), SessionError> {
     let by_proxy = session
         .identity()
         .await?

@@ -81,6 +81,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use http::{HeaderMap, Method, Uri};
 
+mod error;
 mod guards;
 mod layer;
 mod password;
@@ -89,13 +90,14 @@ mod settings;
 mod tokens;
 
 pub use crate::store::LockoutPolicy;
+pub use error::AccountError;
 pub use guards::method::AuthMethodName;
 pub use guards::{
     AuthRejection, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
     RequirePermission, SignInRequired, method,
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
-pub use password::{AccountError, PasswordAuthenticator};
+pub use password::PasswordAuthenticator;
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};
 

@@ -7,50 +7,15 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use async_trait::async_trait;
 use unicode_normalization::UnicodeNormalization as _;
 
-use super::{Authenticated, AuthenticationError, Authenticator, Credentials, LockoutPolicy};
+use super::{
+    AccountError, Authenticated, AuthenticationError, Authenticator, Credentials, LockoutPolicy,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::store::{StoreError, UserRecord, UserStore};
 
 /// The longest password accepted, in bytes: argon2 hashes any length, but an
 /// unbounded one is a way to burn the server's CPU.
 const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// Why an account could not be created or changed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AccountError {
-    /// Empty, too long, or containing control characters or `:` (which
-    /// HTTP Basic cannot carry).
-    #[error("invalid user name: use 1 to 255 characters, no control characters and no `:`")]
-    InvalidUsername,
-    /// Empty, or longer than 1024 bytes.
-    #[error("invalid password: use 1 to 1024 bytes")]
-    InvalidPassword,
-    /// Another account has the same canonical name.
-    #[error("an account with this user name exists already")]
-    Exists,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Hashing failed (the operating system's randomness, or argon2 itself).
-    #[error("password hashing failed")]
-    Hashing,
-    /// [`change_password`](PasswordAuthenticator::change_password) was
-    /// given a wrong current password (counted toward the lockout).
-    #[error("the current password is wrong")]
-    WrongPassword,
-    /// [`change_password`](PasswordAuthenticator::change_password) was
-    /// called for a session nobody is signed in to.
-    #[error("nobody is signed in to this session")]
-    NotSignedIn,
-    /// The account was changed, but ending or rotating its sessions failed:
-    /// the change stands; retry ending the sessions.
-    #[error("ending the account's sessions failed: {0}")]
-    Sessions(#[from] crate::Error),
-    /// The password check could not run (its database is down).
-    #[error("the password check is unavailable: {0}")]
-    Unavailable(String),
-}
 
 /// Accounts in keycard's optional users table (`<table>_users`, created by
 /// `migrate()`), with argon2id password hashes and

@@ -7,7 +7,7 @@ use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::guards::Permissions;
-use crate::error::plain_response;
+use crate::response::plain_response;
 
 /// Put in each request's extensions by [`AuthLayer`](super::AuthLayer).
 #[derive(Clone, Debug)]

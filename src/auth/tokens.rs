@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::AccountError;
 use super::{Authenticated, AuthenticationError, Authenticator, Credentials};
+use crate::SessionAdmin;
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::store::{ApiTokenRecord, NewApiToken, UserStore};
 use crate::token::SessionToken;
-use crate::{Error, SessionAdmin};
 
 /// What every keycard API token starts with, so secret scanners and people
 /// can recognise one.
@@ -87,21 +88,19 @@ impl ApiTokens {
     }
 
     /// Creates a token for `user_id`, named `name` (1 to 255 characters).
-    pub async fn create(&self, user_id: &str, name: &str) -> Result<NewToken, Error> {
+    pub async fn create(&self, user_id: &str, name: &str) -> Result<NewToken, AccountError> {
         let valid = |s: &str| {
             let chars = s.chars().count();
             chars > 0 && chars <= crate::MAX_USER_ID_CHARS && !s.chars().any(char::is_control)
         };
         if !valid(user_id) || !valid(name) {
-            return Err(Error::InvalidLogin(
-                "token owner and name must be 1 to 255 characters",
-            ));
+            return Err(AccountError::InvalidTokenName);
         }
         let created_at = to_micros(self.clock.now());
         // A hash collision of 256-bit tokens will not happen; if the unique
         // index ever refuses one, a new token is drawn.
         for _ in 0..3 {
-            let secret = SessionToken::generate().map_err(|_| Error::Randomness)?;
+            let secret = SessionToken::generate().map_err(|_| AccountError::Randomness)?;
             let token = NewApiToken {
                 token_hash: secret.hash(),
                 user_id: user_id.to_owned(),
@@ -120,17 +119,17 @@ impl ApiTokens {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Randomness)
+        Err(AccountError::Randomness)
     }
 
     /// The user's tokens, oldest first (no secrets: they are not kept).
-    pub async fn list(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, Error> {
+    pub async fn list(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, AccountError> {
         Ok(self.store.list_api_tokens(user_id).await?)
     }
 
     /// Revokes one of the user's tokens and ends every session it opened;
     /// `false` if it is not theirs.
-    pub async fn revoke(&self, user_id: &str, id: i64) -> Result<bool, Error> {
+    pub async fn revoke(&self, user_id: &str, id: i64) -> Result<bool, AccountError> {
         let revoked = self.store.delete_api_token(user_id, id).await?;
         if revoked {
             tracing::info!(token.id = id, user = user_id, "keycard: API token revoked");

@@ -23,13 +23,14 @@ use super::conn::CnxConn;
 use super::handle::Phase;
 use super::handle::{Cnx, CnxInner};
 use super::hooks::HookEvent;
-use crate::session::lifecycle::{self, HooksHandle, SessionEvent, SessionHooks};
+use crate::SessionEvent;
+use crate::session::lifecycle::{self, HooksHandle, SessionHooks};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::store::StoreError;
 use crate::store::request_tx::{self, RequestTransaction};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use crate::store::request_tx::{ConnectionLender, Lent};
-use crate::{Error, Session};
+use crate::{Error, Session, SessionError};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -52,9 +53,21 @@ impl<DB: CnxDatabase> SessionHooks for CnxInner<DB> {
         })
     }
 
-    fn fire(self: Arc<Self>, events: Vec<SessionEvent>) -> BoxFuture<Result<(), Error>> {
+    fn fire(self: Arc<Self>, events: Vec<SessionEvent>) -> BoxFuture<Result<(), SessionError>> {
         let events = events.into_iter().map(HookEvent::from).collect();
-        Box::pin(async move { Cnx(self).run_hooks(events).await })
+        Box::pin(async move { Cnx(self).run_hooks(events).await.map_err(hook_failed) })
+    }
+}
+
+/// A hook's error as the session save's: a session error as it is, any
+/// other with its status.
+fn hook_failed(error: Error) -> SessionError {
+    match error {
+        Error::Session(error) => error,
+        other => SessionError::Hook {
+            status: other.status(),
+            source: Box::new(other),
+        },
     }
 }
 
@@ -170,11 +183,15 @@ impl<DB: CnxDatabase> ConnectionLender<DB> for Cnx<DB> {
             // A guard held by this very task would never be released while
             // it waits here: refuse instead of hanging.
             if self.held_here() {
-                return Err(StoreError::ConnectionHeld);
+                return Err(StoreError::Backend(
+                    "the request's transaction connection is held by this task: drop the \
+                     `CnxConn` before writing the session"
+                        .into(),
+                ));
             }
             match self.open_transaction(may_begin).await {
                 Ok(guard) => Ok(guard.map(|guard| Lent::joined(CnxConn::joined(guard)))),
-                Err(Error::Database(error)) => Err(StoreError::Database(error)),
+                Err(super::CnxError::Database(error)) => Err(StoreError::Database(error)),
                 Err(_) => Ok(None),
             }
         })

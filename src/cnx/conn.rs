@@ -5,8 +5,21 @@ use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 
+use sqlx::Transaction;
+use tokio::sync::OwnedMappedMutexGuard;
+
 use super::CnxDatabase;
-use super::handle::{Cnx, CnxInner, TxGuard};
+
+/// A held transaction connection.
+pub(crate) type TxGuard<DB> =
+    OwnedMappedMutexGuard<Option<Transaction<'static, DB>>, <DB as sqlx::Database>::Connection>;
+
+/// Whoever remembers which task holds the transaction's connection: told
+/// when a handler's guard drops.
+pub(crate) trait HeldBy: Send + Sync {
+    /// The guard was dropped.
+    fn released(&self);
+}
 
 /// A database connection lent by [`Cnx::read`](super::Cnx::read) or
 /// [`Cnx::write`](super::Cnx::write): run queries on `&mut *conn`. A pooled
@@ -22,7 +35,7 @@ enum Held<DB: CnxDatabase> {
     Transaction {
         guard: TxGuard<DB>,
         /// Set for a handler's guard, whose task is remembered as the holder.
-        owner: Option<Arc<CnxInner<DB>>>,
+        owner: Option<Arc<dyn HeldBy>>,
     },
 }
 
@@ -33,7 +46,7 @@ impl<DB: CnxDatabase> CnxConn<DB> {
         }
     }
 
-    pub(crate) fn transaction(guard: TxGuard<DB>, owner: Arc<CnxInner<DB>>) -> Self {
+    pub(crate) fn transaction(guard: TxGuard<DB>, owner: Arc<dyn HeldBy>) -> Self {
         Self {
             held: Held::Transaction {
                 guard,
@@ -81,7 +94,7 @@ impl<DB: CnxDatabase> Drop for CnxConn<DB> {
             owner: Some(owner), ..
         } = &self.held
         {
-            Cnx(owner.clone()).clear_holder();
+            owner.released();
         }
     }
 }

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard, OnceLock, PoisonError};
 
 use http::Extensions;
 use sqlx::{Pool, Transaction};
-use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::CnxDatabase;
-use super::conn::CnxConn;
+use super::CnxError;
+use super::conn::{CnxConn, HeldBy, TxGuard};
 use super::hooks::{Hook, HookEvent};
 use super::ops::{self, CommitState, Deferred, Precommit, Veto};
 use super::security::{RowSecurity, Security};
@@ -18,9 +19,6 @@ use crate::{Error, Session};
 
 /// The slot of the request's transaction.
 pub(crate) type Slot<DB> = Arc<Mutex<Option<Transaction<'static, DB>>>>;
-/// A held transaction connection.
-pub(crate) type TxGuard<DB> =
-    OwnedMappedMutexGuard<Option<Transaction<'static, DB>>, <DB as sqlx::Database>::Connection>;
 
 /// keycard's own work at the end of a transaction (cache evictions).
 pub(crate) type AfterTransaction = Box<dyn FnOnce() + Send>;
@@ -38,7 +36,7 @@ pub enum Scope {
 
 /// What every connection of one [`CnxLayer`](super::CnxLayer) shares.
 pub(crate) struct Settings<DB: CnxDatabase> {
-    pub(crate) hooks: Vec<Hook<DB>>,
+    pub(crate) hooks: Vec<Hook<Cnx<DB>>>,
     pub(crate) row_security: Option<RowSecurity>,
 }
 
@@ -106,7 +104,7 @@ struct TxLedger<DB: CnxDatabase> {
     /// The user a transaction begun while the session saves runs as.
     save_user: Option<String>,
     veto: Option<Veto>,
-    precommit: Vec<Precommit<DB>>,
+    precommit: Vec<Precommit<Cnx<DB>>>,
     postcommit: Vec<Deferred>,
     rollback: Vec<Deferred>,
     /// keycard's own work at the end of the transaction (cache evictions).
@@ -177,7 +175,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn read(&self) -> Result<CnxConn<DB>, Error> {
+    pub async fn read(&self) -> Result<CnxConn<DB>, CnxError> {
         self.touch();
         let in_tx = self.ledger().open || self.0.settings.row_security.is_some();
         if in_tx {
@@ -202,19 +200,16 @@ impl<DB: CnxDatabase> Cnx<DB> {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn write(&self) -> Result<CnxConn<DB>, Error> {
+    pub async fn write(&self) -> Result<CnxConn<DB>, CnxError> {
         self.touch();
-        let guard = self
-            .open_transaction(true)
-            .await?
-            .ok_or(Error::ConnectionClosed)?;
+        let guard = self.open_transaction(true).await?.ok_or(CnxError::Closed)?;
         self.ledger().holder = Some(tokio::task::try_id());
         Ok(CnxConn::transaction(guard, self.0.clone()))
     }
 
     /// Begins the transaction now, if there is none, so that even the
     /// handler's first reads run inside it.
-    pub async fn begin(&self) -> Result<(), Error> {
+    pub async fn begin(&self) -> Result<(), CnxError> {
         drop(self.write().await?);
         Ok(())
     }
@@ -249,7 +244,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
     /// (until switched again), explicitly and in the log. With
     /// [`RowSecurity`] on PostgreSQL, an open transaction gets the new
     /// flags at once and later ones begin with them.
-    pub async fn set_security(&self, security: Security) -> Result<(), Error> {
+    pub async fn set_security(&self, security: Security) -> Result<(), CnxError> {
         self.touch();
         let open = {
             let mut ledger = self.ledger();
@@ -375,15 +370,15 @@ impl<DB: CnxDatabase> Cnx<DB> {
         !self.ledger().disabled_hooks.contains(category)
     }
 
-    fn check_not_finished(&self) -> Result<(), Error> {
+    fn check_not_finished(&self) -> Result<(), CnxError> {
         if self.ledger().phase == Phase::Finished {
-            return Err(Error::ConnectionClosed);
+            return Err(CnxError::Closed);
         }
         Ok(())
     }
 
     /// The user a transaction begun now runs as, for row security.
-    async fn user_for_security(&self, saving: bool) -> Result<Option<String>, Error> {
+    async fn user_for_security(&self, saving: bool) -> Result<Option<String>, CnxError> {
         if self.0.internal || self.0.settings.row_security.is_none() {
             return Ok(None);
         }
@@ -391,7 +386,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
             return Ok(self.ledger().save_user.clone());
         }
         match self.session() {
-            Some(session) => session.user_id().await,
+            Some(session) => Ok(session.user_id().await?),
             None => Ok(None),
         }
     }
@@ -401,13 +396,13 @@ impl<DB: CnxDatabase> Cnx<DB> {
     pub(crate) async fn open_transaction(
         &self,
         may_begin: bool,
-    ) -> Result<Option<TxGuard<DB>>, Error> {
+    ) -> Result<Option<TxGuard<DB>>, CnxError> {
         let (open, phase) = {
             let ledger = self.ledger();
             (ledger.open, ledger.phase)
         };
         if phase == Phase::Finished {
-            return Err(Error::ConnectionClosed);
+            return Err(CnxError::Closed);
         }
         // Asked before the slot is locked: the session's lock is never
         // taken while the slot's is held.
@@ -431,7 +426,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         &self,
         slot: &mut OwnedMutexGuard<Option<Transaction<'static, DB>>>,
         user: Option<String>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), CnxError> {
         let mut tx = self.0.pool.begin_with(DB::BEGIN).await?;
         if let Some(row) = &self.0.settings.row_security {
             let security = self.ledger().security;
@@ -472,7 +467,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         };
         if let Some(veto) = veto {
             self.rollback_now().await;
-            return Err(Error::Vetoed(veto));
+            return Err(Error::from(veto));
         }
         if !open && !pending {
             return Ok(());
@@ -526,7 +521,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
                 op(self.clone()).await?;
             }
             if let Some(veto) = self.ledger().veto.clone() {
-                return Err(Error::Vetoed(veto));
+                return Err(Error::from(veto));
             }
         }
         Ok(())
@@ -618,10 +613,6 @@ impl<DB: CnxDatabase> Cnx<DB> {
         self.ledger().holder == Some(tokio::task::try_id())
     }
 
-    pub(crate) fn clear_holder(&self) {
-        self.ledger().holder = None;
-    }
-
     /// Runs `f` when the open transaction ends, or now if there is none.
     pub(crate) fn after_transaction(&self, f: AfterTransaction) {
         let mut ledger = self.ledger();
@@ -655,5 +646,14 @@ impl<DB: CnxDatabase> TxLedger<DB> {
             Scope::Connection => &mut self.connection_data,
             Scope::Transaction => &mut self.transaction_data,
         }
+    }
+}
+
+impl<DB: CnxDatabase> HeldBy for CnxInner<DB> {
+    fn released(&self) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .holder = None;
     }
 }

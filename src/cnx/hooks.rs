@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Cnx, CnxDatabase};
 use crate::Error;
 use crate::token::SessionId;
 
@@ -82,17 +81,18 @@ impl From<crate::SessionEvent> for HookEvent {
     }
 }
 
-type HookFn<DB> = dyn Fn(Cnx<DB>, HookEvent) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>
-    + Send
-    + Sync;
+/// A hook's code, given the connection it runs on (`C` is a
+/// [`Cnx`](super::Cnx), named by whoever keeps the hooks).
+type HookFn<C> =
+    dyn Fn(C, HookEvent) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> + Send + Sync;
 
 /// One registered hook.
-pub(crate) struct Hook<DB: CnxDatabase> {
+pub(crate) struct Hook<C> {
     pub(crate) category: String,
-    pub(crate) run: Arc<HookFn<DB>>,
+    pub(crate) run: Arc<HookFn<C>>,
 }
 
-impl<DB: CnxDatabase> Clone for Hook<DB> {
+impl<C> Clone for Hook<C> {
     fn clone(&self) -> Self {
         Self {
             category: self.category.clone(),
@@ -101,10 +101,10 @@ impl<DB: CnxDatabase> Clone for Hook<DB> {
     }
 }
 
-impl<DB: CnxDatabase> Hook<DB> {
+impl<C> Hook<C> {
     pub(crate) fn new<F, Fut>(category: &str, hook: F) -> Self
     where
-        F: Fn(Cnx<DB>, HookEvent) -> Fut + Send + Sync + 'static,
+        F: Fn(C, HookEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
         Self {

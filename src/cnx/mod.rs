@@ -134,6 +134,7 @@
 pub(crate) mod ambient;
 mod backend;
 mod conn;
+mod error;
 mod future;
 mod handle;
 mod hooks;
@@ -143,6 +144,7 @@ mod security;
 
 pub use backend::CnxDatabase;
 pub use conn::CnxConn;
+pub use error::CnxError;
 pub use future::ResponseFuture;
 pub use handle::{Cnx, Scope};
 pub use hooks::{EndReason, HookEvent};

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{Cnx, CnxDatabase};
 use crate::Error;
 
 /// Where a connection's transaction is in its life. Read it with
@@ -33,16 +32,16 @@ pub use crate::veto::Veto;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// An operation run at precommit, inside the transaction; an error vetoes.
-pub(crate) type Precommit<DB> = Box<dyn FnOnce(Cnx<DB>) -> BoxFuture<Result<(), Error>> + Send>;
+/// An operation run at precommit, inside the transaction, given its
+/// connection (`C` is a [`Cnx`](super::Cnx)); an error vetoes.
+pub(crate) type Precommit<C> = Box<dyn FnOnce(C) -> BoxFuture<Result<(), Error>> + Send>;
 
 /// An operation run after the transaction ended (postcommit, rollback).
 pub(crate) type Deferred = Box<dyn FnOnce() -> BoxFuture<()> + Send>;
 
-pub(crate) fn precommit<DB, F, Fut>(op: F) -> Precommit<DB>
+pub(crate) fn precommit<C, F, Fut>(op: F) -> Precommit<C>
 where
-    DB: CnxDatabase,
-    F: FnOnce(Cnx<DB>) -> Fut + Send + 'static,
+    F: FnOnce(C) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
     Box::new(move |cnx| Box::pin(op(cnx)))
@@ -54,10 +53,4 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     Box::new(move || Box::pin(op()))
-}
-
-impl From<Veto> for Error {
-    fn from(veto: Veto) -> Self {
-        Error::Vetoed(veto)
-    }
 }

@@ -27,7 +27,7 @@ pub enum CsrfRejection {
     MissingSessionLayer(#[from] MissingSessionLayer),
     /// The session could not be loaded: the layer answers `503` anyway.
     #[error(transparent)]
-    Session(#[from] crate::Error),
+    Session(#[from] crate::SessionError),
     /// The body is not `application/x-www-form-urlencoded`: `415`.
     #[error("the request body is not a form")]
     NotAForm,

@@ -87,7 +87,7 @@ where
                     // Polled again after completion: a contract breach by the
                     // caller; answer an empty-bodied error rather than panic.
                     let response = response.take().unwrap_or_else(|| {
-                        crate::error::plain_response(
+                        crate::response::plain_response(
                             http::StatusCode::INTERNAL_SERVER_ERROR,
                             "Internal server error.\n",
                         )

@@ -343,7 +343,7 @@ impl SessionLayer {
     /// The largest a session's values may be, in bytes of their JSON: a
     /// [`Session::insert`](crate::Session::insert) or
     /// [`update`](crate::Session::update) that would make them larger is
-    /// refused with [`Error::TooLarge`](crate::Error::TooLarge) (`413`) and
+    /// refused with [`SessionError::TooLarge`](crate::SessionError::TooLarge) (`413`) and
     /// changes nothing. Default: 64 KiB, which bounds what one client can
     /// make the store keep and every read carry.
     pub fn max_session_bytes(self, bytes: usize) -> Self {

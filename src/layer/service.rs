@@ -43,7 +43,7 @@ where
                 path = request.uri().path(),
                 "keycard: cross-origin request refused"
             );
-            return ResponseFuture::refused(crate::error::plain_response(
+            return ResponseFuture::refused(crate::response::plain_response(
                 http::StatusCode::FORBIDDEN,
                 "Cross-origin request refused: this site accepts forms and scripts \
                  only from its own pages.\n",

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Session, ready_mut};
-use crate::Error;
+use crate::SessionError;
 use crate::token::{CsrfToken, SessionToken};
 
 impl Session {
@@ -36,7 +36,7 @@ impl Session {
     /// Ok(format!(r#"<form method="post" action="/visit">{field}<button>Visit</button></form>"#))
     /// # }
     /// ```
-    pub async fn csrf_token(&self) -> Result<Option<CsrfToken>, Error> {
+    pub async fn csrf_token(&self) -> Result<Option<CsrfToken>, SessionError> {
         if self.is_request_only() {
             return Ok(None);
         }
@@ -47,7 +47,7 @@ impl Session {
             (None, Some(_), Some((_, token))) => token.clone(),
             (None, _, _) => {
                 // Not stored yet: draw the token it will be stored with.
-                let token = SessionToken::generate().map_err(|_| Error::Randomness)?;
+                let token = SessionToken::generate().map_err(|_| SessionError::Randomness)?;
                 w.new_token = Some(token.clone());
                 token
             }
@@ -62,7 +62,7 @@ impl Session {
     /// sessions signed in by a bearer token or another credential browsers
     /// never send on their own. Request-only sessions of HTTP Basic, which
     /// browsers resend by themselves, have no token and never pass.
-    pub async fn verify_csrf(&self, presented: Option<&str>) -> Result<bool, Error> {
+    pub async fn verify_csrf(&self, presented: Option<&str>) -> Result<bool, SessionError> {
         if self.is_request_only() {
             let ambient = self.0.ambient_credentials.load(Ordering::Acquire);
             if ambient {

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::lifecycle::{self, EndReason};
+use super::events::EndReason;
+use super::lifecycle;
 use super::{Session, ready_mut};
-use crate::Error;
+use crate::SessionError;
 use crate::config::SessionConfig;
 use crate::store::{SessionRecord, UserSessions};
 use crate::token::SessionId;
@@ -76,7 +77,7 @@ impl SessionInfo {
 impl Session {
     /// The signed-in user's active sessions, most recently used first, this
     /// one marked [`current`](SessionInfo::current). Empty while anonymous.
-    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
             return Ok(Vec::new());
@@ -95,9 +96,9 @@ impl Session {
     /// everywhere else", or after a password change). Returns how many
     /// ended; 0 while anonymous. A [request-only](Self::is_request_only)
     /// session (a bearer token's request) has no session of its own to keep
-    /// and gets [`Error::RequestOnly`]: an API credential does not sign its
+    /// and gets [`SessionError::RequestOnly`]: an API credential does not sign its
     /// user out of their browsers.
-    pub async fn end_other_sessions(&self) -> Result<u64, Error> {
+    pub async fn end_other_sessions(&self) -> Result<u64, SessionError> {
         self.writable()?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
@@ -113,9 +114,9 @@ impl Session {
     /// Ends one of the signed-in user's sessions, at once, if it is theirs
     /// ("sign out that device"); ending this session is a
     /// [`logout`](Self::logout). Returns whether a session ended. Refused
-    /// with [`Error::RequestOnly`] on a [request-only](Self::is_request_only)
+    /// with [`SessionError::RequestOnly`] on a [request-only](Self::is_request_only)
     /// session, like [`end_other_sessions`](Self::end_other_sessions).
-    pub async fn end_user_session(&self, id: SessionId) -> Result<bool, Error> {
+    pub async fn end_user_session(&self, id: SessionId) -> Result<bool, SessionError> {
         self.writable()?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
@@ -137,7 +138,7 @@ impl Session {
 
     /// The signed-in user as this request sees it, and this session's id
     /// (`None` until first stored).
-    async fn user_and_id(&self) -> Result<(Option<String>, Option<SessionId>), Error> {
+    async fn user_and_id(&self) -> Result<(Option<String>, Option<SessionId>), SessionError> {
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
         Ok((w.view.user_id.clone(), w.stored.as_ref().map(|r| r.id)))

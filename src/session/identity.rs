@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Session;
-use crate::Error;
+use crate::SessionError;
 
 /// Who is signed in to a session and how: what a guard or a page header
 /// needs, read under one lock instead of one `await` per field. Carries no
@@ -39,7 +39,7 @@ impl Session {
     /// })
     /// # }
     /// ```
-    pub async fn identity(&self) -> Result<Option<Identity>, Error> {
+    pub async fn identity(&self) -> Result<Option<Identity>, SessionError> {
         let request_only = self.is_request_only();
         self.with(|w| {
             let view = &w.view;

@@ -6,12 +6,12 @@ use tracing::Instrument as _;
 
 use super::Session;
 use super::state::Working;
-use crate::Error;
+use crate::SessionError;
 use crate::store::{SessionData, SessionFields, SessionRecord, StoreError};
 use crate::token::{SessionToken, TokenHash};
 
 impl Session {
-    pub(super) async fn load(&self) -> Result<Working, Error> {
+    pub(super) async fn load(&self) -> Result<Working, SessionError> {
         let shared = &self.0;
         let span = tracing::info_span!("keycard.session", session.id = tracing::field::Empty);
         let now = shared.ctx.now();
@@ -93,7 +93,7 @@ impl Session {
 
     /// Whether a signed-in session's credential version is the user's
     /// current one (always, when the application keeps no versions).
-    async fn auth_version_is_current(&self, record: &SessionRecord) -> Result<bool, Error> {
+    async fn auth_version_is_current(&self, record: &SessionRecord) -> Result<bool, SessionError> {
         let (Some(versions), Some(user)) = (&self.0.ctx.auth_versions, &record.fields.user_id)
         else {
             return Ok(true);
@@ -101,7 +101,7 @@ impl Session {
         match versions.current(user).await {
             Ok(None) => Ok(true),
             Ok(current) => Ok(current == record.fields.auth_version),
-            Err(error) => Err(Error::AuthVersions(error.to_string())),
+            Err(error) => Err(SessionError::AuthVersions(error.to_string())),
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::state::{State, Working};
 use super::{Session, ready_mut};
-use crate::Error;
+use crate::SessionError;
 
 /// The longest user id a session holds, in characters.
 pub const MAX_USER_ID_CHARS: usize = 255;
@@ -81,13 +81,13 @@ impl Login {
     /// same on every store: empty or over-long names, and control
     /// characters (a NUL, which PostgreSQL refuses and SQLite would store;
     /// line breaks that would forge log lines).
-    fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), SessionError> {
         let valid = |text: &str, max: usize| {
             let chars = text.chars().count();
             chars > 0 && chars <= max && !text.chars().any(char::is_control)
         };
         if !valid(&self.user_id, MAX_USER_ID_CHARS) {
-            return Err(Error::InvalidLogin(
+            return Err(SessionError::InvalidLogin(
                 "the user id must be 1 to 255 characters, none of them a control character",
             ));
         }
@@ -96,7 +96,7 @@ impl Login {
             .as_ref()
             .is_some_and(|m| !valid(m, MAX_AUTH_METHOD_CHARS))
         {
-            return Err(Error::InvalidLogin(
+            return Err(SessionError::InvalidLogin(
                 "the auth method must be 1 to 64 characters, none of them a control character",
             ));
         }
@@ -105,7 +105,7 @@ impl Login {
             .as_ref()
             .is_some_and(|c| !valid(c, MAX_USER_ID_CHARS))
         {
-            return Err(Error::InvalidLogin(
+            return Err(SessionError::InvalidLogin(
                 "the credential name must be 1 to 255 characters",
             ));
         }
@@ -129,7 +129,7 @@ impl Login {
 
 impl Session {
     /// Signs `user_id` in: `login_with(Login::new(user_id))`.
-    pub async fn login(&self, user_id: impl Into<String>) -> Result<(), Error> {
+    pub async fn login(&self, user_id: impl Into<String>) -> Result<(), SessionError> {
         self.login_with(Login::new(user_id)).await
     }
 
@@ -144,7 +144,7 @@ impl Session {
     /// time is recorded as [`authenticated_at`](Self::authenticated_at), and
     /// the layer's [`ConcurrentSessions`](crate::config::ConcurrentSessions)
     /// policy is applied to the user's other sessions.
-    pub async fn login_with(&self, login: Login) -> Result<(), Error> {
+    pub async fn login_with(&self, login: Login) -> Result<(), SessionError> {
         self.writable()?;
         login.validate()?;
         let now = self.0.ctx.now();
@@ -174,7 +174,7 @@ impl Session {
         &self,
         login: Login,
         sent_by_browsers: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SessionError> {
         login.validate()?;
         let now = self.0.ctx.now();
         let mut view = self.fresh_fields(now);
@@ -194,7 +194,7 @@ impl Session {
     /// cookies are expired. A replay of the old cookies is an anonymous
     /// request from then on. (A value stored after the logout, a "goodbye"
     /// message say, starts a new anonymous session with new cookies.)
-    pub async fn logout(&self) -> Result<(), Error> {
+    pub async fn logout(&self) -> Result<(), SessionError> {
         self.writable()?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
@@ -210,7 +210,7 @@ impl Session {
     /// Signs out but keeps the session's values (a basket, preferences):
     /// the user, how and when they signed in are cleared and the session
     /// gets a fresh token, so the signed-in cookies are dead at once.
-    pub async fn logout_keeping_data(&self) -> Result<(), Error> {
+    pub async fn logout_keeping_data(&self) -> Result<(), SessionError> {
         self.writable()?;
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
@@ -229,7 +229,7 @@ impl Session {
     /// if the new session holds anything, it is stored under a new id and
     /// token (otherwise the cookies are expired). This is how an API client
     /// whose cookie belongs to another user is switched over.
-    pub async fn restart(&self) -> Result<(), Error> {
+    pub async fn restart(&self) -> Result<(), SessionError> {
         self.writable()?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
@@ -240,7 +240,7 @@ impl Session {
 
     /// Gives the session a fresh token, keeping its values and user. Use it
     /// whenever the session's privileges change.
-    pub async fn regenerate(&self) -> Result<(), Error> {
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
         self.writable()?;
         let mut state = self.ready().await?;
         ready_mut(&mut state)?.rotate()

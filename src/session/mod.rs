@@ -18,7 +18,6 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
-use crate::Error;
 use crate::clock::to_micros;
 use crate::store::{SessionData, SessionRecord};
 use crate::token::{SessionId, SessionToken};
@@ -26,6 +25,8 @@ use crate::token::{SessionId, SessionToken};
 mod context;
 mod csrf;
 mod devices;
+mod error;
+mod events;
 mod identity;
 pub(crate) mod lifecycle;
 mod load;
@@ -35,8 +36,9 @@ mod state;
 
 pub(crate) use context::{PurgeSchedule, SessionContext};
 pub use devices::SessionInfo;
+pub use error::SessionError;
+pub use events::{EndReason, SessionEvent};
 pub use identity::Identity;
-pub use lifecycle::{EndReason, SessionEvent};
 pub use login::{Login, MAX_AUTH_METHOD_CHARS, MAX_USER_ID_CHARS};
 pub(crate) use save::{CookieAction, Saved};
 use state::{State, Working};
@@ -99,19 +101,19 @@ impl Session {
 
     /// The value stored under `key`, read as a `T`; `None` if there is none.
     ///
-    /// Fails with [`Error::Deserialize`] if the stored value is not a `T`.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+    /// Fails with [`SessionError::Deserialize`] if the stored value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.with(|w| read(key, &w.view.data)).await?
     }
 
     /// The JSON value stored under `key`.
-    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, Error> {
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
         self.with(|w| w.view.data.get(key).cloned()).await
     }
 
     /// Stores `value` under `key`. Storing the value a key already has is not
     /// a change and causes no write.
-    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = to_value(key, value)?;
         let limit = self.0.ctx.config.max_data_bytes;
         self.with_mut(|w| {
@@ -125,7 +127,7 @@ impl Session {
     /// Removes `key` and returns its value, if it had one. (A
     /// [request-only](Self::is_request_only) session holds no values, so
     /// there it removes nothing and returns `None`.)
-    pub async fn remove(&self, key: &str) -> Result<Option<Value>, Error> {
+    pub async fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
         if self.is_request_only() {
             return Ok(None);
         }
@@ -139,7 +141,7 @@ impl Session {
 
     /// Removes every value. The user stays signed in. (A no-op on a
     /// [request-only](Self::is_request_only) session, which holds none.)
-    pub async fn clear(&self) -> Result<(), Error> {
+    pub async fn clear(&self) -> Result<(), SessionError> {
         if self.is_request_only() {
             return Ok(());
         }
@@ -164,7 +166,7 @@ impl Session {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, Error>
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
     where
         T: Serialize + DeserializeOwned + Send,
         F: FnMut(Option<T>) -> T + Send,
@@ -226,50 +228,50 @@ impl Session {
     }
 
     /// The signed-in user's id, `None` while anonymous.
-    pub async fn user_id(&self) -> Result<Option<String>, Error> {
+    pub async fn user_id(&self) -> Result<Option<String>, SessionError> {
         self.with(|w| w.view.user_id.clone()).await
     }
 
     /// How the signed-in user was authenticated, as given to
     /// [`Login::method`](crate::Login::method).
-    pub async fn auth_method(&self) -> Result<Option<String>, Error> {
+    pub async fn auth_method(&self) -> Result<Option<String>, SessionError> {
         self.with(|w| w.view.auth_method.clone()).await
     }
 
     /// Whether this is an API client's session (see [`Login::api`]).
-    pub async fn is_api(&self) -> Result<bool, Error> {
+    pub async fn is_api(&self) -> Result<bool, SessionError> {
         self.with(|w| w.view.is_api).await
     }
 
     /// When the user last signed in; `None` while anonymous.
-    pub async fn authenticated_at(&self) -> Result<Option<DateTime<Utc>>, Error> {
+    pub async fn authenticated_at(&self) -> Result<Option<DateTime<Utc>>, SessionError> {
         self.with(|w| w.view.authenticated_at).await
     }
 
     /// The session's id; `None` until it is first stored.
-    pub async fn id(&self) -> Result<Option<SessionId>, Error> {
+    pub async fn id(&self) -> Result<Option<SessionId>, SessionError> {
         self.with(|w| w.stored.as_ref().map(|r| r.id)).await
     }
 
     /// When the session was created.
-    pub async fn created_at(&self) -> Result<DateTime<Utc>, Error> {
+    pub async fn created_at(&self) -> Result<DateTime<Utc>, SessionError> {
         self.with(|w| w.view.created_at).await
     }
 
     /// When the session was last used before this request (or this request's
     /// time, once renewed).
-    pub async fn last_activity(&self) -> Result<DateTime<Utc>, Error> {
+    pub async fn last_activity(&self) -> Result<DateTime<Utc>, SessionError> {
         self.with(|w| w.view.last_activity).await
     }
 
     /// Whether the cookies outlive the browser session.
-    pub async fn is_persistent(&self) -> Result<bool, Error> {
+    pub async fn is_persistent(&self) -> Result<bool, SessionError> {
         self.with(|w| w.view.persistent).await
     }
 
     /// Makes the cookies persistent ("remember me": they carry a `Max-Age`
     /// that ends with the absolute timeout) or browser-session cookies.
-    pub async fn set_persistent(&self, persistent: bool) -> Result<(), Error> {
+    pub async fn set_persistent(&self, persistent: bool) -> Result<(), SessionError> {
         self.with_mut(|w| {
             if w.view.persistent != persistent {
                 w.view.persistent = persistent;
@@ -282,33 +284,33 @@ impl Session {
     /// Whether this request was signed in by its own credentials (HTTP
     /// Basic, a bearer token) for this request only: the session is not
     /// stored, and methods that would change it fail with
-    /// [`Error::RequestOnly`].
+    /// [`SessionError::RequestOnly`].
     pub fn is_request_only(&self) -> bool {
         self.0.request_only.load(Ordering::Acquire)
     }
 
     /// Refuses a change to a request-only session.
-    fn writable(&self) -> Result<(), Error> {
+    fn writable(&self) -> Result<(), SessionError> {
         if self.is_request_only() {
-            return Err(Error::RequestOnly);
+            return Err(SessionError::RequestOnly);
         }
         Ok(())
     }
 
     /// Runs `f`, which changes the session, on the loaded session.
-    async fn with_mut<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, Error> {
+    async fn with_mut<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, SessionError> {
         self.writable()?;
         self.with(f).await
     }
 
     /// Runs `f` on the loaded session.
-    async fn with<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, Error> {
+    async fn with<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, SessionError> {
         let mut state = self.ready().await?;
         Ok(f(ready_mut(&mut state)?))
     }
 
     /// Locks the state, loading the session on first use.
-    async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
+    async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         let mut state = self.0.state.lock().await;
         if matches!(*state, State::Unloaded) {
             self.0.used.store(true, Ordering::Release);
@@ -324,24 +326,24 @@ impl Session {
     }
 }
 
-fn ready_mut(state: &mut State) -> Result<&mut Working, Error> {
+fn ready_mut(state: &mut State) -> Result<&mut Working, SessionError> {
     match state {
         State::Ready(w) => Ok(w),
-        State::Unloaded | State::Failed => Err(Error::Unavailable),
+        State::Unloaded | State::Failed => Err(SessionError::Unavailable),
     }
 }
 
 /// Refuses `key = value` if it would make `data` longer than `limit` bytes
 /// of JSON. An upper bound first (the old value replaced counts as kept),
 /// so the common small write builds nothing.
-fn fits(data: &SessionData, key: &str, value: &Value, limit: usize) -> Result<(), Error> {
+fn fits(data: &SessionData, key: &str, value: &Value, limit: usize) -> Result<(), SessionError> {
     if encoded_len(data) + encoded_len(value) + key.len() + 6 <= limit {
         return Ok(());
     }
     let mut after = data.clone();
     after.insert(key.to_owned(), value.clone());
     if encoded_len(&after) > limit {
-        return Err(Error::TooLarge { limit });
+        return Err(SessionError::TooLarge { limit });
     }
     Ok(())
 }
@@ -365,26 +367,26 @@ fn encoded_len(data: &impl Serialize) -> usize {
     count.0
 }
 
-fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, Error> {
-    serde_json::to_value(value).map_err(|source| Error::Serialize {
+fn to_value<T: Serialize>(key: &str, value: T) -> Result<Value, SessionError> {
+    serde_json::to_value(value).map_err(|source| SessionError::Serialize {
         key: key.to_owned(),
         source,
     })
 }
 
 /// The value under `key` in `data`, read as a `T` without copying it first.
-fn read<T: DeserializeOwned>(key: &str, data: &SessionData) -> Result<Option<T>, Error> {
+fn read<T: DeserializeOwned>(key: &str, data: &SessionData) -> Result<Option<T>, SessionError> {
     data.get(key)
         .map(T::deserialize)
         .transpose()
-        .map_err(|source| Error::Deserialize {
+        .map_err(|source| SessionError::Deserialize {
             key: key.to_owned(),
             source,
         })
 }
 
 /// Runs an update closure on the value under `key` in `data`.
-fn apply<T, F>(key: &str, f: &mut F, data: &SessionData) -> Result<(T, Value), Error>
+fn apply<T, F>(key: &str, f: &mut F, data: &SessionData) -> Result<(T, Value), SessionError>
 where
     T: Serialize + DeserializeOwned,
     F: FnMut(Option<T>) -> T,

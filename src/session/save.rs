@@ -7,9 +7,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::Instrument as _;
 
 use super::Session;
-use super::lifecycle::{self, EndReason, SessionEvent};
+use super::events::{EndReason, SessionEvent};
+use super::lifecycle;
 use super::state::{State, Working};
-use crate::Error;
+use crate::SessionError;
 use crate::store::SessionRecord;
 use crate::token::{SessionId, SessionToken};
 
@@ -50,11 +51,11 @@ pub(crate) enum CookieAction {
 impl Session {
     /// The error for a session that a concurrent request ended or gave a
     /// new token: this request's changes are dropped, never written back.
-    pub(super) fn conflict(&self, w: &Working) -> Error {
+    pub(super) fn conflict(&self, w: &Working) -> SessionError {
         w.span.in_scope(|| {
             tracing::info!("keycard: session ended or rotated by a concurrent request")
         });
-        Error::Conflict
+        SessionError::Conflict
     }
 
     /// Whether a method of this session ran during the request.
@@ -72,7 +73,7 @@ impl Session {
     /// handler's transaction is rolled back before the session saves. The
     /// lifecycle hooks run after the writes, once the session's lock is
     /// released (a hook may read the session).
-    pub(crate) async fn save(&self, status: http::StatusCode) -> Result<Saved, Error> {
+    pub(crate) async fn save(&self, status: http::StatusCode) -> Result<Saved, SessionError> {
         if let Some(link) = lifecycle::current() {
             // Asked without holding the session's lock: the rollback this
             // may run calls the application's operations, which may use the
@@ -90,7 +91,7 @@ impl Session {
             let mut state = self.0.state.lock().await;
             let w = match &mut *state {
                 State::Unloaded => return Ok(Saved::untouched()),
-                State::Failed => return Err(Error::Unavailable),
+                State::Failed => return Err(SessionError::Unavailable),
                 State::Ready(w) if status.is_server_error() || self.is_request_only() => {
                     // A server error means the handler's work did not
                     // complete: keep the session as it was rather than store
@@ -118,7 +119,7 @@ impl Session {
         Ok(saved)
     }
 
-    async fn save_working(&self, w: &mut Working) -> Result<CookieAction, Error> {
+    async fn save_working(&self, w: &mut Working) -> Result<CookieAction, SessionError> {
         let ctx = &self.0.ctx;
         let now = ctx.now();
         if let Some(replaced) = w.replaced {
@@ -198,7 +199,7 @@ impl Session {
     /// [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
     /// This session was just written with the latest `last_activity`, so it
     /// is the one the ranking keeps first.
-    async fn apply_session_limit(&self, w: &mut Working) -> Result<(), Error> {
+    async fn apply_session_limit(&self, w: &mut Working) -> Result<(), SessionError> {
         let ctx = &self.0.ctx;
         let api = w.view.is_api;
         let policy = if api {
@@ -223,7 +224,11 @@ impl Session {
         Ok(())
     }
 
-    async fn insert_new(&self, w: &mut Working, now: DateTime<Utc>) -> Result<CookieAction, Error> {
+    async fn insert_new(
+        &self,
+        w: &mut Working,
+        now: DateTime<Utc>,
+    ) -> Result<CookieAction, SessionError> {
         if w.view.data.is_empty() && w.view.user_id.is_none() {
             // Nothing worth remembering: no row, no cookie (and the cookies
             // of a session this request ended are expired).
@@ -235,7 +240,7 @@ impl Session {
         }
         let token = match w.new_token.take() {
             Some(token) => token,
-            None => SessionToken::generate().map_err(|_| Error::Randomness)?,
+            None => SessionToken::generate().map_err(|_| SessionError::Randomness)?,
         };
         w.view.token_hash = token.hash();
         w.view.last_activity = now;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::Error;
+use crate::SessionError;
 use crate::store::{SessionFields, SessionRecord};
 use crate::token::SessionToken;
 
@@ -46,7 +46,7 @@ pub(super) struct Working {
     /// The user of the `replaced` row, for its hook event.
     pub(super) replaced_user: Option<String>,
     /// What the save did, for the connection's hooks.
-    pub(super) events: Vec<super::lifecycle::SessionEvent>,
+    pub(super) events: Vec<super::events::SessionEvent>,
     pub(super) span: tracing::Span,
 }
 
@@ -154,7 +154,7 @@ impl Working {
         id: crate::token::SessionId,
         before: Option<String>,
     ) {
-        use super::lifecycle::SessionEvent;
+        use super::events::SessionEvent;
         match (&self.view.user_id, before) {
             (Some(user_id), _) => self.events.push(SessionEvent::Login {
                 id,
@@ -172,8 +172,8 @@ impl Working {
         self.cleared = true;
     }
 
-    pub(super) fn rotate(&mut self) -> Result<(), Error> {
-        let token = SessionToken::generate().map_err(|_| Error::Randomness)?;
+    pub(super) fn rotate(&mut self) -> Result<(), SessionError> {
+        let token = SessionToken::generate().map_err(|_| SessionError::Randomness)?;
         self.view.token_hash = token.hash();
         self.new_token = Some(token);
         Ok(())

@@ -209,16 +209,6 @@ pub enum StoreError {
         "invalid session table name {0:?}: use 1 to 48 ASCII letters, digits or `_`, not starting with a digit"
     )]
     InvalidTableName(String),
-    /// A session write had to join the request's transaction while this
-    /// same task held that transaction's connection (a
-    /// `CnxConn` from `Cnx::write` kept alive across
-    /// `Session::update` or `end_*`): waiting would never end. Drop the
-    /// guard before calling the session.
-    #[error(
-        "the request's transaction connection is held by this handler while the session \
-         writes: drop the `Cnx::write()` guard before calling `Session` methods that write"
-    )]
-    ConnectionHeld,
     /// A row with the same unique key exists already (an API token's hash,
     /// say): the caller may try again with another key.
     #[error("a row with this unique key exists already")]

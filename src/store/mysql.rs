@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 use super::migrate::MYSQL;
 use super::sql::{
     Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
-    UserSql, ValueWrite, in_list_statements, load_in_list,
+    UserSql, ValueWrite, padded, padded_sizes,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -132,7 +132,7 @@ impl SqlStore<MySql> {
     /// once, so a named lock (`GET_LOCK`) keeps app servers migrating
     /// together from applying a file twice.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        super::migrate::run(self).await
+        super::sql::migrate(self).await
     }
 }
 
@@ -192,7 +192,16 @@ impl SqlBackend for MySql {
         batcher: &'a Batcher<Load<MySqlRow>>,
         ids: &'a [i64],
     ) -> Result<Vec<MySqlRow>, sqlx::Error> {
-        load_in_list(store.pool(), batcher, ids).await
+        let (statement, rows) = padded(ids.len());
+        // Padded with id 0, which no session has.
+        let args: Vec<Arg<'_>> = ids
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0, rows - ids.len()))
+            .map(Arg::Int)
+            .collect();
+        let query = Self::query(batcher.statement(statement)?, &args);
+        Self::fetch_all(&mut *store.pool().acquire().await?, query).await
     }
 
     /// Never called (no write batches, see `batch_statements`); were it
@@ -241,4 +250,18 @@ impl SqlBackend for MySql {
         );
         Self::execute(conn, query).await.map(drop)
     }
+}
+
+/// Load batch statements with `?` placeholders, one per padded size:
+/// `SELECT … WHERE id IN (?, ?, …)`.
+fn in_list_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
+    use sqlx::SqlSafeStr as _;
+    padded_sizes()
+        .map(|rows| {
+            let ids = vec!["?"; rows].join(", ");
+            let columns = super::sql::COLUMNS;
+            AssertSqlSafe(format!("SELECT {columns} FROM {table} WHERE id IN ({ids})"))
+                .into_sql_str()
+        })
+        .collect()
 }

@@ -141,7 +141,7 @@ impl SqlStore<Postgres> {
     /// files of `migrations/postgres/` not applied yet, in one transaction
     /// under an advisory lock: safe from several app servers at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        super::migrate::run(self).await
+        super::sql::migrate(self).await
     }
 }
 

@@ -137,7 +137,7 @@ impl SqlStore<Sqlite> {
     /// files of `migrations/sqlite/` not applied yet. Safe to call at every
     /// start and from several processes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        super::migrate::run(self).await
+        super::sql::migrate(self).await
     }
 }
 

@@ -31,7 +31,7 @@ impl IntoResponse for AuthRejection {
                 "This needs a sign-in by another method.\n",
             ),
             AuthRejection::Forbidden { .. } => refuse(StatusCode::FORBIDDEN, "Forbidden.\n"),
-            AuthRejection::PermissionCheckFailed => crate::error::plain_response(
+            AuthRejection::PermissionCheckFailed => crate::response::plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The permission check is temporarily unavailable.\n",
             ),

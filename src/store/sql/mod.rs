@@ -11,18 +11,22 @@ use super::request_tx::{self, Lent};
 
 mod backend;
 mod batch;
+mod migrations;
 mod retry;
 mod rows;
 mod session_store;
 mod statements;
 mod user_store;
 
-pub(crate) use backend::{Arg, Dialect, Io, Query, SqlBackend};
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use backend::Arg;
+pub(crate) use backend::{Dialect, Io, Query, SqlBackend};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
 pub(crate) use batch::{Batcher, Load, ValueWrite};
 #[cfg(feature = "mysql")]
-pub(crate) use batch::{in_list_statements, load_in_list};
+pub(crate) use batch::{padded, padded_sizes};
+pub(crate) use migrations::run as migrate;
 pub(crate) use retry::retry_deadlocks;
 pub(crate) use statements::*;
 

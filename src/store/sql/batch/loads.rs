@@ -72,37 +72,3 @@ pub(crate) fn answer_loads<R: Send + 'static>(
         waiting.answer(Some(found));
     }
 }
-
-/// Load batch statements with `?` placeholders (SQLite, MySQL), one per
-/// padded size: `SELECT … WHERE id IN (?, ?, …)`.
-#[cfg(feature = "mysql")]
-pub(crate) fn in_list_statements(table: &crate::store::TableName) -> Vec<sqlx::SqlStr> {
-    use sqlx::{AssertSqlSafe, SqlSafeStr as _};
-    super::padded_sizes()
-        .map(|rows| {
-            let ids = vec!["?"; rows].join(", ");
-            let columns = crate::store::sql::COLUMNS;
-            AssertSqlSafe(format!("SELECT {columns} FROM {table} WHERE id IN ({ids})"))
-                .into_sql_str()
-        })
-        .collect()
-}
-
-/// Runs the [`in_list_statements`] statement for `ids`, padded with id 0.
-#[cfg(feature = "mysql")]
-pub(crate) async fn load_in_list<DB: crate::store::sql::Io>(
-    pool: &sqlx::Pool<DB>,
-    batcher: &super::Batcher<Load<DB::Row>>,
-    ids: &[i64],
-) -> Result<Vec<DB::Row>, sqlx::Error> {
-    use crate::store::sql::Arg;
-    let (statement, rows) = super::padded(ids.len());
-    let args: Vec<Arg<'_>> = ids
-        .iter()
-        .copied()
-        .chain(std::iter::repeat_n(0, rows - ids.len()))
-        .map(Arg::Int)
-        .collect();
-    let query = DB::query(batcher.statement(statement)?, &args);
-    DB::fetch_all(&mut *pool.acquire().await?, query).await
-}

@@ -43,8 +43,6 @@ use sqlx::SqlStr;
 use tokio::sync::oneshot;
 
 pub(crate) use loads::{Load, Loaded, answer_loads, load_row};
-#[cfg(feature = "mysql")]
-pub(crate) use loads::{in_list_statements, load_in_list};
 pub(crate) use writes::{Batched, ValueWrite, answer_writes, write_values};
 
 /// The most sessions one batch statement reads or writes.
