@@ -394,6 +394,40 @@ macro_rules! cnx_suite {
                 );
             }
 
+            /// A hook's error of another domain (here an account error,
+            /// as a hook that checks the account might return) refuses the
+            /// sign-in with that error's status: the row keeps its old
+            /// token and no user, and no cookie is sent.
+            #[tokio::test]
+            async fn a_login_hook_failing_with_an_account_error_answers_its_status() {
+                let Some(f) = fixture(4).await else { return };
+                let cnx = CnxLayer::new(f.pool.clone()).hook(
+                    "check",
+                    |_cnx: Cnx<Db>, event: HookEvent| async move {
+                        match event {
+                            HookEvent::Login { user_id, .. } if user_id == "mallory" => {
+                                Err(keycard::auth::AccountError::WrongPassword.into())
+                            }
+                            _ => Ok(()),
+                        }
+                    },
+                );
+                let app = app(&f, SessionLayer::new(f.store.clone()), cnx, &probe());
+                let mut client = Client::new(app);
+                assert_eq!(client.post("/set/colour/blue").await.status, 200);
+                let id = client.session_id().expect("id");
+                let before = f.store.load(id).await.expect("load").expect("row");
+                let reply = client.post("/login-note/mallory/200").await;
+                assert_eq!(reply.status, 403, "the account error's status");
+                assert!(reply.set_cookies().is_empty(), "no new token was sent");
+                let after = f.store.load(id).await.expect("load").expect("row");
+                assert_eq!(after.fields.token_hash, before.fields.token_hash);
+                assert_eq!(after.fields.user_id, None);
+                assert_eq!(count(&f, "_notes").await, 0, "the handler's note rolled back");
+                assert_eq!(client.get("/whoami").await.body, "nobody");
+                assert_eq!(client.post("/login-note/ada/200").await.status, 200);
+            }
+
             #[tokio::test]
             async fn a_precommit_veto_rolls_back_and_becomes_the_response() {
                 let Some(f) = fixture(4).await else { return };
