@@ -192,7 +192,50 @@ impl FromStr for SessionToken {
     }
 }
 
-/// SHA-256 of a [`SessionToken`], as kept in the store's `token_hash` column.
+/// The secret of an API token (after its `kc_` prefix): 256 random bits,
+/// like a [`SessionToken`] but never one, so that neither can be passed
+/// where the other is meant. Only its [`hash`](Self::hash) is stored; its
+/// `Debug` output is redacted and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiTokenSecret(SessionToken);
+
+impl ApiTokenSecret {
+    /// Draws a fresh secret from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, rand::rngs::SysError> {
+        SessionToken::generate().map(Self)
+    }
+
+    /// The SHA-256 of the secret, which is all the store ever sees.
+    pub fn hash(&self) -> TokenHash {
+        self.0.hash()
+    }
+
+    /// The secret's text: 43 characters of base64url, no padding.
+    pub fn expose(&self) -> String {
+        self.0.expose()
+    }
+}
+
+impl fmt::Debug for ApiTokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ApiTokenSecret(<redacted; {}>)",
+            self.hash().fingerprint()
+        )
+    }
+}
+
+impl FromStr for ApiTokenSecret {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+/// SHA-256 of a [`SessionToken`] (or an [`ApiTokenSecret`]), as kept in the
+/// store's `token_hash` column.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenHash([u8; 32]);
 

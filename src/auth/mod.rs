@@ -59,7 +59,7 @@
 //! so a thousand `curl` calls leave no trace in the sessions table. A
 //! session cookie such a request brings is neither loaded nor changed, and
 //! a handler that tries to change the session gets
-//! [`Error::RequestOnly`](crate::Error::RequestOnly).
+//! [`SessionError::RequestOnly`](crate::SessionError::RequestOnly).
 //!
 //! Clients that send their credentials once and then carry the session
 //! cookie (a tablet that syncs, say) opt in per retriever with [`StoredSession`]:

@@ -9,7 +9,7 @@ use super::{Authenticated, AuthenticationError, Authenticator, Credentials};
 use crate::SessionAdmin;
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::store::{ApiTokenRecord, NewApiToken, UserStore};
-use crate::token::SessionToken;
+use crate::token::ApiTokenSecret;
 
 /// What every keycard API token starts with, so secret scanners and people
 /// can recognise one.
@@ -18,7 +18,7 @@ const PREFIX: &str = "kc_";
 /// Whether `text` has the shape of a keycard API token.
 pub(crate) fn looks_like_token(text: &str) -> bool {
     text.strip_prefix(PREFIX)
-        .is_some_and(|secret| secret.parse::<SessionToken>().is_ok())
+        .is_some_and(|secret| secret.parse::<ApiTokenSecret>().is_ok())
 }
 
 /// A token just created: the secret is shown to its owner once and never
@@ -100,7 +100,7 @@ impl ApiTokens {
         // A hash collision of 256-bit tokens will not happen; if the unique
         // index ever refuses one, a new token is drawn.
         for _ in 0..3 {
-            let secret = SessionToken::generate().map_err(|_| AccountError::Randomness)?;
+            let secret = ApiTokenSecret::generate().map_err(|_| AccountError::Randomness)?;
             let token = NewApiToken {
                 token_hash: secret.hash(),
                 user_id: user_id.to_owned(),
@@ -153,7 +153,7 @@ impl Authenticator for ApiTokens {
         };
         let Some(secret) = text
             .strip_prefix(PREFIX)
-            .and_then(|s| s.parse::<SessionToken>().ok())
+            .and_then(|s| s.parse::<ApiTokenSecret>().ok())
         else {
             return Err(AuthenticationError::Rejected);
         };

@@ -9,7 +9,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::CnxDatabase;
-use super::ambient;
+use super::bridge;
 use super::handle::Cnx;
 
 type Resolving<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
@@ -30,7 +30,7 @@ pin_project! {
     enum State<F, B> {
         Inner {
             #[pin]
-            inner: ambient::Scoped<F>,
+            inner: bridge::Scoped<F>,
         },
         Resolving { resolving: Resolving<B> },
     }
@@ -52,7 +52,7 @@ impl<DB: CnxDatabase> Drop for AbandonOnDrop<DB> {
 }
 
 impl<F, DB: CnxDatabase, B> ResponseFuture<F, DB, B> {
-    pub(super) fn new(inner: ambient::Scoped<F>, cnx: Cnx<DB>) -> Self {
+    pub(super) fn new(inner: bridge::Scoped<F>, cnx: Cnx<DB>) -> Self {
         Self {
             state: State::Inner { inner },
             guard: AbandonOnDrop(Some(cnx)),
@@ -84,7 +84,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let inner = cnx.0.clone();
-                    let resolving = Box::pin(ambient::scope(inner, resolve(cnx, response)));
+                    let resolving = Box::pin(bridge::scope(inner, resolve(cnx, response)));
                     this.state.set(State::Resolving { resolving });
                 }
                 StateProj::Resolving { resolving } => {

@@ -49,7 +49,7 @@ pub enum HookEvent {
     },
     /// The connection's transaction is about to commit. Hooks run inside
     /// it, and an error from one rolls it back, like a vetoing
-    /// [`Cnx::on_precommit`] operation.
+    /// [`Cnx::on_precommit`](super::Cnx::on_precommit) operation.
     Commit,
 }
 

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::CnxDatabase;
-use super::ambient;
+use super::bridge;
 use super::future::ResponseFuture;
 use super::handle::{Cnx, Settings};
 use super::hooks::{Hook, HookEvent};
@@ -178,11 +178,11 @@ where
         request.extensions_mut().insert(cnx.clone());
         request
             .extensions_mut()
-            .insert(ambient::hooks_handle(cnx.0.clone()));
+            .insert(bridge::hooks_handle(cnx.0.clone()));
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(ambient::scope(cnx.0.clone(), inner.call(request)), cnx)
+        ResponseFuture::new(bridge::scope(cnx.0.clone(), inner.call(request)), cnx)
     }
 }
 

@@ -131,8 +131,8 @@
     allow(dead_code)
 )]
 
-pub(crate) mod ambient;
 mod backend;
+pub(crate) mod bridge;
 mod conn;
 mod error;
 mod future;

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use crate::Error;
 
 /// Where a connection's transaction is in its life. Read it with
-/// [`Cnx::commit_state`].
+/// [`Cnx::commit_state`](super::Cnx::commit_state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CommitState {
@@ -19,7 +19,7 @@ pub enum CommitState {
     Precommit,
     /// The transaction is committed; postcommit operations are running.
     Postcommit,
-    /// An operation vetoed (or [`Cnx::set_uncommitable`] was called): the
+    /// An operation vetoed (or [`Cnx::set_uncommitable`](super::Cnx::set_uncommitable) was called): the
     /// transaction can only roll back.
     Uncommitable,
     /// The last transaction committed.

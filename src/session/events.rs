@@ -12,16 +12,17 @@ pub enum EndReason {
     /// The [`ConcurrentSessions`](crate::ConcurrentSessions) policy ended
     /// the user's oldest sessions at a sign-in.
     Policy,
-    /// The user ended them ([`Session::end_other_sessions`],
-    /// [`Session::end_user_session`]).
+    /// The user ended them ([`Session::end_other_sessions`](crate::Session::end_other_sessions),
+    /// [`Session::end_user_session`](crate::Session::end_user_session)).
     User,
     /// An administrator ended them ([`SessionAdmin`](crate::SessionAdmin)),
     /// or a revoked credential did.
     Admin,
     /// They had expired and were purged.
     Purge,
-    /// The session was replaced by a fresh one in the same request
-    /// ([`Session::restart`], the API-client swap).
+    /// The session was replaced by a fresh one in the same request: an
+    /// [`AuthLayer`](crate::auth::AuthLayer) signed a client in whose
+    /// cookie belonged to another user.
     Replaced,
 }
 

@@ -210,7 +210,7 @@ impl Session {
     /// Signs out but keeps the session's values (a basket, preferences):
     /// the user, how and when they signed in are cleared and the session
     /// gets a fresh token, so the signed-in cookies are dead at once.
-    pub async fn logout_keeping_data(&self) -> Result<(), SessionError> {
+    pub async fn logout_keeping_values(&self) -> Result<(), SessionError> {
         self.writable()?;
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
@@ -227,9 +227,11 @@ impl Session {
     /// Ends this session and carries on with a fresh, anonymous one in the
     /// same request: when the response leaves, the old row is deleted and,
     /// if the new session holds anything, it is stored under a new id and
-    /// token (otherwise the cookies are expired). This is how an API client
-    /// whose cookie belongs to another user is switched over.
-    pub async fn restart(&self) -> Result<(), SessionError> {
+    /// token (otherwise the cookies are expired). Unlike
+    /// [`logout`](Self::logout), the hooks hear of a replaced session, not
+    /// a sign-out: this is how [`AuthLayer`](crate::auth::AuthLayer)
+    /// switches over a client whose cookie belongs to another user.
+    pub(crate) async fn restart(&self) -> Result<(), SessionError> {
         self.writable()?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);

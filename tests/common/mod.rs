@@ -337,7 +337,7 @@ async fn logout_then_set(
 }
 
 async fn logout_keep(session: Session) -> AppResult {
-    session.logout_keeping_data().await?;
+    session.logout_keeping_values().await?;
     Ok("signed out".into_response())
 }
 

@@ -144,7 +144,7 @@ pub async fn user_ids_are_checked_the_same_on_every_store(store: TestStore) {
     assert_eq!(client.get("/whoami").await.body, longest);
 }
 
-pub async fn logout_keeping_data_signs_out_but_keeps_values(store: TestStore) {
+pub async fn logout_keeping_values_signs_out_but_keeps_values(store: TestStore) {
     let mut client = client_with_session(&store).await;
     client.post("/login/alice").await;
     client.post("/set/basket/apples").await;

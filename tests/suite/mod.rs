@@ -359,7 +359,7 @@ macro_rules! behaviour_suite {
             lifecycle::server_error_after_login_keeps_the_old_session,
             lifecycle::server_error_discards_a_new_session,
             lifecycle::user_ids_are_checked_the_same_on_every_store,
-            lifecycle::logout_keeping_data_signs_out_but_keeps_values,
+            lifecycle::logout_keeping_values_signs_out_but_keeps_values,
             lifecycle::after_logout_the_request_is_anonymous_and_new_values_start_afresh,
             timeouts::persistent_sessions_have_their_own_timeouts,
             timeouts::purge_runs_in_bounded_batches_and_respects_persistent_limits,

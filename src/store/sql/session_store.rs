@@ -189,13 +189,13 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         }
         match load_row(self, id.get()).await {
             Loaded::Row(row) => row.as_ref().map(rows::session::<DB>).transpose(),
-            Loaded::Alone(turn) => {
+            Loaded::Alone(solo) => {
                 let loaded = async {
                     let mut conn = Lent::Pooled(self.pool.acquire().await?);
                     fetch::<DB>(&mut *conn, &self.sql.load, id).await
                 }
                 .await;
-                drop(turn);
+                drop(solo);
                 loaded
             }
         }
@@ -239,14 +239,14 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         };
         // Inside the request's transaction: on it. Else in the next batch,
         // or alone if the store does not batch.
-        let (write, turn) = match request_tx::join_write(&self.pool).await? {
+        let (write, solo) = match request_tx::join_write(&self.pool).await? {
             Some(mut conn) => {
                 let query = value_query::<DB>(&self.sql, &write);
                 return Ok(DB::execute(&mut *conn, query).await? == 1);
             }
             None => match write_values(self, write).await? {
                 Batched::Written(written) => return Ok(written),
-                Batched::Alone(write, turn) => (write, turn),
+                Batched::Alone(write, solo) => (write, solo),
             },
         };
         let written = retry_deadlocks(self.limits.lock, || async {
@@ -254,7 +254,7 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
             Ok(DB::execute(&mut *self.pool.acquire().await?, query).await? == 1)
         })
         .await;
-        drop(turn);
+        drop(solo);
         written
     }
 

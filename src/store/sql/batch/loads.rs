@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Job, Submitted, Turn, Waiting, submit};
+use super::{Job, SoloGuard, Submitted, Waiting, submit};
 
 /// One session's load; `R` is the backend's row type.
 pub(crate) struct Load<R> {
@@ -35,8 +35,8 @@ pub(crate) enum Loaded<'a, S: super::RunBatch<Load<R>>, R: Send + 'static> {
     Row(Option<R>),
     /// The caller loads it alone (nothing else was loading, the store does
     /// not batch, or the batch failed: a load is safe to run again), then
-    /// drops the turn.
-    Alone(Option<Turn<'a, S, Load<R>>>),
+    /// drops the guard.
+    Alone(Option<SoloGuard<'a, S, Load<R>>>),
 }
 
 /// The row of session `id`, from the next batch of `store` if other loads
@@ -48,7 +48,7 @@ pub(crate) async fn load_row<S: super::RunBatch<Load<R>>, R: Send + 'static>(
     match submit(store, Load::new(id)).await {
         Submitted::Answered(Some(row)) => Loaded::Row(row),
         Submitted::Answered(None) | Submitted::Lost => Loaded::Alone(None),
-        Submitted::Alone(_, turn) => Loaded::Alone(turn),
+        Submitted::Alone(_, solo) => Loaded::Alone(solo),
     }
 }
 

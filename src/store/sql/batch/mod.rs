@@ -14,7 +14,7 @@
 //! RETURNING id`, which still writes each row only if it has the version
 //! its writer read and tells each writer about its own row. A statement
 //! that finds its kind idle runs alone on its caller's task, as without
-//! batching (holding a [`Turn`] that hands what queued meanwhile to the
+//! batching (holding a [`SoloGuard`] that hands what queued meanwhile to the
 //! batch task), so one request at a time pays for nothing but its own
 //! statement.
 //!
@@ -86,7 +86,7 @@ pub(crate) trait RunBatch<J: Job>: Clone + Send + Sync + 'static {
 
 struct Queue<J: Job> {
     waiting: Vec<Waiting<J>>,
-    /// A job runs alone on its caller's [`Turn`], or a batch task runs and
+    /// A job runs alone on its caller's [`SoloGuard`], or a batch task runs and
     /// will look at `waiting` before it ends.
     running: bool,
     /// The sessions of the job or batch running now.
@@ -159,27 +159,27 @@ pub(crate) enum Submitted<'a, S: RunBatch<J>, J: Job> {
     /// Its batch ran; here is its answer.
     Answered(J::Answer),
     /// Run it alone, on the caller's task: nothing else of its kind was
-    /// running (then with a [`Turn`] to drop when done, so that jobs that
+    /// running (then with a [`SoloGuard`] to drop when done, so that jobs that
     /// arrived meanwhile go to a batch), its session was already running or
     /// queued, or the store does not batch.
-    Alone(J, Option<Turn<'a, S, J>>),
+    Alone(J, Option<SoloGuard<'a, S, J>>),
     /// The batch task ended without answering (it panicked): whether a
     /// write landed is unknown.
     Lost,
 }
 
-/// The right to run one job alone while other jobs queue; dropping it
-/// hands the queue to a batch task, or ends the turn when nothing waits.
+/// The right to run one job solo while other jobs queue; dropping it
+/// hands the queue to a batch task, or ends the solo run when nothing waits.
 /// A caller that is cancelled mid-statement drops it too, so the jobs that
-/// queued behind it are never stranded. It borrows the store: only a turn
+/// queued behind it are never stranded. It borrows the store: only a guard
 /// that hands work on clones it, for the task.
-pub(crate) struct Turn<'a, S: RunBatch<J>, J: Job> {
+pub(crate) struct SoloGuard<'a, S: RunBatch<J>, J: Job> {
     store: &'a S,
     batcher: &'a Arc<Batcher<J>>,
     runtime: tokio::runtime::Handle,
 }
 
-impl<S: RunBatch<J>, J: Job> Drop for Turn<'_, S, J> {
+impl<S: RunBatch<J>, J: Job> Drop for SoloGuard<'_, S, J> {
     fn drop(&mut self) {
         {
             let mut queue = self.batcher.lock();
@@ -190,7 +190,7 @@ impl<S: RunBatch<J>, J: Job> Drop for Turn<'_, S, J> {
             }
         }
         // The guard goes into the task before it is spawned: a task dropped
-        // unpolled (its runtime shut down) still ends the turn, so the jobs
+        // unpolled (its runtime shut down) still ends the solo run, so the jobs
         // queued behind it fail instead of waiting for ever.
         let guard = EndGuard {
             batcher: self.batcher.clone(),
@@ -201,7 +201,7 @@ impl<S: RunBatch<J>, J: Job> Drop for Turn<'_, S, J> {
 }
 
 /// Runs `job` alone when no statement of its kind is running (the caller
-/// does, holding the returned [`Turn`]); else queues it for the next batch
+/// does, holding the returned [`SoloGuard`]); else queues it for the next batch
 /// of `store`, which a task runs, and waits for its answer.
 ///
 /// So a request that finds the store idle pays for its one statement only,
@@ -221,12 +221,12 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
         if !queue.running {
             queue.running = true;
             queue.active.push(session);
-            let turn = Turn {
+            let solo = SoloGuard {
                 store,
                 batcher,
                 runtime,
             };
-            return Submitted::Alone(job, Some(turn));
+            return Submitted::Alone(job, Some(solo));
         }
         if queue.has(session) {
             // The same session's requests racing each other: each runs
@@ -243,7 +243,7 @@ pub(crate) async fn submit<S: RunBatch<J>, J: Job>(store: &S, job: J) -> Submitt
     }
 }
 
-/// Ends the batch task's turn if it stops without doing so itself (a
+/// Ends the batch task's run if it stops without doing so itself (a
 /// panic, or a runtime that shut down before it ran): the next job then
 /// starts a new task, and the callers left waiting are told
 /// [`Submitted::Lost`] instead of waiting for ever.

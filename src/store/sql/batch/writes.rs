@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Job, Submitted, Turn, Waiting, submit};
+use super::{Job, SoloGuard, Submitted, Waiting, submit};
 use crate::store::StoreError;
 
 /// One session's value write: the row `id` gets `data` (and `last_activity`
@@ -38,8 +38,8 @@ pub(crate) enum Batched<'a, S: super::RunBatch<ValueWrite>> {
     /// Written (`true`) or refused for its version (`false`).
     Written(bool),
     /// Not written, nor tried: the caller writes it alone, then drops the
-    /// turn (if any).
-    Alone(ValueWrite, Option<Turn<'a, S, ValueWrite>>),
+    /// solo (if any).
+    Alone(ValueWrite, Option<SoloGuard<'a, S, ValueWrite>>),
 }
 
 /// Writes `write` in the next batch of `store` if other writes are
@@ -53,7 +53,7 @@ pub(crate) async fn write_values<S: super::RunBatch<ValueWrite>>(
     match submit(store, write).await {
         Submitted::Answered(Outcome::Done(written)) => Ok(Batched::Written(written)),
         Submitted::Answered(Outcome::Alone(write)) => Ok(Batched::Alone(write, None)),
-        Submitted::Alone(write, turn) => Ok(Batched::Alone(write, turn)),
+        Submitted::Alone(write, solo) => Ok(Batched::Alone(write, solo)),
         Submitted::Answered(Outcome::Failed(error)) => Err(error.into()),
         // Whether the write landed is unknown, so it is not tried again.
         Submitted::Lost => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
