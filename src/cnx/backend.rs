@@ -10,31 +10,33 @@ use super::security::Applied;
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 mod sealed {
-    pub trait Sealed {}
+    use super::{Applied, BoxFuture};
+
+    /// What keycard needs of a [`CnxDatabase`](super::CnxDatabase); sealed
+    /// so that only keycard implements it.
+    pub trait Sealed: sqlx::Database {
+        /// The statement that begins a request transaction.
+        const BEGIN: &'static str;
+
+        /// Tells the transaction who the user is, for the database's
+        /// row-level security. Only PostgreSQL has any.
+        fn apply_security<'a>(
+            _conn: &'a mut Self::Connection,
+            _security: &'a Applied,
+        ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
 }
 
 /// A database a [`Cnx`](super::Cnx) can run on: SQLite, PostgreSQL or
 /// MySQL/MariaDB, with their features. Sealed: keycard implements it.
-pub trait CnxDatabase: sqlx::Database + sealed::Sealed {
-    /// The statement that begins a request transaction.
-    #[doc(hidden)]
-    const BEGIN: &'static str;
-
-    /// Tells the transaction who the user is, for the database's row-level
-    /// security. Only PostgreSQL has any.
-    #[doc(hidden)]
-    fn apply_security<'a>(
-        _conn: &'a mut Self::Connection,
-        _security: &'a Applied,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+pub trait CnxDatabase: sqlx::Database + sealed::Sealed {}
 
 #[cfg(feature = "sqlite")]
-impl sealed::Sealed for sqlx::Sqlite {}
+impl CnxDatabase for sqlx::Sqlite {}
 #[cfg(feature = "sqlite")]
-impl CnxDatabase for sqlx::Sqlite {
+impl sealed::Sealed for sqlx::Sqlite {
     // IMMEDIATE takes the write lock at once: a transaction that read first
     // and then wanted to write could otherwise fail with SQLITE_BUSY instead
     // of waiting its turn.
@@ -42,16 +44,16 @@ impl CnxDatabase for sqlx::Sqlite {
 }
 
 #[cfg(feature = "mysql")]
-impl sealed::Sealed for sqlx::MySql {}
+impl CnxDatabase for sqlx::MySql {}
 #[cfg(feature = "mysql")]
-impl CnxDatabase for sqlx::MySql {
+impl sealed::Sealed for sqlx::MySql {
     const BEGIN: &'static str = "BEGIN";
 }
 
 #[cfg(feature = "postgres")]
-impl sealed::Sealed for sqlx::Postgres {}
+impl CnxDatabase for sqlx::Postgres {}
 #[cfg(feature = "postgres")]
-impl CnxDatabase for sqlx::Postgres {
+impl sealed::Sealed for sqlx::Postgres {
     const BEGIN: &'static str = "BEGIN";
 
     fn apply_security<'a>(

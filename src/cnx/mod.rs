@@ -150,6 +150,4 @@ pub use handle::{Cnx, Scope};
 pub use hooks::{EndReason, HookEvent};
 pub use layer::{CnxLayer, CnxService};
 pub use ops::{CommitState, Veto};
-#[doc(hidden)]
-pub use security::Applied;
 pub use security::{RowSecurity, Security};

@@ -150,7 +150,6 @@ fn is_identifier(text: &str, first: fn(&char) -> bool, rest: fn(&char) -> bool) 
 
 /// The settings one transaction applies.
 #[derive(Clone, Debug)]
-#[doc(hidden)]
 // Read by PostgreSQL's `apply_security` only.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub struct Applied {

@@ -2,8 +2,11 @@
 //! parameters.
 
 use super::backend::{Arg, Io};
-use super::statements::{RawRow, col, token_col, user_col};
+use chrono::{DateTime, Utc};
+
+use super::statements::{col, token_col, user_col};
 use crate::store::{ApiTokenRecord, SessionFields, SessionRecord, StoreError, UserRecord};
+use crate::token::{SessionId, TokenHash};
 
 /// A session row as a record; a column of the wrong type or shape is
 /// [`StoreError::Corrupt`], like a value keycard never writes.
@@ -96,4 +99,50 @@ pub(crate) fn token<DB: Io>(row: &DB::Row) -> Result<ApiTokenRecord, StoreError>
         })?,
         last_used_at: DB::time(row, token_col::LAST_USED_AT)?,
     })
+}
+
+/// A row as the database types it, before keycard's checks.
+struct RawRow {
+    id: i64,
+    version: i64,
+    token_hash: Vec<u8>,
+    user_id: Option<String>,
+    ip_address: Option<String>,
+    is_api: bool,
+    auth_method: Option<String>,
+    authenticated_at: Option<DateTime<Utc>>,
+    persistent: bool,
+    created_at: DateTime<Utc>,
+    last_activity: DateTime<Utc>,
+    data: String,
+    auth_version: Option<i64>,
+    credential: Option<String>,
+}
+
+impl RawRow {
+    /// Checks what the database cannot (key range, hash length, JSON).
+    fn into_record(self) -> Result<SessionRecord, StoreError> {
+        let raw_id = self.id;
+        let corrupt = |what| StoreError::Corrupt { id: raw_id, what };
+        Ok(SessionRecord {
+            id: SessionId::new(raw_id).ok_or_else(|| corrupt("`id` is not positive"))?,
+            version: self.version,
+            fields: SessionFields {
+                token_hash: TokenHash::from_slice(&self.token_hash)
+                    .ok_or_else(|| corrupt("`token_hash` is not 32 bytes"))?,
+                user_id: self.user_id,
+                ip_address: self.ip_address,
+                is_api: self.is_api,
+                auth_method: self.auth_method,
+                authenticated_at: self.authenticated_at,
+                persistent: self.persistent,
+                created_at: self.created_at,
+                last_activity: self.last_activity,
+                data: serde_json::from_str(&self.data)
+                    .map_err(|_| corrupt("`data` is not a JSON object"))?,
+                auth_version: self.auth_version,
+                credential: self.credential,
+            },
+        })
+    }
 }

@@ -1,14 +1,12 @@
 //! Each backend's SQL text, formatted once with the table name, and the
-//! checks that turn a raw row into a [`SessionRecord`].
+//! column lists and positions every `SELECT` shares.
 
-use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 
-use crate::store::{SessionData, SessionFields, SessionRecord, StoreError, TableName};
-use crate::token::{SessionId, TokenHash};
+use crate::store::{SessionData, StoreError, TableName};
+use crate::token::SessionId;
 
-/// The columns every `SELECT` reads, in the order [`RawRow`] names them
-/// and [`col`] numbers them.
+/// The columns every `SELECT` reads, in the order [`col`] numbers them.
 pub(crate) const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, \
     auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version, \
     credential_id";
@@ -187,52 +185,6 @@ pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
 /// Whether the database refused a row because a unique key is taken.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
-}
-
-/// A row as the database types it, before keycard's checks.
-pub(crate) struct RawRow {
-    pub(crate) id: i64,
-    pub(crate) version: i64,
-    pub(crate) token_hash: Vec<u8>,
-    pub(crate) user_id: Option<String>,
-    pub(crate) ip_address: Option<String>,
-    pub(crate) is_api: bool,
-    pub(crate) auth_method: Option<String>,
-    pub(crate) authenticated_at: Option<DateTime<Utc>>,
-    pub(crate) persistent: bool,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) last_activity: DateTime<Utc>,
-    pub(crate) data: String,
-    pub(crate) auth_version: Option<i64>,
-    pub(crate) credential: Option<String>,
-}
-
-impl RawRow {
-    /// Checks what the database cannot (key range, hash length, JSON).
-    pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
-        let raw_id = self.id;
-        let corrupt = |what| StoreError::Corrupt { id: raw_id, what };
-        Ok(SessionRecord {
-            id: SessionId::new(raw_id).ok_or_else(|| corrupt("`id` is not positive"))?,
-            version: self.version,
-            fields: SessionFields {
-                token_hash: TokenHash::from_slice(&self.token_hash)
-                    .ok_or_else(|| corrupt("`token_hash` is not 32 bytes"))?,
-                user_id: self.user_id,
-                ip_address: self.ip_address,
-                is_api: self.is_api,
-                auth_method: self.auth_method,
-                authenticated_at: self.authenticated_at,
-                persistent: self.persistent,
-                created_at: self.created_at,
-                last_activity: self.last_activity,
-                data: serde_json::from_str(&self.data)
-                    .map_err(|_| corrupt("`data` is not a JSON object"))?,
-                auth_version: self.auth_version,
-                credential: self.credential,
-            },
-        })
-    }
 }
 
 /// Encodes the `data` column.
