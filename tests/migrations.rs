@@ -70,58 +70,52 @@ async fn sqlite_processes_migrating_together_apply_each_file_once() {
     assert_migrated_once(versions, &stores[0]).await;
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    keycard_no_postgres_url,
-    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
-)]
-async fn postgres_servers_migrating_together_apply_each_file_once() {
-    use keycard::store::PostgresStore;
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
-        return;
+/// The same check on a database server: a fresh table in the database of
+/// the URL variable, dropped at the end.
+macro_rules! server_migrates_once {
+    ($name:ident, $feature:literal, $no_url:ident, $var:literal, $store:ty, $pool:ty) => {
+        #[cfg(feature = $feature)]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr($no_url, ignore = concat!($var, " is not set"))]
+        async fn $name() {
+            let Some(url) = common::stores::url_from_env($var) else {
+                return;
+            };
+            let table = common::stores::unique_table();
+            let stores = migrate_together!(
+                async {
+                    let pool = <$pool>::connect(&url).await.expect("connect");
+                    <$store>::with_table_name(pool, table.clone())
+                },
+                table
+            );
+            let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
+            let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(stores[0].pool())
+                .await
+                .expect("book");
+            assert_migrated_once(versions, &stores[0]).await;
+            drop_tables(stores[0].pool(), &table).await;
+        }
     };
-    let table = common::stores::unique_table();
-    let stores = migrate_together!(
-        async {
-            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-            PostgresStore::with_table_name(pool, table.clone())
-        },
-        table
-    );
-    let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
-    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_all(stores[0].pool())
-        .await
-        .expect("book");
-    assert_migrated_once(versions, &stores[0]).await;
-    drop_tables(stores[0].pool(), &table).await;
 }
 
-#[cfg(feature = "mysql")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(keycard_no_mysql_url, ignore = "KEYCARD_TEST_MYSQL_URL is not set")]
-async fn mysql_servers_migrating_together_apply_each_file_once() {
-    use keycard::store::MySqlStore;
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_MYSQL_URL") else {
-        return;
-    };
-    let table = common::stores::unique_table();
-    let stores = migrate_together!(
-        async {
-            let pool = sqlx::MySqlPool::connect(&url).await.expect("connect");
-            MySqlStore::with_table_name(pool, table.clone())
-        },
-        table
-    );
-    let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
-    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_all(stores[0].pool())
-        .await
-        .expect("book");
-    assert_migrated_once(versions, &stores[0]).await;
-    drop_tables(stores[0].pool(), &table).await;
-}
+server_migrates_once!(
+    postgres_servers_migrating_together_apply_each_file_once,
+    "postgres",
+    keycard_no_postgres_url,
+    "KEYCARD_TEST_POSTGRES_URL",
+    keycard::store::PostgresStore,
+    sqlx::PgPool
+);
+server_migrates_once!(
+    mysql_servers_migrating_together_apply_each_file_once,
+    "mysql",
+    keycard_no_mysql_url,
+    "KEYCARD_TEST_MYSQL_URL",
+    keycard::store::MySqlStore,
+    sqlx::MySqlPool
+);
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 async fn drop_tables<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, table: &TableName)
