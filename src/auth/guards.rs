@@ -131,6 +131,36 @@ pub struct CurrentUser(pub AuthUser);
 #[derive(Debug)]
 pub struct RequireAuthMethod<M: AuthMethodName>(pub AuthUser, pub PhantomData<M>);
 
+/// How long a sign-in counts as recent by default for [`RequireRecentAuth`].
+pub(crate) const DEFAULT_RECENT_AUTH: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The signed-in user, if they proved a credential recently ("sudo
+/// mode"): within [`AuthLayer::recent_auth_within`](super::AuthLayer::recent_auth_within)
+/// (default 10 minutes) of their sign-in or of its last confirmation
+/// ([`Session::reauthenticated`](crate::Session::reauthenticated),
+/// [`PasswordAuthenticator::confirm`](super::PasswordAuthenticator::confirm)).
+/// Put it on what an attacker with a stolen session must not do: change
+/// the password or e-mail, create an API token, sign out every other
+/// device.
+///
+/// Anonymous requests are refused as by [`CurrentUser`]; an older sign-in
+/// gets [`AuthRejection::ReauthenticationRequired`]: a `303` to the
+/// confirmation page (`/confirm?next=…`, see
+/// [`AuthLayer::confirm_url`](super::AuthLayer::confirm_url)) for a
+/// browser, a `403` for anyone else. A request signed in by its own
+/// credentials for itself only (HTTP Basic, a bearer token) never counts
+/// as recent: it carries no interactive proof.
+///
+/// ```
+/// use keycard::auth::RequireRecentAuth;
+///
+/// async fn create_token(RequireRecentAuth(user): RequireRecentAuth) -> String {
+///     format!("a new token for {}", user.id)
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequireRecentAuth(pub AuthUser);
+
 /// A permission name for [`RequirePermission`].
 pub trait Permission: Send + Sync + 'static {
     /// The name the [`Permissions`] hook is asked about.
@@ -162,6 +192,10 @@ pub enum AuthRejection {
         /// The permission asked for.
         permission: &'static str,
     },
+    /// Signed in, but not recently enough for [`RequireRecentAuth`]: a
+    /// `303` to the confirmation page for a browser, `403` otherwise.
+    #[error("this needs a recent sign-in")]
+    ReauthenticationRequired(ReauthenticationRequired),
     /// The [`Permissions`] hook failed: `503`.
     #[error("the permission check failed")]
     PermissionCheckFailed,
@@ -198,6 +232,28 @@ impl SignInRequired {
 
     /// The page the client asked for, when it is a path on this site (safe
     /// to redirect back to after sign-in).
+    pub fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+}
+
+/// What [`AuthRejection::ReauthenticationRequired`] knows to answer with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReauthenticationRequired {
+    /// For a browser: the confirmation page, with `next`.
+    redirect: Option<String>,
+    /// The page asked for, when it is a path on this site.
+    next: Option<String>,
+}
+
+impl ReauthenticationRequired {
+    /// The confirmation page with `?next=`, for a browser.
+    pub fn redirect(&self) -> Option<&str> {
+        self.redirect.as_deref()
+    }
+
+    /// The page the client asked for, when it is a path on this site (safe
+    /// to redirect back to after the confirmation).
     pub fn next(&self) -> Option<&str> {
         self.next.as_deref()
     }

@@ -124,6 +124,21 @@ impl AuthLayer {
         self.configure(|c| Arc::make_mut(&mut c.settings).login_url = url)
     }
 
+    /// Where [`RequireRecentAuth`](super::RequireRecentAuth) sends a
+    /// browser whose sign-in is not recent, with `?next=` the page it
+    /// asked for (default `/confirm`).
+    pub fn confirm_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.configure(|c| Arc::make_mut(&mut c.settings).confirm_url = url)
+    }
+
+    /// How long a sign-in, or its last confirmation, counts as recent for
+    /// [`RequireRecentAuth`](super::RequireRecentAuth) (default 10
+    /// minutes).
+    pub fn recent_auth_within(self, within: std::time::Duration) -> Self {
+        self.configure(|c| Arc::make_mut(&mut c.settings).recent_auth = within)
+    }
+
     /// The application's permission check, for
     /// [`RequirePermission`](super::RequirePermission).
     pub fn permissions(self, permissions: impl Permissions) -> Self {

@@ -93,8 +93,8 @@ pub use crate::store::LockoutPolicy;
 pub use error::AccountError;
 pub use guards::method::AuthMethodName;
 pub use guards::{
-    AuthRejection, AuthUser, CurrentUser, Permission, Permissions, RequireAuthMethod,
-    RequirePermission, SignInRequired, method,
+    AuthRejection, AuthUser, CurrentUser, Permission, Permissions, ReauthenticationRequired,
+    RequireAuthMethod, RequirePermission, RequireRecentAuth, SignInRequired, method,
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use password::PasswordAuthenticator;

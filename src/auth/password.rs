@@ -252,6 +252,40 @@ impl PasswordAuthenticator {
         Ok(())
     }
 
+    /// Confirms the sign-in of the user signed in to `session` with their
+    /// `password` ("sudo mode", see
+    /// [`RequireRecentAuth`](super::RequireRecentAuth)): a wrong one counts
+    /// toward the lockout like any sign-in and is
+    /// [`AccountError::WrongPassword`]; a right one makes the sign-in
+    /// recent again and gives the session a fresh token
+    /// ([`Session::reauthenticated`](crate::Session::reauthenticated)).
+    ///
+    /// ```
+    /// # async fn handler(
+    /// #     passwords: keycard::auth::PasswordAuthenticator,
+    /// #     session: keycard::Session,
+    /// # ) -> Result<(), keycard::auth::AccountError> {
+    /// passwords.confirm(&session, "my secret").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn confirm(&self, session: &crate::Session, password: &str) -> Result<(), AccountError> {
+        let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        if session.is_request_only() {
+            return Err(crate::SessionError::RequestOnly.into());
+        }
+        match self.verify(&user, password).await {
+            Ok(_) => {}
+            Err(AuthenticationError::Unavailable(reason)) => {
+                return Err(AccountError::Unavailable(reason));
+            }
+            Err(_) => return Err(AccountError::WrongPassword),
+        }
+        if !session.reauthenticated().await? {
+            return Err(AccountError::NotSignedIn);
+        }
+        Ok(())
+    }
+
     /// Disables (or re-enables) an account: a disabled one can no longer
     /// sign in, and its sessions end at once.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, AccountError> {

@@ -13,6 +13,10 @@ use crate::response::plain_response;
 #[derive(Clone, Debug)]
 pub(crate) struct AuthSettings {
     pub(crate) login_url: String,
+    /// Where a browser confirms its sign-in for [`RequireRecentAuth`](super::RequireRecentAuth).
+    pub(crate) confirm_url: String,
+    /// How long a credential proof counts as recent.
+    pub(crate) recent_auth: std::time::Duration,
     pub(crate) permissions: Option<Arc<dyn Permissions>>,
     pub(crate) challenges: Vec<&'static str>,
 }
@@ -21,6 +25,8 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             login_url: "/login".to_owned(),
+            confirm_url: "/confirm".to_owned(),
+            recent_auth: super::guards::DEFAULT_RECENT_AUTH,
             permissions: None,
             challenges: Vec::new(),
         }

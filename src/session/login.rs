@@ -240,6 +240,34 @@ impl Session {
         Ok(())
     }
 
+    /// Records that the signed-in user has just proved a credential again
+    /// (re-entered their password, say): the sign-in time becomes now and
+    /// the session gets a fresh token, so that
+    /// [`RequireRecentAuth`](crate::auth::RequireRecentAuth) lets it through
+    /// for the configured time. `false`, and nothing changes, when nobody
+    /// is signed in. [`PasswordAuthenticator::confirm`](crate::auth::PasswordAuthenticator::confirm)
+    /// checks the password and calls it.
+    ///
+    /// ```
+    /// # async fn handler(session: keycard::Session) -> Result<(), keycard::SessionError> {
+    /// // after checking the credential the user just gave:
+    /// session.reauthenticated().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reauthenticated(&self) -> Result<bool, SessionError> {
+        self.writable()?;
+        let now = self.0.ctx.now();
+        let mut state = self.ready().await?;
+        let w = ready_mut(&mut state)?;
+        if w.view.user_id.is_none() {
+            return Ok(false);
+        }
+        w.view.authenticated_at = Some(now);
+        w.rotate()?;
+        tracing::info!("keycard: sign-in confirmed");
+        Ok(true)
+    }
+
     /// Gives the session a fresh token, keeping its values and user. Use it
     /// whenever the session's privileges change.
     pub async fn regenerate(&self) -> Result<(), SessionError> {

@@ -289,6 +289,12 @@ impl Session {
         self.0.request_only.load(Ordering::Acquire)
     }
 
+    /// The time by the layer's clock (what the session's timestamps are
+    /// compared with).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.0.ctx.now()
+    }
+
     /// Refuses a change to a request-only session.
     fn writable(&self) -> Result<(), SessionError> {
         if self.is_request_only() {

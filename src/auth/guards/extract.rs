@@ -11,8 +11,8 @@ use http::{HeaderValue, StatusCode};
 
 use super::method::AuthMethodName;
 use super::{
-    AuthRejection, AuthUser, CurrentUser, Permission, RequireAuthMethod, RequirePermission,
-    SignInRequired,
+    AuthRejection, AuthUser, CurrentUser, Permission, ReauthenticationRequired, RequireAuthMethod,
+    RequirePermission, RequireRecentAuth, SignInRequired,
 };
 use crate::Session;
 use crate::auth::AuthInfo;
@@ -31,6 +31,21 @@ impl IntoResponse for AuthRejection {
                 "This needs a sign-in by another method.\n",
             ),
             AuthRejection::Forbidden { .. } => refuse(StatusCode::FORBIDDEN, "Forbidden.\n"),
+            AuthRejection::ReauthenticationRequired(required) => match required
+                .redirect
+                .and_then(|to| HeaderValue::try_from(to).ok())
+            {
+                Some(location) => (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                        (LOCATION, location),
+                    ],
+                    "Please confirm your sign-in.\n",
+                )
+                    .into_response(),
+                None => refuse(StatusCode::FORBIDDEN, "This needs a recent sign-in.\n"),
+            },
             AuthRejection::PermissionCheckFailed => crate::response::plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The permission check is temporarily unavailable.\n",
@@ -136,18 +151,24 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-fn sign_in_required(parts: &Parts) -> AuthRejection {
-    let settings = settings(parts);
-    let next = next_target(parts);
-    let redirect = is_browser(parts).then(|| {
-        let mut location = settings.login_url.clone();
-        if let Some(next) = &next {
+/// `page` with `?next=` the page asked for (when it is one on this site),
+/// for a browser; `None` for anyone else.
+fn browser_redirect(parts: &Parts, page: &str, next: Option<&String>) -> Option<String> {
+    is_browser(parts).then(|| {
+        let mut location = page.to_owned();
+        if let Some(next) = next {
             location.push(if location.contains('?') { '&' } else { '?' });
             location.push_str("next=");
             location.push_str(&url_encode(next));
         }
         location
-    });
+    })
+}
+
+fn sign_in_required(parts: &Parts) -> AuthRejection {
+    let settings = settings(parts);
+    let next = next_target(parts);
+    let redirect = browser_redirect(parts, &settings.login_url, next.as_ref());
     AuthRejection::SignInRequired(SignInRequired {
         redirect,
         challenges: settings.challenges.clone(),
@@ -184,6 +205,34 @@ impl<S: Send + Sync, M: AuthMethodName> FromRequestParts<S> for RequireAuthMetho
             return Err(AuthRejection::WrongMethod { required: M::NAME });
         }
         Ok(RequireAuthMethod(user, PhantomData))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequireRecentAuth {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
+        let CurrentUser(user) =
+            <CurrentUser as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let session = parts
+            .extensions
+            .get::<Session>()
+            .ok_or(AuthRejection::MissingSessionLayer)?;
+        let settings = settings(parts);
+        let within = chrono::TimeDelta::from_std(settings.recent_auth).unwrap_or(chrono::TimeDelta::MAX);
+        let now = session.now();
+        let recent = !session.is_request_only()
+            && user
+                .authenticated_at
+                .is_some_and(|at| now.signed_duration_since(at) <= within);
+        if recent {
+            return Ok(RequireRecentAuth(user));
+        }
+        let next = next_target(parts);
+        let redirect = browser_redirect(parts, &settings.confirm_url, next.as_ref());
+        Err(AuthRejection::ReauthenticationRequired(
+            ReauthenticationRequired { redirect, next },
+        ))
     }
 }
 
