@@ -48,7 +48,8 @@
 //! * **sign out that device** (`POST /sessions/{id}/end`):
 //!   [`Session::end_user_session`], which ends one session of yours at once;
 //! * **sign out everywhere else** (`POST /sessions/end-others`):
-//!   [`Session::end_other_sessions`];
+//!   [`Session::end_other_sessions`], after a recent sign-in (see
+//!   "Confirming it's you" below);
 //! * **change your password** (`POST /account/password`, the current one
 //!   and a new one): [`PasswordAuthenticator::change_password`], which
 //!   keeps this session (with a fresh token) and ends every other one;
@@ -62,6 +63,20 @@
 //! (`POST /tokens/{id}/revoke`: from the next request on, the token signs
 //! nobody in). A request signed in with a token cannot create or revoke
 //! tokens, nor end sessions or change the password.
+//!
+//! ## Confirming it's you
+//!
+//! Creating an API token and signing out everywhere else need a **recent
+//! sign-in** ([`RequireRecentAuth`], "sudo mode"): one within the last
+//! `--sudo-seconds` (default 600, ten minutes), so that somebody who got
+//! hold of an old session cookie cannot mint a token or throw the owner
+//! out. When the sign-in is older, the browser is sent (`303`) to
+//! **confirm it's you** (`GET /confirm?next=/tokens`, resp.
+//! `next=/sessions`), which asks for the password again; `POST /confirm`
+//! checks it with [`PasswordAuthenticator::confirm`] (a wrong one: `401`,
+//! counted toward the lockout), which makes the sign-in recent again and
+//! gives the session a fresh token, and goes back to `next` (a path on
+//! this site, or home). API clients get a `403` instead of the redirect.
 //!
 //! ## Forged requests
 //!
@@ -126,6 +141,7 @@
 //!
 //! ```text
 //! cargo run --example demo -- --addr 127.0.0.1:8080 --db /tmp/sessions.db
+//! cargo run --example demo -- --sudo-seconds 30   # confirm the password more often
 //! RUST_LOG=keycard=debug cargo run --example demo
 //! ```
 //!
@@ -138,6 +154,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -146,8 +163,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
-    AccountError, ApiTokens, AuthLayer, AuthUser, AuthenticationError, BasicAuth, BearerAuth,
-    CurrentUser, PasswordAuthenticator, StoredSession, method,
+    AccountError, ApiTokens, AuthLayer, AuthRejection, AuthUser, AuthenticationError, BasicAuth,
+    BearerAuth, CurrentUser, PasswordAuthenticator, RequireRecentAuth, StoredSession, method,
 };
 use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
@@ -159,6 +176,13 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const DEFAULT_DB: &str = "keycard-demo.db";
 
+/// How long, by default, a sign-in (or its last confirmation) counts as
+/// recent for the actions that need one (`--sudo-seconds`).
+const DEFAULT_SUDO_SECONDS: u64 = 600;
+
+/// The page that asks a signed-in user for their password again.
+const CONFIRM_URL: &str = "/confirm";
+
 /// The accounts created on first start, each with a random password.
 const DEMO_USERS: [&str; 2] = ["ada", "grace"];
 
@@ -167,16 +191,20 @@ const DEMO_USERS: [&str; 2] = ["ada", "grace"];
 const PASSWORD_CHARS: usize = 16;
 
 const USAGE: &str = "\
-usage: cargo run --example demo -- [--addr HOST:PORT] [--db PATH]
+usage: cargo run --example demo -- [--addr HOST:PORT] [--db PATH] [--sudo-seconds N]
 
   --addr HOST:PORT  address to listen on (default: 127.0.0.1:3000; port 0: any free port)
   --db PATH         SQLite file holding sessions, accounts and tokens (default: keycard-demo.db)
+  --sudo-seconds N  how long a sign-in counts as recent for creating API tokens and signing
+                    out everywhere else; older ones confirm the password first (default: 600)
   -h, --help        print this message";
 
 /// What the command line asked for.
 struct Options {
     addr: SocketAddr,
     db: String,
+    /// How long a sign-in counts as recent ("sudo mode").
+    sudo: Duration,
 }
 
 /// Why the command line was refused, or a request for help.
@@ -188,6 +216,7 @@ enum ArgsError {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsError> {
     let mut addr: Option<SocketAddr> = None;
     let mut db: Option<String> = None;
+    let mut sudo_seconds: Option<u64> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(ArgsError::Help),
@@ -211,6 +240,21 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
                 }
                 db = Some(value);
             }
+            "--sudo-seconds" => {
+                let value = args.next().ok_or_else(|| {
+                    ArgsError::Bad("--sudo-seconds needs a value (a number of seconds)".into())
+                })?;
+                let parsed = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|seconds| *seconds > 0)
+                    .ok_or_else(|| {
+                        ArgsError::Bad(format!(
+                            "--sudo-seconds: {value:?} is not a positive whole number of seconds"
+                        ))
+                    })?;
+                sudo_seconds = Some(parsed);
+            }
             other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
         }
     }
@@ -223,14 +267,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
     Ok(Options {
         addr,
         db: db.unwrap_or_else(|| DEFAULT_DB.to_owned()),
+        sudo: Duration::from_secs(sudo_seconds.unwrap_or(DEFAULT_SUDO_SECONDS)),
     })
 }
 
-/// What the handlers share: the accounts and the API tokens.
+/// What the handlers share: the accounts, the API tokens, and how long a
+/// sign-in counts as recent (for the pages that say so).
 #[derive(Clone)]
 struct App {
     passwords: PasswordAuthenticator,
     tokens: ApiTokens,
+    sudo: Duration,
 }
 
 #[tokio::main]
@@ -285,12 +332,18 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // request only (no row, no cookie); HTTP Basic gets a stored API
     // session with cookies, which the client keeps. The auth layer goes
     // inside the session layer (added before it).
+    //
+    // Creating an API token and signing out every other device need a
+    // recent sign-in ("sudo mode", `RequireRecentAuth`): one within
+    // `--sudo-seconds`, or confirmed since on the confirmation page.
     let auth = AuthLayer::new()
         .retriever(StoredSession(BasicAuth))
         .retriever(BearerAuth)
         .authenticator(passwords.clone())
         .authenticator(tokens.clone())
-        .login_url("/");
+        .login_url("/")
+        .confirm_url(CONFIRM_URL)
+        .recent_auth_within(options.sudo);
 
     // Every POST handler reads its form with `CsrfForm`, which checks the
     // session's synchronizer token that every form carries; cross-origin
@@ -304,11 +357,16 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/sessions/end-others", post(end_others))
         .route("/sessions/{id}/end", post(end_one))
         .route("/account/password", post(change_password))
+        .route(CONFIRM_URL, get(confirm_page).post(confirm))
         .route("/tokens", get(tokens_page).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/api/whoami", get(api_whoami))
         .route("/api/visit", post(api_visit))
-        .with_state(App { passwords, tokens })
+        .with_state(App {
+            passwords,
+            tokens,
+            sudo: options.sudo,
+        })
         .layer(auth)
         .layer(sessions);
 
@@ -662,7 +720,10 @@ async fn take_flash(session: &Session, key: &str) -> Result<String, keycard::Err
 /// `GET /sessions`: the signed-in user's sessions, with a form to end each
 /// other one, all the others, or this one, and to change the password.
 /// Anonymous visitors are sent home.
-async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
+async fn sessions_page(
+    State(app): State<App>,
+    session: Session,
+) -> Result<Response, keycard::Error> {
     let Some(user) = session.user_id().await? else {
         return Ok(Redirect::to("/").into_response());
     };
@@ -690,6 +751,8 @@ async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
 <tr><th>Created</th><th>Last activity</th><th>IP address</th><th>Client</th><th>Signed in with</th><th></th></tr>
 {rows}</table>
 {end_others}
+<p class="note">Signing out everywhere else asks you to confirm your password if you signed in
+more than {sudo} ago.</p>
 <form method="post" action="/logout">{csrf}<button>Sign out this device</button></form>
 <h2>Change your password</h2>
 <form method="post" action="/account/password">{csrf}
@@ -700,6 +763,7 @@ async fn sessions_page(session: Session) -> Result<Response, keycard::Error> {
 <p class="note">Changing the password keeps you signed in here and signs you out everywhere else.</p>
 <p><a href="/">Home</a></p>"#,
         user = escape(&user),
+        sudo = escape(&describe(app.sudo)),
         count = match sessions.len() {
             1 => "1 browser or device".to_owned(),
             n => format!("{n} browsers or devices"),
@@ -783,9 +847,11 @@ async fn end_one(
     Ok(Redirect::to("/sessions").into_response())
 }
 
-/// `POST /sessions/end-others`: ends every other session of the user.
+/// `POST /sessions/end-others`: ends every other session of the user,
+/// if they signed in recently (or confirm their password first).
 async fn end_others(
     session: Session,
+    recent: Result<RequireRecentAuth, AuthRejection>,
     form: Result<CsrfForm<NoFields>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
     if let Err(rejection) = form {
@@ -798,6 +864,9 @@ async fn end_others(
     }
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
+    }
+    if let Err(rejection) = recent {
+        return Ok(confirm_first(rejection, "/sessions"));
     }
     let ended = session.end_other_sessions().await?;
     let message = match ended {
@@ -889,6 +958,148 @@ async fn change_password(
     }
 }
 
+/// The answer for an action that needs a recent sign-in ("sudo mode") when
+/// the user's is too old: a browser is sent to confirm its password, then
+/// back to `page` (the page with the action's form, not the `POST`'s path,
+/// which a browser cannot load); anyone else gets the rejection's own
+/// answer (`403`, or as for a sign-in when nobody is signed in).
+fn confirm_first(rejection: AuthRejection, page: &str) -> Response {
+    match rejection {
+        AuthRejection::ReauthenticationRequired(required) if required.redirect().is_some() => {
+            Redirect::to(&format!("{CONFIRM_URL}?next={page}")).into_response()
+        }
+        other => other.into_response(),
+    }
+}
+
+/// How long a sign-in counts as recent, in words.
+fn describe(within: Duration) -> String {
+    let seconds = within.as_secs();
+    match (seconds % 60, seconds / 60) {
+        (0, 1) => "1 minute".to_owned(),
+        (0, minutes) => format!("{minutes} minutes"),
+        _ if seconds == 1 => "1 second".to_owned(),
+        _ => format!("{seconds} seconds"),
+    }
+}
+
+/// `next` if it is a path on this site (see [`is_local_path`]), home
+/// otherwise.
+fn local_or_home(next: Option<&str>) -> &str {
+    next.filter(|next| is_local_path(next)).unwrap_or("/")
+}
+
+#[derive(Deserialize)]
+struct ConfirmQuery {
+    /// Where to go once confirmed: set by [`confirm_first`].
+    next: Option<String>,
+}
+
+/// `GET /confirm`: asks the signed-in user for their password again, then
+/// goes on to `next`. Anonymous visitors are sent home.
+async fn confirm_page(
+    session: Session,
+    query: Result<Query<ConfirmQuery>, QueryRejection>,
+) -> Result<Response, keycard::Error> {
+    let query = query.ok().and_then(|Query(query)| query.next);
+    let next = local_or_home(query.as_deref());
+    confirm_again(&session, StatusCode::OK, None, next).await
+}
+
+/// The confirmation page, with `problem` if the last try failed; home for
+/// anonymous visitors, and `403` for a request signed in by its own
+/// credentials, which has no sign-in to confirm.
+async fn confirm_again(
+    session: &Session,
+    status: StatusCode,
+    problem: Option<&str>,
+    next: &str,
+) -> Result<Response, keycard::Error> {
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    let Some(user) = session.user_id().await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let csrf = csrf_field(session).await?;
+    let problem = problem
+        .map(|problem| format!("<p class=\"error\">{}</p>\n", escape(problem)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<h1>Confirm it's you</h1>
+{problem}<p>You are signed in as <strong>{user}</strong>, but not recently enough for what you
+asked: please enter your password again.</p>
+<form method="post" action="{action}">{csrf}
+<input type="hidden" name="next" value="{next}">
+<label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password" autofocus></label>
+<button>Confirm</button>
+</form>
+<p><a href="{next}">Cancel</a></p>"#,
+        user = escape(&user),
+        action = escape(CONFIRM_URL),
+        next = escape(next),
+    );
+    Ok((status, page("Confirm it's you", &body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    password: String,
+    /// Where to go once confirmed: a path on this site, or home.
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /confirm`: checks the signed-in user's password; if right, the
+/// sign-in counts as recent again (with a fresh session token) and the
+/// browser goes on to `next`.
+async fn confirm(
+    State(app): State<App>,
+    session: Session,
+    form: Result<CsrfForm<ConfirmForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, "/")),
+    };
+    let next = local_or_home(Some(&form.next));
+    if form.password.is_empty() {
+        return confirm_again(
+            &session,
+            StatusCode::BAD_REQUEST,
+            Some("Please enter your password."),
+            next,
+        )
+        .await;
+    }
+    match app.passwords.confirm(&session, &form.password).await {
+        Ok(()) => Ok(Redirect::to(next).into_response()),
+        // Counted toward the lockout, like a wrong sign-in.
+        Err(AccountError::WrongPassword) => {
+            confirm_again(
+                &session,
+                StatusCode::UNAUTHORIZED,
+                Some("Wrong password."),
+                next,
+            )
+            .await
+        }
+        Err(AccountError::NotSignedIn) => Ok(Redirect::to("/").into_response()),
+        Err(AccountError::Unavailable(reason)) => {
+            tracing::error!(%reason, "demo: the password check is unavailable");
+            Ok(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Cannot confirm now",
+                "Confirming your password is temporarily unavailable. Please try again later.",
+                next,
+            ))
+        }
+        Err(error) => Ok(error.into_response()),
+    }
+}
+
 /// Whether this user's session may create and revoke API tokens: not one
 /// signed in with a token, so that a leaked token cannot mint others.
 fn may_manage_tokens(user: &AuthUser) -> bool {
@@ -926,7 +1137,7 @@ async fn tokens_page(
             .and_then(|value| serde_json::from_value(value).ok())
     };
     let csrf = csrf_field(&session).await?;
-    let body = tokens_body(&user, &tokens, &flash, created.as_ref(), &csrf);
+    let body = tokens_body(&user, &tokens, &flash, created.as_ref(), &csrf, app.sudo);
     // Nothing on the way may keep a copy of the page, least of all of the
     // secret (the session layer says so too, for any signed-in page).
     Ok((
@@ -947,10 +1158,14 @@ struct TokenForm {
 /// shows its secret once. Until then the secret waits in the session (the
 /// only copy: the token table keeps its hash), so that reloading the page
 /// neither shows it again nor creates a second token.
+///
+/// A leaked session cookie must not mint a token that outlives it: this
+/// needs a recent sign-in, or the password confirmed first.
 async fn create_token(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
     session: Session,
+    recent: Result<RequireRecentAuth, AuthRejection>,
     form: Result<CsrfForm<TokenForm>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
     let form = match form {
@@ -959,6 +1174,9 @@ async fn create_token(
     };
     if !may_manage_tokens(&user) {
         return Ok(tokens_forbidden());
+    }
+    if let Err(rejection) = recent {
+        return Ok(confirm_first(rejection, "/tokens"));
     }
     let name = match validate_name(&form.name) {
         Ok(name) => name,
@@ -1031,6 +1249,7 @@ fn tokens_body(
     flash: &str,
     new: Option<&CreatedToken>,
     csrf: &str,
+    sudo: Duration,
 ) -> String {
     let manage = may_manage_tokens(user);
     let created = new
@@ -1064,7 +1283,10 @@ fn tokens_body(
             r#"<form method="post" action="/tokens">{csrf}
 <label>New token named <input name="name" required maxlength="64" placeholder="CI pipeline"></label>
 <button>Create</button>
-</form>"#
+</form>
+<p class="note">Creating a token asks you to confirm your password if you signed in more than {}
+ago.</p>"#,
+            escape(&describe(sudo))
         )
     } else {
         r#"<p class="note">Signed in with an API token: sign in with your password to create or revoke tokens.</p>"#.to_owned()
@@ -1161,6 +1383,7 @@ th {{ text-align: left; padding-right: 1rem; }}
 form {{ margin: 1rem 0; }}
 .note {{ color: #555; font-size: 0.9rem; }}
 .flash {{ background: #eef6ee; padding: 0.5rem; }}
+.error {{ background: #fbeaea; padding: 0.5rem; }}
 table.sessions {{ border-collapse: collapse; }}
 table.sessions td, table.sessions th {{ padding: 0.25rem 0.5rem; border-bottom: 1px solid #ddd; }}
 table.sessions form {{ margin: 0; }}

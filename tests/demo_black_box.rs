@@ -36,6 +36,16 @@ const CROSS_ORIGIN_REFUSED: &str = "Cross-origin request refused";
 /// The demo's page for a form whose synchronizer token is missing or wrong.
 const FORM_REFUSED: &str = "Form refused";
 
+/// The heading of the demo's page that asks for the password again.
+const CONFIRM_HEADING: &str = "<h1>Confirm it's you</h1>";
+
+/// How long a sign-in counts as recent in the "sudo mode" tests
+/// (`--sudo-seconds`), and how long they wait for one to be old: long
+/// enough that the steps after a confirmation fit in it on a loaded CI
+/// machine.
+const SHORT_SUDO: &str = "3";
+const PAST_SHORT_SUDO: Duration = Duration::from_millis(3_500);
+
 /// A running demo, killed when dropped.
 struct Demo {
     child: Child,
@@ -58,17 +68,28 @@ impl Drop for Demo {
 impl Demo {
     /// Starts the demo on `db` and waits for its address.
     fn start(db: &Path) -> Demo {
-        Self::start_example("demo", "keycard demo: listening on ", db)
+        Self::start_with(db, &[])
+    }
+
+    /// Starts the demo on `db` with the further arguments `args`.
+    fn start_with(db: &Path, args: &[&str]) -> Demo {
+        Self::start_example_with("demo", "keycard demo: listening on ", db, args)
     }
 
     /// Starts the example `name` on `db` and waits for the line that
     /// begins with `banner` and ends with its address.
     fn start_example(name: &str, banner: &str, db: &Path) -> Demo {
+        Self::start_example_with(name, banner, db, &[])
+    }
+
+    /// [`Demo::start_example`] with the further arguments `args`.
+    fn start_example_with(name: &str, banner: &str, db: &Path, args: &[&str]) -> Demo {
         let mut child = Command::new(example_binary::example_binary(name))
             .arg("--addr")
             .arg("127.0.0.1:0")
             .arg("--db")
             .arg(db)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -304,6 +325,33 @@ impl Browser {
     async fn submit(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
         let token = self.token().await;
         self.post_from_page(path, form, Some(&token)).await
+    }
+
+    /// [`Browser::submit`], also saying `Accept: text/html` as a browser's
+    /// form navigation does: the guards send such a client to a page (the
+    /// confirmation page) rather than refuse it.
+    async fn submit_html(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let token = self.token().await;
+        let mut fields = form.to_vec();
+        fields.push(("csrf_token", &token));
+        let origin = self.base.clone();
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(&fields),
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", &origin),
+                ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            ],
+        )
+        .await
+    }
+
+    /// Confirms the password on the confirmation page, going on to `next`.
+    async fn confirm(&mut self, password: &str, next: &str) -> Reply {
+        self.submit_html("/confirm", &[("password", password), ("next", next)])
+            .await
     }
 
     /// Signs in as `user` through the sign-in form, and checks it worked.
@@ -578,6 +626,13 @@ impl Scene {
                 vec![
                     ("current", self.ada_password.clone()),
                     ("new", "forged password".to_owned()),
+                ],
+            ),
+            (
+                "/confirm".to_owned(),
+                vec![
+                    ("password", self.ada_password.clone()),
+                    ("next", "/tokens".to_owned()),
                 ],
             ),
         ]
@@ -1411,6 +1466,10 @@ async fn demo_and_api_client_refuse_bad_arguments() {
         &["--addr", "nowhere"],
         &["--addr"],
         &["--db", ""],
+        &["--sudo-seconds"],
+        &["--sudo-seconds", "0"],
+        &["--sudo-seconds", "-5"],
+        &["--sudo-seconds", "soon"],
     ] {
         let output = Command::new(example_binary::example_binary("demo"))
             .args(args)
@@ -1464,4 +1523,296 @@ async fn the_notes_example_keeps_a_note_and_its_session_value_or_neither() {
         browser.get("/audit").await.body,
         "ada signed in\nada signed out\n"
     );
+}
+
+/// The demo's help names every flag, the new `--sudo-seconds` too.
+#[test]
+fn demo_help_names_its_flags() {
+    let output = Command::new(example_binary::example_binary("demo"))
+        .arg("--help")
+        .output()
+        .expect("run the demo");
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--addr", "--db", "--sudo-seconds", "--help"] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+}
+
+/// "Sudo mode": with an old sign-in, `POST /tokens` sends the browser to
+/// confirm its password (and creates nothing); a wrong password is refused
+/// and confirms nothing; the right one rotates the session and lets the
+/// token be created at once, until the confirmation is old in its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_sign_in_confirms_the_password_before_creating_a_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(&dir.path().join("demo.db"), &["--sudo-seconds", SHORT_SUDO]);
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let page = browser.get("/tokens").await;
+    assert!(
+        page.body
+            .contains("asks you to confirm your password if you signed in more than 3 seconds"),
+        "{}",
+        page.body
+    );
+    tokio::time::sleep(PAST_SHORT_SUDO).await;
+
+    // The browser is sent to confirm, back to the tokens page afterwards.
+    let reply = browser.submit_html("/tokens", &[("name", "late")]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/tokens"),
+        "{}",
+        reply.body
+    );
+    assert!(revoke_ids(&browser.get("/tokens").await.body).is_empty());
+    // An API client (no `Accept: text/html`) gets the guard's 403.
+    let reply = browser.submit("/tokens", &[("name", "late")]).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(revoke_ids(&browser.get("/tokens").await.body).is_empty());
+
+    let page = browser
+        .get_with("/confirm?next=/tokens", &[("accept", "text/html")])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(CONFIRM_HEADING), "{}", page.body);
+    assert!(page.body.contains(r#"action="/confirm""#), "{}", page.body);
+    assert!(
+        page.body.contains(r#"name="password" type="password""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"<input type="hidden" name="next" value="/tokens">"#),
+        "{}",
+        page.body
+    );
+    assert!(csrf_token(&page.body).is_some(), "{}", page.body);
+
+    // A wrong password: the page again, 401, and still not confirmed.
+    let jar = browser.jar.clone();
+    let reply = browser.confirm("not the password", "/tokens").await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(reply.body.contains(CONFIRM_HEADING), "{}", reply.body);
+    assert!(reply.body.contains("Wrong password."), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains(r#"<input type="hidden" name="next" value="/tokens">"#),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_none(), "no new token");
+    assert_eq!(browser.jar, jar);
+    let reply = browser.submit_html("/tokens", &[("name", "late")]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/tokens"),
+        "still not confirmed"
+    );
+
+    // The right password: back to the tokens page, with a fresh token; the
+    // token is created at once.
+    let reply = browser.confirm(&password, "/tokens").await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/tokens"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_some(), "a fresh token");
+    assert_ne!(browser.jar, jar);
+    let reply = browser
+        .submit_html("/tokens", &[("name", "confirmed")])
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/tokens"),
+        "{}",
+        reply.body
+    );
+    let page = browser.get("/tokens").await;
+    let secret = new_token_secret(&page.body);
+    assert_eq!(revoke_ids(&page.body).len(), 1, "{}", page.body);
+    let (status, body) = bearer_whoami(&plain_client(), &demo, &secret).await;
+    assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    let mut replay = Browser::new(&demo);
+    replay.jar = jar;
+    assert_eq!(replay.user().await, None, "the old cookies are dead");
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+
+    // The confirmation gets old too.
+    tokio::time::sleep(PAST_SHORT_SUDO).await;
+    let reply = browser.submit_html("/tokens", &[("name", "later")]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/tokens")
+    );
+    assert_eq!(revoke_ids(&browser.get("/tokens").await.body).len(), 1);
+}
+
+/// Signing out everywhere else with an old sign-in: sent to confirm, and
+/// nothing is ended until the password is confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_sign_in_confirms_the_password_before_signing_out_everywhere_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(&dir.path().join("demo.db"), &["--sudo-seconds", SHORT_SUDO]);
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let mut other = Browser::new(&demo);
+    other.sign_in("ada", &password).await;
+    let page = browser.get("/sessions").await;
+    assert_eq!(other_session_ids(&page.body).len(), 1, "{}", page.body);
+    assert!(
+        page.body.contains(
+            "Signing out everywhere else asks you to confirm your password if you signed in\n\
+             more than 3 seconds ago."
+        ),
+        "{}",
+        page.body
+    );
+    tokio::time::sleep(PAST_SHORT_SUDO).await;
+
+    let reply = browser.submit_html("/sessions/end-others", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/sessions"),
+        "{}",
+        reply.body
+    );
+    let reply = browser.submit("/sessions/end-others", &[]).await;
+    assert_eq!(reply.status, 403, "an API client: {}", reply.body);
+    assert_eq!(other.user().await.as_deref(), Some("ada"), "nothing ended");
+    assert_eq!(
+        other_session_ids(&browser.get("/sessions").await.body).len(),
+        1
+    );
+
+    let reply = browser.confirm(&password, "/sessions").await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    let reply = browser.submit_html("/sessions/end-others", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(other.user().await, None, "signed out everywhere else");
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+}
+
+/// The confirmation page goes on only to paths on this site: anything else
+/// in `next` (another site, a scheme, `//host`, `/\host`) means home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_confirmation_redirects_only_to_this_site() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+
+    for next in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/tokens\r\nLocation: https://evil.example",
+        "",
+    ] {
+        let reply = browser.confirm(&password, next).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/"),
+            "next={next:?}: {}",
+            reply.body
+        );
+    }
+    let reply = browser.confirm(&password, "/sessions").await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+
+    // The page does not carry them either.
+    for query in [
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%2F%5Cevil",
+    ] {
+        let page = browser.get(&format!("/confirm?next={query}")).await;
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        assert!(
+            page.body
+                .contains(r#"<input type="hidden" name="next" value="/">"#),
+            "{query}: {}",
+            page.body
+        );
+        assert!(!page.body.contains("evil"), "{query}: {}", page.body);
+    }
+
+    // Anonymous: home, on both.
+    let mut anonymous = Browser::new(&demo);
+    let reply = anonymous.get("/confirm?next=/tokens").await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    let reply = anonymous.confirm(&password, "/tokens").await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(anonymous.user().await, None);
+}
+
+/// A page of another site cannot confirm the victim's password for them,
+/// even with the password and a valid synchronizer token: the session
+/// layer refuses the post, and the sign-in stays old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_confirmation_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(&dir.path().join("demo.db"), &["--sudo-seconds", SHORT_SUDO]);
+    let password = demo.password("ada").to_owned();
+    let mut victim = Browser::new(&demo);
+    victim.sign_in("ada", &password).await;
+    tokio::time::sleep(PAST_SHORT_SUDO).await;
+
+    let token = victim.token().await;
+    let jar = victim.jar.clone();
+    let form = [
+        ("password", password.as_str()),
+        ("next", "/tokens"),
+        ("csrf_token", &token),
+    ];
+    let reply = victim
+        .send(
+            reqwest::Method::POST,
+            "/confirm",
+            Some(&form),
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://evil.example"),
+                ("accept", "text/html"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(CROSS_ORIGIN_REFUSED), "{}", reply.body);
+    assert!(reply.headers.get("set-cookie").is_none(), "not rotated");
+    assert_eq!(victim.jar, jar);
+    // Same-origin without the page's token: refused by the form check.
+    let reply = victim
+        .post_from_page("/confirm", &[("password", &password)], None)
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(FORM_REFUSED), "{}", reply.body);
+    assert_eq!(victim.token().await, token, "the session was not rotated");
+
+    let reply = victim.submit_html("/tokens", &[("name", "forged")]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/tokens"),
+        "still not confirmed"
+    );
+    assert!(revoke_ids(&victim.get("/tokens").await.body).is_empty());
 }

@@ -14,8 +14,9 @@
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
 //! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
-//!   [`RequireAuthMethod`], [`RequirePermission`]) are axum extractors whose
-//!   rejection, [`AuthRejection`], applications can match on and replace.
+//!   [`RequireAuthMethod`], [`RequirePermission`], [`RequireRecentAuth`])
+//!   are axum extractors whose rejection, [`AuthRejection`], applications
+//!   can match on and replace.
 //!
 //! [`AuthLayer`] runs the retrievers and authenticators. It runs *inside*
 //! `SessionLayer`, because a request that brings credentials is signed in
@@ -74,6 +75,45 @@
 //! Revoking an API token ([`ApiTokens::revoke`]) ends every session it
 //! opened; disabling an account or changing its password through
 //! [`PasswordAuthenticator`] ends the account's sessions.
+//!
+//! **Sudo mode.** What a thief with a stolen session must not do (change
+//! the password, create an API token, sign out the owner's other devices)
+//! takes [`RequireRecentAuth`]: a sign-in older than
+//! [`AuthLayer::recent_auth_within`] (10 minutes by default) is sent to
+//! confirm the password first, which [`PasswordAuthenticator::confirm`]
+//! checks:
+//!
+//! ```
+//! use axum::Form;
+//! use axum::response::{IntoResponse, Redirect, Response};
+//! use keycard::Session;
+//! use keycard::auth::{AccountError, PasswordAuthenticator, RequireRecentAuth};
+//!
+//! // Behind the guard: only a recent sign-in gets here; an older one was
+//! // sent to `/confirm?next=/tokens`.
+//! async fn create_token(RequireRecentAuth(user): RequireRecentAuth) -> String {
+//!     format!("a token for {}", user.id)
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Confirm {
+//!     password: String,
+//! }
+//!
+//! // `POST /confirm` (read `next` too, and redirect to it if it is a path
+//! // on this site).
+//! async fn confirm(
+//!     passwords: PasswordAuthenticator,
+//!     session: Session,
+//!     Form(form): Form<Confirm>,
+//! ) -> Result<Response, keycard::Error> {
+//!     match passwords.confirm(&session, &form.password).await {
+//!         Ok(()) => Ok(Redirect::to("/tokens").into_response()),
+//!         Err(AccountError::WrongPassword) => Ok("Wrong password.".into_response()),
+//!         Err(other) => Err(other.into()),
+//!     }
+//! }
+//! ```
 
 use std::fmt::Debug;
 use std::net::IpAddr;

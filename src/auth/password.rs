@@ -268,7 +268,11 @@ impl PasswordAuthenticator {
     /// passwords.confirm(&session, "my secret").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn confirm(&self, session: &crate::Session, password: &str) -> Result<(), AccountError> {
+    pub async fn confirm(
+        &self,
+        session: &crate::Session,
+        password: &str,
+    ) -> Result<(), AccountError> {
         let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
         if session.is_request_only() {
             return Err(crate::SessionError::RequestOnly.into());

@@ -18,8 +18,9 @@ use chrono::TimeDelta;
 use keycard::auth::{
     ApiTokens, AuthLayer, AuthUser, BasicAuth, BearerAuth, CurrentUser, LockoutPolicy,
     PasswordAuthenticator, Permission, Permissions, RequireAuthMethod, RequirePermission,
-    StoredSession, TrustedHeader, method,
+    RequireRecentAuth, StoredSession, TrustedHeader, method,
 };
+use keycard::store::UserStore as _;
 use keycard::{BoxError, Login, Session};
 
 use crate::common::{Client, Reply, TestStore, send_raw};
@@ -37,6 +38,11 @@ impl Permissions for AlicesRules {
 struct Admin;
 impl Permission for Admin {
     const NAME: &'static str = "admin";
+}
+
+#[derive(serde::Deserialize)]
+struct Confirmation {
+    password: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -135,6 +141,27 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
                 },
             ),
         )
+        .route(
+            "/sudo",
+            post(|RequireRecentAuth(user): RequireRecentAuth| async move {
+                format!("sudo {}", user.id)
+            }),
+        )
+        .route("/confirm", {
+            let passwords = passwords.clone();
+            post(move |session: Session, Form(form): Form<Confirmation>| {
+                let passwords = passwords.clone();
+                async move {
+                    match passwords.confirm(&session, &form.password).await {
+                        Ok(()) => Ok("confirmed".into_response()),
+                        Err(keycard::auth::AccountError::WrongPassword) => {
+                            Ok(StatusCode::UNAUTHORIZED.into_response())
+                        }
+                        Err(error) => Err(keycard::Error::from(error)),
+                    }
+                }
+            })
+        })
         .route("/tokens/{name}", post(create))
         .route("/tokens/{id}/revoke", post(revoke))
         .route(
@@ -1212,4 +1239,104 @@ pub async fn guard_rejections_are_typed_and_replaceable(store: TestStore) {
     // keycard's own answer is unchanged.
     let mut api = Client::new(app.router.clone());
     assert_eq!(api.get("/me").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Sudo mode: a fresh sign-in passes the recent-sign-in guard; ten
+/// minutes later a browser is sent to confirm (same-site `next`), an API
+/// client gets `403`; a wrong password is refused and counted; the right
+/// one rotates the token (the old cookie is dead) and opens the guard
+/// again; anonymous requests are asked to sign in.
+pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(store: TestStore) {
+    let app = auth_app(&store);
+    create_user(&app, "alice", "secret").await;
+    let mut anonymous = Client::new(app.router.clone());
+    assert_eq!(
+        anonymous.post("/sudo").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let mut browser = Client::new(app.router.clone());
+    form_login(&mut browser, "alice", "secret").await;
+    assert_eq!(browser.post("/sudo").await.body, "sudo alice");
+    store.clock.advance(TimeDelta::minutes(9));
+    assert_eq!(
+        browser.post("/sudo").await.body,
+        "sudo alice",
+        "within ten minutes"
+    );
+    store.clock.advance(TimeDelta::minutes(2));
+    let api_like = browser.post("/sudo").await;
+    assert_eq!(api_like.status, StatusCode::FORBIDDEN);
+    assert_eq!(api_like.headers["cache-control"], "no-store");
+    browser.headers = vec![("accept".into(), "text/html".into())];
+    let page = browser.post("/sudo?tab=2").await;
+    browser.headers.clear();
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.headers["location"], "/confirm?next=/sudo%3Ftab%3D2");
+    assert!(page.set_cookies().is_empty(), "refusing changes nothing");
+
+    let before = browser.token().expect("token");
+    let wrong = browser.post_form("/confirm", "password=guess").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        browser.token().as_ref(),
+        Some(&before),
+        "a wrong password changes nothing"
+    );
+    let user = store
+        .users
+        .find_user("alice")
+        .await
+        .expect("find")
+        .expect("user");
+    assert_eq!(
+        user.failures, 1,
+        "a wrong confirmation counts toward the lockout"
+    );
+    assert_eq!(browser.post("/sudo").await.status, StatusCode::FORBIDDEN);
+
+    let mut stale = browser.clone();
+    let confirmed = browser.post_form("/confirm", "password=secret").await;
+    assert_eq!(confirmed.body, "confirmed");
+    assert_ne!(
+        browser.token().as_ref(),
+        Some(&before),
+        "confirmation rotates the token"
+    );
+    assert_eq!(browser.post("/sudo").await.body, "sudo alice");
+    assert_eq!(
+        stale.get("/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old token died"
+    );
+    let user = store
+        .users
+        .find_user("alice")
+        .await
+        .expect("find")
+        .expect("user");
+    assert_eq!(user.failures, 0, "a right password clears the count");
+}
+
+/// A request signed in by its own credentials (HTTP Basic, a bearer token)
+/// never counts as recent, even in the second it proved them, and cannot
+/// be confirmed: it has no session to mark.
+pub async fn requests_signed_in_for_themselves_are_never_recent(store: TestStore) {
+    let app = auth_app(&store);
+    create_user(&app, "alice", "secret").await;
+    let secret = app
+        .tokens
+        .create("alice", "cli")
+        .await
+        .expect("token")
+        .secret;
+    let mut client = Client::new(app.router.clone());
+    client.headers = vec![bearer(&secret)];
+    assert_eq!(client.get("/me").await.status, StatusCode::OK);
+    assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
+    client.headers = vec![basic("alice", "secret")];
+    assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
+    let confirm = client.post_form("/confirm", "password=secret").await;
+    assert_eq!(confirm.status, StatusCode::BAD_REQUEST, "{}", confirm.body);
+    assert!(client.token().is_none(), "no session was stored");
 }

@@ -427,6 +427,8 @@ macro_rules! behaviour_suite {
             auth::a_request_only_session_refuses_writes_with_a_clear_error,
             auth::the_opt_in_api_session_with_a_cookie_jar_is_one_row,
             auth::api_sessions_are_capped_per_user,
+            auth::sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation,
+            auth::requests_signed_in_for_themselves_are_never_recent,
             auth::revoking_a_token_ends_the_sessions_it_opened,
             auth::disabling_an_account_ends_its_sessions,
             auth::a_password_change_keeps_this_session_and_ends_the_others,

@@ -219,7 +219,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireRecentAuth {
             .get::<Session>()
             .ok_or(AuthRejection::MissingSessionLayer)?;
         let settings = settings(parts);
-        let within = chrono::TimeDelta::from_std(settings.recent_auth).unwrap_or(chrono::TimeDelta::MAX);
+        let within =
+            chrono::TimeDelta::from_std(settings.recent_auth).unwrap_or(chrono::TimeDelta::MAX);
         let now = session.now();
         let recent = !session.is_request_only()
             && user
