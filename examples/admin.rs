@@ -51,7 +51,7 @@
 //! |---|---|
 //! | `count` | the number, e.g. `17` |
 //! | `purge` | `purged N` |
-//! | `list USER` | one line per active session, most recently used first, fields separated by a tab: id, created, last activity (RFC 3339, UTC), IP address, `api` or `browser`, how the user signed in; `-` for an unknown value. Whitespace, control characters and `\` inside a value are written as `\u{…}` escapes. No token or token hash is ever printed. |
+//! | `list USER` | one line per active session, most recently used first, fields separated by a tab: id, created, last activity (RFC 3339, UTC), IP address, `api` or `browser`, how the user signed in, the device ("Firefox on Linux", from its `User-Agent`); `-` for an unknown value. Whitespace, control characters and `\` inside a value are written as `\u{…}` escapes. No token or token hash is ever printed. |
 //! | `end …` | `ended N` (`ended 0` if the session is not the user's, or not active) |
 //!
 //! Exit status: 0 on success, 2 for a usage error (message and usage on
@@ -75,7 +75,8 @@ commands:
   count [--since SECS]   sessions active in the last SECS seconds (default: the idle timeout)
   purge                  delete expired sessions, print how many
   list USER              the user's active sessions, one per line:
-                         id, created, last activity, ip, api/browser, method (tab-separated)
+                         id, created, last activity, ip, api/browser, method, device
+                         (tab-separated)
   end USER --all         end all of the user's sessions
   end USER ID            end one session of the user (only if it is theirs)
   end-everyone           end every session of every user (all sign in again)
@@ -452,16 +453,18 @@ async fn run(options: Options) -> Result<String, BoxError> {
     })
 }
 
-/// One line of `list`: tab-separated, no token or hash.
+/// One line of `list`: tab-separated, no token or hash; the device label
+/// last.
 fn list_line(info: &SessionInfo) -> String {
     format!(
-        "{}\t{}\t{}\t{}\t{}\t{}\n",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
         info.id,
         timestamp(info.created_at),
         timestamp(info.last_activity),
         field(info.ip_address.as_deref()),
         if info.is_api { "api" } else { "browser" },
         field(info.auth_method.as_deref()),
+        field(info.device.as_deref()),
     )
 }
 

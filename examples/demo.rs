@@ -798,7 +798,12 @@ fn session_row(info: &SessionInfo, csrf: &str) -> String {
         created = escape(&time(info.created_at)),
         last = escape(&time(info.last_activity)),
         ip = escape(info.ip_address.as_deref().unwrap_or("unknown")),
-        client = if info.is_api { "API" } else { "browser" },
+        client = escape(&match (&info.device, info.is_api) {
+            (Some(device), true) => format!("{device} (API)"),
+            (Some(device), false) => device.clone(),
+            (None, true) => "API client".to_owned(),
+            (None, false) => "browser".to_owned(),
+        }),
         method = escape(&method),
     )
 }

@@ -87,6 +87,10 @@ impl Fixture {
         let peer = SocketAddr::new(ip.parse().expect("ip"), 40000);
         let request = Request::post(format!("/login/{user}"))
             .extension(ConnectInfo(peer))
+            .header(
+                header::USER_AGENT,
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            )
             .body(Body::empty())
             .expect("request");
         let response = self.app.clone().oneshot(request).await.expect("response");
@@ -182,7 +186,7 @@ fn ok(output: Output) -> String {
     stdout
 }
 
-/// One line of `list`, split into its six fields.
+/// One line of `list`, split into its seven fields.
 struct Line {
     id: SessionId,
     fields: Vec<String>,
@@ -193,7 +197,7 @@ fn list(fixture: &Fixture, user: &str) -> Vec<Line> {
         .lines()
         .map(|line| {
             let fields: Vec<String> = line.split('\t').map(str::to_owned).collect();
-            assert_eq!(fields.len(), 6, "six tab-separated fields: {line:?}");
+            assert_eq!(fields.len(), 7, "seven tab-separated fields: {line:?}");
             Line {
                 id: fields[0].parse().expect("id field"),
                 fields,
@@ -270,6 +274,10 @@ async fn count_list_end_and_purge() {
         }
         assert_eq!(line.fields[4], "browser");
         assert_eq!(line.fields[5], "password");
+        assert_eq!(
+            line.fields[6], "Firefox\\u{20}on\\u{20}Linux",
+            "the device, escaped"
+        );
     }
     let ip_of = |id: SessionId| {
         lines

@@ -51,11 +51,13 @@ where
         }
         let presented = cookies::read(request.headers(), &self.ctx.config);
         let client_ip = client_ip(&request, &self.ctx.config.trusted_proxies);
+        let user_agent = request.headers().get(http::header::USER_AGENT).cloned();
         let session = Session::new(
             self.ctx.clone(),
             presented.pair,
             presented.had_cookie,
             client_ip,
+            user_agent,
         );
         if let Some(link) = request
             .extensions()

@@ -35,6 +35,9 @@ pub struct SessionInfo {
     /// The credential that signed it in, if recorded (`api-token:17` for an
     /// API token); not a secret.
     pub signed_in_by: Option<String>,
+    /// A short label of the device it was created on ("Firefox on
+    /// Linux"), from its `User-Agent`; a hint, not a proof.
+    pub device: Option<String>,
     /// The session of the request that asked.
     pub current: bool,
 }
@@ -52,6 +55,7 @@ impl SessionInfo {
             auth_method: f.auth_method,
             persistent: f.persistent,
             signed_in_by: f.credential,
+            device: f.device,
             current: current == Some(record.id),
         }
     }

@@ -124,6 +124,11 @@ impl Session {
             data: SessionData::new(),
             auth_version: None,
             credential: None,
+            device: self
+                .0
+                .user_agent
+                .as_ref()
+                .and_then(|ua| super::device::label(ua.as_bytes())),
         }
     }
 }

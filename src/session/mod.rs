@@ -24,6 +24,7 @@ use crate::token::{SessionId, SessionToken};
 
 mod context;
 mod csrf;
+mod device;
 mod devices;
 mod error;
 mod events;
@@ -35,6 +36,7 @@ mod save;
 mod state;
 
 pub(crate) use context::{PurgeSchedule, SessionContext};
+pub use device::MAX_DEVICE_CHARS;
 pub use devices::SessionInfo;
 pub use error::SessionError;
 pub use events::{EndReason, SessionEvent};
@@ -68,6 +70,8 @@ struct SessionInner {
     /// Whether the request carried any cookie of ours, valid or not.
     had_cookie: bool,
     client_ip: Option<IpAddr>,
+    /// The request's `User-Agent`, for a new session's device label.
+    user_agent: Option<http::HeaderValue>,
     /// Set once a method has run, so an untouched session costs nothing at
     /// response time (not even taking the lock).
     used: AtomicBool,
@@ -86,12 +90,14 @@ impl Session {
         presented: Option<(SessionId, SessionToken)>,
         had_cookie: bool,
         client_ip: Option<IpAddr>,
+        user_agent: Option<http::HeaderValue>,
     ) -> Self {
         Self(Arc::new(SessionInner {
             ctx,
             presented,
             had_cookie,
             client_ip,
+            user_agent,
             used: AtomicBool::new(false),
             request_only: AtomicBool::new(false),
             ambient_credentials: AtomicBool::new(false),
@@ -291,6 +297,7 @@ impl Session {
 
     /// The time by the layer's clock (what the session's timestamps are
     /// compared with).
+    #[cfg(feature = "axum")]
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.0.ctx.now()
     }

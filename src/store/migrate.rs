@@ -60,6 +60,10 @@ macro_rules! migrations {
                     "/0004_credentials.sql"
                 )),
             },
+            Migration {
+                version: 5,
+                sql: include_str!(concat!("../../migrations/", $backend, "/0005_device.sql")),
+            },
         ]
     };
 }

@@ -106,6 +106,10 @@ pub struct SessionFields {
     /// ([`Login::credential`](crate::Login::credential); an API token's
     /// `api-token:17`): revoking it ends the session.
     pub credential: Option<String>,
+    /// A short label of the device the session was created on ("Firefox
+    /// on Linux"), from its `User-Agent`: a hint for a person, at most
+    /// [`MAX_DEVICE_CHARS`](crate::MAX_DEVICE_CHARS) printable characters.
+    pub device: Option<String>,
 }
 
 impl SessionFields {
@@ -125,6 +129,7 @@ impl SessionFields {
             data: SessionData::new(),
             auth_version: None,
             credential: None,
+            device: None,
         }
     }
 }

@@ -18,12 +18,12 @@ const SQL: SessionSql<&str> = SessionSql {
     load_for_update: "SELECT {columns} FROM {table} WHERE id = $1 FOR UPDATE",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
         authenticated_at, persistent, created_at, last_activity, data, auth_version, credential_id, \
-        version) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1) RETURNING id",
+        device, version) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) RETURNING id",
     update: "UPDATE {table} SET token_hash = $1, user_id = $2, ip_address = $3, \
         is_api = $4, auth_method = $5, authenticated_at = $6, persistent = $7, \
         created_at = $8, last_activity = $9, data = $10, auth_version = $11, \
-        credential_id = $12, version = version + 1 WHERE id = $13 AND version = $14",
+        credential_id = $12, device = $13, version = version + 1 WHERE id = $14 AND version = $15",
     update_data: "UPDATE {table} SET data = $1, last_activity = $2, version = version + 1 \
         WHERE id = $3 AND version = $4",
     update_values: "UPDATE {table} SET data = $1, version = version + 1 WHERE id = $2 \

@@ -21,12 +21,12 @@ const SQL: SessionSql<&str> = SessionSql {
     load_for_update: "SELECT {columns} FROM {table} WHERE id = ?",
     insert: "INSERT INTO {table} (token_hash, user_id, ip_address, is_api, auth_method, \
         authenticated_at, persistent, created_at, last_activity, data, auth_version, credential_id, \
-        version) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+        device, version) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
     update: "UPDATE {table} SET token_hash = ?, user_id = ?, ip_address = ?, \
         is_api = ?, auth_method = ?, authenticated_at = ?, persistent = ?, \
         created_at = ?, last_activity = ?, data = ?, auth_version = ?, credential_id = ?, \
-        version = version + 1 WHERE id = ? AND version = ?",
+        device = ?, version = version + 1 WHERE id = ? AND version = ?",
     update_data: "UPDATE {table} SET data = ?, last_activity = ?, version = version + 1 \
         WHERE id = ? AND version = ?",
     update_values: "UPDATE {table} SET data = ?, version = version + 1 WHERE id = ? \

@@ -370,6 +370,7 @@ macro_rules! behaviour_suite {
             users::unlimited_keeps_every_session_and_the_default_caps_at_32,
             users::racing_logins_leave_exactly_one_session,
             users::user_sessions_lists_without_secrets_and_marks_this_one,
+            users::sessions_are_labelled_with_the_device_they_were_created_on,
             users::end_other_sessions_signs_out_everywhere_else,
             users::end_user_session_ends_only_the_users_own,
             users::admin_ends_all_sessions_of_a_user,

@@ -353,3 +353,60 @@ pub async fn login_with_records_method_and_version(store: TestStore) {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
+
+/// Each session keeps a short label of the device it was created on, from
+/// its `User-Agent` (kept through sign-in, on the row, in the listing);
+/// no header, or one with nothing printable, leaves none; a hostile one
+/// gives a bounded, printable label.
+pub async fn sessions_are_labelled_with_the_device_they_were_created_on(store: TestStore) {
+    let app = app(store.layer());
+    let agent = |value: &str| vec![("user-agent".to_owned(), value.to_owned())];
+    let mut laptop = Client::new(app.clone());
+    laptop.headers =
+        agent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
+    laptop.post("/incr").await;
+    laptop.post("/login/alice").await;
+    let mut phone = Client::new(app.clone());
+    phone.headers = agent(
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+         (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    );
+    phone.post("/login/alice").await;
+    let mut script = Client::new(app.clone());
+    script.headers = agent(&format!("evil\tcaf\u{e9}{}", "x".repeat(5_000)));
+    script.post("/login/alice").await;
+    let mut bare = Client::new(app.clone());
+    bare.post("/login/alice").await;
+
+    let rows = store.store();
+    let label = |client: &Client| {
+        let id = client.session_id().expect("id");
+        let rows = rows.clone();
+        async move {
+            let row = rows.load(id).await.expect("load").expect("row");
+            row.fields.device
+        }
+    };
+    assert_eq!(
+        label(&laptop).await.as_deref(),
+        Some("Firefox on Linux"),
+        "kept through sign-in"
+    );
+    assert_eq!(label(&phone).await.as_deref(), Some("Safari on iOS"));
+    let hostile = label(&script).await.expect("a label");
+    assert!(
+        hostile.len() <= keycard::MAX_DEVICE_CHARS,
+        "{}",
+        hostile.len()
+    );
+    assert!(
+        hostile.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+        "{hostile:?}"
+    );
+    assert_eq!(label(&bare).await, None);
+    let listed = store.layer().admin().list("alice").await.expect("list");
+    let mut devices: Vec<Option<String>> = listed.into_iter().map(|s| s.device).collect();
+    devices.sort();
+    assert_eq!(devices.len(), 4);
+    assert!(devices.contains(&Some("Firefox on Linux".to_owned())));
+}

@@ -45,13 +45,14 @@ fn session_columns<DB: Io>(row: &DB::Row) -> Result<SessionRecord, StoreError> {
         data: DB::text(row, col::DATA)?,
         auth_version: DB::opt_int(row, col::AUTH_VERSION)?,
         credential: DB::opt_text(row, col::CREDENTIAL_ID)?,
+        device: DB::opt_text(row, col::DEVICE)?,
     }
     .into_record()
 }
 
 /// The parameters of `SessionFields`, in the order both the insert and the
 /// update statement list the columns.
-pub(crate) fn field_args<'a>(f: &'a SessionFields, data: &'a str) -> [Arg<'a>; 12] {
+pub(crate) fn field_args<'a>(f: &'a SessionFields, data: &'a str) -> [Arg<'a>; 13] {
     [
         Arg::Bytes(f.token_hash.as_bytes().as_slice()),
         Arg::Text(f.user_id.as_deref()),
@@ -65,6 +66,7 @@ pub(crate) fn field_args<'a>(f: &'a SessionFields, data: &'a str) -> [Arg<'a>; 1
         Arg::Text(Some(data)),
         Arg::OptInt(f.auth_version),
         Arg::Text(f.credential.as_deref()),
+        Arg::Text(f.device.as_deref()),
     ]
 }
 
@@ -117,6 +119,7 @@ struct RawRow {
     data: String,
     auth_version: Option<i64>,
     credential: Option<String>,
+    device: Option<String>,
 }
 
 impl RawRow {
@@ -142,6 +145,7 @@ impl RawRow {
                     .map_err(|_| corrupt("`data` is not a JSON object"))?,
                 auth_version: self.auth_version,
                 credential: self.credential,
+                device: self.device,
             },
         })
     }

@@ -29,7 +29,7 @@ fn write_query<DB: SqlBackend>(
     fields: &SessionFields,
 ) -> Query<DB> {
     let data = encode_data(&fields.data);
-    let [a, b, c, d, e, f, g, h, i, j, k, l] = rows::field_args(fields, &data);
+    let [a, b, c, d, e, f, g, h, i, j, k, l, m] = rows::field_args(fields, &data);
     DB::query(
         &sql.update,
         &[
@@ -45,6 +45,7 @@ fn write_query<DB: SqlBackend>(
             j,
             k,
             l,
+            m,
             Arg::Int(id.get()),
             Arg::Int(version),
         ],

@@ -9,7 +9,7 @@ use crate::token::SessionId;
 /// The columns every `SELECT` reads, in the order [`col`] numbers them.
 pub(crate) const COLUMNS: &str = "id, version, token_hash, user_id, ip_address, is_api, \
     auth_method, authenticated_at, persistent, created_at, last_activity, data, auth_version, \
-    credential_id";
+    credential_id, device";
 
 /// The position of each of [`COLUMNS`] in a row: rows are decoded by
 /// position, which spares a name lookup per column per row (measured: a
@@ -29,6 +29,7 @@ pub(crate) mod col {
     pub(crate) const DATA: usize = 11;
     pub(crate) const AUTH_VERSION: usize = 12;
     pub(crate) const CREDENTIAL_ID: usize = 13;
+    pub(crate) const DEVICE: usize = 14;
 }
 
 /// One backend's session SQL: as written, with `{table}` where the table
