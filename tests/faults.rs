@@ -206,7 +206,9 @@ async fn drop_tables<DB: sqlx::Database>(store: &keycard::store::SqlStore<DB>, t
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    let sql = format!("DROP TABLE IF EXISTS {t}, {t}_migrations, {t}_users, {t}_api_tokens");
+    let sql = format!(
+        "DROP TABLE IF EXISTS {t}, {t}_migrations, {t}_users, {t}_api_tokens, {t}_one_time_tokens"
+    );
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(store.pool())
         .await;

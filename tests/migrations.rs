@@ -16,7 +16,7 @@ const SERVERS: usize = 4;
 async fn assert_migrated_once(versions: Vec<i64>, store: &dyn SessionStore) {
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "each file recorded once, in order"
     );
     let fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), Utc::now());
@@ -123,7 +123,7 @@ where
     for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
 {
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens"
     );
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
 }

@@ -54,6 +54,8 @@ pub mod method {
     pub const BEARER: &str = "bearer";
     /// A trusted front proxy's header ([`TrustedHeader`](crate::auth::TrustedHeader)).
     pub const TRUSTED_HEADER: &str = "trusted-header";
+    /// A one-time sign-in link ([`OneTimeTokens::sign_in`](crate::auth::OneTimeTokens::sign_in)).
+    pub const LINK: &str = "link";
 
     /// Marks [`PASSWORD`].
     #[derive(Debug)]

@@ -11,6 +11,8 @@
 //!   [`AuthenticationError`]: [`PasswordAuthenticator`] over keycard's
 //!   optional users table (argon2id, lockout), [`ApiTokens`] for bearer
 //!   tokens, or the application's own.
+//! * **One-time tokens** ([`OneTimeTokens`]): sign-in links and password
+//!   resets, single use, short-lived, dead after a password change.
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
 //! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
@@ -124,6 +126,7 @@ use http::{HeaderMap, Method, Uri};
 mod error;
 mod guards;
 mod layer;
+pub mod one_time;
 mod password;
 mod retrievers;
 mod settings;
@@ -137,6 +140,7 @@ pub use guards::{
     RequireAuthMethod, RequirePermission, RequireRecentAuth, SignInRequired, method,
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
+pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};

@@ -64,6 +64,14 @@ macro_rules! migrations {
                 version: 5,
                 sql: include_str!(concat!("../../migrations/", $backend, "/0005_device.sql")),
             },
+            Migration {
+                version: 6,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0006_one_time_tokens.sql"
+                )),
+            },
         ]
     };
 }

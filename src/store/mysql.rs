@@ -65,6 +65,14 @@ const USERS_SQL: UserSql<&str> = UserSql {
     list_api_tokens: "SELECT {token_columns} FROM {table}_api_tokens WHERE user_id = ? \
         ORDER BY id",
     delete_api_token: "DELETE FROM {table}_api_tokens WHERE user_id = ? AND id = ?",
+    insert_one_time_token: "INSERT INTO {table}_one_time_tokens (token_hash, user_id, purpose, \
+        credential_version, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    find_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
+        WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?",
+    use_one_time_token: "UPDATE {table}_one_time_tokens SET used_at = ? \
+        WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?",
+    read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
+        WHERE token_hash = ?",
 };
 
 /// How long `migrate` waits for another process's migration to finish.

@@ -79,6 +79,14 @@ const USERS_SQL: UserSql<&str> = UserSql {
     list_api_tokens: "SELECT {token_columns} FROM {table}_api_tokens WHERE user_id = $1 \
         ORDER BY id",
     delete_api_token: "DELETE FROM {table}_api_tokens WHERE user_id = $1 AND id = $2",
+    insert_one_time_token: "INSERT INTO {table}_one_time_tokens (token_hash, user_id, purpose, \
+        credential_version, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    find_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
+        WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+    use_one_time_token: "UPDATE {table}_one_time_tokens SET used_at = $1 \
+        WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $4",
+    read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
+        WHERE token_hash = $1",
 };
 
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for

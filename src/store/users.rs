@@ -1,7 +1,9 @@
 //! [`UserStore`]: the optional accounts of
 //! [`PasswordAuthenticator`](crate::auth::PasswordAuthenticator) and the
-//! API bearer tokens of [`ApiTokens`](crate::auth::ApiTokens), kept beside
-//! the sessions in `<table>_users` and `<table>_api_tokens`.
+//! API bearer tokens of [`ApiTokens`](crate::auth::ApiTokens) and the
+//! one-time tokens of [`OneTimeTokens`](crate::auth::OneTimeTokens), kept
+//! beside the sessions in `<table>_users`, `<table>_api_tokens` and
+//! `<table>_one_time_tokens`.
 
 use std::fmt::Debug;
 
@@ -116,6 +118,48 @@ impl ApiTokenRecord {
     }
 }
 
+/// A one-time token to store (a sign-in link, a password reset): only its
+/// hash is kept, it is used at most once, and only before `expires_at`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OneTimeToken {
+    /// SHA-256 of the token.
+    pub token_hash: TokenHash,
+    /// The account it is for (canonical user name).
+    pub user_id: String,
+    /// What it may be used for (`"sign-in"`, `"password-reset"`, …).
+    pub purpose: String,
+    /// The account's credential version when it was made: a password
+    /// change since then makes it worthless.
+    pub credential_version: i64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl OneTimeToken {
+    /// A token for `user_id` and `purpose`, made at `created_at`, working
+    /// until `expires_at`.
+    pub fn new(
+        token_hash: TokenHash,
+        user_id: impl Into<String>,
+        purpose: impl Into<String>,
+        credential_version: i64,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            token_hash,
+            user_id: user_id.into(),
+            purpose: purpose.into(),
+            credential_version,
+            created_at,
+            expires_at,
+        }
+    }
+}
+
 /// A token to store: [`UserStore::insert_api_token`] assigns its id.
 #[derive(Clone, Debug)]
 pub struct NewApiToken {
@@ -176,4 +220,40 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     /// Revokes (deletes) one of the user's tokens; `false` if it is not
     /// theirs or does not exist.
     async fn delete_api_token(&self, user_id: &str, id: i64) -> Result<bool, StoreError>;
+
+    /// Stores a one-time token. The default refuses: a store that keeps
+    /// none cannot mint sign-in links.
+    async fn insert_one_time_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        let _ = token;
+        Err(StoreError::Backend(
+            "this store keeps no one-time tokens".into(),
+        ))
+    }
+
+    /// The one-time token of `hash` for `purpose` if it is unused and
+    /// unexpired at `now`, without using it (to show a reset form, say).
+    /// The default finds none.
+    async fn find_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let _ = (hash, purpose, now);
+        Ok(None)
+    }
+
+    /// Uses the one-time token of `hash` for `purpose`: marks it used if
+    /// it is unused and unexpired at `now`, atomically (of two concurrent
+    /// calls exactly one gets it), and returns it; `None` otherwise. The
+    /// default finds none.
+    async fn take_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let _ = (hash, purpose, now);
+        Ok(None)
+    }
 }

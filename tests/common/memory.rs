@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use keycard::SessionId;
 use keycard::auth::LockoutPolicy;
 use keycard::store::{
-    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, SessionFields, SessionRecord, SessionStore,
-    StoreError, UserRecord, UserSessions, UserStore,
+    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, SessionFields, SessionRecord,
+    SessionStore, StoreError, UserRecord, UserSessions, UserStore,
 };
 use keycard::token::TokenHash;
 
@@ -33,6 +33,8 @@ struct State {
     users: BTreeMap<String, UserRecord>,
     next_token: i64,
     tokens: BTreeMap<i64, (TokenHash, ApiTokenRecord)>,
+    /// One-time tokens by hash, with whether they were used.
+    one_time: Vec<(OneTimeToken, bool)>,
 }
 
 impl MemoryStore {
@@ -314,6 +316,51 @@ impl UserStore for MemoryStore {
             state.tokens.remove(&id);
         }
         Ok(theirs)
+    }
+
+    async fn insert_one_time_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state
+            .one_time
+            .iter()
+            .any(|(t, _)| t.token_hash == token.token_hash)
+        {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.one_time.push((token.clone(), false));
+        Ok(())
+    }
+
+    async fn find_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        Ok(self
+            .state()
+            .one_time
+            .iter()
+            .find(|(t, used)| {
+                !used && t.token_hash == *hash && t.purpose == purpose && t.expires_at > now
+            })
+            .map(|(t, _)| t.clone()))
+    }
+
+    async fn take_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let mut state = self.state();
+        let found = state.one_time.iter_mut().find(|(t, used)| {
+            !*used && t.token_hash == *hash && t.purpose == purpose && t.expires_at > now
+        });
+        Ok(found.map(|(t, used)| {
+            *used = true;
+            t.clone()
+        }))
     }
 }
 

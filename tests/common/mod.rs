@@ -275,6 +275,34 @@ impl UserStore for FlakyUsers {
         self.check()?;
         self.inner.delete_api_token(user_id, id).await
     }
+
+    async fn insert_one_time_token(
+        &self,
+        token: &keycard::store::OneTimeToken,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert_one_time_token(token).await
+    }
+
+    async fn find_one_time_token(
+        &self,
+        hash: &keycard::token::TokenHash,
+        purpose: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<keycard::store::OneTimeToken>, StoreError> {
+        self.check()?;
+        self.inner.find_one_time_token(hash, purpose, now).await
+    }
+
+    async fn take_one_time_token(
+        &self,
+        hash: &keycard::token::TokenHash,
+        purpose: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<keycard::store::OneTimeToken>, StoreError> {
+        self.check()?;
+        self.inner.take_one_time_token(hash, purpose, now).await
+    }
 }
 
 type AppResult = Result<axum::response::Response, keycard::Error>;

@@ -1340,3 +1340,181 @@ pub async fn requests_signed_in_for_themselves_are_never_recent(store: TestStore
     assert_eq!(confirm.status, StatusCode::BAD_REQUEST, "{}", confirm.body);
     assert!(client.token().is_none(), "no session was stored");
 }
+
+/// A router that redeems sign-in links, and says who is signed in.
+fn link_app(store: &TestStore, links: &keycard::auth::OneTimeTokens) -> Router {
+    let links = links.clone();
+    Router::new()
+        .route(
+            "/link/{secret}",
+            post(move |session: Session, Path(secret): Path<String>| {
+                let links = links.clone();
+                async move {
+                    let signed_in = links.sign_in(&session, &secret).await?;
+                    Ok::<_, keycard::Error>(if signed_in { "in" } else { "no" })
+                }
+            }),
+        )
+        .route(
+            "/who",
+            get(|session: Session| async move {
+                let who = session.identity().await?;
+                Ok::<_, keycard::Error>(who.map_or_else(
+                    || "nobody".to_owned(),
+                    |w| format!("{} {}", w.user_id, w.auth_method.unwrap_or_default()),
+                ))
+            }),
+        )
+        .layer(store.layer())
+}
+
+/// One-time tokens: a sign-in link signs in once (method `link`, fresh
+/// cookies); an unknown account gets no secret but the same work; a reset
+/// token can be looked at without being used, then is used once; expired,
+/// wrong-purpose, garbage and post-password-change tokens are refused
+/// cleanly, and nothing signs in half-way.
+pub async fn one_time_tokens_work_once_and_die_with_the_password(store: TestStore) {
+    use keycard::auth::OneTimeTokens;
+    use keycard::auth::one_time::{PASSWORD_RESET, SIGN_IN};
+    use std::time::Duration;
+
+    let app = auth_app(&store);
+    create_user(&app, "alice", "secret").await;
+    let links = OneTimeTokens::with_shared_store(store.users.clone(), app.passwords.clone())
+        .clock(store.clock.clone());
+    let router = link_app(&store, &links);
+    let minutes = |n: u64| Duration::from_secs(60 * n);
+
+    assert_eq!(
+        links
+            .mint("nobody", SIGN_IN, minutes(15))
+            .await
+            .expect("mint"),
+        None
+    );
+    let secret = links
+        .mint("Alice", SIGN_IN, minutes(15))
+        .await
+        .expect("mint")
+        .expect("a secret for a real account");
+    assert_eq!(secret.len(), 43);
+    let mut first = Client::new(router.clone());
+    let reply = first.post(&format!("/link/{secret}")).await;
+    assert_eq!(reply.body, "in");
+    assert_eq!(reply.set_cookies().len(), 2, "a fresh session");
+    assert_eq!(first.get("/who").await.body, "alice link");
+    let mut second = Client::new(router.clone());
+    assert_eq!(
+        second.post(&format!("/link/{secret}")).await.body,
+        "no",
+        "used once"
+    );
+    assert_eq!(second.get("/who").await.body, "nobody");
+
+    // A reset token: looked at as often as needed, used once.
+    let reset = links
+        .mint("alice", PASSWORD_RESET, minutes(15))
+        .await
+        .expect("mint")
+        .expect("secret");
+    assert_eq!(
+        links.peek(&reset, SIGN_IN).await.expect("peek"),
+        None,
+        "another purpose"
+    );
+    assert_eq!(
+        Client::new(router.clone())
+            .post(&format!("/link/{reset}"))
+            .await
+            .body,
+        "no"
+    );
+    for _ in 0..2 {
+        let who = links.peek(&reset, PASSWORD_RESET).await.expect("peek");
+        assert_eq!(who.as_deref(), Some("alice"));
+    }
+    let used = links.redeem(&reset, PASSWORD_RESET).await.expect("redeem");
+    assert_eq!(used.as_deref(), Some("alice"));
+    assert_eq!(
+        links.redeem(&reset, PASSWORD_RESET).await.expect("redeem"),
+        None
+    );
+
+    // Expired.
+    let short = links
+        .mint("alice", SIGN_IN, minutes(1))
+        .await
+        .expect("mint")
+        .expect("secret");
+    store.clock.advance(TimeDelta::minutes(2));
+    assert_eq!(
+        Client::new(router.clone())
+            .post(&format!("/link/{short}"))
+            .await
+            .body,
+        "no"
+    );
+
+    // A password change kills every outstanding link.
+    let outstanding = links
+        .mint("alice", SIGN_IN, minutes(15))
+        .await
+        .expect("mint")
+        .expect("secret");
+    app.passwords
+        .set_password("alice", "changed")
+        .await
+        .expect("set");
+    let mut late = Client::new(router.clone());
+    assert_eq!(late.post(&format!("/link/{outstanding}")).await.body, "no");
+    assert_eq!(late.get("/who").await.body, "nobody");
+
+    // Garbage never reaches the store as a token, and is refused cleanly.
+    for bad in ["x", "not-a-token", &"A".repeat(43), &"a".repeat(10_000)] {
+        assert_eq!(
+            links.redeem(bad, SIGN_IN).await.expect("no error"),
+            None,
+            "{bad:.20}"
+        );
+    }
+    assert!(
+        links.mint("alice", "", minutes(1)).await.is_err(),
+        "a purpose is required"
+    );
+}
+
+/// Eight concurrent redemptions of one sign-in link: exactly one wins.
+pub async fn concurrent_redemptions_of_one_link_sign_in_exactly_one(store: TestStore) {
+    use keycard::auth::OneTimeTokens;
+    use keycard::auth::one_time::SIGN_IN;
+
+    let app = auth_app(&store);
+    create_user(&app, "alice", "secret").await;
+    let links = OneTimeTokens::with_shared_store(store.users.clone(), app.passwords.clone())
+        .clock(store.clock.clone());
+    let secret = links
+        .mint("alice", SIGN_IN, std::time::Duration::from_secs(900))
+        .await
+        .expect("mint")
+        .expect("secret");
+    let router = link_app(&store, &links);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let router = router.clone();
+            let secret = secret.clone();
+            tokio::spawn(async move {
+                Client::new(router)
+                    .post(&format!("/link/{secret}"))
+                    .await
+                    .body
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        if task.await.expect("task") == "in" {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}

@@ -430,6 +430,8 @@ macro_rules! behaviour_suite {
             auth::api_sessions_are_capped_per_user,
             auth::sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation,
             auth::requests_signed_in_for_themselves_are_never_recent,
+            auth::one_time_tokens_work_once_and_die_with_the_password,
+            auth::concurrent_redemptions_of_one_link_sign_in_exactly_one,
             auth::revoking_a_token_ends_the_sessions_it_opened,
             auth::disabling_an_account_ends_its_sessions,
             auth::a_password_change_keeps_this_session_and_ends_the_others,

@@ -5,7 +5,9 @@ use super::backend::{Arg, Io};
 use chrono::{DateTime, Utc};
 
 use super::statements::{col, token_col, user_col};
-use crate::store::{ApiTokenRecord, SessionFields, SessionRecord, StoreError, UserRecord};
+use crate::store::{
+    ApiTokenRecord, OneTimeToken, SessionFields, SessionRecord, StoreError, UserRecord,
+};
 use crate::token::{SessionId, TokenHash};
 
 /// A session row as a record; a column of the wrong type or shape is
@@ -149,4 +151,26 @@ impl RawRow {
             },
         })
     }
+}
+
+/// A one-time token row (its [`ONE_TIME_COLUMNS`](super::statements::ONE_TIME_COLUMNS)),
+/// for the token of `hash`.
+pub(crate) fn one_time<DB: Io>(
+    row: &DB::Row,
+    hash: &TokenHash,
+) -> Result<OneTimeToken, StoreError> {
+    let required = |column: usize| {
+        DB::time(row, column)?.ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "a one-time token has no timestamp",
+        })
+    };
+    Ok(OneTimeToken::new(
+        *hash,
+        DB::text(row, 0)?,
+        DB::text(row, 1)?,
+        DB::int(row, 2)?,
+        required(3)?,
+        required(4)?,
+    ))
 }

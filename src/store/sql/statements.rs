@@ -105,6 +105,13 @@ pub(crate) struct UserSql<S> {
     pub(crate) touch_api_token: S,
     pub(crate) list_api_tokens: S,
     pub(crate) delete_api_token: S,
+    pub(crate) insert_one_time_token: S,
+    /// An unused, unexpired one-time token of a purpose.
+    pub(crate) find_one_time_token: S,
+    /// Marks an unused, unexpired one-time token of a purpose used.
+    pub(crate) use_one_time_token: S,
+    /// A one-time token by its hash, used or not.
+    pub(crate) read_one_time_token: S,
 }
 
 impl UserSql<&'static str> {
@@ -124,6 +131,10 @@ impl UserSql<&'static str> {
             touch_api_token: r(self.touch_api_token),
             list_api_tokens: r(self.list_api_tokens),
             delete_api_token: r(self.delete_api_token),
+            insert_one_time_token: r(self.insert_one_time_token),
+            find_one_time_token: r(self.find_one_time_token),
+            use_one_time_token: r(self.use_one_time_token),
+            read_one_time_token: r(self.read_one_time_token),
         }
     }
 }
@@ -157,6 +168,12 @@ pub(crate) mod user_col {
     pub(crate) const CREDENTIAL_VERSION: usize = 7;
 }
 
+/// The columns of `<table>_one_time_tokens` every `SELECT` reads, in the
+/// order [`rows::one_time`](super::rows) reads them: user, purpose,
+/// credential version, created, expires.
+pub(crate) const ONE_TIME_COLUMNS: &str =
+    "user_id, purpose, credential_version, created_at, expires_at";
+
 /// The columns of `<table>_api_tokens` every `SELECT` reads, in the order
 /// [`token_col`] numbers them.
 pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
@@ -178,6 +195,7 @@ pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
         text.replace("{columns}", COLUMNS)
             .replace("{user_columns}", USER_COLUMNS)
             .replace("{token_columns}", TOKEN_COLUMNS)
+            .replace("{one_time_columns}", ONE_TIME_COLUMNS)
             .replace("{table}", table.as_str()),
     )
     .into_sql_str()

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use super::backend::{Arg, SqlBackend};
 use super::statements::is_unique_violation;
 use super::{SqlStore, retry_deadlocks, rows};
-use crate::store::{ApiTokenRecord, LockoutPolicy, NewApiToken, StoreError, UserRecord, UserStore};
+use crate::store::{
+    ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, StoreError, UserRecord, UserStore,
+};
 use crate::token::TokenHash;
 
 // Crate-private methods only: the backend trait is sealed by being
@@ -154,5 +156,71 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             .change_users(&self.users_sql.delete_api_token, &args)
             .await?
             == 1)
+    }
+
+    async fn insert_one_time_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        let args = [
+            Arg::Bytes(token.token_hash.as_bytes().as_slice()),
+            Arg::Text(Some(&token.user_id)),
+            Arg::Text(Some(&token.purpose)),
+            Arg::Int(token.credential_version),
+            Arg::Time(Some(token.created_at)),
+            Arg::Time(Some(token.expires_at)),
+        ];
+        match self
+            .change_users(&self.users_sql.insert_one_time_token, &args)
+            .await
+        {
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => {
+                Err(StoreError::AlreadyExists)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    async fn find_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let args = [
+            Arg::Bytes(hash.as_bytes().as_slice()),
+            Arg::Text(Some(purpose)),
+            Arg::Time(Some(now)),
+        ];
+        let query = DB::query(&self.users_sql.find_one_time_token, &args);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref()
+            .map(|row| rows::one_time::<DB>(row, hash))
+            .transpose()
+    }
+
+    async fn take_one_time_token(
+        &self,
+        hash: &TokenHash,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let bytes = Arg::Bytes(hash.as_bytes().as_slice());
+        let args = [
+            Arg::Time(Some(now)),
+            bytes,
+            Arg::Text(Some(purpose)),
+            Arg::Time(Some(now)),
+        ];
+        // The update decides: of two concurrent takes, one changes the row.
+        let taken = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.users_sql.use_one_time_token, &args)
+        })
+        .await?;
+        if taken != 1 {
+            return Ok(None);
+        }
+        let query = DB::query(&self.users_sql.read_one_time_token, &[bytes]);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref()
+            .map(|row| rows::one_time::<DB>(row, hash))
+            .transpose()
     }
 }
