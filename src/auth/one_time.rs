@@ -111,6 +111,10 @@ impl OneTimeTokens {
             None => (canonical.unwrap_or_default(), -1),
         };
         let token = OneTimeToken::new(secret.hash(), user_id, purpose, version, now, expires_at);
+        // Each mint clears the expired ones, so that the table stays as
+        // small as the tokens alive (asking for links costs no more rows
+        // than the asking rate times their lifetime).
+        self.store.delete_expired_one_time_tokens(now).await?;
         self.store.insert_one_time_token(&token).await?;
         if active.is_some() {
             tracing::info!(

@@ -87,6 +87,7 @@ const USERS_SQL: UserSql<&str> = UserSql {
         WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $4",
     read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
         WHERE token_hash = $1",
+    delete_expired_one_time_tokens: "DELETE FROM {table}_one_time_tokens WHERE expires_at <= $1",
 };
 
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for

@@ -79,6 +79,7 @@ const USERS_SQL: UserSql<&str> = UserSql {
         WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?",
     read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
         WHERE token_hash = ?",
+    delete_expired_one_time_tokens: "DELETE FROM {table}_one_time_tokens WHERE expires_at <= ?",
 };
 
 /// Sessions in SQLite, through an [`sqlx::SqlitePool`].

@@ -230,6 +230,13 @@ pub trait UserStore: Debug + Send + Sync + 'static {
         ))
     }
 
+    /// Deletes the one-time tokens that expired before `now`, used or not;
+    /// how many. The default deletes nothing.
+    async fn delete_expired_one_time_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _ = now;
+        Ok(0)
+    }
+
     /// The one-time token of `hash` for `purpose` if it is unused and
     /// unexpired at `now`, without using it (to show a reset form, say).
     /// The default finds none.

@@ -347,6 +347,13 @@ impl UserStore for MemoryStore {
             .map(|(t, _)| t.clone()))
     }
 
+    async fn delete_expired_one_time_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let before = state.one_time.len();
+        state.one_time.retain(|(t, _)| t.expires_at > now);
+        Ok((before - state.one_time.len()) as u64)
+    }
+
     async fn take_one_time_token(
         &self,
         hash: &TokenHash,

@@ -294,6 +294,14 @@ impl UserStore for FlakyUsers {
         self.inner.find_one_time_token(hash, purpose, now).await
     }
 
+    async fn delete_expired_one_time_tokens(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_expired_one_time_tokens(now).await
+    }
+
     async fn take_one_time_token(
         &self,
         hash: &keycard::token::TokenHash,

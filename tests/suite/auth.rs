@@ -1440,13 +1440,19 @@ pub async fn one_time_tokens_work_once_and_die_with_the_password(store: TestStor
         None
     );
 
-    // Expired.
+    // Expired: refused, and deleted by the next mint's clean-up.
     let short = links
         .mint("alice", SIGN_IN, minutes(1))
         .await
         .expect("mint")
         .expect("secret");
     store.clock.advance(TimeDelta::minutes(2));
+    let cleared = store
+        .users
+        .delete_expired_one_time_tokens(keycard::clock::Clock::now(&store.clock))
+        .await
+        .expect("clear");
+    assert!(cleared >= 1, "the expired link is deleted");
     assert_eq!(
         Client::new(router.clone())
             .post(&format!("/link/{short}"))

@@ -112,6 +112,7 @@ pub(crate) struct UserSql<S> {
     pub(crate) use_one_time_token: S,
     /// A one-time token by its hash, used or not.
     pub(crate) read_one_time_token: S,
+    pub(crate) delete_expired_one_time_tokens: S,
 }
 
 impl UserSql<&'static str> {
@@ -135,6 +136,7 @@ impl UserSql<&'static str> {
             find_one_time_token: r(self.find_one_time_token),
             use_one_time_token: r(self.use_one_time_token),
             read_one_time_token: r(self.read_one_time_token),
+            delete_expired_one_time_tokens: r(self.delete_expired_one_time_tokens),
         }
     }
 }

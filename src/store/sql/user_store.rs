@@ -196,6 +196,14 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             .transpose()
     }
 
+    async fn delete_expired_one_time_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let args = [Arg::Time(Some(now))];
+        retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.users_sql.delete_expired_one_time_tokens, &args)
+        })
+        .await
+    }
+
     async fn take_one_time_token(
         &self,
         hash: &TokenHash,
