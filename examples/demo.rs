@@ -23,7 +23,7 @@
 //!
 //! The home page shows your session as the server sees it (the signed-in
 //! user or "anonymous", the session's id, when it was created and last used,
-//! and a visit counter) and offers three forms:
+//! and a visit counter) and offers these forms:
 //!
 //! * **count a visit** (`POST /visit`): bumps the counter with
 //!   [`Session::update`], an atomic read-modify-write;
@@ -34,6 +34,17 @@
 //!   ([`method::PASSWORD`]). Unknown user, wrong password, locked account:
 //!   one and the same `401` page, so the page does not tell which accounts
 //!   exist (ten failures lock an account for ten minutes);
+//! * **email me a sign-in link** (`POST /login/link`, a user name): makes
+//!   a single-use link with [`OneTimeTokens::mint`], working for fifteen
+//!   minutes, and "mails" it: this demo has no mail server, so it prints
+//!   `demo e-mail to ada: sign-in link http://…/login/link?token=…` on
+//!   standard output. The page answers the same whether the account exists
+//!   or not. Opening the link (`GET /login/link?token=…`) uses nothing
+//!   (mail scanners load links): its page has a button, **sign in as the
+//!   link's owner** (`POST /login/link/redeem`), which uses the link once
+//!   with [`OneTimeTokens::sign_in`] (method [`method::LINK`], a fresh
+//!   token). A used or expired link, or one older than the owner's last
+//!   password change, answers `400`;
 //! * **sign out** (`POST /logout`): [`Session::logout`], which deletes the
 //!   session row and expires the cookies. The answer also carries
 //!   `Clear-Site-Data: "cache"`, so the browser forgets its copies of the
@@ -145,8 +156,9 @@
 //! RUST_LOG=keycard=debug cargo run --example demo
 //! ```
 //!
-//! Standard output carries the credentials and the address (`listening on
-//! http://…`, also with `--addr 127.0.0.1:0`); logs go to standard error.
+//! Standard output carries the credentials, the address (`listening on
+//! http://…`, also with `--addr 127.0.0.1:0`) and the sign-in links'
+//! "e-mails"; logs go to standard error.
 //! Sessions, accounts and tokens live in `keycard-demo.db` (in the current
 //! directory) unless `--db` says otherwise; the tables are created on first
 //! start. The `admin` example counts, lists, ends and purges sessions from
@@ -164,7 +176,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthRejection, AuthUser, AuthenticationError, BasicAuth,
-    BearerAuth, CurrentUser, PasswordAuthenticator, RequireRecentAuth, StoredSession, method,
+    BearerAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator, RequireRecentAuth,
+    StoredSession, method, one_time,
 };
 use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
@@ -271,13 +284,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
     })
 }
 
-/// What the handlers share: the accounts, the API tokens, and how long a
-/// sign-in counts as recent (for the pages that say so).
+/// What the handlers share: the accounts, the API tokens, the sign-in
+/// links, how long a sign-in counts as recent (for the pages that say so),
+/// and the address the demo listens on (for the links it "mails").
 #[derive(Clone)]
 struct App {
     passwords: PasswordAuthenticator,
     tokens: ApiTokens,
+    links: OneTimeTokens,
     sudo: Duration,
+    /// `http://HOST:PORT`, as the demo listens.
+    base: String,
 }
 
 #[tokio::main]
@@ -295,8 +312,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
 
     // `RUST_LOG=keycard=debug` shows keycard's own logs; default: `info`.
-    // Standard output carries the credentials and the address, which
-    // scripts and tests read.
+    // Standard output carries the credentials, the address and the
+    // sign-in links' "e-mails", which scripts and tests read.
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -320,7 +337,10 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .insecure_dev_cookies()
         .clear_site_data_on_logout(true);
     let passwords = PasswordAuthenticator::new(store.clone(), sessions.admin());
-    let tokens = ApiTokens::new(store, sessions.admin());
+    let tokens = ApiTokens::new(store.clone(), sessions.admin());
+    // Sign-in links ("magic links"): single-use, bound to the account's
+    // password (a change kills every outstanding link).
+    let links = OneTimeTokens::new(store, passwords.clone());
     println!(
         "keycard demo: sessions, accounts and API tokens in {}",
         options.db
@@ -345,6 +365,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .confirm_url(CONFIRM_URL)
         .recent_auth_within(options.sudo);
 
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let local = listener.local_addr()?;
+
     // Every POST handler reads its form with `CsrfForm`, which checks the
     // session's synchronizer token that every form carries; cross-origin
     // POSTs do not even get that far (the session layer refuses them).
@@ -352,6 +375,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/", get(home))
         .route("/visit", post(visit))
         .route("/login", post(login))
+        .route("/login/link", get(link_page).post(request_link))
+        .route("/login/link/redeem", post(redeem_link))
         .route("/logout", post(logout))
         .route("/sessions", get(sessions_page))
         .route("/sessions/end-others", post(end_others))
@@ -365,13 +390,12 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .with_state(App {
             passwords,
             tokens,
+            links,
             sudo: options.sudo,
+            base: format!("http://{local}"),
         })
         .layer(auth)
         .layer(sessions);
-
-    let listener = tokio::net::TcpListener::bind(options.addr).await?;
-    let local = listener.local_addr()?;
     println!(
         "keycard demo: cookies are in development mode (no Secure flag, no __Host- prefix): \
          for plain http on localhost only"
@@ -558,6 +582,10 @@ async fn home(
 <label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>
 {next_field}<button>Sign in</button>
 </form>
+<form method="post" action="/login/link">{csrf}
+<label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
+<button>Email me a sign-in link</button>
+</form>
 <p class="note">The demo users are <code>ada</code> and <code>grace</code>; the server printed
 their passwords when it created them.</p>
 {signed_in}"#
@@ -680,6 +708,159 @@ async fn logout(
     }
     session.logout().await?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// How long a sign-in link works.
+const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The answer to a request for a sign-in link, whoever it names: the page
+/// does not tell which accounts exist.
+const LINK_ON_ITS_WAY: &str = "If that account exists, a sign-in link is on its way.";
+
+/// The answer to a sign-in link that cannot sign in.
+const LINK_INVALID: &str = "This link is not valid any more.";
+
+#[derive(Deserialize)]
+struct LinkRequestForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /login/link`: makes a sign-in link for the account named, working
+/// for [`LINK_LIFETIME`], and "e-mails" it (prints it on standard output).
+/// The page is the same whether the account exists, is disabled or not:
+/// only the account's owner learns anything, from the mail.
+async fn request_link(
+    State(app): State<App>,
+    form: Result<CsrfForm<LinkRequestForm>, CsrfRejection>,
+) -> Response {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return form_refused(rejection, "/"),
+    };
+    if form.name.trim().is_empty() {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Cannot send a link",
+            "Please enter your user name.",
+            "/",
+        );
+    }
+    match app
+        .links
+        .mint(&form.name, one_time::SIGN_IN, LINK_LIFETIME)
+        .await
+    {
+        Ok(Some(secret)) => {
+            // `Some` only for an account, whose name is its canonical form.
+            let user = PasswordAuthenticator::canonical_username(&form.name)
+                .unwrap_or_else(|| form.name.trim().to_owned());
+            send_link_mail(&app.base, &user, &secret);
+        }
+        Ok(None) => {}
+        Err(error) => return error.into_response(),
+    }
+    let body = format!(
+        "<h1>Check your e-mail</h1>\n<p>{}</p>\n<p class=\"note\">The link works once, for {}.</p>\n<p><a href=\"/\">Home</a></p>",
+        escape(LINK_ON_ITS_WAY),
+        escape(&describe(LINK_LIFETIME)),
+    );
+    (StatusCode::OK, page("Check your e-mail", &body)).into_response()
+}
+
+/// "Sends" the sign-in link to `user`: this demo has no mail server, so it
+/// prints the mail's gist on standard output, one line.
+fn send_link_mail(base: &str, user: &str, secret: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let sent = writeln!(
+        out,
+        "demo e-mail to {user}: sign-in link {base}/login/link?token={secret}"
+    )
+    .and_then(|()| out.flush());
+    if let Err(error) = sent {
+        tracing::error!(%error, "demo: the sign-in link could not be sent");
+    }
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    token: Option<String>,
+}
+
+/// `GET /login/link?token=…`: the page a sign-in link opens. It does not
+/// use the link (mail scanners and previews load links): it shows a button
+/// that posts it to `POST /login/link/redeem`.
+async fn link_page(
+    session: Session,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Response, keycard::Error> {
+    let token = query
+        .ok()
+        .and_then(|Query(query)| query.token)
+        .filter(|token| token.parse::<SessionToken>().is_ok());
+    let Some(token) = token else {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "Not a sign-in link",
+            "This link is incomplete or damaged: open the link from the e-mail again.",
+            "/",
+        ));
+    };
+    let csrf = csrf_field(&session).await?;
+    let body = format!(
+        r#"<h1>Sign in with a link</h1>
+<p>This link signs its owner in, once, on this browser.</p>
+<form method="post" action="/login/link/redeem">{csrf}
+<input type="hidden" name="token" value="{token}">
+<button>Sign in as the link's owner</button>
+</form>
+<p><a href="/">Home</a></p>"#,
+        token = escape(&token),
+    );
+    // The page's address holds the secret: no copy in a cache, and none
+    // sent to another site as a referrer.
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        page("Sign in with a link", &body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct RedeemForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /login/link/redeem`: uses the sign-in link (once) and signs this
+/// browser in as its owner, with a fresh session token, recording
+/// [`method::LINK`]. A link that is unknown, used, expired or older than
+/// the owner's last password change: `400`.
+async fn redeem_link(
+    State(app): State<App>,
+    session: Session,
+    form: Result<CsrfForm<RedeemForm>, CsrfRejection>,
+) -> Response {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return form_refused(rejection, "/"),
+    };
+    // Checked first: such a request has no session to sign in, and the
+    // link would be used up for nothing.
+    if session.is_request_only() {
+        return browsers_only();
+    }
+    match app.links.sign_in(&session, &form.token).await {
+        Ok(true) => Redirect::to("/").into_response(),
+        Ok(false) => error_page(StatusCode::BAD_REQUEST, "Cannot sign in", LINK_INVALID, "/"),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// The session value holding a one-off message for the sessions page.

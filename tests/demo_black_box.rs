@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -46,6 +46,21 @@ const CONFIRM_HEADING: &str = "<h1>Confirm it's you</h1>";
 const SHORT_SUDO: &str = "3";
 const PAST_SHORT_SUDO: Duration = Duration::from_millis(3_500);
 
+/// How long the demo may take to print an e-mail line.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the demo's "e-mails" begin.
+const MAIL_PREFIX: &str = "demo e-mail to ";
+
+/// The button of the page a sign-in link opens.
+const LINK_BUTTON: &str = "Sign in as the link's owner";
+
+/// The demo's answer to a request for a sign-in link.
+const LINK_ON_ITS_WAY: &str = "If that account exists, a sign-in link is on its way.";
+
+/// The demo's answer to a sign-in link that cannot sign in.
+const LINK_INVALID: &str = "This link is not valid any more.";
+
 /// A running demo, killed when dropped.
 struct Demo {
     child: Child,
@@ -54,6 +69,8 @@ struct Demo {
     db: PathBuf,
     /// What it printed before it listened.
     lines: Vec<String>,
+    /// Every line it printed so far, before and after it listened.
+    output: Arc<Mutex<Vec<String>>>,
     /// The demo users it created, with their passwords.
     users: BTreeMap<String, String>,
 }
@@ -99,9 +116,12 @@ impl Demo {
         // A thread reads every line (so the pipe never fills up) and hands
         // them over; the test waits for the banner with a timeout.
         let (lines_tx, lines_rx) = mpsc::channel();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&output);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                kept.lock().expect("the output").push(line.clone());
                 if lines_tx.send(line).is_err() {
                     // Nobody listens any more: keep draining.
                     continue;
@@ -113,6 +133,7 @@ impl Demo {
             base: String::new(),
             db: db.to_owned(),
             lines: Vec::new(),
+            output,
             users: BTreeMap::new(),
         };
         loop {
@@ -145,6 +166,59 @@ impl Demo {
         self.users
             .get(user)
             .unwrap_or_else(|| panic!("no password printed for {user}: {:#?}", self.lines))
+    }
+
+    /// The "e-mails" it printed so far, in order.
+    fn mails(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .expect("the output")
+            .iter()
+            .filter(|line| line.starts_with(MAIL_PREFIX))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for the e-mail after the first `seen` ones, and returns it.
+    async fn mail_after(&self, seen: usize) -> String {
+        let deadline = std::time::Instant::now() + MAIL_TIMEOUT;
+        loop {
+            if let Some(mail) = self.mails().get(seen) {
+                return mail.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no e-mail after the first {seen}: {:#?}",
+                self.output.lock().expect("the output")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asks for a sign-in link for `user` through `browser`'s home page and
+    /// returns the link's secret, read from the e-mail the demo printed.
+    async fn sign_in_link(&self, browser: &mut Browser, user: &str) -> String {
+        let seen = self.mails().len();
+        let reply = browser.submit("/login/link", &[("name", user)]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.body.contains(LINK_ON_ITS_WAY), "{}", reply.body);
+        let mail = self.mail_after(seen).await;
+        let prefix = format!(
+            "{MAIL_PREFIX}{user}: sign-in link {}/login/link?token=",
+            self.base
+        );
+        let secret = mail
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{mail:?} is not {prefix:?}…"))
+            .to_owned();
+        assert_eq!(secret.len(), 43, "{mail:?}");
+        assert!(
+            secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "base64url: {mail:?}"
+        );
+        secret
     }
 
     /// The port it listens on.
@@ -390,6 +464,25 @@ impl Browser {
         home.body[start..end].parse().expect("a count")
     }
 
+    /// Opens the sign-in link with `secret` and presses its button, as its
+    /// owner would: the page must not sign anybody in by itself.
+    async fn redeem_link(&mut self, secret: &str) -> Reply {
+        let page = self.get(&format!("/login/link?token={secret}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains(LINK_BUTTON), "{}", page.body);
+        assert!(
+            page.body.contains(&format!(
+                r#"<input type="hidden" name="token" value="{secret}">"#
+            )),
+            "{}",
+            page.body
+        );
+        let token = csrf_token(&page.body)
+            .unwrap_or_else(|| panic!("no synchronizer token:\n{}", page.body));
+        self.post_from_page("/login/link/redeem", &[("token", secret)], Some(&token))
+            .await
+    }
+
     /// Creates a token through the tokens page; its id and secret.
     async fn create_token(&mut self, name: &str) -> (String, String) {
         let before = revoke_ids(&self.get("/tokens").await.body);
@@ -574,6 +667,9 @@ struct Scene {
     token_id: String,
     token_secret: String,
     other_session: String,
+    /// A sign-in link of grace's, unused: a forged redemption would sign
+    /// the victim in as grace.
+    grace_link: String,
 }
 
 impl Scene {
@@ -592,6 +688,7 @@ impl Scene {
         let others = other_session_ids(&victim.get("/sessions").await.body);
         assert_eq!(others.len(), 1, "{others:?}");
         let other_session = others[0].clone();
+        let grace_link = demo.sign_in_link(&mut Browser::new(&demo), "grace").await;
         Self {
             demo,
             victim,
@@ -601,6 +698,7 @@ impl Scene {
             token_id,
             token_secret,
             other_session,
+            grace_link,
         }
     }
 
@@ -615,6 +713,11 @@ impl Scene {
                     ("name", "grace".to_owned()),
                     ("password", self.grace_password.clone()),
                 ],
+            ),
+            ("/login/link".to_owned(), vec![("name", "ada".to_owned())]),
+            (
+                "/login/link/redeem".to_owned(),
+                vec![("token", self.grace_link.clone())],
             ),
             ("/logout".to_owned(), vec![]),
             ("/sessions/end-others".to_owned(), vec![]),
@@ -656,6 +759,21 @@ impl Scene {
         fresh.sign_in("ada", &self.ada_password).await;
         let (status, body) = bearer_whoami(&plain_client(), &self.demo, &self.token_secret).await;
         assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    }
+
+    /// Checks that no refused request sent a mail (the only one is grace's
+    /// from the start) nor used grace's link, by using it now.
+    async fn check_link_unused(&self) {
+        assert_eq!(self.demo.mails().len(), 1, "{:#?}", self.demo.mails());
+        let mut fresh = Browser::new(&self.demo);
+        let reply = fresh.redeem_link(&self.grace_link).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(fresh.user().await.as_deref(), Some("grace"));
     }
 }
 
@@ -1010,6 +1128,7 @@ async fn forged_cross_origin_posts_change_nothing_on_any_route() {
         "the session was not rotated"
     );
     scene.check_credentials_unchanged().await;
+    scene.check_link_unused().await;
 }
 
 /// Same-origin posts need the session's own synchronizer token: without
@@ -1075,6 +1194,7 @@ async fn same_origin_posts_need_the_sessions_own_token() {
     assert_eq!(reply.status, 403, "{}", reply.body);
     assert_eq!(scene.victim.visits().await, 1);
     scene.check_credentials_unchanged().await;
+    scene.check_link_unused().await;
 
     // With the page's token, each route does its work.
     let victim = &mut scene.victim;
@@ -1815,4 +1935,226 @@ async fn a_forged_confirmation_is_refused() {
         "still not confirmed"
     );
     assert!(revoke_ids(&victim.get("/tokens").await.body).is_empty());
+}
+
+/// A sign-in link: opening it signs nobody in, its button signs the
+/// browser in as the owner (new cookies, method `link`), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_signs_in_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let mut browser = Browser::new(&demo);
+    let home = browser.get("/").await;
+    assert!(
+        home.body.contains(r#"action="/login/link""#)
+            && home.body.contains("Email me a sign-in link"),
+        "{}",
+        home.body
+    );
+    let secret = demo.sign_in_link(&mut browser, "ada").await;
+
+    // Opening the link (as a mail scanner would) uses nothing.
+    let page = browser.get(&format!("/login/link?token={secret}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(LINK_BUTTON), "{}", page.body);
+    assert_eq!(page.header("referrer-policy"), "no-referrer");
+    assert_eq!(
+        browser.user().await,
+        None,
+        "opening the link signs nobody in"
+    );
+    let mut scanner = Browser::new(&demo);
+    assert_eq!(
+        scanner
+            .get(&format!("/login/link?token={secret}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(scanner.user().await, None);
+
+    let before = browser.jar.clone();
+    let reply = browser.redeem_link(&secret).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_some(), "a fresh token");
+    assert_ne!(browser.jar, before, "new cookies");
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    assert!(browser.get("/").await.body.contains("(by link)"));
+
+    // Used once: another browser (or this one) gets nowhere with it.
+    let mut other = Browser::new(&demo);
+    let reply = other.redeem_link(&secret).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains(LINK_INVALID), "{}", reply.body);
+    assert_eq!(other.user().await, None);
+    let reply = browser.redeem_link(&secret).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(demo.mails().len(), 1, "{:#?}", demo.mails());
+}
+
+/// Asking for a link answers the same for an account and for nobody; only
+/// the account gets a mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_a_link_does_not_tell_who_exists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let nobody = Browser::new(&demo)
+        .submit("/login/link", &[("name", "nobody-here")])
+        .await;
+    let ada = Browser::new(&demo)
+        .submit("/login/link", &[("name", "ada")])
+        .await;
+    assert_eq!(ada.status, 200, "{}", ada.body);
+    assert!(ada.body.contains(LINK_ON_ITS_WAY), "{}", ada.body);
+    assert_eq!((nobody.status, &nobody.body), (ada.status, &ada.body));
+    assert_eq!(
+        nobody.headers.get("set-cookie"),
+        ada.headers.get("set-cookie")
+    );
+    // Lines come in order: a mail for nobody-here would come before ada's.
+    let mail = demo.mail_after(0).await;
+    assert!(mail.starts_with("demo e-mail to ada: "), "{mail:?}");
+    assert_eq!(demo.mails(), [mail]);
+}
+
+/// Changing the password kills the links made before; a link made after
+/// works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_dies_when_the_password_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let secret = demo.sign_in_link(&mut Browser::new(&demo), "ada").await;
+
+    let mut owner = Browser::new(&demo);
+    owner.sign_in("ada", &password).await;
+    let reply = owner
+        .submit(
+            "/account/password",
+            &[("current", &password), ("new", "a brand new password")],
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+
+    let mut browser = Browser::new(&demo);
+    let reply = browser.redeem_link(&secret).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains(LINK_INVALID), "{}", reply.body);
+    assert_eq!(browser.user().await, None);
+
+    let fresh = demo.sign_in_link(&mut Browser::new(&demo), "ada").await;
+    let reply = browser.redeem_link(&fresh).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+}
+
+/// A page of another site cannot ask for a link in the victim's browser
+/// (the layer refuses it before any mail), nor redeem one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_link_request_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    // A stored (anonymous) session, so that the form check applies too:
+    // a browser with no stored session has none to ride on.
+    let mut victim = Browser::new(&demo);
+    assert_eq!(victim.submit("/visit", &[]).await.status, 303);
+    assert!(!victim.jar.is_empty(), "a stored anonymous session");
+    let token = victim.token().await;
+    let cross_site = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "http://evil.example"),
+    ];
+    let reply = victim
+        .send(
+            reqwest::Method::POST,
+            "/login/link",
+            Some(&[("name", "ada"), ("csrf_token", &token)]),
+            &cross_site,
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(CROSS_ORIGIN_REFUSED), "{}", reply.body);
+    // Same-origin without the page's token: refused by the form check.
+    let reply = victim
+        .post_from_page("/login/link", &[("name", "ada")], None)
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(FORM_REFUSED), "{}", reply.body);
+
+    // The next mail is the one asked for properly: the forged ones sent none.
+    let secret = demo.sign_in_link(&mut Browser::new(&demo), "grace").await;
+    assert_eq!(demo.mails().len(), 1, "{:#?}", demo.mails());
+    let reply = victim
+        .send(
+            reqwest::Method::POST,
+            "/login/link/redeem",
+            Some(&[("token", &secret), ("csrf_token", &token)]),
+            &cross_site,
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(CROSS_ORIGIN_REFUSED), "{}", reply.body);
+    assert_eq!(victim.user().await, None);
+    // Not used up by the refused post.
+    let reply = victim.redeem_link(&secret).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(victim.user().await.as_deref(), Some("grace"));
+}
+
+/// Bad links and link forms get a 400 page, never a server error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_link_input_is_refused_without_a_server_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let mut browser = Browser::new(&demo);
+    let long = "A".repeat(10 * 1024);
+    let made_up = "A".repeat(43);
+    for token in ["garbage", "", long.as_str(), made_up.as_str()] {
+        let reply = browser
+            .submit("/login/link/redeem", &[("token", token)])
+            .await;
+        assert_eq!(reply.status, 400, "token {:.20}…: {}", token, reply.body);
+        assert!(reply.body.contains(LINK_INVALID), "{}", reply.body);
+    }
+    let reply = browser.submit("/login/link/redeem", &[]).await;
+    assert_eq!(reply.status, 400, "no token: {}", reply.body);
+    assert_eq!(browser.user().await, None);
+
+    for query in [
+        String::new(),
+        "?token=".to_owned(),
+        "?token=garbage".to_owned(),
+        format!("?token={long}"),
+        "?token=%FF%FE".to_owned(),
+        "?token=a&token=b".to_owned(),
+    ] {
+        let reply = browser.get(&format!("/login/link{query}")).await;
+        assert_eq!(
+            reply.status, 400,
+            "GET /login/link{query:.30}: {}",
+            reply.body
+        );
+        assert!(!reply.body.contains(LINK_BUTTON), "{}", reply.body);
+    }
+
+    for name in ["", "   "] {
+        let reply = browser.submit("/login/link", &[("name", name)]).await;
+        assert_eq!(reply.status, 400, "name {name:?}: {}", reply.body);
+    }
+    for name in [long.as_str(), "a\u{0}b", "ada:x"] {
+        let reply = browser.submit("/login/link", &[("name", name)]).await;
+        assert_eq!(reply.status, 200, "name {name:.20}: {}", reply.body);
+        assert!(reply.body.contains(LINK_ON_ITS_WAY), "{}", reply.body);
+    }
+    assert!(demo.mails().is_empty(), "{:#?}", demo.mails());
 }
