@@ -98,7 +98,7 @@ impl OneTimeTokens {
             None => None,
         };
         let secret = SessionToken::generate().map_err(|_| AccountError::Randomness)?;
-        let now = crate::clock::to_micros(self.clock.now());
+        let now = self.now();
         let lifetime = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::MAX);
         let expires_at = now
             .checked_add_signed(lifetime)
@@ -132,18 +132,17 @@ impl OneTimeTokens {
     /// it is unknown, used, expired, of another purpose, or older than the
     /// account's last credential change.
     pub async fn peek(&self, secret: &str, purpose: &str) -> Result<Option<String>, AccountError> {
-        let Ok(token) = secret.parse::<SessionToken>() else {
+        let Some(hash) = hash_of(secret) else {
             return Ok(None);
         };
-        let now = crate::clock::to_micros(self.clock.now());
-        let Some(found) = self
+        match self
             .store
-            .find_one_time_token(&token.hash(), purpose, now)
+            .find_one_time_token(&hash, purpose, self.now())
             .await?
-        else {
-            return Ok(None);
-        };
-        self.current(found).await
+        {
+            Some(token) => self.current(token).await,
+            None => Ok(None),
+        }
     }
 
     /// Uses a `secret` for `purpose`, once: the account it was for, or
@@ -154,15 +153,11 @@ impl OneTimeTokens {
         secret: &str,
         purpose: &str,
     ) -> Result<Option<String>, AccountError> {
-        let Ok(token) = secret.parse::<SessionToken>() else {
+        let Some(hash) = hash_of(secret) else {
             return Ok(None);
         };
-        let now = crate::clock::to_micros(self.clock.now());
-        let Some(taken) = self
-            .store
-            .take_one_time_token(&token.hash(), purpose, now)
-            .await?
-        else {
+        let taken = self.store.take_one_time_token(&hash, purpose, self.now());
+        let Some(taken) = taken.await? else {
             return Ok(None);
         };
         let user = self.current(taken).await?;
@@ -185,6 +180,11 @@ impl OneTimeTokens {
         Ok(true)
     }
 
+    /// The time, at the precision the stores keep.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::clock::to_micros(self.clock.now())
+    }
+
     /// The token's account if it is active and its credentials have not
     /// changed since the token was made.
     async fn current(&self, token: OneTimeToken) -> Result<Option<String>, AccountError> {
@@ -194,4 +194,13 @@ impl OneTimeTokens {
         let good = !account.disabled && account.credential_version == token.credential_version;
         Ok(good.then_some(account.username))
     }
+}
+
+/// The hash of a well-formed secret; `None` for anything else, which never
+/// reaches the store.
+fn hash_of(secret: &str) -> Option<crate::token::TokenHash> {
+    secret
+        .parse::<SessionToken>()
+        .ok()
+        .map(|token| token.hash())
 }
