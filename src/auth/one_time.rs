@@ -170,7 +170,14 @@ impl OneTimeTokens {
     /// Signs `session` in with a sign-in link's `secret` (purpose
     /// [`SIGN_IN`]): a fresh token, method [`method::LINK`]. `false`, and
     /// the session unchanged, if the secret is no good.
+    ///
+    /// A request signed in for itself only (a bearer token) cannot be
+    /// signed in by a link: [`SessionError::RequestOnly`](crate::SessionError::RequestOnly),
+    /// and the link is not used.
     pub async fn sign_in(&self, session: &Session, secret: &str) -> Result<bool, AccountError> {
+        if session.is_request_only() {
+            return Err(crate::SessionError::RequestOnly.into());
+        }
         let Some(user) = self.redeem(secret, SIGN_IN).await? else {
             return Ok(false);
         };

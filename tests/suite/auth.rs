@@ -1342,7 +1342,7 @@ pub async fn requests_signed_in_for_themselves_are_never_recent(store: TestStore
 }
 
 /// A router that redeems sign-in links, and says who is signed in.
-fn link_app(store: &TestStore, links: &keycard::auth::OneTimeTokens) -> Router {
+fn link_app(store: &TestStore, links: &keycard::auth::OneTimeTokens, tokens: &ApiTokens) -> Router {
     let links = links.clone();
     Router::new()
         .route(
@@ -1365,6 +1365,11 @@ fn link_app(store: &TestStore, links: &keycard::auth::OneTimeTokens) -> Router {
                 ))
             }),
         )
+        .layer(
+            AuthLayer::new()
+                .retriever(BearerAuth)
+                .authenticator(tokens.clone()),
+        )
         .layer(store.layer())
 }
 
@@ -1382,7 +1387,7 @@ pub async fn one_time_tokens_work_once_and_die_with_the_password(store: TestStor
     create_user(&app, "alice", "secret").await;
     let links = OneTimeTokens::with_shared_store(store.users.clone(), app.passwords.clone())
         .clock(store.clock.clone());
-    let router = link_app(&store, &links);
+    let router = link_app(&store, &links, &app.tokens);
     let minutes = |n: u64| Duration::from_secs(60 * n);
 
     assert_eq!(
@@ -1410,6 +1415,30 @@ pub async fn one_time_tokens_work_once_and_die_with_the_password(store: TestStor
         "used once"
     );
     assert_eq!(second.get("/who").await.body, "nobody");
+
+    // A request signed in by its own bearer token cannot use a link, and
+    // the link survives the attempt.
+    let kept = links
+        .mint("alice", SIGN_IN, minutes(15))
+        .await
+        .expect("mint")
+        .expect("secret");
+    let api_secret = app
+        .tokens
+        .create("alice", "cli")
+        .await
+        .expect("token")
+        .secret;
+    let mut api = Client::new(router.clone());
+    api.headers = vec![bearer(&api_secret)];
+    let refused = api.post(&format!("/link/{kept}")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let mut browser = Client::new(router.clone());
+    assert_eq!(
+        browser.post(&format!("/link/{kept}")).await.body,
+        "in",
+        "still good"
+    );
 
     // A reset token: looked at as often as needed, used once.
     let reset = links
@@ -1503,7 +1532,7 @@ pub async fn concurrent_redemptions_of_one_link_sign_in_exactly_one(store: TestS
         .await
         .expect("mint")
         .expect("secret");
-    let router = link_app(&store, &links);
+    let router = link_app(&store, &links, &app.tokens);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let router = router.clone();
