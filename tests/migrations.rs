@@ -27,7 +27,7 @@ async fn assert_migrated_once(versions: Vec<i64>, store: &dyn SessionStore) {
 /// Migrates `table` from [`SERVERS`] stores at once (each on its own pool,
 /// as separate processes would be), then once more.
 macro_rules! migrate_together {
-    ($open:expr, $table:expr) => {{
+    ($open:expr $(,)?) => {{
         let mut stores = Vec::new();
         for _ in 0..SERVERS {
             stores.push($open.await);
@@ -55,13 +55,10 @@ async fn sqlite_processes_migrating_together_apply_each_file_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
     let table = TableName::new("migrated").expect("table");
-    let stores = migrate_together!(
-        async {
-            let store = SqliteStore::connect(&url).await.expect("open");
-            SqliteStore::with_table_name(store.pool().clone(), table.clone())
-        },
-        table
-    );
+    let stores = migrate_together!(async {
+        let store = SqliteStore::connect(&url).await.expect("open");
+        SqliteStore::with_table_name(store.pool().clone(), table.clone())
+    },);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM migrated_migrations ORDER BY version")
             .fetch_all(stores[0].pool())
@@ -82,13 +79,10 @@ macro_rules! server_migrates_once {
                 return;
             };
             let table = common::stores::unique_table();
-            let stores = migrate_together!(
-                async {
-                    let pool = <$pool>::connect(&url).await.expect("connect");
-                    <$store>::with_table_name(pool, table.clone())
-                },
-                table
-            );
+            let stores = migrate_together!(async {
+                let pool = <$pool>::connect(&url).await.expect("connect");
+                <$store>::with_table_name(pool, table.clone())
+            },);
             let sql = format!("SELECT version FROM {table}_migrations ORDER BY version");
             let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .fetch_all(stores[0].pool())

@@ -38,7 +38,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::{Number, Value};
 
-use common::{Client, TestStore, send_raw};
+use common::{AppResult, Client, TestStore, incr, read_counter, send_raw, whoami};
 
 /// Random headers through the stack: one or two requests each, cheap.
 const CASES_HEADERS: u32 = 1024;
@@ -92,27 +92,6 @@ const USER: &str = "carol";
 const PASSWORD: &str = "correct horse battery staple";
 /// The proxy the hostile app trusts for `X-Forwarded-For` / `Forwarded`.
 const PROXY: [u8; 4] = [10, 0, 0, 1];
-
-type AppResult = Result<axum::response::Response, keycard::Error>;
-
-async fn read_counter(session: Session) -> AppResult {
-    let n: u64 = session.get("counter").await?.unwrap_or(0);
-    Ok(n.to_string().into_response())
-}
-
-async fn incr(session: Session) -> AppResult {
-    let n = session
-        .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
-        .await?;
-    Ok(n.to_string().into_response())
-}
-
-async fn whoami(session: Session) -> AppResult {
-    Ok(match session.user_id().await? {
-        Some(user) => user.into_response(),
-        None => StatusCode::UNAUTHORIZED.into_response(),
-    })
-}
 
 async fn csrf(session: Session) -> AppResult {
     let token = session.csrf_token().await?;

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 use super::migrate::MYSQL;
 use super::sql::{
     Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
-    UserSql, ValueWrite, padded, padded_sizes,
+    UserSql, padded, padded_sizes,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -211,20 +211,6 @@ impl SqlBackend for MySql {
             .collect();
         let query = Self::query(batcher.statement(statement)?, &args);
         Self::fetch_all(&mut *store.pool().acquire().await?, query).await
-    }
-
-    /// Never called (no write batches, see `batch_statements`); were it
-    /// called, it would write each row alone.
-    async fn write_rows<'a>(
-        store: &'a SqlStore<MySql>,
-        _batcher: &'a Batcher<ValueWrite>,
-        writes: &'a [&'a ValueWrite],
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        let mut written = Vec::new();
-        for write in writes {
-            written.extend(store.write_one(write).await?);
-        }
-        Ok(written)
     }
 
     /// MySQL commits DDL at once, so a named lock (`GET_LOCK`) keeps app

@@ -313,14 +313,14 @@ impl UserStore for FlakyUsers {
     }
 }
 
-type AppResult = Result<axum::response::Response, keycard::Error>;
+pub type AppResult = Result<axum::response::Response, keycard::Error>;
 
-async fn read_counter(session: Session) -> AppResult {
+pub async fn read_counter(session: Session) -> AppResult {
     let n: u64 = session.get("counter").await?.unwrap_or(0);
     Ok(n.to_string().into_response())
 }
 
-async fn incr(session: Session) -> AppResult {
+pub async fn incr(session: Session) -> AppResult {
     let n = session
         .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
         .await?;
@@ -421,7 +421,7 @@ async fn regenerate(session: Session) -> AppResult {
     Ok("regenerated".into_response())
 }
 
-async fn whoami(session: Session) -> AppResult {
+pub async fn whoami(session: Session) -> AppResult {
     Ok(match session.user_id().await? {
         Some(user) => user.into_response(),
         None => StatusCode::UNAUTHORIZED.into_response(),

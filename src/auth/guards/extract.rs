@@ -31,21 +31,15 @@ impl IntoResponse for AuthRejection {
                 "This needs a sign-in by another method.\n",
             ),
             AuthRejection::Forbidden { .. } => refuse(StatusCode::FORBIDDEN, "Forbidden.\n"),
-            AuthRejection::ReauthenticationRequired(required) => match required
-                .redirect
-                .and_then(|to| HeaderValue::try_from(to).ok())
-            {
-                Some(location) => (
-                    StatusCode::SEE_OTHER,
-                    [
-                        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                        (LOCATION, location),
-                    ],
-                    "Please confirm your sign-in.\n",
-                )
-                    .into_response(),
-                None => refuse(StatusCode::FORBIDDEN, "This needs a recent sign-in.\n"),
-            },
+            AuthRejection::ReauthenticationRequired(required) => {
+                match required
+                    .redirect
+                    .and_then(|to| see_other(to, "Please confirm your sign-in.\n"))
+                {
+                    Some(redirect) => redirect,
+                    None => refuse(StatusCode::FORBIDDEN, "This needs a recent sign-in.\n"),
+                }
+            }
             AuthRejection::PermissionCheckFailed => crate::response::plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The permission check is temporarily unavailable.\n",
@@ -63,24 +57,26 @@ impl IntoResponse for SignInRequired {
         let Some(redirect) = self.redirect else {
             return challenge(&self.challenges);
         };
-        match HeaderValue::try_from(redirect) {
-            Ok(location) => (
-                StatusCode::SEE_OTHER,
-                [
-                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                    (LOCATION, location),
-                ],
-                "Please sign in.\n",
-            )
-                .into_response(),
-            Err(_) => (
+        see_other(redirect, "Please sign in.\n").unwrap_or_else(|| {
+            (
                 StatusCode::UNAUTHORIZED,
                 [(CACHE_CONTROL, "no-store")],
                 "Please sign in.\n",
             )
-                .into_response(),
-        }
+                .into_response()
+        })
     }
+}
+
+/// A `303` to `location`, never cached; `None` if `location` cannot be a
+/// header value.
+fn see_other(location: String, body: &'static str) -> Option<Response> {
+    let location = HeaderValue::try_from(location).ok()?;
+    let headers = [
+        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (LOCATION, location),
+    ];
+    Some((StatusCode::SEE_OTHER, headers, body).into_response())
 }
 
 /// The request's signed-in user, `None` while anonymous: one look at the

@@ -60,7 +60,12 @@ pub(crate) trait Dialect: Database {
 /// Statements and columns, for generic code (see the module docs).
 pub(crate) trait Io: Dialect {
     /// `sql` with `args` bound, in order.
-    fn query(sql: &SqlStr, args: &[Arg<'_>]) -> Query<Self>;
+    fn query(sql: &SqlStr, args: &[Arg<'_>]) -> Query<Self> {
+        Self::bind(sqlx::query(sql.clone()), args)
+    }
+
+    /// `query` with `args` bound after those it has.
+    fn bind(query: Query<Self>, args: &[Arg<'_>]) -> Query<Self>;
 
     /// Runs `query`; the rows it changed.
     fn execute(
@@ -119,16 +124,15 @@ where
     Option<String>: for<'r> Decode<'r, DB>,
     Option<DB::Time>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
 {
-    fn query(sql: &SqlStr, args: &[Arg<'_>]) -> Query<Self> {
-        args.iter()
-            .fold(sqlx::query(sql.clone()), |query, arg| match *arg {
-                Arg::Int(v) => query.bind(v),
-                Arg::OptInt(v) => query.bind(v),
-                Arg::Bool(v) => query.bind(v),
-                Arg::Text(v) => query.bind(v),
-                Arg::Bytes(v) => query.bind(v),
-                Arg::Time(v) => query.bind(v.map(DB::encode_time)),
-            })
+    fn bind(query: Query<Self>, args: &[Arg<'_>]) -> Query<Self> {
+        args.iter().fold(query, |query, arg| match *arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::OptInt(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::Bytes(v) => query.bind(v),
+            Arg::Time(v) => query.bind(v.map(DB::encode_time)),
+        })
     }
 
     async fn execute(conn: &mut Self::Connection, query: Query<Self>) -> Result<u64, sqlx::Error> {
@@ -230,12 +234,22 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
 
     /// Writes `writes` (two or more, distinct sessions) in one statement;
     /// the ids of the rows written. Only called where
-    /// [`batch_statements`](Self::batch_statements) gave write statements.
+    /// [`batch_statements`](Self::batch_statements) gave write statements;
+    /// the default, for a backend without them, writes each alone.
     fn write_rows<'a>(
         store: &'a SqlStore<Self>,
         batcher: &'a Batcher<ValueWrite>,
         writes: &'a [&'a ValueWrite],
-    ) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send + 'a {
+        let _ = batcher;
+        async move {
+            let mut written = Vec::new();
+            for write in writes {
+                written.extend(store.write_one(write).await?);
+            }
+            Ok(written)
+        }
+    }
 
     /// Keeps other processes from migrating `table` until
     /// [`unlock_migrations`](Self::unlock_migrations).

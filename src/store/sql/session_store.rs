@@ -29,27 +29,8 @@ fn write_query<DB: SqlBackend>(
     fields: &SessionFields,
 ) -> Query<DB> {
     let data = encode_data(&fields.data);
-    let [a, b, c, d, e, f, g, h, i, j, k, l, m] = rows::field_args(fields, &data);
-    DB::query(
-        &sql.update,
-        &[
-            a,
-            b,
-            c,
-            d,
-            e,
-            f,
-            g,
-            h,
-            i,
-            j,
-            k,
-            l,
-            m,
-            Arg::Int(id.get()),
-            Arg::Int(version),
-        ],
-    )
+    let query = DB::query(&sql.update, &rows::field_args(fields, &data));
+    DB::bind(query, &[Arg::Int(id.get()), Arg::Int(version)])
 }
 
 /// One value write: its row gets the values (and `last_activity`) if it
