@@ -86,6 +86,7 @@ pub struct SessionConfig {
     // format strings.
     pub(crate) id_cookie: String,
     pub(crate) token_cookie: String,
+    pub(crate) remember_cookie: String,
 }
 
 impl Default for SessionConfig {
@@ -111,6 +112,7 @@ impl Default for SessionConfig {
             max_data_bytes: 64 * 1024,
             id_cookie: String::new(),
             token_cookie: String::new(),
+            remember_cookie: String::new(),
         };
         config.derive_cookie_names();
         config
@@ -126,6 +128,13 @@ impl SessionConfig {
     /// The name of the cookie that carries the session token.
     pub fn token_cookie_name(&self) -> &str {
         &self.token_cookie
+    }
+
+    /// The name of the cookie that remembers a browser
+    /// ([`RememberMe`](crate::auth::RememberMe)): `__Host-keycard-remember`
+    /// by default.
+    pub fn remember_cookie_name(&self) -> &str {
+        &self.remember_cookie
     }
 
     /// How long a session may go unused before it ends.
@@ -223,6 +232,7 @@ impl SessionConfig {
         let prefix = if self.secure { "__Host-" } else { "" };
         self.id_cookie = format!("{prefix}{}-id", self.cookie_base);
         self.token_cookie = format!("{prefix}{}-token", self.cookie_base);
+        self.remember_cookie = format!("{prefix}{}-remember", self.cookie_base);
     }
 }
 

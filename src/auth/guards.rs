@@ -56,6 +56,9 @@ pub mod method {
     pub const TRUSTED_HEADER: &str = "trusted-header";
     /// A one-time sign-in link ([`OneTimeTokens::sign_in`](crate::auth::OneTimeTokens::sign_in)).
     pub const LINK: &str = "link";
+    /// A sign-in restored from a remembered browser
+    /// ([`RememberMe`](crate::auth::RememberMe)); never recent.
+    pub const REMEMBERED: &str = "remember";
 
     /// Marks [`PASSWORD`].
     #[derive(Debug)]
@@ -151,7 +154,9 @@ pub(crate) const DEFAULT_RECENT_AUTH: std::time::Duration = std::time::Duration:
 /// [`AuthLayer::confirm_url`](super::AuthLayer::confirm_url)) for a
 /// browser, a `403` for anyone else. A request signed in by its own
 /// credentials for itself only (HTTP Basic, a bearer token) never counts
-/// as recent: it carries no interactive proof.
+/// as recent: it carries no interactive proof. Nor does a sign-in restored
+/// from a remembered browser ([`method::REMEMBERED`]) until the user
+/// confirms it.
 ///
 /// ```
 /// use keycard::auth::RequireRecentAuth;

@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::guards::Permissions;
+use super::remember::{PerRequest, Remember, RememberMe};
 use super::settings::{AuthSettings, challenge};
 use super::{
     Authenticated, AuthenticationError, Authenticator, Credentials, RequestHead, Retrieved,
@@ -43,6 +44,7 @@ struct Config {
     /// header goes away, which means looking at the session on every request.
     trusted: Option<TrustedHeader>,
     callback: Option<Arc<Callback>>,
+    remember: Option<RememberMe>,
     settings: Arc<AuthSettings>,
 }
 
@@ -79,6 +81,7 @@ impl AuthLayer {
                 authenticators: Vec::new(),
                 trusted: None,
                 callback: None,
+                remember: None,
                 settings: Arc::new(AuthSettings::default()),
             }),
         }
@@ -115,6 +118,13 @@ impl AuthLayer {
         callback: impl Fn(&RequestHead<'_>, &AuthInfo) -> Vec<String> + Send + Sync + 'static,
     ) -> Self {
         self.configure(|c| c.callback = Some(Arc::new(callback)))
+    }
+
+    /// Remembers browsers whose users ask ([`Remember::this_device`]) and
+    /// signs them back in after a restart (see [`RememberMe`]). Handlers
+    /// get the request's [`Remember`].
+    pub fn remember(self, remember: RememberMe) -> Self {
+        self.configure(|c| c.remember = Some(remember))
     }
 
     /// Where [`CurrentUser`](super::CurrentUser) sends browsers that are not
@@ -221,16 +231,30 @@ where
                  `.layer(sessions)`, so that the session layer wraps it)"
             );
         };
+        let remember = config.remember.as_ref().map(|remember| {
+            let per_request = PerRequest::new(remember, &session, request.headers());
+            request
+                .extensions_mut()
+                .insert(Remember(per_request.clone()));
+            per_request
+        });
         let Some((credentials, retriever)) = found else {
-            if config.trusted.is_none() {
+            if let Some(per_request) = remember.as_ref().filter(|r| r.has_cookie()) {
+                // Asked only if the session turns out anonymous when first
+                // used: a request that never looks at it costs nothing.
+                session.set_restorer(per_request.clone());
+            }
+            if config.trusted.is_none() && remember.is_none() {
                 return Box::pin(inner.call(request));
             }
-            // A trusted-header session whose header went away ends now.
+            let trusted = config.trusted.is_some();
             return Box::pin(async move {
-                match end_orphaned_trusted_session(&session).await {
-                    Ok(()) => inner.call(request).await,
-                    Err(error) => Ok(error.to_response()),
+                // A trusted-header session whose header went away ends now.
+                if trusted && let Err(error) = end_orphaned_trusted_session(&session).await {
+                    return Ok(error.to_response());
                 }
+                let response = inner.call(request).await?;
+                Ok(finish_remember(remember, response).await)
             });
         };
         Box::pin(async move {
@@ -259,7 +283,8 @@ where
                         info.marks = callback(&head, &info).into_iter().collect();
                     }
                     request.extensions_mut().insert(info);
-                    inner.call(request).await
+                    let response = inner.call(request).await?;
+                    Ok(finish_remember(remember, response).await)
                 }
                 Err(AuthenticationError::Unavailable(reason)) => {
                     tracing::error!(%reason, "keycard: authentication unavailable");
@@ -279,6 +304,27 @@ where
                 }
             }
         })
+    }
+}
+
+/// After the handler: the remembered browsers the request's sign-outs end,
+/// and the remember-me cookie. If that fails the response is an error, so
+/// that a sign-out that did not end the browser's series is not reported
+/// as done (and the session layer keeps the session as it was).
+async fn finish_remember<B: From<&'static str>>(
+    remember: Option<Arc<PerRequest>>,
+    mut response: Response<B>,
+) -> Response<B> {
+    let Some(remember) = remember else {
+        return response;
+    };
+    match remember.finish(response.headers_mut()).await {
+        Ok(()) => response,
+        Err(error) => {
+            tracing::warn!(%error, "keycard: remember-me bookkeeping failed; answering with an error");
+            let (status, body) = error.status_and_body();
+            plain_response(status, body)
+        }
     }
 }
 

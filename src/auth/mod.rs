@@ -13,6 +13,10 @@
 //!   tokens, or the application's own.
 //! * **One-time tokens** ([`OneTimeTokens`]): sign-in links and password
 //!   resets, single use, short-lived, dead after a password change.
+//! * **Remember-me** ([`RememberMe`], [`Remember`]): a browser that asked
+//!   is signed back in after a restart by a rotating token kept
+//!   server-side; a copied cookie is noticed and ends every sign-in of the
+//!   user.
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
 //! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
@@ -128,6 +132,7 @@ mod guards;
 mod layer;
 pub mod one_time;
 mod password;
+pub mod remember;
 mod retrievers;
 mod settings;
 mod tokens;
@@ -142,6 +147,7 @@ pub use guards::{
 pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
+pub use remember::{Remember, RememberMe, RememberedBrowser};
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};
 

@@ -198,6 +198,10 @@ impl PasswordAuthenticator {
         if changed {
             tracing::info!(user = %canonical, "keycard: password set; sessions ended");
             self.inner
+                .store
+                .delete_remembered_of(&canonical, None)
+                .await?;
+            self.inner
                 .sessions
                 .end_sessions_of(&canonical, None)
                 .await?;
@@ -244,6 +248,8 @@ impl PasswordAuthenticator {
         } else {
             session.id().await?
         };
+        // Every remembered browser was remembered under the old password.
+        self.inner.store.delete_remembered_of(&user, None).await?;
         let ended = self.inner.sessions.end_sessions_of(&user, keep).await?;
         if !session.is_request_only() {
             session.regenerate().await?;
@@ -284,7 +290,7 @@ impl PasswordAuthenticator {
             }
             Err(_) => return Err(AccountError::WrongPassword),
         }
-        if !session.reauthenticated().await? {
+        if !session.reauthenticated(super::method::PASSWORD).await? {
             return Err(AccountError::NotSignedIn);
         }
         Ok(())
@@ -297,6 +303,10 @@ impl PasswordAuthenticator {
         let changed = self.inner.store.set_disabled(&canonical, disabled).await?;
         if changed && disabled {
             tracing::info!(user = %canonical, "keycard: account disabled; sessions ended");
+            self.inner
+                .store
+                .delete_remembered_of(&canonical, None)
+                .await?;
             self.inner
                 .sessions
                 .end_sessions_of(&canonical, None)

@@ -103,7 +103,7 @@ impl Session {
     /// and gets [`SessionError::RequestOnly`]: an API credential does not sign its
     /// user out of their browsers.
     pub async fn end_other_sessions(&self) -> Result<u64, SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
             return Ok(0);
@@ -111,6 +111,8 @@ impl Session {
         let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
         tracing::info!(ended, "keycard: other sessions of the user ended");
+        self.record_fact(|facts| facts.ended_others_of = Some(user.clone()))
+            .await;
         lifecycle::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended)
     }
@@ -121,7 +123,7 @@ impl Session {
     /// with [`SessionError::RequestOnly`] on a [request-only](Self::is_request_only)
     /// session, like [`end_other_sessions`](Self::end_other_sessions).
     pub async fn end_user_session(&self, id: SessionId) -> Result<bool, SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let (user, current) = self.user_and_id().await?;
         let Some(user) = user else {
             return Ok(false);
@@ -130,14 +132,33 @@ impl Session {
             self.logout().await?;
             return Ok(true);
         }
+        // Its credential (a remembered device's) must not sign it back in.
+        let credential = match self.0.ctx.store.load(id).await? {
+            Some(record) if record.fields.user_id.as_deref() == Some(user.as_str()) => {
+                record.fields.credential
+            }
+            _ => None,
+        };
         let ended = self
             .0
             .ctx
             .store
             .delete_for_user(&user, UserSessions::Only(id))
             .await?;
+        if let (1, Some(credential)) = (ended, credential) {
+            let fact = (user.clone(), credential);
+            self.record_fact(|facts| facts.ended_credentials.push(fact))
+                .await;
+        }
         lifecycle::sessions_ended(Some(user), ended, EndReason::User).await?;
         Ok(ended == 1)
+    }
+
+    /// Notes what this request did in its [`RequestFacts`](super::state::RequestFacts).
+    async fn record_fact(&self, note: impl FnOnce(&mut super::state::RequestFacts)) {
+        if let super::state::State::Ready(w) = &mut *self.0.state.lock().await {
+            note(&mut w.facts);
+        }
     }
 
     /// The signed-in user as this request sees it, and this session's id

@@ -77,11 +77,16 @@ impl Login {
         self
     }
 
+    /// The user it signs in.
+    pub(crate) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
     /// Refuses what not every store can hold, before anything changes, the
     /// same on every store: empty or over-long names, and control
     /// characters (a NUL, which PostgreSQL refuses and SQLite would store;
     /// line breaks that would forge log lines).
-    fn validate(&self) -> Result<(), SessionError> {
+    pub(super) fn validate(&self) -> Result<(), SessionError> {
         let valid = |text: &str, max: usize| {
             let chars = text.chars().count();
             chars > 0 && chars <= max && !text.chars().any(char::is_control)
@@ -113,7 +118,7 @@ impl Login {
     }
 
     /// Writes who signed in, how and when into `fields`.
-    fn apply_to(
+    pub(super) fn apply_to(
         self,
         fields: &mut crate::store::SessionFields,
         now: chrono::DateTime<chrono::Utc>,
@@ -145,21 +150,11 @@ impl Session {
     /// the layer's [`ConcurrentSessions`](crate::config::ConcurrentSessions)
     /// policy is applied to the user's other sessions.
     pub async fn login_with(&self, login: Login) -> Result<(), SessionError> {
-        self.writable()?;
+        self.writable().await?;
         login.validate()?;
         let now = self.0.ctx.now();
         let mut state = self.ready().await?;
-        let w = ready_mut(&mut state)?;
-        if w.view
-            .user_id
-            .as_ref()
-            .is_some_and(|current| *current != login.user_id)
-        {
-            w.clear_data();
-        }
-        login.apply_to(&mut w.view, now);
-        w.identity_changed = true;
-        w.rotate()
+        ready_mut(&mut state)?.sign_in(login, now)
     }
 
     /// Signs the request in for this request only, from credentials it
@@ -195,12 +190,15 @@ impl Session {
     /// request from then on. (A value stored after the logout, a "goodbye"
     /// message say, starts a new anonymous session with new cookies.)
     pub async fn logout(&self) -> Result<(), SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
         let signed_out = w.view.user_id.is_some() || w.signed_out;
+        if let Some(user) = w.view.user_id.clone() {
+            w.facts.signed_out = Some(user);
+        }
         w.restart(fresh);
         w.ended = true;
         w.signed_out = signed_out;
@@ -211,11 +209,13 @@ impl Session {
     /// the user, how and when they signed in are cleared and the session
     /// gets a fresh token, so the signed-in cookies are dead at once.
     pub async fn logout_keeping_values(&self) -> Result<(), SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
         w.signed_out |= w.view.user_id.is_some();
-        w.view.user_id = None;
+        if let Some(user) = w.view.user_id.take() {
+            w.facts.signed_out = Some(user);
+        }
         w.view.credential = None;
         w.view.auth_method = None;
         w.view.authenticated_at = None;
@@ -232,7 +232,7 @@ impl Session {
     /// a sign-out: this is how [`AuthLayer`](crate::auth::AuthLayer)
     /// switches over a client whose cookie belongs to another user.
     pub(crate) async fn restart(&self) -> Result<(), SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let now = self.0.ctx.now();
         let fresh = self.fresh_fields(now);
         let mut state = self.ready().await?;
@@ -241,8 +241,10 @@ impl Session {
     }
 
     /// Records that the signed-in user has just proved a credential again
-    /// (re-entered their password, say): the sign-in time becomes now and
-    /// the session gets a fresh token, so that
+    /// by `method` (re-entered their password, say): the sign-in time
+    /// becomes now, the method becomes `method` (so a sign-in restored from
+    /// a remember-me cookie counts as a real one from here on) and the
+    /// session gets a fresh token, so that
     /// [`RequireRecentAuth`](crate::auth::RequireRecentAuth) lets it through
     /// for the configured time. `false`, and nothing changes, when nobody
     /// is signed in. [`PasswordAuthenticator::confirm`](crate::auth::PasswordAuthenticator::confirm)
@@ -250,19 +252,25 @@ impl Session {
     ///
     /// ```
     /// # async fn handler(session: keycard::Session) -> Result<(), keycard::SessionError> {
+    /// use keycard::auth::method;
+    ///
     /// // after checking the credential the user just gave:
-    /// session.reauthenticated().await?;
+    /// session.reauthenticated(method::PASSWORD).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reauthenticated(&self) -> Result<bool, SessionError> {
-        self.writable()?;
+    pub async fn reauthenticated(&self, method: &str) -> Result<bool, SessionError> {
+        self.writable().await?;
         let now = self.0.ctx.now();
+        let check = Login::new("-").method(method);
+        check.validate()?;
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
         if w.view.user_id.is_none() {
             return Ok(false);
         }
         w.view.authenticated_at = Some(now);
+        w.view.auth_method = Some(method.to_owned());
+        w.reauthenticated = true;
         w.rotate()?;
         tracing::info!("keycard: sign-in confirmed");
         Ok(true)
@@ -271,7 +279,7 @@ impl Session {
     /// Gives the session a fresh token, keeping its values and user. Use it
     /// whenever the session's privileges change.
     pub async fn regenerate(&self) -> Result<(), SessionError> {
-        self.writable()?;
+        self.writable().await?;
         let mut state = self.ready().await?;
         ready_mut(&mut state)?.rotate()
     }

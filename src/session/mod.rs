@@ -32,6 +32,7 @@ mod identity;
 pub(crate) mod lifecycle;
 mod load;
 mod login;
+pub(crate) mod restore;
 mod save;
 mod state;
 
@@ -81,6 +82,8 @@ struct SessionInner {
     /// The request-only sign-in came from credentials browsers send on
     /// their own (cached HTTP Basic).
     ambient_credentials: AtomicBool,
+    /// Signs the session back in when it loads anonymous (remember-me).
+    restorer: std::sync::OnceLock<Arc<dyn restore::Restorer>>,
     state: Mutex<State>,
 }
 
@@ -101,6 +104,7 @@ impl Session {
             used: AtomicBool::new(false),
             request_only: AtomicBool::new(false),
             ambient_credentials: AtomicBool::new(false),
+            restorer: std::sync::OnceLock::new(),
             state: Mutex::new(State::Unloaded),
         }))
     }
@@ -177,7 +181,7 @@ impl Session {
         T: Serialize + DeserializeOwned + Send,
         F: FnMut(Option<T>) -> T + Send,
     {
-        self.writable()?;
+        self.writable().await?;
         let now = self.0.ctx.now();
         let mut state = self.ready().await?;
         let w = ready_mut(&mut state)?;
@@ -297,13 +301,15 @@ impl Session {
 
     /// The time by the layer's clock (what the session's timestamps are
     /// compared with).
-    #[cfg(feature = "axum")]
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.0.ctx.now()
     }
 
-    /// Refuses a change to a request-only session.
-    fn writable(&self) -> Result<(), SessionError> {
+    /// Refuses a change to a request-only session. Loads the session
+    /// first: a session can become request-only as it loads (a remembered
+    /// browser's racing request, see [`restore`]).
+    async fn writable(&self) -> Result<(), SessionError> {
+        drop(self.ready().await?);
         if self.is_request_only() {
             return Err(SessionError::RequestOnly);
         }
@@ -312,7 +318,7 @@ impl Session {
 
     /// Runs `f`, which changes the session, on the loaded session.
     async fn with_mut<R>(&self, f: impl FnOnce(&mut Working) -> R) -> Result<R, SessionError> {
-        self.writable()?;
+        self.writable().await?;
         self.with(f).await
     }
 
@@ -327,7 +333,11 @@ impl Session {
         let mut state = self.0.state.lock().await;
         if matches!(*state, State::Unloaded) {
             self.0.used.store(true, Ordering::Release);
-            *state = match self.load().await {
+            let loaded = match self.load().await {
+                Ok(mut working) => self.restore_into(&mut working).await.map(|()| working),
+                Err(error) => Err(error),
+            };
+            *state = match loaded {
                 Ok(working) => State::Ready(Box::new(working)),
                 Err(error) => {
                     tracing::error!(%error, "keycard: loading the session failed");

@@ -36,6 +36,10 @@ pub(super) struct Working {
     /// The user, how and when they authenticated.
     pub(super) identity_changed: bool,
     pub(super) persistent_changed: bool,
+    /// The sign-in was confirmed: its time and method changed.
+    pub(super) reauthenticated: bool,
+    /// The signed-in session was given a credential name after its sign-in.
+    pub(super) credential_changed: bool,
     /// Signed out: expire the cookies unless a new session is stored.
     pub(super) ended: bool,
     /// A signed-in user signed out in this request (for `Clear-Site-Data`).
@@ -47,7 +51,24 @@ pub(super) struct Working {
     pub(super) replaced_user: Option<String>,
     /// What the save did, for the connection's hooks.
     pub(super) events: Vec<super::events::SessionEvent>,
+    /// What this request did to the user's sessions, for whoever keeps
+    /// credentials beside them (remember-me); kept across a restart.
+    pub(super) facts: RequestFacts,
     pub(super) span: tracing::Span,
+}
+
+/// What a request did to its user's sessions that outlives the session
+/// itself: read by [`RememberMe`](crate::auth::RememberMe) after the
+/// handler, so that a device signed out stays signed out.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestFacts {
+    /// The user who signed out of this session.
+    pub(crate) signed_out: Option<String>,
+    /// The user whose other sessions were all ended.
+    pub(crate) ended_others_of: Option<String>,
+    /// The credentials of the user's sessions ended one by one
+    /// ([`Login::credential`](crate::Login::credential)): (user, credential).
+    pub(crate) ended_credentials: Vec<(String, String)>,
 }
 
 impl Working {
@@ -73,11 +94,14 @@ impl Working {
             cleared: false,
             identity_changed: false,
             persistent_changed: false,
+            reauthenticated: false,
+            credential_changed: false,
             ended: false,
             signed_out: false,
             replaced: None,
             replaced_user: None,
             events: Vec::new(),
+            facts: RequestFacts::default(),
             span,
         }
     }
@@ -113,7 +137,9 @@ impl Working {
             None => (self.replaced, self.replaced_user.take()),
         };
         let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        let facts = std::mem::take(&mut self.facts);
         *self = Self::new(None, fresh, span);
+        self.facts = facts;
         self.replaced = replaced;
         self.replaced_user = replaced_user;
     }
@@ -144,7 +170,10 @@ impl Working {
     /// Whether only values (and the activity time) changed: the narrow
     /// `update_data` statement is enough.
     pub(super) fn only_data_changed(&self) -> bool {
-        !self.identity_changed && !self.persistent_changed && self.new_token.is_none()
+        !self.identity_changed
+            && !self.persistent_changed
+            && !self.credential_changed
+            && self.new_token.is_none()
     }
 
     /// The sign-in or sign-out a saved identity change amounts to, for the
@@ -172,6 +201,26 @@ impl Working {
         self.cleared = true;
     }
 
+    /// Signs `login` in at `now` (already validated): values kept unless the
+    /// user changes, a fresh token.
+    pub(super) fn sign_in(
+        &mut self,
+        login: super::Login,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), SessionError> {
+        if self
+            .view
+            .user_id
+            .as_ref()
+            .is_some_and(|current| current != login.user_id())
+        {
+            self.clear_data();
+        }
+        login.apply_to(&mut self.view, now);
+        self.identity_changed = true;
+        self.rotate()
+    }
+
     pub(super) fn rotate(&mut self) -> Result<(), SessionError> {
         let token = SessionToken::generate().map_err(|_| SessionError::Randomness)?;
         self.view.token_hash = token.hash();
@@ -185,6 +234,7 @@ impl Working {
             || (self.cleared && stored_data.is_some_and(|d| !d.is_empty()))
             || self.identity_changed
             || self.persistent_changed
+            || self.credential_changed
             || self.new_token.is_some()
     }
 
@@ -208,6 +258,13 @@ impl Working {
             view.authenticated_at = self.view.authenticated_at;
             view.is_api = self.view.is_api;
             view.auth_version = self.view.auth_version;
+            view.credential = self.view.credential.take();
+        }
+        if self.reauthenticated && !self.identity_changed {
+            view.auth_method = self.view.auth_method.take();
+            view.authenticated_at = self.view.authenticated_at;
+        }
+        if self.credential_changed && !self.identity_changed {
             view.credential = self.view.credential.take();
         }
         if self.persistent_changed {

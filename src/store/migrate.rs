@@ -72,6 +72,14 @@ macro_rules! migrations {
                     "/0006_one_time_tokens.sql"
                 )),
             },
+            Migration {
+                version: 7,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0007_remember_me.sql"
+                )),
+            },
         ]
     };
 }

@@ -74,6 +74,17 @@ const USERS_SQL: UserSql<&str> = UserSql {
     read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
         WHERE token_hash = ?",
     delete_expired_one_time_tokens: "DELETE FROM {table}_one_time_tokens WHERE expires_at <= ?",
+    insert_remembered: "INSERT INTO {table}_remember (series_hash, token_hash, user_id, \
+        credential_version, created_at, last_used_at, expires_at, device) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    find_remembered: "SELECT {remember_columns} FROM {table}_remember WHERE series_hash = ?",
+    rotate_remembered: "UPDATE {table}_remember SET previous_hash = ?, token_hash = ?, \
+        rotated_at = ?, last_used_at = ? WHERE id = ? AND token_hash = ?",
+    list_remembered: "SELECT {remember_columns} FROM {table}_remember WHERE user_id = ? \
+        ORDER BY id",
+    delete_remembered: "DELETE FROM {table}_remember WHERE user_id = ? AND id = ?",
+    delete_remembered_of: "DELETE FROM {table}_remember WHERE user_id = ? AND id <> ?",
+    delete_expired_remembered: "DELETE FROM {table}_remember WHERE expires_at <= ?",
 };
 
 /// How long `migrate` waits for another process's migration to finish.

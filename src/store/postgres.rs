@@ -88,6 +88,17 @@ const USERS_SQL: UserSql<&str> = UserSql {
     read_one_time_token: "SELECT {one_time_columns} FROM {table}_one_time_tokens \
         WHERE token_hash = $1",
     delete_expired_one_time_tokens: "DELETE FROM {table}_one_time_tokens WHERE expires_at <= $1",
+    insert_remembered: "INSERT INTO {table}_remember (series_hash, token_hash, user_id, \
+        credential_version, created_at, last_used_at, expires_at, device) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    find_remembered: "SELECT {remember_columns} FROM {table}_remember WHERE series_hash = $1",
+    rotate_remembered: "UPDATE {table}_remember SET previous_hash = $1, token_hash = $2, \
+        rotated_at = $3, last_used_at = $4 WHERE id = $5 AND token_hash = $6",
+    list_remembered: "SELECT {remember_columns} FROM {table}_remember WHERE user_id = $1 \
+        ORDER BY id",
+    delete_remembered: "DELETE FROM {table}_remember WHERE user_id = $1 AND id = $2",
+    delete_remembered_of: "DELETE FROM {table}_remember WHERE user_id = $1 AND id <> $2",
+    delete_expired_remembered: "DELETE FROM {table}_remember WHERE expires_at <= $1",
 };
 
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for

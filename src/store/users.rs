@@ -1,9 +1,10 @@
 //! [`UserStore`]: the optional accounts of
 //! [`PasswordAuthenticator`](crate::auth::PasswordAuthenticator) and the
 //! API bearer tokens of [`ApiTokens`](crate::auth::ApiTokens) and the
-//! one-time tokens of [`OneTimeTokens`](crate::auth::OneTimeTokens), kept
-//! beside the sessions in `<table>_users`, `<table>_api_tokens` and
-//! `<table>_one_time_tokens`.
+//! one-time tokens of [`OneTimeTokens`](crate::auth::OneTimeTokens) and the
+//! remembered browsers of [`RememberMe`](crate::auth::RememberMe), kept
+//! beside the sessions in `<table>_users`, `<table>_api_tokens`,
+//! `<table>_one_time_tokens` and `<table>_remember`.
 
 use std::fmt::Debug;
 
@@ -160,6 +161,67 @@ impl OneTimeToken {
     }
 }
 
+/// A remembered browser ("remember me"): a series of tokens, each used
+/// once, kept as hashes only. [`RememberMe`](crate::auth::RememberMe)
+/// makes, rotates and ends them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RememberedDevice {
+    /// The row's key (not secret: it names the device on a "your
+    /// sessions" page; the series itself never leaves the cookie).
+    pub id: i64,
+    /// SHA-256 of the series (the cookie's first half).
+    pub series_hash: TokenHash,
+    /// SHA-256 of the token that restores the sign-in now.
+    pub token_hash: TokenHash,
+    /// SHA-256 of the token it replaced, honoured for a short grace window
+    /// after `rotated_at` (concurrent requests of one browser restart).
+    pub previous_hash: Option<TokenHash>,
+    /// When the token last rotated.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The account it signs in.
+    pub user_id: String,
+    /// The account's credential version when it was made (−1 for a user
+    /// keycard keeps no account of): a password change ends it.
+    pub credential_version: i64,
+    /// When the user asked to be remembered.
+    pub created_at: DateTime<Utc>,
+    /// When it last restored a sign-in (or was made).
+    pub last_used_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// The device label of the browser that asked ("Firefox on Linux").
+    pub device: Option<String>,
+}
+
+impl RememberedDevice {
+    /// A series for `user_id` made at `created_at`, working until
+    /// `expires_at`, never rotated yet; [`UserStore::insert_remembered`]
+    /// assigns its id (0 until then).
+    pub fn new(
+        series_hash: TokenHash,
+        token_hash: TokenHash,
+        user_id: impl Into<String>,
+        credential_version: i64,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: 0,
+            series_hash,
+            token_hash,
+            previous_hash: None,
+            rotated_at: None,
+            user_id: user_id.into(),
+            credential_version,
+            created_at,
+            last_used_at: created_at,
+            expires_at,
+            device: None,
+        }
+    }
+}
+
 /// A token to store: [`UserStore::insert_api_token`] assigns its id.
 #[derive(Clone, Debug)]
 pub struct NewApiToken {
@@ -262,5 +324,70 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     ) -> Result<Option<OneTimeToken>, StoreError> {
         let _ = (hash, purpose, now);
         Ok(None)
+    }
+
+    /// Stores a remembered device and returns its id. The default refuses:
+    /// a store that keeps none cannot remember anybody.
+    async fn insert_remembered(&self, device: &RememberedDevice) -> Result<i64, StoreError> {
+        let _ = device;
+        Err(StoreError::Backend(
+            "this store keeps no remember-me series".into(),
+        ))
+    }
+
+    /// The remembered device of the series with this hash. The default
+    /// finds none.
+    async fn find_remembered(
+        &self,
+        series_hash: &TokenHash,
+    ) -> Result<Option<RememberedDevice>, StoreError> {
+        let _ = series_hash;
+        Ok(None)
+    }
+
+    /// Replaces the device's token `current` by `next` at `now`, keeping
+    /// `current` as the previous one, only if `current` is still its token:
+    /// of concurrent rotations exactly one returns `true`. The default
+    /// rotates nothing.
+    async fn rotate_remembered(
+        &self,
+        id: i64,
+        current: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, current, next, now);
+        Ok(false)
+    }
+
+    /// The user's remembered devices, oldest first. The default has none.
+    async fn list_remembered(&self, user_id: &str) -> Result<Vec<RememberedDevice>, StoreError> {
+        let _ = user_id;
+        Ok(Vec::new())
+    }
+
+    /// Forgets one of the user's remembered devices; `false` if it is not
+    /// theirs or does not exist. The default forgets nothing.
+    async fn delete_remembered(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let _ = (user_id, id);
+        Ok(false)
+    }
+
+    /// Forgets every remembered device of the user but `except`; how many.
+    /// The default forgets nothing.
+    async fn delete_remembered_of(
+        &self,
+        user_id: &str,
+        except: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let _ = (user_id, except);
+        Ok(0)
+    }
+
+    /// Deletes the remembered devices that expired before `now`; how
+    /// many. The default deletes nothing.
+    async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _ = now;
+        Ok(0)
     }
 }

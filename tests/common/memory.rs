@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use keycard::SessionId;
 use keycard::auth::LockoutPolicy;
 use keycard::store::{
-    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, SessionFields, SessionRecord,
-    SessionStore, StoreError, UserRecord, UserSessions, UserStore,
+    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, RememberedDevice,
+    SessionFields, SessionRecord, SessionStore, StoreError, UserRecord, UserSessions, UserStore,
 };
 use keycard::token::TokenHash;
 
@@ -35,6 +35,8 @@ struct State {
     tokens: BTreeMap<i64, (TokenHash, ApiTokenRecord)>,
     /// One-time tokens by hash, with whether they were used.
     one_time: Vec<(OneTimeToken, bool)>,
+    next_remembered: i64,
+    remembered: BTreeMap<i64, RememberedDevice>,
 }
 
 impl MemoryStore {
@@ -368,6 +370,98 @@ impl UserStore for MemoryStore {
             *used = true;
             t.clone()
         }))
+    }
+
+    async fn insert_remembered(&self, device: &RememberedDevice) -> Result<i64, StoreError> {
+        let mut state = self.state();
+        if state
+            .remembered
+            .values()
+            .any(|d| d.series_hash == device.series_hash)
+        {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.next_remembered += 1;
+        let id = state.next_remembered;
+        let mut device = device.clone();
+        device.id = id;
+        state.remembered.insert(id, device);
+        Ok(id)
+    }
+
+    async fn find_remembered(
+        &self,
+        series_hash: &TokenHash,
+    ) -> Result<Option<RememberedDevice>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .remembered
+            .values()
+            .find(|d| d.series_hash == *series_hash)
+            .cloned())
+    }
+
+    async fn rotate_remembered(
+        &self,
+        id: i64,
+        current: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.remembered.get_mut(&id) {
+            Some(device) if device.token_hash == *current => {
+                device.previous_hash = Some(*current);
+                device.token_hash = *next;
+                device.rotated_at = Some(now);
+                device.last_used_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn list_remembered(&self, user_id: &str) -> Result<Vec<RememberedDevice>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .remembered
+            .values()
+            .filter(|d| d.user_id == user_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_remembered(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state
+            .remembered
+            .get(&id)
+            .is_some_and(|d| d.user_id == user_id)
+        {
+            state.remembered.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn delete_remembered_of(
+        &self,
+        user_id: &str,
+        except: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let before = state.remembered.len();
+        state
+            .remembered
+            .retain(|id, d| d.user_id != user_id || Some(*id) == except);
+        Ok((before - state.remembered.len()) as u64)
+    }
+
+    async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let before = state.remembered.len();
+        state.remembered.retain(|_, d| d.expires_at > now);
+        Ok((before - state.remembered.len()) as u64)
     }
 }
 

@@ -311,6 +311,60 @@ impl UserStore for FlakyUsers {
         self.check()?;
         self.inner.take_one_time_token(hash, purpose, now).await
     }
+
+    async fn insert_remembered(
+        &self,
+        device: &keycard::store::RememberedDevice,
+    ) -> Result<i64, StoreError> {
+        self.check()?;
+        self.inner.insert_remembered(device).await
+    }
+
+    async fn find_remembered(
+        &self,
+        series_hash: &TokenHash,
+    ) -> Result<Option<keycard::store::RememberedDevice>, StoreError> {
+        self.check()?;
+        self.inner.find_remembered(series_hash).await
+    }
+
+    async fn rotate_remembered(
+        &self,
+        id: i64,
+        current: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.rotate_remembered(id, current, next, now).await
+    }
+
+    async fn list_remembered(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<keycard::store::RememberedDevice>, StoreError> {
+        self.check()?;
+        self.inner.list_remembered(user_id).await
+    }
+
+    async fn delete_remembered(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_remembered(user_id, id).await
+    }
+
+    async fn delete_remembered_of(
+        &self,
+        user_id: &str,
+        except: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_remembered_of(user_id, except).await
+    }
+
+    async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_expired_remembered(now).await
+    }
 }
 
 pub type AppResult = Result<axum::response::Response, keycard::Error>;

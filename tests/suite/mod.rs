@@ -19,6 +19,7 @@ pub mod edges;
 pub mod failures;
 pub mod lifecycle;
 pub mod limits;
+pub mod remember;
 pub mod timeouts;
 pub mod users;
 
@@ -432,6 +433,12 @@ macro_rules! behaviour_suite {
             auth::requests_signed_in_for_themselves_are_never_recent,
             auth::one_time_tokens_work_once_and_die_with_the_password,
             auth::concurrent_redemptions_of_one_link_sign_in_exactly_one,
+            remember::a_remembered_browser_is_signed_back_in_after_a_restart,
+            remember::concurrent_restores_sign_one_browser_in_once,
+            remember::a_replayed_remember_token_ends_every_sign_in_of_the_user,
+            remember::remembered_browsers_end_by_every_pathway,
+            remember::bad_remember_cookies_are_refused_cleanly,
+            remember::a_restore_fails_closed_while_the_store_is_down,
             auth::revoking_a_token_ends_the_sessions_it_opened,
             auth::disabling_an_account_ends_its_sessions,
             auth::a_password_change_keeps_this_session_and_ends_the_others,

@@ -219,6 +219,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireRecentAuth {
             chrono::TimeDelta::from_std(settings.recent_auth).unwrap_or(chrono::TimeDelta::MAX);
         let now = session.now();
         let recent = !session.is_request_only()
+            && user.method.as_deref() != Some(super::method::REMEMBERED)
             && user
                 .authenticated_at
                 .is_some_and(|at| now.signed_duration_since(at) <= within);

@@ -103,6 +103,8 @@ pub(crate) trait Io: Dialect {
     fn opt_text(row: &Self::Row, column: usize) -> Result<Option<String>, sqlx::Error>;
     /// A binary column.
     fn bytes(row: &Self::Row, column: usize) -> Result<Vec<u8>, sqlx::Error>;
+    /// A nullable binary column.
+    fn opt_bytes(row: &Self::Row, column: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
     /// A nullable timestamp column; out of range is [`StoreError::Corrupt`].
     fn time(row: &Self::Row, column: usize) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
@@ -182,6 +184,10 @@ where
     }
 
     fn bytes(row: &Self::Row, column: usize) -> Result<Vec<u8>, sqlx::Error> {
+        sqlx::Row::try_get(row, column)
+    }
+
+    fn opt_bytes(row: &Self::Row, column: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
         sqlx::Row::try_get(row, column)
     }
 

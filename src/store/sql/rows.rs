@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::statements::{col, token_col, user_col};
 use crate::store::{
-    ApiTokenRecord, OneTimeToken, SessionFields, SessionRecord, StoreError, UserRecord,
+    ApiTokenRecord, OneTimeToken, RememberedDevice, SessionFields, SessionRecord, StoreError,
+    UserRecord,
 };
 use crate::token::{SessionId, TokenHash};
 
@@ -173,4 +174,29 @@ pub(crate) fn one_time<DB: Io>(
         required(3)?,
         required(4)?,
     ))
+}
+
+/// A remembered device's row (its [`REMEMBER_COLUMNS`](super::statements::REMEMBER_COLUMNS)).
+pub(crate) fn remembered<DB: Io>(row: &DB::Row) -> Result<RememberedDevice, StoreError> {
+    let id = DB::int(row, 0)?;
+    let corrupt = |what| StoreError::Corrupt { id, what };
+    let hash = |bytes: Vec<u8>| {
+        TokenHash::from_slice(&bytes).ok_or_else(|| corrupt("a remember-me hash is not 32 bytes"))
+    };
+    let required = |column: usize| {
+        DB::time(row, column)?.ok_or_else(|| corrupt("a remembered device has no timestamp"))
+    };
+    Ok(RememberedDevice {
+        id,
+        series_hash: hash(DB::bytes(row, 1)?)?,
+        token_hash: hash(DB::bytes(row, 2)?)?,
+        previous_hash: DB::opt_bytes(row, 3)?.map(hash).transpose()?,
+        rotated_at: DB::time(row, 4)?,
+        user_id: DB::text(row, 5)?,
+        credential_version: DB::int(row, 6)?,
+        created_at: required(7)?,
+        last_used_at: required(8)?,
+        expires_at: required(9)?,
+        device: DB::opt_text(row, 10)?,
+    })
 }

@@ -113,6 +113,16 @@ pub(crate) struct UserSql<S> {
     /// A one-time token by its hash, used or not.
     pub(crate) read_one_time_token: S,
     pub(crate) delete_expired_one_time_tokens: S,
+    pub(crate) insert_remembered: S,
+    pub(crate) find_remembered: S,
+    /// Replaces a remembered device's token, only if it is still the one
+    /// the caller saw.
+    pub(crate) rotate_remembered: S,
+    pub(crate) list_remembered: S,
+    pub(crate) delete_remembered: S,
+    /// Deletes a user's remembered devices but one (id 0 keeps none).
+    pub(crate) delete_remembered_of: S,
+    pub(crate) delete_expired_remembered: S,
 }
 
 impl UserSql<&'static str> {
@@ -137,6 +147,13 @@ impl UserSql<&'static str> {
             use_one_time_token: r(self.use_one_time_token),
             read_one_time_token: r(self.read_one_time_token),
             delete_expired_one_time_tokens: r(self.delete_expired_one_time_tokens),
+            insert_remembered: r(self.insert_remembered),
+            find_remembered: r(self.find_remembered),
+            rotate_remembered: r(self.rotate_remembered),
+            list_remembered: r(self.list_remembered),
+            delete_remembered: r(self.delete_remembered),
+            delete_remembered_of: r(self.delete_remembered_of),
+            delete_expired_remembered: r(self.delete_expired_remembered),
         }
     }
 }
@@ -176,6 +193,11 @@ pub(crate) mod user_col {
 pub(crate) const ONE_TIME_COLUMNS: &str =
     "user_id, purpose, credential_version, created_at, expires_at";
 
+/// The columns of `<table>_remember` every `SELECT` reads, in the order
+/// [`rows::remembered`](super::rows) reads them.
+pub(crate) const REMEMBER_COLUMNS: &str = "id, series_hash, token_hash, previous_hash, \
+    rotated_at, user_id, credential_version, created_at, last_used_at, expires_at, device";
+
 /// The columns of `<table>_api_tokens` every `SELECT` reads, in the order
 /// [`token_col`] numbers them.
 pub(crate) const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
@@ -198,6 +220,7 @@ pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
             .replace("{user_columns}", USER_COLUMNS)
             .replace("{token_columns}", TOKEN_COLUMNS)
             .replace("{one_time_columns}", ONE_TIME_COLUMNS)
+            .replace("{remember_columns}", REMEMBER_COLUMNS)
             .replace("{table}", table.as_str()),
     )
     .into_sql_str()

@@ -10,7 +10,8 @@ use super::backend::{Arg, SqlBackend};
 use super::statements::is_unique_violation;
 use super::{SqlStore, retry_deadlocks, rows};
 use crate::store::{
-    ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, StoreError, UserRecord, UserStore,
+    ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, RememberedDevice, StoreError,
+    UserRecord, UserStore,
 };
 use crate::token::TokenHash;
 
@@ -230,5 +231,89 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         row.as_ref()
             .map(|row| rows::one_time::<DB>(row, hash))
             .transpose()
+    }
+
+    async fn insert_remembered(&self, device: &RememberedDevice) -> Result<i64, StoreError> {
+        let args = [
+            Arg::Bytes(device.series_hash.as_bytes().as_slice()),
+            Arg::Bytes(device.token_hash.as_bytes().as_slice()),
+            Arg::Text(Some(&device.user_id)),
+            Arg::Int(device.credential_version),
+            Arg::Time(Some(device.created_at)),
+            Arg::Time(Some(device.last_used_at)),
+            Arg::Time(Some(device.expires_at)),
+            Arg::Text(device.device.as_deref()),
+        ];
+        // On the request's transaction when there is one, like a new API
+        // token: the device is remembered only if the sign-in commits.
+        let query = DB::query(&self.users_sql.insert_remembered, &args);
+        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => {
+                Err(StoreError::AlreadyExists)
+            }
+            other => other,
+        }
+    }
+
+    async fn find_remembered(
+        &self,
+        series_hash: &TokenHash,
+    ) -> Result<Option<RememberedDevice>, StoreError> {
+        let args = [Arg::Bytes(series_hash.as_bytes().as_slice())];
+        let query = DB::query(&self.users_sql.find_remembered, &args);
+        let row = DB::fetch_optional(&mut *self.write_conn().await?, query).await?;
+        row.as_ref().map(rows::remembered::<DB>).transpose()
+    }
+
+    async fn rotate_remembered(
+        &self,
+        id: i64,
+        current: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let args = [
+            Arg::Bytes(current.as_bytes().as_slice()),
+            Arg::Bytes(next.as_bytes().as_slice()),
+            Arg::Time(Some(now)),
+            Arg::Time(Some(now)),
+            Arg::Int(id),
+            Arg::Bytes(current.as_bytes().as_slice()),
+        ];
+        // The update decides: of two concurrent rotations, one changes the
+        // row.
+        let query = DB::query(&self.users_sql.rotate_remembered, &args);
+        Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
+    }
+
+    async fn list_remembered(&self, user_id: &str) -> Result<Vec<RememberedDevice>, StoreError> {
+        let query = DB::query(&self.users_sql.list_remembered, &[Arg::Text(Some(user_id))]);
+        let rows = DB::fetch_all(&mut *self.write_conn().await?, query).await?;
+        rows.iter().map(rows::remembered::<DB>).collect()
+    }
+
+    async fn delete_remembered(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let args = [Arg::Text(Some(user_id)), Arg::Int(id)];
+        let query = DB::query(&self.users_sql.delete_remembered, &args);
+        Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
+    }
+
+    async fn delete_remembered_of(
+        &self,
+        user_id: &str,
+        except: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        // Ids are positive: 0 keeps none.
+        let args = [Arg::Text(Some(user_id)), Arg::Int(except.unwrap_or(0))];
+        let query = DB::query(&self.users_sql.delete_remembered_of, &args);
+        Ok(DB::execute(&mut *self.write_conn().await?, query).await?)
+    }
+
+    async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let args = [Arg::Time(Some(now))];
+        retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.users_sql.delete_expired_remembered, &args)
+        })
+        .await
     }
 }
