@@ -131,6 +131,7 @@ mod password;
 mod retrievers;
 mod settings;
 mod tokens;
+mod users;
 
 pub use crate::store::LockoutPolicy;
 pub use error::AccountError;
@@ -144,6 +145,7 @@ pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};
+pub use users::{MissingUserLoader, SignedIn, UserLoader};
 
 /// What a retriever found: a login and password, a bearer token, a user
 /// named by a trusted proxy, or something of the application's.
