@@ -3,8 +3,8 @@
 //! handlers the application's own `User` ([`UserLoader`], [`SignedIn`]).
 //!
 //! ```sh
-//! cargo run --example own_users        # http://127.0.0.1:3002
-//! cargo run --example own_users -- --addr 127.0.0.1:0
+//! cargo run --example own_users        # http://127.0.0.1:3002, in memory
+//! cargo run --example own_users -- --addr 127.0.0.1:0 --db /tmp/own.db
 //! ```
 //!
 //! Sign in with `ada@example.com` and `correct horse battery staple` in a
@@ -33,7 +33,7 @@ use keycard::{BoxError, Login, Session, SessionLayer, SqliteStore};
 use sqlx::SqlitePool;
 
 /// The application's users, as it had them before keycard.
-const SCHEMA: &str = "CREATE TABLE app_users (id INTEGER PRIMARY KEY, email TEXT UNIQUE NOT NULL, \
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS app_users (id INTEGER PRIMARY KEY, email TEXT UNIQUE NOT NULL, \
      name TEXT NOT NULL, password_hash TEXT NOT NULL)";
 
 /// The application's user: what its handlers work with.
@@ -108,19 +108,32 @@ impl UserLoader for AppUsers {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt::init();
-    let addr: SocketAddr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => "127.0.0.1:3002".parse()?,
-        [flag, addr] if flag == "--addr" => addr.parse()?,
-        other => return Err(format!("usage: own_users [--addr HOST:PORT]; got {other:?}").into()),
-    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let mut addr: SocketAddr = "127.0.0.1:3002".parse()?;
+    let mut db = "sqlite::memory:".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--addr", Some(value)) => addr = value.parse()?,
+            ("--db", Some(file)) => db = format!("sqlite://{file}"),
+            _ => {
+                return Err(format!(
+                    "usage: own_users [--addr HOST:PORT] [--db FILE]; got {arg:?}"
+                )
+                .into());
+            }
+        }
+    }
 
     // keycard's sessions and the application's table in one database.
-    let store = SqliteStore::connect("sqlite::memory:").await?;
+    let store = SqliteStore::connect(&db).await?;
     store.migrate().await?;
     let pool = store.pool().clone();
     sqlx::query(SCHEMA).execute(&pool).await?;
-    sqlx::query("INSERT INTO app_users (email, name, password_hash) VALUES (?, ?, ?)")
+    sqlx::query("INSERT OR IGNORE INTO app_users (email, name, password_hash) VALUES (?, ?, ?)")
         .bind("ada@example.com")
         .bind("Ada Lovelace")
         .bind(hash_password("correct horse battery staple")?)
