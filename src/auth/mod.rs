@@ -20,6 +20,15 @@
 //!   are axum extractors whose rejection, [`AuthRejection`], applications
 //!   can match on and replace.
 //!
+//! **The application's own users.** Handlers that need the application's
+//! user type rather than keycard's [`AuthUser`] (a row of its own users
+//! table, say) register a [`UserLoader`] once with [`AuthLayer::users`] and
+//! extract [`SignedIn<User>`](SignedIn) or `Option<SignedIn<User>>`. The
+//! loader gets the user id the session carries (with
+//! [`PasswordAuthenticator`], the canonical user name), runs at most once
+//! per request, and a user it no longer finds is signed out;
+//! `examples/own_users.rs` puts an existing table behind keycard this way.
+//!
 //! [`AuthLayer`] runs the retrievers and authenticators. It runs *inside*
 //! `SessionLayer`, because a request that brings credentials is signed in
 //! on its session: [`SessionLayer::with_auth`](crate::SessionLayer::with_auth)
