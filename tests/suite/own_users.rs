@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use keycard::auth::{
-    ApiTokens, AuthLayer, BasicAuth, BearerAuth, PasswordAuthenticator, SignedIn, UserLoader,
-    method,
+    ApiTokens, AuthLayer, AuthRejection, BasicAuth, BearerAuth, PasswordAuthenticator, SignedIn,
+    UserLoader, method,
 };
 use keycard::{BoxError, Login, Session};
 
@@ -136,6 +136,22 @@ fn routes(passwords: &PasswordAuthenticator) -> Router {
             .layer(middleware::from_fn(members_only)),
         )
         .route("/stranger", get(|_: SignedIn<Stranger>| async { "never" }))
+        .route("/typed", get(typed))
+}
+
+/// The rejection, matched as an application would to answer its own way.
+async fn typed(member: Result<SignedIn<Member>, AuthRejection>) -> String {
+    match member {
+        Ok(SignedIn(member)) => member.name,
+        Err(AuthRejection::SignInRequired(required)) => {
+            format!("sign in, then {}", required.next().unwrap_or_default())
+        }
+        Err(AuthRejection::UserUnavailable) => "unavailable".to_owned(),
+        Err(AuthRejection::MissingUserLoader(missing)) => {
+            format!("no loader of {}", missing.wanted())
+        }
+        Err(other) => format!("other: {other}"),
+    }
 }
 
 /// The application with its loader registered (`users`), or without.
@@ -239,6 +255,7 @@ pub async fn anonymous_requests_for_the_applications_user_are_refused_as_by_curr
         (reply.status, reply.body.as_str()),
         (StatusCode::OK, "anonymous")
     );
+    assert_eq!(client.get("/typed").await.body, "sign in, then /typed");
     assert_eq!(app.directory.loads(), 0, "nobody to load");
     assert_eq!(store.calls().total(), 0, "and no session either");
 }
@@ -316,6 +333,7 @@ pub async fn a_failing_user_loader_is_503_and_leaves_the_session_alone(store: Te
         );
         assert!(reply.set_cookies().is_empty(), "{uri}: the cookies stand");
     }
+    assert_eq!(client.get("/typed").await.body, "unavailable");
     let after = store.row(id).await.expect("the session row stands");
     assert_eq!(after.fields.token_hash, before.fields.token_hash);
     assert_eq!(after.fields.user_id.as_deref(), Some("ada"));
@@ -342,6 +360,11 @@ pub async fn a_missing_or_mismatched_user_loader_is_a_clear_500(store: TestStore
                     && reply.body.contains(".users("),
                 "names the fix: {}",
                 reply.body
+            );
+            let typed = client.get("/typed").await.body;
+            assert!(
+                typed.starts_with("no loader of ") && typed.ends_with("::Member"),
+                "{typed}"
             );
         }
     }

@@ -50,7 +50,7 @@ impl IntoResponse for AuthRejection {
             AuthRejection::MissingSessionLayer => MissingSessionLayer.into_response(),
             AuthRejection::UserUnavailable => crate::response::plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is temporarily unavailable. Please try again later.\n",
+                "Your account is temporarily unavailable. Please try again later.\n",
             ),
             AuthRejection::MissingUserLoader(missing) => missing.into_response(),
         }
