@@ -183,17 +183,14 @@ impl Debug for RegisteredUsers {
 /// or the one registered loads another type. A wiring mistake, answered
 /// `500` with this message (and logged), on every request until fixed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`SignedIn<{wanted}>` extractor used, but {found}: register the application's loader \
-     (`impl UserLoader for YourLoader {{ type User = {wanted}; … }}`) with \
-     `AuthLayer::new().users(YourLoader)` and add that `AuthLayer` inside `SessionLayer` \
-     (`SessionLayer::new(store).with_auth(auth)`)"
-)]
+#[error("`SignedIn<{wanted}>` extractor used, but {problem}: {fix}")]
 pub struct MissingUserLoader {
     /// The user type the extractor asked for.
     wanted: &'static str,
     /// What is registered instead, in words.
-    found: String,
+    problem: String,
+    /// What to change, in words.
+    fix: String,
 }
 
 impl MissingUserLoader {
@@ -201,13 +198,28 @@ impl MissingUserLoader {
     /// loader registered, if any.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn new<U>(registered: Option<&'static str>) -> Self {
-        let found = match registered {
-            None => "no `UserLoader` is registered".to_owned(),
-            Some(other) => format!("the `UserLoader` registered loads `{other}`"),
+        let wanted = type_name::<U>();
+        let (problem, fix) = match registered {
+            None => (
+                "no `UserLoader` is registered".to_owned(),
+                format!(
+                    "implement `UserLoader` with `type User = {wanted};`, register it with \
+                     `AuthLayer::new().users(loader)` and add that `AuthLayer` inside \
+                     `SessionLayer` (`SessionLayer::new(store).with_auth(auth)`)"
+                ),
+            ),
+            Some(other) => (
+                format!("the `UserLoader` registered loads `{other}`"),
+                format!(
+                    "extract `SignedIn<{other}>`, or register a loader with \
+                     `type User = {wanted};` through `AuthLayer::users` (one loader per layer)"
+                ),
+            ),
         };
         Self {
-            wanted: type_name::<U>(),
-            found,
+            wanted,
+            problem,
+            fix,
         }
     }
 

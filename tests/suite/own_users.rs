@@ -377,6 +377,7 @@ pub async fn a_missing_or_mismatched_user_loader_is_a_clear_500(store: TestStore
         reply.body.contains("SignedIn<")
             && reply.body.contains("Stranger")
             && reply.body.contains("registered loads `")
+            && reply.body.contains("extract `SignedIn<")
             && reply.body.contains("Member`"),
         "names both types: {}",
         reply.body
