@@ -1,5 +1,5 @@
-//! Black-box tests of `examples/demo.rs`, `examples/api_client.rs` and
-//! `examples/notes.rs`: the real binaries, over real HTTP, on a temporary
+//! Black-box tests of `examples/demo.rs`, `examples/api_client.rs`,
+//! `examples/notes.rs` and `examples/own_users.rs`: the real binaries, over real HTTP, on a temporary
 //! SQLite file. The demo is
 //! started on a free port (`--addr 127.0.0.1:0`, which it reports); the demo
 //! users' passwords are read from what it prints on first start.
@@ -2157,4 +2157,60 @@ async fn bad_link_input_is_refused_without_a_server_error() {
         assert!(reply.body.contains(LINK_ON_ITS_WAY), "{}", reply.body);
     }
     assert!(demo.mails().is_empty(), "{:#?}", demo.mails());
+}
+
+/// `examples/own_users.rs`: the application's own `app_users` table signs
+/// in (its form and HTTP Basic), handlers get its `User`, and a user
+/// deleted from the table is signed out on their next request.
+#[tokio::test]
+async fn the_own_users_example_signs_in_against_its_own_table() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = Demo::start_example(
+        "own_users",
+        "own_users: listening on ",
+        &dir.path().join("own.db"),
+    );
+    let mut browser = Browser::new(&app);
+    assert!(browser.get("/").await.body.contains("<h1>Sign in</h1>"));
+    let me = browser.get_with("/me", &[("accept", "text/html")]).await;
+    assert_eq!((me.status, me.header("location")), (303, "/?next=/me"));
+    let password = "correct horse battery staple";
+    let wrong = [("email", "ada@example.com"), ("password", "nope")];
+    assert_eq!(browser.post("/login", &wrong).await.status, 401);
+    let right = [("email", "ADA@example.com"), ("password", password)];
+    let signed_in = browser.post("/login", &right).await;
+    assert_eq!((signed_in.status, signed_in.header("location")), (303, "/"));
+    assert!(browser.get("/").await.body.contains("Hello, Ada Lovelace"));
+    assert_eq!(
+        browser.get("/me").await.body,
+        "1 ada@example.com Ada Lovelace\n"
+    );
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("ada@example.com:{password}"))
+    );
+    let reply = plain_client()
+        .get(format!("{}/me", app.base))
+        .header("authorization", basic)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(reply.status().as_u16(), 200);
+    assert_eq!(
+        reply.text().await.expect("body"),
+        "1 ada@example.com Ada Lovelace\n"
+    );
+    // The account goes from the application's table: its session ends.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db.display()))
+        .await
+        .expect("open the example's database");
+    sqlx::query("DELETE FROM app_users WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("delete the user");
+    pool.close().await;
+    let gone = browser.get("/me").await;
+    assert_eq!(gone.status, 401, "{}", gone.body);
+    assert!(browser.jar.is_empty(), "signed out: {:?}", browser.jar);
+    assert_eq!(app.session_rows().await, 0);
 }

@@ -8,6 +8,7 @@
 //! | `Option<CurrentUser>` | the user, or `None` while anonymous | only a store failure ([`AuthRejection::Session`], `503`) |
 //! | [`RequireAuthMethod<M>`] | the user, signed in by method `M` | as `CurrentUser`, then [`AuthRejection::WrongMethod`] (`403`) |
 //! | [`RequirePermission<P>`] | the user, allowed `P` by [`Permissions`] | as `CurrentUser`, then [`AuthRejection::Forbidden`] (`403`) |
+//! | [`SignedIn<U>`](super::SignedIn) | the application's own user, from its [`UserLoader`](super::UserLoader) | as `CurrentUser`; [`AuthRejection::UserUnavailable`] (`503`) if the loader fails |
 //!
 //! A custom sign-in page instead of the redirect, or JSON for an API:
 //!
@@ -212,6 +213,14 @@ pub enum AuthRejection {
     /// The router has no [`SessionLayer`](crate::SessionLayer): `500`.
     #[error("guard used without `SessionLayer`")]
     MissingSessionLayer,
+    /// The application's [`UserLoader`](super::UserLoader) failed (its
+    /// database is away): `503`, and the session is left as it is.
+    #[error("loading the signed-in user failed")]
+    UserUnavailable,
+    /// [`SignedIn<U>`](super::SignedIn) is used, but no
+    /// [`UserLoader`](super::UserLoader) of `U` is registered: `500`.
+    #[error(transparent)]
+    MissingUserLoader(super::MissingUserLoader),
 }
 
 /// What [`AuthRejection::SignInRequired`] knows to answer with.

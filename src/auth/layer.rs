@@ -154,6 +154,14 @@ impl AuthLayer {
     pub fn permissions(self, permissions: impl Permissions) -> Self {
         self.configure(|c| Arc::make_mut(&mut c.settings).permissions = Some(Arc::new(permissions)))
     }
+
+    /// The application's [`UserLoader`](super::UserLoader): what
+    /// [`SignedIn<U>`](super::SignedIn) loads the signed-in user with, as
+    /// the application's own type. One loader; a second call replaces it.
+    pub fn users(self, loader: impl super::UserLoader) -> Self {
+        let users = super::users::RegisteredUsers::new(loader);
+        self.configure(|c| Arc::make_mut(&mut c.settings).users = Some(users))
+    }
 }
 
 impl<S> Layer<S> for AuthLayer {

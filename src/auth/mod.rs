@@ -24,6 +24,15 @@
 //!   are axum extractors whose rejection, [`AuthRejection`], applications
 //!   can match on and replace.
 //!
+//! **The application's own users.** Handlers that need the application's
+//! user type rather than keycard's [`AuthUser`] (a row of its own users
+//! table, say) register a [`UserLoader`] once with [`AuthLayer::users`] and
+//! extract [`SignedIn<User>`](SignedIn) or `Option<SignedIn<User>>`. The
+//! loader gets the user id the session carries (with
+//! [`PasswordAuthenticator`], the canonical user name), runs at most once
+//! per request, and a user it no longer finds is signed out;
+//! `examples/own_users.rs` puts an existing table behind keycard this way.
+//!
 //! [`AuthLayer`] runs the retrievers and authenticators. It runs *inside*
 //! `SessionLayer`, because a request that brings credentials is signed in
 //! on its session: [`SessionLayer::with_auth`](crate::SessionLayer::with_auth)
@@ -136,6 +145,7 @@ pub mod remember;
 mod retrievers;
 mod settings;
 mod tokens;
+mod users;
 
 pub use crate::store::LockoutPolicy;
 pub use error::AccountError;
@@ -150,6 +160,7 @@ pub use password::PasswordAuthenticator;
 pub use remember::{Remember, RememberMe, RememberedBrowser};
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
 pub use tokens::{ApiTokens, NewToken};
+pub use users::{MissingUserLoader, SignedIn, UserLoader};
 
 /// What a retriever found: a login and password, a bearer token, a user
 /// named by a trusted proxy, or something of the application's.

@@ -19,6 +19,8 @@ pub(crate) struct AuthSettings {
     pub(crate) recent_auth: std::time::Duration,
     pub(crate) permissions: Option<Arc<dyn Permissions>>,
     pub(crate) challenges: Vec<&'static str>,
+    /// The application's user loader, for [`SignedIn`](super::SignedIn).
+    pub(crate) users: Option<super::users::RegisteredUsers>,
 }
 
 impl Default for AuthSettings {
@@ -29,6 +31,7 @@ impl Default for AuthSettings {
             recent_auth: super::guards::DEFAULT_RECENT_AUTH,
             permissions: None,
             challenges: Vec::new(),
+            users: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod edges;
 pub mod failures;
 pub mod lifecycle;
 pub mod limits;
+pub mod own_users;
 pub mod remember;
 pub mod timeouts;
 pub mod users;
@@ -449,14 +450,19 @@ macro_rules! behaviour_suite {
             limits::oversized_values_are_refused_with_413_before_any_write,
             limits::a_corrupt_row_is_deleted_and_never_fails_its_neighbours,
             limits::unavailable_answers_ask_the_client_to_retry,
+            own_users::the_signed_in_user_is_the_applications_own,
+            own_users::anonymous_requests_for_the_applications_user_are_refused_as_by_current_user,
+            own_users::the_applications_user_is_loaded_once_per_request,
+            own_users::a_deleted_users_session_is_signed_out_and_anonymous,
+            own_users::a_failing_user_loader_is_503_and_leaves_the_session_alone,
+            own_users::a_missing_or_mismatched_user_loader_is_a_clear_500,
+            own_users::request_only_sign_ins_yield_the_applications_user,
         );
     };
-    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ ,) => {
-        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
-    };
-    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ , $($rest:tt)+) => {
-        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
-        $crate::behaviour_suite!(@each [$($attr)*] $factory; $($rest)+);
+    // One invocation per test, side by side rather than one inside the
+    // next, so that the list can grow past the recursion limit.
+    (@each $attrs:tt $factory:path; $($first:ident $(:: $second:ident)?),+ $(,)?) => {
+        $($crate::behaviour_suite!(@one $attrs $factory; $first $(:: $second)?);)+
     };
     (@one [$($attr:tt)*] $factory:path; $module:ident :: $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

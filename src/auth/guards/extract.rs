@@ -19,6 +19,8 @@ use crate::auth::AuthInfo;
 use crate::auth::settings::{AuthSettings, challenge};
 use crate::extract::MissingSessionLayer;
 
+mod signed_in;
+
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         let refuse = |status: StatusCode, body: &'static str| {
@@ -46,6 +48,11 @@ impl IntoResponse for AuthRejection {
             ),
             AuthRejection::Session(error) => error.into_response(),
             AuthRejection::MissingSessionLayer => MissingSessionLayer.into_response(),
+            AuthRejection::UserUnavailable => crate::response::plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Your account is temporarily unavailable. Please try again later.\n",
+            ),
+            AuthRejection::MissingUserLoader(missing) => missing.into_response(),
         }
     }
 }
