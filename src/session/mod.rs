@@ -279,8 +279,17 @@ impl Session {
         self.with(|w| w.view.persistent).await
     }
 
-    /// Makes the cookies persistent ("remember me": they carry a `Max-Age`
-    /// that ends with the absolute timeout) or browser-session cookies.
+    /// Makes the session cookies persistent (they carry a `Max-Age` that
+    /// ends with the persistent absolute timeout, and the session has the
+    /// persistent timeouts) or browser-session cookies. It can be called
+    /// before or after [`login_with`](Self::login_with), in any request.
+    ///
+    /// This is *not* the way to "remember me": a persistent session cookie
+    /// that is copied works for its whole life and nothing notices. Prefer
+    /// [`RememberMe`](crate::auth::RememberMe), which signs the browser
+    /// back in with a fresh session and a rotating, revocable token. Keep
+    /// `set_persistent` for a session that must survive a browser restart
+    /// without a new sign-in (a kiosk).
     pub async fn set_persistent(&self, persistent: bool) -> Result<(), SessionError> {
         self.with_mut(|w| {
             if w.view.persistent != persistent {
