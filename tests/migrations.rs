@@ -117,7 +117,7 @@ where
     for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
 {
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember"
     );
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
 }

@@ -88,7 +88,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     assert_eq!(on_b.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens; \
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember; \
          DROP FUNCTION IF EXISTS {table}_notify_change()"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -274,7 +274,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     until_anonymous(&mut bob, "disabled account").await;
 
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_migrations CASCADE",
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, {t}_migrations CASCADE",
         t = table.as_str()
     )))
     .execute(store_a.pool())
@@ -488,8 +488,167 @@ async fn per_user_deletes_lock_rows_in_one_order_whatever_the_plan() {
     // none of the others takes locks in two orders.
     assert_eq!(deadlocks().await, before, "no statement deadlocked");
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember"
     )))
     .execute(plain.pool())
     .await;
+}
+
+/// Remember-me across two app servers, each with its own pool and cache:
+/// a browser remembered on A and restored on B (where its session is
+/// cached) is signed out on B as soon as A revokes it, and a password
+/// change on A ends a restored session cached on B; the remember cookie
+/// restores nothing afterwards, on either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::Path;
+    use axum::routing::{get, post};
+    use keycard::auth::{AuthLayer, PasswordAuthenticator, Remember, RememberMe};
+    use keycard::store::{CachedStore, PostgresStore};
+    use keycard::{Login, Session, SessionLayer};
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let open = || async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        PostgresStore::with_table_name(pool, table.clone())
+    };
+    let store_a = open().await;
+    store_a.migrate().await.expect("migrate");
+    store_a
+        .enable_change_notifications()
+        .await
+        .expect("trigger");
+    let server = |store: PostgresStore| async move {
+        let cache = Arc::new(
+            CachedStore::new(store.clone(), 1000)
+                .listen()
+                .await
+                .expect("listen"),
+        );
+        let layer = SessionLayer::with_shared_store(cache.clone()).no_background_purge();
+        let passwords = PasswordAuthenticator::new(store.clone(), layer.admin())
+            .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
+        let remember = RememberMe::new(store, layer.admin());
+        let router = Router::new()
+            .route(
+                "/who",
+                get(|session: Session| async move {
+                    let who = session.user_id().await?;
+                    Ok::<_, keycard::Error>(who.unwrap_or_else(|| "anonymous".to_owned()))
+                }),
+            )
+            .route(
+                "/login/{user}",
+                post(
+                    |session: Session, remember: Remember, Path(user): Path<String>| async move {
+                        session.login_with(Login::new(user)).await?;
+                        remember.this_device().await?;
+                        Ok::<_, keycard::Error>("in")
+                    },
+                ),
+            )
+            .route(
+                "/devices",
+                get(|remember: Remember| async move {
+                    let ids: Vec<String> = remember
+                        .devices()
+                        .await?
+                        .iter()
+                        .filter(|d| !d.current)
+                        .map(|d| d.id.to_string())
+                        .collect();
+                    Ok::<_, keycard::Error>(ids.join(","))
+                }),
+            )
+            .route(
+                "/revoke/{id}",
+                post(|remember: Remember, Path(id): Path<i64>| async move {
+                    Ok::<_, keycard::Error>(remember.revoke(id).await?.to_string())
+                }),
+            )
+            .layer(layer.with_auth(AuthLayer::new().remember(remember)));
+        let cookie = keycard::SessionConfig::default()
+            .remember_cookie_name()
+            .to_owned();
+        (router, passwords, cache, cookie)
+    };
+    let (app_a, passwords_a, _cache_a, cookie) = server(store_a.clone()).await;
+    let (app_b, _, cache_b, _) = server(open().await).await;
+    passwords_a.create_user("alice", "old").await.expect("user");
+
+    async fn until_anonymous(client: &mut common::Client, what: &str) {
+        for _ in 0..200 {
+            if client.get("/who").await.body == "anonymous" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: still signed in on the other server");
+    }
+    // Remembered on A, restored (and cached) on B.
+    let restored_on_b = |cookie_value: String| {
+        let mut client = common::Client::new(app_b.clone());
+        client.jar.insert(cookie.clone(), cookie_value);
+        client
+    };
+    let mut laptop = common::Client::new(app_a.clone());
+    assert_eq!(laptop.post("/login/alice").await.body, "in");
+    let mut phone = common::Client::new(app_a.clone());
+    phone.post("/login/alice").await;
+    let mut phone = restored_on_b(phone.jar[&cookie].clone());
+    assert_eq!(phone.get("/who").await.body, "alice");
+    assert_eq!(phone.get("/who").await.body, "alice");
+    assert!(cache_b.is_cached(phone.session_id().expect("id")));
+    let phone_cookie = phone.jar[&cookie].clone();
+
+    // 1. Revoked from the laptop on A.
+    let id = laptop.get("/devices").await.body;
+    assert_eq!(laptop.post(&format!("/revoke/{id}")).await.body, "true");
+    until_anonymous(&mut phone, "revoked browser").await;
+    assert_eq!(
+        restored_on_b(phone_cookie).get("/who").await.body,
+        "anonymous",
+        "its cookie restores nothing"
+    );
+
+    // 2. A password change on A ends a restored session cached on B.
+    let mut tablet = common::Client::new(app_a.clone());
+    tablet.post("/login/alice").await;
+    let mut tablet = restored_on_b(tablet.jar[&cookie].clone());
+    assert_eq!(tablet.get("/who").await.body, "alice");
+    assert_eq!(tablet.get("/who").await.body, "alice");
+    assert!(cache_b.is_cached(tablet.session_id().expect("id")));
+    let tablet_cookie = tablet.jar[&cookie].clone();
+    assert!(
+        passwords_a
+            .set_password("alice", "new")
+            .await
+            .expect("set")
+    );
+    until_anonymous(&mut tablet, "password change").await;
+    let mut again = restored_on_b(tablet_cookie.clone());
+    assert_eq!(again.get("/who").await.body, "anonymous");
+    let mut on_a = common::Client::new(app_a.clone());
+    on_a.jar.insert(cookie.clone(), tablet_cookie);
+    assert_eq!(on_a.get("/who").await.body, "anonymous");
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
+         {t}_migrations CASCADE",
+        t = table.as_str()
+    )))
+    .execute(store_a.pool())
+    .await
+    .expect("clean up");
 }
