@@ -76,6 +76,8 @@ mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod stack;
 pub mod store;
+#[cfg(feature = "test-client")]
+pub mod testing;
 pub mod token;
 mod veto;
 

@@ -77,6 +77,20 @@ impl Login {
         self
     }
 
+    /// A new session's fields, signed in by this login at `now` with the
+    /// token of `token_hash` (for a session made outside a request).
+    #[cfg(feature = "test-client")]
+    pub(crate) fn into_fields(
+        self,
+        token_hash: crate::token::TokenHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::store::SessionFields, SessionError> {
+        self.validate()?;
+        let mut fields = crate::store::SessionFields::new(token_hash, now);
+        self.apply_to(&mut fields, now);
+        Ok(fields)
+    }
+
     /// The user it signs in.
     pub(crate) fn user_id(&self) -> &str {
         &self.user_id
