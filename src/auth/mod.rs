@@ -129,6 +129,7 @@ mod layer;
 pub mod one_time;
 mod password;
 mod retrievers;
+pub mod second_factor;
 mod settings;
 mod tokens;
 
@@ -143,6 +144,7 @@ pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
+pub use second_factor::{Factor, Pending, RecoveryCodes, SecondFactor, SignInStep, TotpEnrolment};
 pub use tokens::{ApiTokens, NewToken};
 
 /// What a retriever found: a login and password, a bearer token, a user

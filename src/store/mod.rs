@@ -63,7 +63,7 @@ pub use sql::SqlStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use table_name::TableName;
-pub use users::{ApiTokenRecord, NewApiToken, OneTimeToken, UserRecord, UserStore};
+pub use users::{ApiTokenRecord, NewApiToken, OneTimeToken, TotpRecord, UserRecord, UserStore};
 
 /// The JSON object of an application's session values.
 pub type SessionData = Map<String, Value>;
