@@ -19,6 +19,7 @@ pub mod edges;
 pub mod failures;
 pub mod lifecycle;
 pub mod limits;
+pub mod second_factor;
 pub mod timeouts;
 pub mod users;
 
@@ -326,7 +327,7 @@ pub async fn garbage_requests_get_clean_responses(store: TestStore) {
 #[macro_export]
 macro_rules! behaviour_suite {
     ($(#[$attr:meta])* $factory:path) => {
-        $crate::behaviour_suite!(@each [$(#[$attr])*] $factory;
+        $crate::behaviour_suite!(@all [$(#[$attr])*] $factory;
             untouched_session_costs_no_query_and_no_cookie,
             new_session_without_values_is_not_stored,
             new_session_with_a_value_is_inserted_once,
@@ -442,14 +443,21 @@ macro_rules! behaviour_suite {
             limits::oversized_values_are_refused_with_413_before_any_write,
             limits::a_corrupt_row_is_deleted_and_never_fails_its_neighbours,
             limits::unavailable_answers_ask_the_client_to_retry,
+            second_factor::second_factor_due_leaves_the_session_half_open_and_anonymous,
+            second_factor::second_factor_half_open_sign_ins_expire_after_five_minutes,
+            second_factor::second_factor_totp_codes_work_once_and_one_step_either_side,
+            second_factor::second_factor_concurrent_uses_of_one_totp_code_sign_in_exactly_one,
+            second_factor::second_factor_failures_count_toward_the_password_lockout,
+            second_factor::second_factor_recovery_codes_sign_in_once_each,
+            second_factor::second_factor_accounts_are_refused_http_basic_unless_allowed,
+            second_factor::second_factor_per_user_limit_waits_for_the_code,
+            second_factor::second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_with_the_password,
         );
     };
-    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ ,) => {
-        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
-    };
-    (@each [$($attr:tt)*] $factory:path; $($name:ident)::+ , $($rest:tt)+) => {
-        $crate::behaviour_suite!(@one [$($attr)*] $factory; $($name)::+);
-        $crate::behaviour_suite!(@each [$($attr)*] $factory; $($rest)+);
+    // One expansion for the whole list, not one level of recursion per
+    // test: the list outgrew the compiler's recursion limit.
+    (@all $attrs:tt $factory:path; $($($name:ident)::+),+ $(,)?) => {
+        $($crate::behaviour_suite!(@one $attrs $factory; $($name)::+);)+
     };
     (@one [$($attr:tt)*] $factory:path; $module:ident :: $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
