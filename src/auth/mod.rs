@@ -13,6 +13,9 @@
 //!   tokens, or the application's own.
 //! * **One-time tokens** ([`OneTimeTokens`]): sign-in links and password
 //!   resets, single use, short-lived, dead after a password change.
+//! * **A second factor** ([`SecondFactor`]): TOTP codes from an
+//!   authenticator app, with single-use recovery codes. A right password
+//!   for an account with one leaves the session half-open (see below).
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
 //! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
@@ -77,6 +80,23 @@
 //! Revoking an API token ([`ApiTokens::revoke`]) ends every session it
 //! opened; disabling an account or changing its password through
 //! [`PasswordAuthenticator`] ends the account's sessions.
+//!
+//! **A second factor.** Once an account has a confirmed TOTP enrolment
+//! ([`SecondFactor::enrol_totp`], then [`SecondFactor::confirm_totp`] with
+//! a first code), its password is only the first step: pass the user id
+//! that [`PasswordAuthenticator::verify`] returned to
+//! [`SecondFactor::sign_in`], which signs in an account without a second
+//! factor and otherwise leaves the session **half-open**
+//! ([`SignInStep::SecondFactorDue`]): a [`Pending`] sign-in kept as a
+//! session value (under [`second_factor::PENDING_KEY`]), anonymous to every
+//! guard and to [`Session::user_id`](crate::Session::user_id), which
+//! expires after 5 minutes. [`SecondFactor::complete_with_totp`] (or
+//! [`complete_with_recovery_code`](SecondFactor::complete_with_recovery_code))
+//! signs in with a fresh token. Wrong codes count toward the password's
+//! lockout; HTTP Basic, which cannot carry a code, is refused for such
+//! accounts unless the application allows it
+//! ([`PasswordAuthenticator::allow_basic_with_second_factor`]); API
+//! clients use [`ApiTokens`].
 //!
 //! **Sudo mode.** What a thief with a stolen session must not do (change
 //! the password, create an API token, sign out the owner's other devices)

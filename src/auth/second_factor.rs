@@ -71,7 +71,6 @@ pub struct Pending {
 
 /// What [`SecondFactor::sign_in`] did after a first factor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SignInStep {
     /// The account has no second factor: the session is signed in.
     Done,
@@ -208,34 +207,67 @@ impl std::fmt::Debug for RecoveryCodes {
 /// compute the codes, but still needs the password.
 ///
 /// ```
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use keycard::{SessionLayer, SqliteStore};
-/// use keycard::auth::{PasswordAuthenticator, SecondFactor, SignInStep, method};
+/// use axum::Form;
+/// use axum::response::{IntoResponse, Redirect, Response};
+/// use keycard::Session;
+/// use keycard::auth::{AccountError, PasswordAuthenticator, SecondFactor, SignInStep, method};
 ///
-/// let store = SqliteStore::connect("sqlite::memory:").await?;
-/// store.migrate().await?;
-/// let layer = SessionLayer::new(store.clone());
-/// let passwords = PasswordAuthenticator::new(store, layer.admin());
-/// let factors = SecondFactor::new(passwords.clone()).issuer("Example");
+/// #[derive(serde::Deserialize)]
+/// struct SignIn {
+///     user: String,
+///     password: String,
+/// }
 ///
 /// // `POST /login`: the password first, then perhaps a code.
 /// async fn login(
 ///     passwords: &PasswordAuthenticator,
 ///     factors: &SecondFactor,
-///     session: &keycard::Session,
-///     (user, password): (&str, &str),
-/// ) -> Result<&'static str, keycard::Error> {
-///     let Ok(user) = passwords.verify(user, password).await else {
-///         return Ok("wrong user name or password");
+///     session: Session,
+///     Form(form): Form<SignIn>,
+/// ) -> Result<Response, keycard::Error> {
+///     let Ok(user) = passwords.verify(&form.user, &form.password).await else {
+///         return Ok("Wrong user name or password.".into_response());
 ///     };
-///     Ok(match factors.sign_in(session, &user, method::PASSWORD).await? {
-///         SignInStep::Done => "signed in",
-///         // Show the form that posts the code to `complete_with_totp`.
-///         SignInStep::SecondFactorDue(_) => "enter the code of your app",
+///     Ok(match factors.sign_in(&session, &user, method::PASSWORD).await? {
+///         SignInStep::Done => Redirect::to("/").into_response(),
+///         // The session is anonymous until the code comes.
+///         SignInStep::SecondFactorDue(_) => Redirect::to("/login/code").into_response(),
 ///     })
 /// }
-/// # let _ = (login, factors);
+///
+/// #[derive(serde::Deserialize)]
+/// struct Code {
+///     code: String,
+/// }
+///
+/// // `POST /login/code`: the code of the authenticator app.
+/// async fn code(
+///     factors: &SecondFactor,
+///     session: Session,
+///     Form(form): Form<Code>,
+/// ) -> Result<Response, keycard::Error> {
+///     match factors.complete_with_totp(&session, &form.code).await {
+///         Ok(()) => Ok(Redirect::to("/").into_response()),
+///         Err(AccountError::WrongCode) => Ok("Wrong code.".into_response()),
+///         Err(AccountError::NoPendingSignIn) => Ok(Redirect::to("/login").into_response()),
+///         Err(other) => Err(other.into()),
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use keycard::{SessionLayer, SqliteStore};
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.migrate().await?;
+/// let layer = SessionLayer::new(store.clone());
+/// let passwords = PasswordAuthenticator::new(store, layer.admin());
+/// // Same store, lockout and clock as the passwords.
+/// let factors = SecondFactor::new(passwords.clone()).issuer("Example");
+/// passwords.create_user("ada", "a long secret").await?;
+/// assert!(!factors.has_second_factor("ada").await?);
+/// # let _ = (login, code);
 /// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(run()).expect("example");
 /// ```
 #[derive(Clone, Debug)]
 pub struct SecondFactor {

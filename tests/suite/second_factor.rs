@@ -71,7 +71,6 @@ fn factor_app_with(
                     Ok(match step {
                         SignInStep::Done => "done".into_response(),
                         SignInStep::SecondFactorDue(_) => "code due".into_response(),
-                        _ => StatusCode::NOT_IMPLEMENTED.into_response(),
                     })
                 }
             })
