@@ -88,7 +88,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     assert_eq!(on_b.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens; \
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_totp, {table}_recovery_codes; \
          DROP FUNCTION IF EXISTS {table}_notify_change()"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -274,7 +274,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     until_anonymous(&mut bob, "disabled account").await;
 
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_migrations CASCADE",
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE",
         t = table.as_str()
     )))
     .execute(store_a.pool())
@@ -488,7 +488,7 @@ async fn per_user_deletes_lock_rows_in_one_order_whatever_the_plan() {
     // none of the others takes locks in two orders.
     assert_eq!(deadlocks().await, before, "no statement deadlocked");
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_totp, {table}_recovery_codes"
     )))
     .execute(plain.pool())
     .await;
