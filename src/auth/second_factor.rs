@@ -305,6 +305,12 @@ impl SecondFactor {
         self
     }
 
+    /// [`clock`](Self::clock), shared.
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// How long a half-open sign-in waits for its second factor (default
     /// [`DEFAULT_PENDING_FOR`], 5 minutes).
     pub fn pending_for(mut self, bound: std::time::Duration) -> Self {

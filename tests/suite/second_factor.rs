@@ -3,7 +3,7 @@
 //! per-user session cap.
 
 use axum::Router;
-use axum::extract::Form;
+use axum::extract::{Form, Path};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -11,8 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, TimeDelta, Utc};
 use keycard::auth::{
-    AccountError, AuthLayer, BasicAuth, CurrentUser, PasswordAuthenticator, SecondFactor,
-    SignInStep, method,
+    AccountError, AuthLayer, BasicAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator,
+    SecondFactor, SignInStep, method,
 };
 use keycard::clock::Clock as _;
 use keycard::{ConcurrentSessions, Session, SessionLayer};
@@ -40,6 +40,7 @@ struct FactorApp {
     router: Router,
     passwords: PasswordAuthenticator,
     factors: SecondFactor,
+    links: OneTimeTokens,
 }
 
 /// The application on the suite's layer.
@@ -58,7 +59,19 @@ fn factor_app_with(
         .clock(store.clock.clone());
     let passwords = tweak(passwords);
     let factors = SecondFactor::new(passwords.clone()).issuer("Example: Site");
+    let links = OneTimeTokens::with_shared_store(store.users.clone(), passwords.clone())
+        .clock(store.clock.clone());
     let router = Router::new()
+        .route("/link/{secret}", {
+            let links = links.clone();
+            post(move |session: Session, Path(secret): Path<String>| {
+                let links = links.clone();
+                async move {
+                    let used = links.sign_in(&session, &secret).await?;
+                    Ok::<_, AccountError>(used.to_string())
+                }
+            })
+        })
         .route("/login", {
             let (passwords, factors) = (passwords.clone(), factors.clone());
             post(move |session: Session, Form(form): Form<Credentials>| {
@@ -126,8 +139,14 @@ fn factor_app_with(
                 let factors = factors.clone();
                 async move {
                     let enrolment = factors.enrol_totp(&session).await?;
+                    #[cfg(feature = "qr")]
+                    let qr = enrolment
+                        .qr_png()
+                        .is_some_and(|png| png.starts_with(b"\x89PNG"));
+                    #[cfg(not(feature = "qr"))]
+                    let qr = true;
                     Ok::<_, AccountError>(format!(
-                        "{}\n{}\n{enrolment:?}",
+                        "{}\n{}\n{enrolment:?}\nqr {qr}",
                         enrolment.secret_base32(),
                         enrolment.uri()
                     ))
@@ -175,6 +194,7 @@ fn factor_app_with(
         router,
         passwords,
         factors,
+        links,
     }
 }
 
@@ -663,6 +683,7 @@ pub async fn second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_
         "{uri}"
     );
     assert!(!debug.contains(&secret), "{debug}");
+    assert_eq!(lines.next(), Some("qr true"), "a PNG QR code with `qr`");
     // Not confirmed yet: no second factor.
     assert!(!app.factors.has_second_factor("alice").await.expect("check"));
     assert_eq!(
@@ -761,4 +782,43 @@ pub async fn second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_
         "done"
     );
     assert!(!app.factors.remove_for("alice").await.expect("remove"));
+}
+
+/// A sign-in link is a first factor too: for an account with a second
+/// factor it leaves the session half-open, and the code completes it.
+pub async fn second_factor_is_due_after_a_sign_in_link_too(store: TestStore) {
+    use keycard::auth::one_time::SIGN_IN;
+
+    start_clock(&store);
+    let app = factor_app(&store);
+    let (secret, _, _) = enrolled(&app, &store, "alice", "secret").await;
+    app.passwords
+        .create_user("bob", "b-secret")
+        .await
+        .expect("create");
+    let lifetime = std::time::Duration::from_secs(900);
+    let link = |user: &'static str| {
+        let links = app.links.clone();
+        async move {
+            links
+                .mint(user, SIGN_IN, lifetime)
+                .await
+                .expect("mint")
+                .expect("a secret")
+        }
+    };
+    let mut browser = Client::new(app.router.clone());
+    let alices = link("alice").await;
+    assert_eq!(browser.post(&format!("/link/{alices}")).await.body, "true");
+    assert_eq!(browser.get("/whoami").await.body, "nobody", "half-open");
+    assert_eq!(browser.get("/pending").await.body, "alice");
+    assert_eq!(
+        totp(&mut browser, &code(&store, &secret, 0)).await.body,
+        "in"
+    );
+    assert_eq!(browser.get("/me").await.body, "alice totp");
+    let mut other = Client::new(app.router.clone());
+    let bobs = link("bob").await;
+    assert_eq!(other.post(&format!("/link/{bobs}")).await.body, "true");
+    assert_eq!(other.get("/me").await.body, "bob link", "no second factor");
 }
