@@ -783,4 +783,15 @@ mod tests {
             assert_eq!(recovery_hash(bad), None, "{bad:.10}");
         }
     }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let record = TotpRecord::new("ada", vec![0xab; SECRET_BYTES], Utc::now());
+        let debug = format!("{record:?}");
+        assert!(debug.contains("ada") && !debug.contains("171"), "{debug}");
+        let codes = RecoveryCodes(vec!["abcd-efgh-jkmn".to_owned()]);
+        assert_eq!(format!("{codes:?}"), "RecoveryCodes(<1 redacted>)");
+        let error = format!("{:?} {}", AccountError::WrongCode, AccountError::WrongCode);
+        assert!(!error.chars().any(|c| c.is_ascii_digit()), "{error}");
+    }
 }

@@ -453,6 +453,7 @@ macro_rules! behaviour_suite {
             second_factor::second_factor_per_user_limit_waits_for_the_code,
             second_factor::second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_with_the_password,
             second_factor::second_factor_is_due_after_a_sign_in_link_too,
+            second_factor::second_factor_store_failure_is_503_and_uses_nothing,
         );
     };
     // One expansion for the whole list, not one level of recursion per

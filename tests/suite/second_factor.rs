@@ -166,6 +166,18 @@ fn factor_app_with(
                 }
             })
         })
+        .route("/codes/regenerate", {
+            let factors = factors.clone();
+            post(move |session: Session, Form(form): Form<Password>| {
+                let factors = factors.clone();
+                async move {
+                    let codes = factors
+                        .regenerate_recovery_codes(&session, &form.password)
+                        .await?;
+                    Ok::<_, AccountError>(codes.codes().join("\n"))
+                }
+            })
+        })
         .route("/factor/remove", {
             let factors = factors.clone();
             post(move |session: Session, Form(form): Form<Password>| {
@@ -601,6 +613,55 @@ pub async fn second_factor_recovery_codes_sign_in_once_each(store: TestStore) {
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{bad:.12}");
     }
     assert_eq!(again.get("/whoami").await.body, "nobody");
+
+    // New codes, with the password: the old ones are dead. (The failures
+    // above may have locked the account: wait that out.)
+    store.clock.advance(TimeDelta::minutes(11));
+    let mut owner = half_open().await;
+    assert_eq!(recovery(&mut owner, &codes[2]).await.body, "in");
+    let wrong = owner.post_form("/codes/regenerate", "password=wrong").await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let reply = owner
+        .post_form("/codes/regenerate", "password=secret")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let fresh: Vec<String> = reply.body.lines().map(str::to_owned).collect();
+    assert_eq!(fresh.len(), 10);
+    assert_eq!(
+        app.factors.recovery_codes_left("alice").await.expect("n"),
+        10
+    );
+    let mut client = half_open().await;
+    let reply = recovery(&mut client, &codes[3]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "replaced");
+    assert_eq!(recovery(&mut client, &fresh[0]).await.body, "in");
+}
+
+/// A store that fails while a code is checked gives a `503`, counts no
+/// failure and uses no code.
+pub async fn second_factor_store_failure_is_503_and_uses_nothing(store: TestStore) {
+    start_clock(&store);
+    let app = factor_app(&store);
+    let (secret, _, _) = enrolled(&app, &store, "alice", "secret").await;
+    let mut browser = Client::new(app.router.clone());
+    assert_eq!(
+        login(&mut browser, "alice", "secret").await.body,
+        "code due"
+    );
+    let right = code(&store, &secret, 0);
+    store
+        .users
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let reply = totp(&mut browser, &right).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    store
+        .users
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(failures(&app, "alice").await, 0);
+    assert_eq!(browser.get("/whoami").await.body, "nobody");
+    assert_eq!(totp(&mut browser, &right).await.body, "in", "still unused");
 }
 
 /// HTTP Basic cannot carry a second factor: for an account with one, the
