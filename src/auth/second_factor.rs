@@ -363,7 +363,9 @@ impl SecondFactor {
             return Err(SessionError::RequestOnly.into());
         }
         let account = self.passwords.account(user_id).await?;
-        let account = account.ok_or(AccountError::NotSignedIn)?;
+        let account = account
+            .filter(|a| !a.disabled)
+            .ok_or(AccountError::NotSignedIn)?;
         if session.user_id().await?.is_some() {
             session.logout().await?;
         } else {
@@ -433,12 +435,19 @@ impl SecondFactor {
     /// [`RequireRecentAuth`](super::RequireRecentAuth).
     pub async fn enrol_totp(&self, session: &Session) -> Result<TotpEnrolment, AccountError> {
         let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        // Only the accounts of the password authenticator: a user named by
+        // a proxy or an API token alone never signs in with a code.
+        if self.passwords.account(&user).await?.is_none() {
+            return Err(AccountError::NotSignedIn);
+        }
         let mut secret = vec![0u8; SECRET_BYTES];
         random_bytes(&mut secret)?;
         let record = TotpRecord::new(user.clone(), secret.clone(), self.now());
         if !self.store.insert_totp(&record).await? {
             return Err(AccountError::AlreadyEnrolled);
         }
+        // A fresh secret of 20 bytes always makes a TOTP; the error is for
+        // form's sake.
         let totp = self.totp(secret, &user).ok_or(AccountError::Randomness)?;
         let base32 = totp.secret().to_base32();
         // The account name is a canonical user name, which has no `:`, and
