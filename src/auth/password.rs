@@ -525,17 +525,26 @@ impl Authenticator for PasswordAuthenticator {
             return Err(AuthenticationError::NotMine);
         };
         let (user_id, second_factor) = self.verify_factors(login, password).await?;
-        if second_factor && !self.inner.basic_with_second_factor.contains(&user_id) {
-            // HTTP Basic cannot carry the second factor: refused like a
-            // wrong password, and counted like one.
+        if second_factor {
             let inner = &self.inner;
+            let unavailable = |e: StoreError| AuthenticationError::Unavailable(e.to_string());
+            if !inner.basic_with_second_factor.contains(&user_id) {
+                // HTTP Basic cannot carry the second factor: refused like a
+                // wrong password, and counted like one.
+                inner
+                    .store
+                    .record_failure(&user_id, inner.clock.now(), inner.lockout)
+                    .await
+                    .map_err(unavailable)?;
+                tracing::info!(user = %user_id, "keycard: Basic refused for an account with a second factor");
+                return Err(AuthenticationError::Rejected);
+            }
+            // Allowed with the password alone: that is its whole sign-in.
             inner
                 .store
-                .record_failure(&user_id, inner.clock.now(), inner.lockout)
+                .clear_failures(&user_id)
                 .await
-                .map_err(|e| AuthenticationError::Unavailable(e.to_string()))?;
-            tracing::info!(user = %user_id, "keycard: Basic refused for an account with a second factor");
-            return Err(AuthenticationError::Rejected);
+                .map_err(unavailable)?;
         }
         Ok(Authenticated::new(user_id))
     }

@@ -687,8 +687,13 @@ pub async fn second_factor_accounts_are_refused_http_basic_unless_allowed(store:
     assert_eq!((right.status, &right.body), (wrong.status, &wrong.body));
     api.headers = vec![basic("bob", "b-secret")];
     assert_eq!(api.get("/me").await.body, "bob basic");
+    api.headers = vec![basic("robot", "wrong")];
+    assert_eq!(api.get("/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(failures(&app, "robot").await, 1);
     api.headers = vec![basic("robot", "beep")];
     assert_eq!(api.get("/me").await.body, "robot basic", "allowed");
+    assert_eq!(failures(&app, "robot").await, 0, "its success clears");
+    assert_eq!(failures(&app, "alice").await, 2, "refusals are counted");
 }
 
 /// A stolen password alone ends none of the owner's sessions: the per-user
