@@ -16,7 +16,7 @@ const SERVERS: usize = 4;
 async fn assert_migrated_once(versions: Vec<i64>, store: &dyn SessionStore) {
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7, 8],
         "each file recorded once, in order"
     );
     let fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), Utc::now());
@@ -117,7 +117,7 @@ where
     for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
 {
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes"
     );
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
 }

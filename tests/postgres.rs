@@ -88,7 +88,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     assert_eq!(on_b.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 
     let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember; \
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes; \
          DROP FUNCTION IF EXISTS {table}_notify_change()"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -274,7 +274,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     until_anonymous(&mut bob, "disabled account").await;
 
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, {t}_migrations CASCADE",
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE",
         t = table.as_str()
     )))
     .execute(store_a.pool())
@@ -488,7 +488,7 @@ async fn per_user_deletes_lock_rows_in_one_order_whatever_the_plan() {
     // none of the others takes locks in two orders.
     assert_eq!(deadlocks().await, before, "no statement deadlocked");
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember"
+        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes"
     )))
     .execute(plain.pool())
     .await;
@@ -630,12 +630,7 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     assert_eq!(tablet.get("/who").await.body, "alice");
     assert!(cache_b.is_cached(tablet.session_id().expect("id")));
     let tablet_cookie = tablet.jar[&cookie].clone();
-    assert!(
-        passwords_a
-            .set_password("alice", "new")
-            .await
-            .expect("set")
-    );
+    assert!(passwords_a.set_password("alice", "new").await.expect("set"));
     until_anonymous(&mut tablet, "password change").await;
     let mut again = restored_on_b(tablet_cookie.clone());
     assert_eq!(again.get("/who").await.body, "anonymous");

@@ -40,6 +40,22 @@ pub enum AccountError {
     /// was called for a session nobody is signed in to. `401`.
     #[error("nobody is signed in to this session")]
     NotSignedIn,
+    /// A second factor's code is wrong, malformed or used already, or the
+    /// account is locked (counted toward the lockout when signing in).
+    /// `403`.
+    #[error("the code is wrong or was used already")]
+    WrongCode,
+    /// No half-open sign-in waits for a second factor on this session (or
+    /// it expired, or the account changed since the password). `401`.
+    #[error("no sign-in is waiting for a second factor")]
+    NoPendingSignIn,
+    /// The account has a confirmed second factor already. `409`.
+    #[error("the account has a second factor already")]
+    AlreadyEnrolled,
+    /// The account has no second factor (or no enrolment to confirm).
+    /// `409`.
+    #[error("the account has no second factor to confirm or use")]
+    NotEnrolled,
     /// The store failed. `503`.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -70,7 +86,14 @@ impl AccountError {
             | AccountError::InvalidTokenName => (StatusCode::BAD_REQUEST, "Invalid input.\n"),
             AccountError::Exists => (StatusCode::CONFLICT, "This name is taken.\n"),
             AccountError::WrongPassword => (StatusCode::FORBIDDEN, "Wrong password.\n"),
-            AccountError::NotSignedIn => (StatusCode::UNAUTHORIZED, "Please sign in.\n"),
+            AccountError::NotSignedIn | AccountError::NoPendingSignIn => {
+                (StatusCode::UNAUTHORIZED, "Please sign in.\n")
+            }
+            AccountError::WrongCode => (StatusCode::FORBIDDEN, "Wrong code.\n"),
+            AccountError::AlreadyEnrolled => {
+                (StatusCode::CONFLICT, "A second factor is set up already.\n")
+            }
+            AccountError::NotEnrolled => (StatusCode::CONFLICT, "No second factor is set up.\n"),
             AccountError::Store(_) | AccountError::Unavailable(_) | AccountError::Randomness => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The account service is temporarily unavailable. Please try again later.\n",

@@ -61,6 +61,13 @@ pub mod method {
     /// ([`RememberMe`](crate::auth::RememberMe)); never recent.
     pub const REMEMBERED: &str = "remember";
 
+    /// A password and then a TOTP code
+    /// ([`SecondFactor::complete_with_totp`](crate::auth::SecondFactor::complete_with_totp)).
+    pub const TOTP: &str = "totp";
+    /// A password and then a recovery code
+    /// ([`SecondFactor::complete_with_recovery_code`](crate::auth::SecondFactor::complete_with_recovery_code)).
+    pub const RECOVERY_CODE: &str = "recovery-code";
+
     /// Marks [`PASSWORD`].
     #[derive(Debug)]
     pub struct Password;
@@ -87,6 +94,20 @@ pub mod method {
     pub struct TrustedProxy;
     impl AuthMethodName for TrustedProxy {
         const NAME: &'static str = TRUSTED_HEADER;
+    }
+
+    /// Marks [`TOTP`].
+    #[derive(Debug)]
+    pub struct Totp;
+    impl AuthMethodName for Totp {
+        const NAME: &'static str = TOTP;
+    }
+
+    /// Marks [`RECOVERY_CODE`].
+    #[derive(Debug)]
+    pub struct RecoveryCode;
+    impl AuthMethodName for RecoveryCode {
+        const NAME: &'static str = RECOVERY_CODE;
     }
 }
 

@@ -17,6 +17,9 @@
 //!   is signed back in after a restart by a rotating token kept
 //!   server-side; a copied cookie is noticed and ends every sign-in of the
 //!   user.
+//! * **A second factor** ([`SecondFactor`]): TOTP codes from an
+//!   authenticator app, with single-use recovery codes. A right password
+//!   for an account with one leaves the session half-open (see below).
 //! * An **`authenticated` callback** can mark the request ("came through the
 //!   trusted header") so that guards dispatch on it.
 //! * **Guards** ([`CurrentUser`], `Option<CurrentUser>`,
@@ -91,6 +94,23 @@
 //! opened; disabling an account or changing its password through
 //! [`PasswordAuthenticator`] ends the account's sessions.
 //!
+//! **A second factor.** Once an account has a confirmed TOTP enrolment
+//! ([`SecondFactor::enrol_totp`], then [`SecondFactor::confirm_totp`] with
+//! a first code), its password is only the first step: pass the user id
+//! that [`PasswordAuthenticator::verify`] returned to
+//! [`SecondFactor::sign_in`], which signs in an account without a second
+//! factor and otherwise leaves the session **half-open**
+//! ([`SignInStep::SecondFactorDue`]): a [`Pending`] sign-in kept as a
+//! session value (under [`second_factor::PENDING_KEY`]), anonymous to every
+//! guard and to [`Session::user_id`](crate::Session::user_id), which
+//! expires after 5 minutes. [`SecondFactor::complete_with_totp`] (or
+//! [`complete_with_recovery_code`](SecondFactor::complete_with_recovery_code))
+//! signs in with a fresh token. Wrong codes count toward the password's
+//! lockout; HTTP Basic, which cannot carry a code, is refused for such
+//! accounts unless the application allows it
+//! ([`PasswordAuthenticator::allow_basic_with_second_factor`]); API
+//! clients use [`ApiTokens`].
+//!
 //! **Sudo mode.** What a thief with a stolen session must not do (change
 //! the password, create an API token, sign out the owner's other devices)
 //! takes [`RequireRecentAuth`]: a sign-in older than
@@ -143,6 +163,7 @@ pub mod one_time;
 mod password;
 pub mod remember;
 mod retrievers;
+pub mod second_factor;
 mod settings;
 mod tokens;
 mod users;
@@ -159,6 +180,7 @@ pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
 pub use remember::{Remember, RememberMe, RememberedBrowser};
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
+pub use second_factor::{Factor, Pending, RecoveryCodes, SecondFactor, SignInStep, TotpEnrolment};
 pub use tokens::{ApiTokens, NewToken};
 pub use users::{MissingUserLoader, SignedIn, UserLoader};
 

@@ -174,6 +174,11 @@ impl OneTimeTokens {
     /// A request signed in for itself only (a bearer token) cannot be
     /// signed in by a link: [`SessionError::RequestOnly`](crate::SessionError::RequestOnly),
     /// and the link is not used.
+    ///
+    /// For an account with a second factor the link is only the first
+    /// one: the session is left half-open, as after its password (see
+    /// [`SecondFactor`](super::SecondFactor); `true` all the same), and
+    /// signs in once the code comes.
     pub async fn sign_in(&self, session: &Session, secret: &str) -> Result<bool, AccountError> {
         if session.is_request_only() {
             return Err(crate::SessionError::RequestOnly.into());
@@ -181,6 +186,12 @@ impl OneTimeTokens {
         let Some(user) = self.redeem(secret, SIGN_IN).await? else {
             return Ok(false);
         };
+        if self.passwords.has_second_factor(&user).await? {
+            let factors =
+                super::SecondFactor::new(self.passwords.clone()).shared_clock(self.clock.clone());
+            factors.begin(session, &user).await?;
+            return Ok(true);
+        }
         session
             .login_with(Login::new(user).method(method::LINK))
             .await?;

@@ -58,7 +58,7 @@ pub struct PasswordAuthenticator {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Inner {
     store: Arc<dyn UserStore>,
     sessions: crate::SessionAdmin,
@@ -67,6 +67,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Verified for unknown users, so they cost what a real check costs.
     dummy_hash: String,
+    /// Accounts with a second factor that may still sign in by HTTP Basic.
+    basic_with_second_factor: Arc<std::collections::HashSet<String>>,
 }
 
 impl PasswordAuthenticator {
@@ -106,6 +108,7 @@ impl PasswordAuthenticator {
                 lockout,
                 clock,
                 dummy_hash,
+                basic_with_second_factor: Arc::default(),
             }),
         }
     }
@@ -121,6 +124,7 @@ impl PasswordAuthenticator {
             i.lockout,
             i.clock.clone(),
         )
+        .keeping_basic_list(i)
     }
 
     /// Uses another lockout policy.
@@ -133,6 +137,7 @@ impl PasswordAuthenticator {
             lockout,
             i.clock.clone(),
         )
+        .keeping_basic_list(i)
     }
 
     /// Measures lockouts with `clock` (tests pass a
@@ -146,6 +151,65 @@ impl PasswordAuthenticator {
             i.lockout,
             Arc::new(clock),
         )
+        .keeping_basic_list(i)
+    }
+
+    /// Lets the accounts `usernames` sign in by HTTP Basic
+    /// ([`BasicAuth`](super::BasicAuth) through [`AuthLayer`](super::AuthLayer))
+    /// with their password alone even once they have a second factor
+    /// ([`SecondFactor`](super::SecondFactor)), which Basic cannot carry.
+    /// Every other account with a second factor is refused by Basic like a
+    /// wrong password (and the attempt counts toward the lockout). Prefer
+    /// [`ApiTokens`](super::ApiTokens) for API clients.
+    pub fn allow_basic_with_second_factor<I, S>(self, usernames: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut inner = (*self.inner).clone();
+        inner.basic_with_second_factor = Arc::new(
+            usernames
+                .into_iter()
+                .filter_map(|name| Self::canonical_username(name.as_ref()))
+                .collect(),
+        );
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// This authenticator with `old`'s Basic allow list.
+    fn keeping_basic_list(self, old: &Inner) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.basic_with_second_factor = old.basic_with_second_factor.clone();
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Whether `username` has a confirmed second factor
+    /// ([`SecondFactor`](super::SecondFactor)).
+    pub async fn has_second_factor(&self, username: &str) -> Result<bool, AccountError> {
+        let Some(canonical) = Self::canonical_username(username) else {
+            return Ok(false);
+        };
+        let totp = self.inner.store.find_totp(&canonical).await?;
+        Ok(totp.is_some_and(|t| t.confirmed_at.is_some()))
+    }
+
+    /// The accounts' store, for [`SecondFactor`](super::SecondFactor).
+    pub(crate) fn store(&self) -> Arc<dyn UserStore> {
+        self.inner.store.clone()
+    }
+
+    /// The clock lockouts are measured with.
+    pub(crate) fn time(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    /// The lockout policy failures are counted under.
+    pub(crate) fn lockout_policy(&self) -> LockoutPolicy {
+        self.inner.lockout
     }
 
     /// The canonical form of a user name (trimmed, NFKC, lower case), or
@@ -329,11 +393,29 @@ impl PasswordAuthenticator {
     /// [`Rejected`](AuthenticationError::Rejected), after the same work. A
     /// store failure is [`Unavailable`](AuthenticationError::Unavailable)
     /// and counts no failure.
+    ///
+    /// For an account with a second factor, a right password does not
+    /// clear the failure count (the completed sign-in does, see
+    /// [`SecondFactor`](super::SecondFactor)); pass the user id to
+    /// [`SecondFactor::sign_in`](super::SecondFactor::sign_in) rather than
+    /// signing the session in.
     pub async fn verify(
         &self,
         username: &str,
         password: &str,
     ) -> Result<String, AuthenticationError> {
+        self.verify_factors(username, password)
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// [`verify`](Self::verify), also saying whether the account has a
+    /// second factor.
+    async fn verify_factors(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(String, bool), AuthenticationError> {
         let inner = &self.inner;
         let unavailable = |e: StoreError| AuthenticationError::Unavailable(e.to_string());
         let canonical = Self::canonical_username(username);
@@ -372,12 +454,23 @@ impl PasswordAuthenticator {
             tracing::info!(user = %user.username, "keycard: sign-in refused");
             return Err(AuthenticationError::Rejected);
         }
-        inner
+        let totp = inner
             .store
-            .clear_failures(&user.username)
+            .find_totp(&user.username)
             .await
             .map_err(unavailable)?;
-        Ok(user.username)
+        let second_factor = totp.is_some_and(|t| t.confirmed_at.is_some());
+        // With a second factor due, the password alone is no success: the
+        // count is cleared when the sign-in completes, so that failed codes
+        // between right passwords still add up to a lockout.
+        if !second_factor {
+            inner
+                .store
+                .clear_failures(&user.username)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok((user.username, second_factor))
     }
 
     async fn hash(&self, password: &str) -> Result<String, AccountError> {
@@ -441,7 +534,28 @@ impl Authenticator for PasswordAuthenticator {
         let Credentials::Password { login, password } = credentials else {
             return Err(AuthenticationError::NotMine);
         };
-        let user_id = self.verify(login, password).await?;
+        let (user_id, second_factor) = self.verify_factors(login, password).await?;
+        if second_factor {
+            let inner = &self.inner;
+            let unavailable = |e: StoreError| AuthenticationError::Unavailable(e.to_string());
+            if !inner.basic_with_second_factor.contains(&user_id) {
+                // HTTP Basic cannot carry the second factor: refused like a
+                // wrong password, and counted like one.
+                inner
+                    .store
+                    .record_failure(&user_id, inner.clock.now(), inner.lockout)
+                    .await
+                    .map_err(unavailable)?;
+                tracing::info!(user = %user_id, "keycard: Basic refused for an account with a second factor");
+                return Err(AuthenticationError::Rejected);
+            }
+            // Allowed with the password alone: that is its whole sign-in.
+            inner
+                .store
+                .clear_failures(&user_id)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(Authenticated::new(user_id))
     }
 }

@@ -80,6 +80,14 @@ macro_rules! migrations {
                     "/0007_remember_me.sql"
                 )),
             },
+            Migration {
+                version: 8,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0008_second_factor.sql"
+                )),
+            },
         ]
     };
 }

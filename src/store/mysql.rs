@@ -6,8 +6,8 @@ use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 
 use super::migrate::MYSQL;
 use super::sql::{
-    Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
-    UserSql, padded, padded_sizes,
+    Arg, Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend,
+    SqlStore, UserSql, padded, padded_sizes,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -85,6 +85,28 @@ const USERS_SQL: UserSql<&str> = UserSql {
     delete_remembered: "DELETE FROM {table}_remember WHERE user_id = ? AND id = ?",
     delete_remembered_of: "DELETE FROM {table}_remember WHERE user_id = ? AND id <> ?",
     delete_expired_remembered: "DELETE FROM {table}_remember WHERE expires_at <= ?",
+};
+
+/// The second-factor statements.
+const FACTOR_SQL: FactorSql<&str> = FactorSql {
+    find_totp: "SELECT {totp_columns} FROM {table}_totp WHERE user_id = ?",
+    delete_unconfirmed_totp: "DELETE FROM {table}_totp WHERE user_id = ? \
+        AND confirmed_at IS NULL",
+    insert_totp: "INSERT INTO {table}_totp (user_id, secret, created_at, confirmed_at, \
+        last_step) VALUES (?, ?, ?, NULL, NULL)",
+    confirm_totp: "UPDATE {table}_totp SET confirmed_at = ?, last_step = ? \
+        WHERE user_id = ? AND secret = ? AND confirmed_at IS NULL",
+    // The condition decides: of two requests with one code, one moves it.
+    use_totp_step: "UPDATE {table}_totp SET last_step = ? WHERE user_id = ? \
+        AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < ?)",
+    delete_totp: "DELETE FROM {table}_totp WHERE user_id = ?",
+    delete_recovery_codes: "DELETE FROM {table}_recovery_codes WHERE user_id = ?",
+    insert_recovery_code: "INSERT INTO {table}_recovery_codes (user_id, code_hash) \
+        VALUES (?, ?)",
+    unused_recovery_codes: "SELECT code_hash FROM {table}_recovery_codes \
+        WHERE user_id = ? AND used_at IS NULL",
+    use_recovery_code: "UPDATE {table}_recovery_codes SET used_at = ? \
+        WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
 };
 
 /// How long `migrate` waits for another process's migration to finish.
@@ -176,6 +198,7 @@ impl Dialect for MySql {
 impl SqlBackend for MySql {
     const SESSIONS: SessionSql<&'static str> = SQL;
     const USERS: UserSql<&'static str> = USERS_SQL;
+    const FACTORS: FactorSql<&'static str> = FACTOR_SQL;
     const MIGRATIONS: &'static [super::migrate::Migration] = MYSQL;
     const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
         create_book: "CREATE TABLE IF NOT EXISTS {book} \

@@ -8,8 +8,8 @@ use sqlx::{PgConnection, Postgres};
 
 use super::migrate::{POSTGRES, lock_key};
 use super::sql::{
-    Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore, UserSql,
-    ValueWrite, one_statement, returned_id,
+    Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
+    UserSql, ValueWrite, one_statement, returned_id,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -101,6 +101,28 @@ const USERS_SQL: UserSql<&str> = UserSql {
     delete_expired_remembered: "DELETE FROM {table}_remember WHERE expires_at <= $1",
 };
 
+/// The second-factor statements.
+const FACTOR_SQL: FactorSql<&str> = FactorSql {
+    find_totp: "SELECT {totp_columns} FROM {table}_totp WHERE user_id = $1",
+    delete_unconfirmed_totp: "DELETE FROM {table}_totp WHERE user_id = $1 \
+        AND confirmed_at IS NULL",
+    insert_totp: "INSERT INTO {table}_totp (user_id, secret, created_at, confirmed_at, \
+        last_step) VALUES ($1, $2, $3, NULL, NULL)",
+    confirm_totp: "UPDATE {table}_totp SET confirmed_at = $1, last_step = $2 \
+        WHERE user_id = $3 AND secret = $4 AND confirmed_at IS NULL",
+    // The condition decides: of two requests with one code, one moves it.
+    use_totp_step: "UPDATE {table}_totp SET last_step = $1 WHERE user_id = $2 \
+        AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $3)",
+    delete_totp: "DELETE FROM {table}_totp WHERE user_id = $1",
+    delete_recovery_codes: "DELETE FROM {table}_recovery_codes WHERE user_id = $1",
+    insert_recovery_code: "INSERT INTO {table}_recovery_codes (user_id, code_hash) \
+        VALUES ($1, $2)",
+    unused_recovery_codes: "SELECT code_hash FROM {table}_recovery_codes \
+        WHERE user_id = $1 AND used_at IS NULL",
+    use_recovery_code: "UPDATE {table}_recovery_codes SET used_at = $1 \
+        WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+};
+
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for
 /// several app servers sharing one database.
 ///
@@ -185,6 +207,7 @@ impl Dialect for Postgres {
 impl SqlBackend for Postgres {
     const SESSIONS: SessionSql<&'static str> = SQL;
     const USERS: UserSql<&'static str> = USERS_SQL;
+    const FACTORS: FactorSql<&'static str> = FACTOR_SQL;
     const MIGRATIONS: &'static [super::migrate::Migration] = POSTGRES;
     const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
         create_book: "CREATE TABLE IF NOT EXISTS {book} \

@@ -11,8 +11,8 @@ use sqlx::{Sqlite, SqliteConnection};
 
 use super::migrate::SQLITE;
 use super::sql::{
-    Arg, Batcher, Dialect, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
-    UserSql, ValueWrite, one_statement, returned_id,
+    Arg, Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend,
+    SqlStore, UserSql, ValueWrite, one_statement, returned_id,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -91,6 +91,28 @@ const USERS_SQL: UserSql<&str> = UserSql {
     delete_remembered: "DELETE FROM {table}_remember WHERE user_id = ? AND id = ?",
     delete_remembered_of: "DELETE FROM {table}_remember WHERE user_id = ? AND id <> ?",
     delete_expired_remembered: "DELETE FROM {table}_remember WHERE expires_at <= ?",
+};
+
+/// The second-factor statements.
+const FACTOR_SQL: FactorSql<&str> = FactorSql {
+    find_totp: "SELECT {totp_columns} FROM {table}_totp WHERE user_id = ?",
+    delete_unconfirmed_totp: "DELETE FROM {table}_totp WHERE user_id = ? \
+        AND confirmed_at IS NULL",
+    insert_totp: "INSERT INTO {table}_totp (user_id, secret, created_at, confirmed_at, \
+        last_step) VALUES (?, ?, ?, NULL, NULL)",
+    confirm_totp: "UPDATE {table}_totp SET confirmed_at = ?, last_step = ? \
+        WHERE user_id = ? AND secret = ? AND confirmed_at IS NULL",
+    // The condition decides: of two requests with one code, one moves it.
+    use_totp_step: "UPDATE {table}_totp SET last_step = ? WHERE user_id = ? \
+        AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < ?)",
+    delete_totp: "DELETE FROM {table}_totp WHERE user_id = ?",
+    delete_recovery_codes: "DELETE FROM {table}_recovery_codes WHERE user_id = ?",
+    insert_recovery_code: "INSERT INTO {table}_recovery_codes (user_id, code_hash) \
+        VALUES (?, ?)",
+    unused_recovery_codes: "SELECT code_hash FROM {table}_recovery_codes \
+        WHERE user_id = ? AND used_at IS NULL",
+    use_recovery_code: "UPDATE {table}_recovery_codes SET used_at = ? \
+        WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
 };
 
 /// Sessions in SQLite, through an [`sqlx::SqlitePool`].
@@ -181,6 +203,7 @@ impl Dialect for Sqlite {
 impl SqlBackend for Sqlite {
     const SESSIONS: SessionSql<&'static str> = SQL;
     const USERS: UserSql<&'static str> = USERS_SQL;
+    const FACTORS: FactorSql<&'static str> = FACTOR_SQL;
     const MIGRATIONS: &'static [super::migrate::Migration] = SQLITE;
     const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
         create_book: "CREATE TABLE IF NOT EXISTS {book} \

@@ -1,10 +1,12 @@
 //! [`UserStore`]: the optional accounts of
 //! [`PasswordAuthenticator`](crate::auth::PasswordAuthenticator) and the
 //! API bearer tokens of [`ApiTokens`](crate::auth::ApiTokens) and the
-//! one-time tokens of [`OneTimeTokens`](crate::auth::OneTimeTokens) and the
-//! remembered browsers of [`RememberMe`](crate::auth::RememberMe), kept
+//! one-time tokens of [`OneTimeTokens`](crate::auth::OneTimeTokens), the
+//! remembered browsers of [`RememberMe`](crate::auth::RememberMe) and the
+//! second factors of [`SecondFactor`](crate::auth::SecondFactor), kept
 //! beside the sessions in `<table>_users`, `<table>_api_tokens`,
-//! `<table>_one_time_tokens` and `<table>_remember`.
+//! `<table>_one_time_tokens`, `<table>_remember`, `<table>_totp` and
+//! `<table>_recovery_codes`.
 
 use std::fmt::Debug;
 
@@ -222,6 +224,58 @@ impl RememberedDevice {
     }
 }
 
+/// An account's TOTP enrolment as stored (see
+/// [`SecondFactor`](crate::auth::SecondFactor)): its secret, whether it was
+/// confirmed by a first valid code, and the last time step accepted. Its
+/// `Debug` output leaves the secret out.
+///
+/// Extensible: outside keycard, start from [`TotpRecord::new`].
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TotpRecord {
+    /// The account (canonical user name).
+    pub user_id: String,
+    /// The shared secret, as raw bytes (20 from keycard).
+    pub secret: Vec<u8>,
+    /// When the enrolment began.
+    pub created_at: DateTime<Utc>,
+    /// When its first valid code confirmed it; until then it is no second
+    /// factor.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The last time step (Unix time / 30 s) whose code was accepted: no
+    /// code of that step or an earlier one is accepted again.
+    pub last_step: Option<i64>,
+}
+
+impl TotpRecord {
+    /// An unconfirmed enrolment with no step used.
+    pub fn new(
+        user_id: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            user_id: user_id.into(),
+            secret: secret.into(),
+            created_at,
+            confirmed_at: None,
+            last_step: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is what a code is computed from: never in a log.
+        f.debug_struct("TotpRecord")
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A token to store: [`UserStore::insert_api_token`] assigns its id.
 #[derive(Clone, Debug)]
 pub struct NewApiToken {
@@ -324,6 +378,87 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     ) -> Result<Option<OneTimeToken>, StoreError> {
         let _ = (hash, purpose, now);
         Ok(None)
+    }
+
+    /// The account's TOTP enrolment, confirmed or not. The default finds
+    /// none: a store that keeps no second factors has accounts without one.
+    async fn find_totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
+        let _ = user_id;
+        Ok(None)
+    }
+
+    /// Stores a new, unconfirmed TOTP enrolment, replacing an unconfirmed
+    /// one of the same account; `false`, and nothing changes, if the
+    /// account has a confirmed one. The default refuses.
+    async fn insert_totp(&self, record: &TotpRecord) -> Result<bool, StoreError> {
+        let _ = record;
+        Err(StoreError::Backend(
+            "this store keeps no second factors".into(),
+        ))
+    }
+
+    /// Confirms the account's unconfirmed enrolment whose secret is
+    /// `secret` at `at`, recording `step` as used; `false` if there is no
+    /// such enrolment (confirmed already, or replaced meanwhile). The
+    /// default confirms nothing.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        step: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _ = (user_id, secret, step, at);
+        Ok(false)
+    }
+
+    /// Records that a code of time step `step` was accepted for the
+    /// account's confirmed enrolment, if no code of that step or a later one
+    /// was: one conditional update, so of two concurrent calls with the same
+    /// step exactly one gets `true`. The default accepts none.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let _ = (user_id, step);
+        Ok(false)
+    }
+
+    /// Deletes the account's TOTP enrolment and recovery codes; whether it
+    /// had an enrolment. The default deletes nothing.
+    async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
+        let _ = user_id;
+        Ok(false)
+    }
+
+    /// Replaces the account's recovery codes (used or not) by the codes of
+    /// `hashes` (SHA-256 of each), at once. The default refuses.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[TokenHash],
+    ) -> Result<(), StoreError> {
+        let _ = (user_id, hashes);
+        Err(StoreError::Backend(
+            "this store keeps no second factors".into(),
+        ))
+    }
+
+    /// The hashes of the account's unused recovery codes. The default finds
+    /// none.
+    async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<TokenHash>, StoreError> {
+        let _ = user_id;
+        Ok(Vec::new())
+    }
+
+    /// Marks the account's recovery code of `hash` used at `at` if it is
+    /// unused, atomically (of two concurrent calls exactly one gets
+    /// `true`). The default uses none.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _ = (user_id, hash, at);
+        Ok(false)
     }
 
     /// Stores a remembered device and returns its id. The default refuses:

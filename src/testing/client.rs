@@ -89,7 +89,12 @@ fn default_names() -> Vec<(String, String)> {
     };
     [secure, dev]
         .iter()
-        .map(|c| (c.id_cookie_name().to_owned(), c.token_cookie_name().to_owned()))
+        .map(|c| {
+            (
+                c.id_cookie_name().to_owned(),
+                c.token_cookie_name().to_owned(),
+            )
+        })
         .collect()
 }
 

@@ -12,7 +12,8 @@ use keycard::SessionId;
 use keycard::auth::LockoutPolicy;
 use keycard::store::{
     ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, RememberedDevice,
-    SessionFields, SessionRecord, SessionStore, StoreError, UserRecord, UserSessions, UserStore,
+    SessionFields, SessionRecord, SessionStore, StoreError, TotpRecord, UserRecord, UserSessions,
+    UserStore,
 };
 use keycard::token::TokenHash;
 
@@ -37,6 +38,10 @@ struct State {
     one_time: Vec<(OneTimeToken, bool)>,
     next_remembered: i64,
     remembered: BTreeMap<i64, RememberedDevice>,
+    /// TOTP enrolments by user.
+    totp: BTreeMap<String, TotpRecord>,
+    /// Recovery codes: user, hash, whether used.
+    recovery: Vec<(String, TokenHash, bool)>,
 }
 
 impl MemoryStore {
@@ -462,6 +467,99 @@ impl UserStore for MemoryStore {
         let before = state.remembered.len();
         state.remembered.retain(|_, d| d.expires_at > now);
         Ok((before - state.remembered.len()) as u64)
+    }
+
+    async fn find_totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
+        Ok(self.state().totp.get(user_id).cloned())
+    }
+
+    async fn insert_totp(&self, record: &TotpRecord) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state
+            .totp
+            .get(&record.user_id)
+            .is_some_and(|t| t.confirmed_at.is_some())
+        {
+            return Ok(false);
+        }
+        state.totp.insert(record.user_id.clone(), record.clone());
+        Ok(true)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        step: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(record) = state
+            .totp
+            .get_mut(user_id)
+            .filter(|t| t.confirmed_at.is_none() && t.secret == secret)
+        else {
+            return Ok(false);
+        };
+        record.confirmed_at = Some(at);
+        record.last_step = Some(step);
+        Ok(true)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(record) = state
+            .totp
+            .get_mut(user_id)
+            .filter(|t| t.confirmed_at.is_some() && t.last_step.is_none_or(|last| last < step))
+        else {
+            return Ok(false);
+        };
+        record.last_step = Some(step);
+        Ok(true)
+    }
+
+    async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        state.recovery.retain(|(user, _, _)| user != user_id);
+        Ok(state.totp.remove(user_id).is_some())
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[TokenHash],
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.recovery.retain(|(user, _, _)| user != user_id);
+        state
+            .recovery
+            .extend(hashes.iter().map(|h| (user_id.to_owned(), *h, false)));
+        Ok(())
+    }
+
+    async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<TokenHash>, StoreError> {
+        Ok(self
+            .state()
+            .recovery
+            .iter()
+            .filter(|(user, _, used)| user == user_id && !used)
+            .map(|(_, hash, _)| *hash)
+            .collect())
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        _at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let found = state
+            .recovery
+            .iter_mut()
+            .find(|(user, h, used)| user == user_id && h == hash && !used);
+        Ok(found.map(|(_, _, used)| *used = true).is_some())
     }
 }
 

@@ -365,6 +365,64 @@ impl UserStore for FlakyUsers {
         self.check()?;
         self.inner.delete_expired_remembered(now).await
     }
+
+    async fn find_totp(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<keycard::store::TotpRecord>, StoreError> {
+        self.check()?;
+        self.inner.find_totp(user_id).await
+    }
+
+    async fn insert_totp(&self, record: &keycard::store::TotpRecord) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.insert_totp(record).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        step: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.confirm_totp(user_id, secret, step, at).await
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.use_totp_step(user_id, step).await
+    }
+
+    async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_second_factor(user_id).await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[TokenHash],
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.replace_recovery_codes(user_id, hashes).await
+    }
+
+    async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<TokenHash>, StoreError> {
+        self.check()?;
+        self.inner.unused_recovery_codes(user_id).await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.use_recovery_code(user_id, hash, at).await
+    }
 }
 
 pub type AppResult = Result<axum::response::Response, keycard::Error>;

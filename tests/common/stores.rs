@@ -158,7 +158,8 @@ macro_rules! server_store {
                 block_on(async move {
                     let sql = format!(
                         "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, \
-                         {table}_api_tokens, {table}_one_time_tokens, {table}_remember"
+                         {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, \
+                         {table}_recovery_codes"
                     );
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                         .execute(cleanup.pool())

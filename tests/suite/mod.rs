@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod own_users;
 pub mod remember;
+pub mod second_factor;
 pub mod timeouts;
 pub mod users;
 
@@ -457,6 +458,17 @@ macro_rules! behaviour_suite {
             own_users::a_failing_user_loader_is_503_and_leaves_the_session_alone,
             own_users::a_missing_or_mismatched_user_loader_is_a_clear_500,
             own_users::request_only_sign_ins_yield_the_applications_user,
+            second_factor::second_factor_due_leaves_the_session_half_open_and_anonymous,
+            second_factor::second_factor_half_open_sign_ins_expire_after_five_minutes,
+            second_factor::second_factor_totp_codes_work_once_and_one_step_either_side,
+            second_factor::second_factor_concurrent_uses_of_one_totp_code_sign_in_exactly_one,
+            second_factor::second_factor_failures_count_toward_the_password_lockout,
+            second_factor::second_factor_recovery_codes_sign_in_once_each,
+            second_factor::second_factor_accounts_are_refused_http_basic_unless_allowed,
+            second_factor::second_factor_per_user_limit_waits_for_the_code,
+            second_factor::second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_with_the_password,
+            second_factor::second_factor_is_due_after_a_sign_in_link_too,
+            second_factor::second_factor_store_failure_is_503_and_uses_nothing,
         );
     };
     // One invocation per test, side by side rather than one inside the

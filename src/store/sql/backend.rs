@@ -18,7 +18,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, SqlStr, Type};
 
-use super::{Batcher, Load, MigrationSql, SessionSql, SqlStore, UserSql, ValueWrite};
+use super::{Batcher, FactorSql, Load, MigrationSql, SessionSql, SqlStore, UserSql, ValueWrite};
 use crate::store::StoreError;
 use crate::store::migrate::Migration;
 use crate::store::request_tx::JoinableDatabase;
@@ -210,6 +210,8 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
     const SESSIONS: SessionSql<&'static str>;
     /// The account and API token statements.
     const USERS: UserSql<&'static str>;
+    /// The second-factor statements.
+    const FACTORS: FactorSql<&'static str>;
     /// The migration files, oldest first.
     const MIGRATIONS: &'static [Migration];
     /// The statements that record which migrations were applied.

@@ -38,6 +38,8 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) table: TableName,
     pub(crate) sql: std::sync::Arc<SessionSql<sqlx::SqlStr>>,
     pub(crate) users_sql: std::sync::Arc<UserSql<sqlx::SqlStr>>,
+    /// The second-factor statements.
+    pub(crate) factor_sql: std::sync::Arc<FactorSql<sqlx::SqlStr>>,
     /// The queue of loads waiting for the next batch.
     pub(crate) loads: std::sync::Arc<Batcher<Load<DB::Row>>>,
     /// The queue of value writes, on backends that can batch them.
@@ -55,6 +57,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             table: self.table.clone(),
             sql: self.sql.clone(),
             users_sql: self.users_sql.clone(),
+            factor_sql: self.factor_sql.clone(),
             loads: self.loads.clone(),
             writes: self.writes.clone(),
             batching: self.batching,
@@ -82,6 +85,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         Self {
             sql: std::sync::Arc::new(DB::SESSIONS.render(&table)),
             users_sql: std::sync::Arc::new(DB::USERS.render(&table)),
+            factor_sql: std::sync::Arc::new(DB::FACTORS.render(&table)),
             loads: std::sync::Arc::new(Batcher::new(loads)),
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
             batching: true,

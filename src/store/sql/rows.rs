@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::statements::{col, token_col, user_col};
 use crate::store::{
     ApiTokenRecord, OneTimeToken, RememberedDevice, SessionFields, SessionRecord, StoreError,
-    UserRecord,
+    TotpRecord, UserRecord,
 };
 use crate::token::{SessionId, TokenHash};
 
@@ -198,5 +198,28 @@ pub(crate) fn remembered<DB: Io>(row: &DB::Row) -> Result<RememberedDevice, Stor
         last_used_at: required(8)?,
         expires_at: required(9)?,
         device: DB::opt_text(row, 10)?,
+    })
+}
+
+/// A TOTP enrolment row (its [`TOTP_COLUMNS`](super::statements::TOTP_COLUMNS)).
+pub(crate) fn totp<DB: Io>(row: &DB::Row) -> Result<TotpRecord, StoreError> {
+    let mut record = TotpRecord::new(
+        DB::text(row, 0)?,
+        DB::bytes(row, 1)?,
+        DB::time(row, 2)?.ok_or(StoreError::Corrupt {
+            id: 0,
+            what: "a TOTP enrolment has no `created_at`",
+        })?,
+    );
+    record.confirmed_at = DB::time(row, 3)?;
+    record.last_step = DB::opt_int(row, 4)?;
+    Ok(record)
+}
+
+/// A recovery code's hash (the one column of `unused_recovery_codes`).
+pub(crate) fn code_hash<DB: Io>(row: &DB::Row) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(&DB::bytes(row, 0)?).ok_or(StoreError::Corrupt {
+        id: 0,
+        what: "a recovery code's `code_hash` is not 32 bytes",
     })
 }

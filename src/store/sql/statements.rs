@@ -158,6 +158,51 @@ impl UserSql<&'static str> {
     }
 }
 
+/// One backend's SQL for second factors (`<table>_totp` and
+/// `<table>_recovery_codes`), like [`UserSql`]; `{totp_columns}` stands for
+/// [`TOTP_COLUMNS`]. A struct of its own, so that it changes apart from
+/// the account statements.
+#[derive(Debug)]
+pub(crate) struct FactorSql<S> {
+    pub(crate) find_totp: S,
+    /// Deletes an account's unconfirmed enrolment, before a new one.
+    pub(crate) delete_unconfirmed_totp: S,
+    pub(crate) insert_totp: S,
+    /// Confirms an unconfirmed enrolment of a given secret.
+    pub(crate) confirm_totp: S,
+    /// Moves `last_step` forward, only forward.
+    pub(crate) use_totp_step: S,
+    pub(crate) delete_totp: S,
+    pub(crate) delete_recovery_codes: S,
+    pub(crate) insert_recovery_code: S,
+    pub(crate) unused_recovery_codes: S,
+    /// Marks an unused recovery code used.
+    pub(crate) use_recovery_code: S,
+}
+
+impl FactorSql<&'static str> {
+    /// The statements for `table`.
+    pub(crate) fn render(&self, table: &TableName) -> FactorSql<SqlStr> {
+        let r = |text: &str| render(text, table);
+        FactorSql {
+            find_totp: r(self.find_totp),
+            delete_unconfirmed_totp: r(self.delete_unconfirmed_totp),
+            insert_totp: r(self.insert_totp),
+            confirm_totp: r(self.confirm_totp),
+            use_totp_step: r(self.use_totp_step),
+            delete_totp: r(self.delete_totp),
+            delete_recovery_codes: r(self.delete_recovery_codes),
+            insert_recovery_code: r(self.insert_recovery_code),
+            unused_recovery_codes: r(self.unused_recovery_codes),
+            use_recovery_code: r(self.use_recovery_code),
+        }
+    }
+}
+
+/// The columns of `<table>_totp` every `SELECT` reads, in the order
+/// [`rows::totp`](super::rows) reads them.
+pub(crate) const TOTP_COLUMNS: &str = "user_id, secret, created_at, confirmed_at, last_step";
+
 /// The statements of the migration runner, with `{book}` for the table
 /// that records applied versions (`<table>_migrations`).
 #[derive(Debug)]
@@ -221,6 +266,7 @@ pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
             .replace("{token_columns}", TOKEN_COLUMNS)
             .replace("{one_time_columns}", ONE_TIME_COLUMNS)
             .replace("{remember_columns}", REMEMBER_COLUMNS)
+            .replace("{totp_columns}", TOTP_COLUMNS)
             .replace("{table}", table.as_str()),
     )
     .into_sql_str()

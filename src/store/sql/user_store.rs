@@ -11,7 +11,7 @@ use super::statements::is_unique_violation;
 use super::{SqlStore, retry_deadlocks, rows};
 use crate::store::{
     ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, RememberedDevice, StoreError,
-    UserRecord, UserStore,
+    TotpRecord, UserRecord, UserStore,
 };
 use crate::token::TokenHash;
 
@@ -52,6 +52,23 @@ impl<DB: SqlBackend> SqlStore<DB> {
         user.failures = failures;
         user.locked_until = locked_until;
         Ok(Some(user))
+    }
+
+    /// Runs `statements` in one transaction on a pooled connection; the
+    /// rows the first one changed.
+    async fn change_together(
+        &self,
+        statements: &[(&sqlx::SqlStr, &[Arg<'_>])],
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = DB::begin_locked(&mut *conn).await?;
+        let mut first = None;
+        for (sql, args) in statements {
+            let changed = DB::execute(&mut *tx, DB::query(sql, args)).await?;
+            first.get_or_insert(changed);
+        }
+        tx.commit().await?;
+        Ok(first.unwrap_or(0))
     }
 }
 
@@ -315,5 +332,128 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.users_sql.delete_expired_remembered, &args)
         })
         .await
+    }
+
+    async fn find_totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
+        let query = DB::query(&self.factor_sql.find_totp, &[Arg::Text(Some(user_id))]);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref().map(rows::totp::<DB>).transpose()
+    }
+
+    async fn insert_totp(&self, record: &TotpRecord) -> Result<bool, StoreError> {
+        let sql = &self.factor_sql;
+        let user = [Arg::Text(Some(&record.user_id))];
+        let insert = [
+            Arg::Text(Some(&record.user_id)),
+            Arg::Bytes(&record.secret),
+            Arg::Time(Some(record.created_at)),
+        ];
+        // A confirmed enrolment survives the delete, and the insert then
+        // meets its key: the account keeps the factor it has.
+        let statements = [
+            (&sql.delete_unconfirmed_totp, &user[..]),
+            (&sql.insert_totp, &insert[..]),
+        ];
+        match retry_deadlocks(self.limits.lock, || self.change_together(&statements)).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        step: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let args = [
+            Arg::Time(Some(at)),
+            Arg::Int(step),
+            Arg::Text(Some(user_id)),
+            Arg::Bytes(secret),
+        ];
+        let changed = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.factor_sql.confirm_totp, &args)
+        })
+        .await?;
+        Ok(changed == 1)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let args = [Arg::Int(step), Arg::Text(Some(user_id)), Arg::Int(step)];
+        // The update decides: of two concurrent uses of one step, one
+        // changes the row.
+        let changed = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.factor_sql.use_totp_step, &args)
+        })
+        .await?;
+        Ok(changed == 1)
+    }
+
+    async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
+        let sql = &self.factor_sql;
+        let user = [Arg::Text(Some(user_id))];
+        let statements = [
+            (&sql.delete_totp, &user[..]),
+            (&sql.delete_recovery_codes, &user[..]),
+        ];
+        let deleted =
+            retry_deadlocks(self.limits.lock, || self.change_together(&statements)).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[TokenHash],
+    ) -> Result<(), StoreError> {
+        let sql = &self.factor_sql;
+        let user = [Arg::Text(Some(user_id))];
+        let inserts: Vec<[Arg<'_>; 2]> = hashes
+            .iter()
+            .map(|hash| {
+                [
+                    Arg::Text(Some(user_id)),
+                    Arg::Bytes(hash.as_bytes().as_slice()),
+                ]
+            })
+            .collect();
+        let mut statements = vec![(&sql.delete_recovery_codes, &user[..])];
+        statements.extend(
+            inserts
+                .iter()
+                .map(|args| (&sql.insert_recovery_code, &args[..])),
+        );
+        retry_deadlocks(self.limits.lock, || self.change_together(&statements))
+            .await
+            .map(drop)
+    }
+
+    async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<TokenHash>, StoreError> {
+        let args = [Arg::Text(Some(user_id))];
+        let query = DB::query(&self.factor_sql.unused_recovery_codes, &args);
+        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        rows.iter().map(rows::code_hash::<DB>).collect()
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let args = [
+            Arg::Time(Some(at)),
+            Arg::Text(Some(user_id)),
+            Arg::Bytes(hash.as_bytes().as_slice()),
+        ];
+        // The update decides: of two concurrent uses, one changes the row.
+        let changed = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.factor_sql.use_recovery_code, &args)
+        })
+        .await?;
+        Ok(changed == 1)
     }
 }

@@ -1,0 +1,806 @@
+//! [`SecondFactor`]: half-open sign-ins, TOTP and recovery codes.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::{AccountError, AuthenticationError, LockoutPolicy, PasswordAuthenticator, method};
+use crate::clock::Clock;
+use crate::store::{TotpRecord, UserStore};
+use crate::token::TokenHash;
+use crate::{Login, Session, SessionError};
+
+/// The session value that holds a half-open sign-in. Reserved: an
+/// application must not write it.
+pub const PENDING_KEY: &str = "keycard.pending";
+
+/// How long a half-open sign-in waits for its second factor by default.
+pub const DEFAULT_PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// How many recovery codes an enrolment gets.
+pub const RECOVERY_CODE_COUNT: usize = 10;
+
+/// The digits of a TOTP code (the authenticator apps' default).
+const DIGITS: usize = 6;
+/// The length of a TOTP time step, in seconds (the apps' default).
+const STEP_SECONDS: i64 = 30;
+/// The bytes of a new TOTP secret (160 bits, RFC 4226's recommendation).
+const SECRET_BYTES: usize = 20;
+/// The characters of a recovery code, dashes left out.
+const RECOVERY_CHARS: usize = 12;
+/// The alphabet of recovery codes: Crockford's base32 in lower case (no
+/// `i`, `l`, `o` or `u`, which are read as other characters). 32 symbols,
+/// so that a random byte's low five bits pick one uniformly.
+const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Longer input is refused before it is looked at.
+const MAX_CODE_INPUT: usize = 64;
+
+/// Which second factor a half-open sign-in waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Factor {
+    /// A TOTP code from an authenticator app (or, instead, one of the
+    /// account's recovery codes).
+    Totp,
+}
+
+impl Factor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Factor::Totp => "totp",
+        }
+    }
+}
+
+/// A half-open sign-in: the first factor (a password) was right, the
+/// second is due. The session is anonymous meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pending {
+    /// Whose sign-in it is.
+    pub user_id: String,
+    /// What it waits for.
+    pub factor: Factor,
+    /// When the first factor was proven.
+    pub started_at: DateTime<Utc>,
+    /// When it stops waiting ([`SecondFactor::pending_for`] later).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`SecondFactor::sign_in`] did after a first factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInStep {
+    /// The account has no second factor: the session is signed in.
+    Done,
+    /// The account has one: the session is half-open, waiting for it (ask
+    /// for a code, then call [`SecondFactor::complete_with_totp`] or
+    /// [`SecondFactor::complete_with_recovery_code`]).
+    SecondFactorDue(Factor),
+}
+
+/// The session value of a half-open sign-in.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingValue {
+    user: String,
+    factor: String,
+    /// Microseconds since the epoch.
+    since: i64,
+    /// The account's credential version at the first factor: a password
+    /// change or a disabled account in between voids it.
+    version: i64,
+}
+
+/// A new TOTP enrolment, to show once: the secret as base32 text (to type
+/// into an authenticator app) and as an `otpauth://` URI (a link, or a QR
+/// code: [`qr_png`](Self::qr_png) with the `qr` feature). It takes effect
+/// once [`SecondFactor::confirm_totp`] has seen a first valid code.
+/// `Debug` shows neither.
+pub struct TotpEnrolment {
+    // Read only to draw the QR code.
+    #[cfg_attr(not(feature = "qr"), allow(dead_code))]
+    totp: totp_rs::Totp,
+    base32: String,
+    uri: String,
+}
+
+impl TotpEnrolment {
+    /// The secret, in base32 (RFC 4648, no padding).
+    pub fn secret_base32(&self) -> &str {
+        &self.base32
+    }
+
+    /// The `otpauth://totp/…` URI that authenticator apps read (SHA-1, 6
+    /// digits, 30 seconds).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// A QR code of [`uri`](Self::uri), as a PNG image; `None` if it could
+    /// not be drawn (a URI too long for a QR code: an issuer or user name
+    /// of hundreds of characters).
+    #[cfg(feature = "qr")]
+    pub fn qr_png(&self) -> Option<Vec<u8>> {
+        self.totp.to_qr_png().ok()
+    }
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Holds the secret: never in a log.
+        f.write_str("TotpEnrolment(<redacted>)")
+    }
+}
+
+/// Recovery codes, to show once: each signs in once in place of a TOTP
+/// code. Only their SHA-256 is stored. `Debug` shows how many, not which.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryCodes(Vec<String>);
+
+impl RecoveryCodes {
+    /// The codes (`xxxx-xxxx-xxxx`, 60 random bits each).
+    pub fn codes(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl IntoIterator for RecoveryCodes {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecoveryCodes(<{} redacted>)", self.0.len())
+    }
+}
+
+/// A second factor for the accounts of a [`PasswordAuthenticator`]: TOTP
+/// (RFC 6238, the codes of authenticator apps) with single-use recovery
+/// codes, and half-open sign-ins that wait for it.
+///
+/// * **Half-open sign-ins.** A right password for an account with a second
+///   factor does not sign the session in: [`sign_in`](Self::sign_in) (or
+///   [`begin`](Self::begin)) records a [`Pending`] sign-in as a session
+///   value under [`PENDING_KEY`] and gives the session a fresh token. The
+///   session stays anonymous to every guard and to
+///   [`Session::user_id`]; the per-user session limit and "your sessions"
+///   see nothing of it, so a stolen password alone ends none of the
+///   owner's sessions. It waits [`pending_for`](Self::pending_for) (5
+///   minutes by default) for the code; completing it signs in with a fresh
+///   token, with the method [`method::TOTP`] or [`method::RECOVERY_CODE`].
+/// * **TOTP.** SHA-1, 6 digits, 30 second steps, the step before and the
+///   step after accepted too, by keycard's [`Clock`]. Each code is accepted
+///   once: the last step used is stored and moved forward by one
+///   conditional update, so of concurrent requests with one code exactly
+///   one passes. An enrolment is shown once ([`TotpEnrolment`]) and takes
+///   effect when a first valid code confirms it.
+/// * **Recovery codes.** [`RECOVERY_CODE_COUNT`] codes come with the
+///   confirmation, stored as SHA-256, compared in constant time, each used
+///   at most once (atomically too).
+/// * **Lockout.** A wrong, malformed or replayed code counts toward the
+///   account's [`LockoutPolicy`] lockout, the same count a wrong password
+///   adds to; a locked account refuses even a right code; a completed
+///   sign-in clears the count. A right password alone no longer clears it
+///   for an account with a second factor, so that guessing codes between
+///   passwords gains nothing.
+/// * **HTTP Basic** is refused for an account with a second factor, like a
+///   wrong password, unless the application allows it for that account
+///   ([`PasswordAuthenticator::allow_basic_with_second_factor`]); API
+///   clients should rather use [`ApiTokens`](super::ApiTokens).
+/// * A password change or a disabled account leaves the second factor in
+///   place; [`remove`](Self::remove) (with the password) or
+///   [`remove_for`](Self::remove_for) (an administrator) takes it away.
+///
+/// **The secret at rest.** TOTP secrets are stored as they are, in
+/// `<table>_totp`, protected only by the database's own access control:
+/// the server must read them to check a code, so a key kept beside the
+/// database would protect nothing, and a key kept elsewhere is a key
+/// management scheme keycard does not pretend to provide. A deployment
+/// should restrict who can read that table and its backups (a database
+/// role of its own, encrypted disks and backups); whoever reads it can
+/// compute the codes, but still needs the password.
+///
+/// ```
+/// use axum::Form;
+/// use axum::response::{IntoResponse, Redirect, Response};
+/// use keycard::Session;
+/// use keycard::auth::{AccountError, PasswordAuthenticator, SecondFactor, SignInStep, method};
+///
+/// #[derive(serde::Deserialize)]
+/// struct SignIn {
+///     user: String,
+///     password: String,
+/// }
+///
+/// // `POST /login`: the password first, then perhaps a code.
+/// async fn login(
+///     passwords: &PasswordAuthenticator,
+///     factors: &SecondFactor,
+///     session: Session,
+///     Form(form): Form<SignIn>,
+/// ) -> Result<Response, keycard::Error> {
+///     let Ok(user) = passwords.verify(&form.user, &form.password).await else {
+///         return Ok("Wrong user name or password.".into_response());
+///     };
+///     Ok(match factors.sign_in(&session, &user, method::PASSWORD).await? {
+///         SignInStep::Done => Redirect::to("/").into_response(),
+///         // The session is anonymous until the code comes.
+///         SignInStep::SecondFactorDue(_) => Redirect::to("/login/code").into_response(),
+///     })
+/// }
+///
+/// #[derive(serde::Deserialize)]
+/// struct Code {
+///     code: String,
+/// }
+///
+/// // `POST /login/code`: the code of the authenticator app.
+/// async fn code(
+///     factors: &SecondFactor,
+///     session: Session,
+///     Form(form): Form<Code>,
+/// ) -> Result<Response, keycard::Error> {
+///     match factors.complete_with_totp(&session, &form.code).await {
+///         Ok(()) => Ok(Redirect::to("/").into_response()),
+///         Err(AccountError::WrongCode) => Ok("Wrong code.".into_response()),
+///         Err(AccountError::NoPendingSignIn) => Ok(Redirect::to("/login").into_response()),
+///         Err(other) => Err(other.into()),
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use keycard::{SessionLayer, SqliteStore};
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.migrate().await?;
+/// let layer = SessionLayer::new(store.clone());
+/// let passwords = PasswordAuthenticator::new(store, layer.admin());
+/// // Same store, lockout and clock as the passwords.
+/// let factors = SecondFactor::new(passwords.clone()).issuer("Example");
+/// passwords.create_user("ada", "a long secret").await?;
+/// assert!(!factors.has_second_factor("ada").await?);
+/// # let _ = (login, code);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(run()).expect("example");
+/// ```
+#[derive(Clone, Debug)]
+pub struct SecondFactor {
+    passwords: PasswordAuthenticator,
+    store: Arc<dyn UserStore>,
+    clock: Arc<dyn Clock>,
+    pending_for: TimeDelta,
+    issuer: Option<String>,
+}
+
+/// The proof a half-open sign-in is completed with.
+#[derive(Clone, Copy)]
+enum Proof<'a> {
+    Totp(&'a str),
+    RecoveryCode(&'a str),
+}
+
+impl SecondFactor {
+    /// Second factors for the accounts of `passwords`, in its store, under
+    /// its lockout policy and clock.
+    pub fn new(passwords: PasswordAuthenticator) -> Self {
+        Self {
+            store: passwords.store(),
+            clock: passwords.time(),
+            passwords,
+            pending_for: TimeDelta::minutes(5),
+            issuer: None,
+        }
+    }
+
+    /// Dates half-open sign-ins and computes codes with `clock` (by default
+    /// the [`PasswordAuthenticator`]'s).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// [`clock`](Self::clock), shared.
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long a half-open sign-in waits for its second factor (default
+    /// [`DEFAULT_PENDING_FOR`], 5 minutes).
+    pub fn pending_for(mut self, bound: std::time::Duration) -> Self {
+        self.pending_for = TimeDelta::from_std(bound).unwrap_or(TimeDelta::minutes(5));
+        self
+    }
+
+    /// The name authenticator apps show beside the account (the site's
+    /// name); a `:`, which the URI format cannot carry, is left out.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        let issuer: String = issuer.into().chars().filter(|c| *c != ':').collect();
+        self.issuer = (!issuer.is_empty()).then_some(issuer);
+        self
+    }
+
+    /// Whether `username` has a confirmed second factor.
+    pub async fn has_second_factor(&self, username: &str) -> Result<bool, AccountError> {
+        self.passwords.has_second_factor(username).await
+    }
+
+    /// After a first factor proved `user_id` (a password checked with
+    /// [`PasswordAuthenticator::verify`]): signs the session in with
+    /// `method` if the account has no second factor, or else
+    /// [`begin`](Self::begin)s a half-open sign-in.
+    pub async fn sign_in(
+        &self,
+        session: &Session,
+        user_id: &str,
+        method: &str,
+    ) -> Result<SignInStep, AccountError> {
+        if session.is_request_only() {
+            return Err(SessionError::RequestOnly.into());
+        }
+        if self.has_second_factor(user_id).await? {
+            self.begin(session, user_id).await?;
+            return Ok(SignInStep::SecondFactorDue(Factor::Totp));
+        }
+        session
+            .login_with(Login::new(user_id).method(method))
+            .await?;
+        Ok(SignInStep::Done)
+    }
+
+    /// Makes `session` a half-open sign-in of `user_id`, waiting for its
+    /// TOTP code: anonymous, with a fresh token (a session that was signed
+    /// in is ended and a new one started, so nothing of it carries over).
+    /// Call it only after a first factor proved `user_id`.
+    pub async fn begin(&self, session: &Session, user_id: &str) -> Result<Pending, AccountError> {
+        if session.is_request_only() {
+            return Err(SessionError::RequestOnly.into());
+        }
+        let account = self.passwords.account(user_id).await?;
+        let account = account
+            .filter(|a| !a.disabled)
+            .ok_or(AccountError::NotSignedIn)?;
+        if session.user_id().await?.is_some() {
+            session.logout().await?;
+        } else {
+            session.regenerate().await?;
+        }
+        let now = self.now();
+        let value = PendingValue {
+            user: account.username.clone(),
+            factor: Factor::Totp.as_str().to_owned(),
+            since: now.timestamp_micros(),
+            version: account.credential_version,
+        };
+        session.insert(PENDING_KEY, &value).await?;
+        tracing::info!(user = %account.username, "keycard: second factor due");
+        Ok(self.pending_of(value).unwrap_or(Pending {
+            user_id: account.username,
+            factor: Factor::Totp,
+            started_at: now,
+            expires_at: now + self.pending_for,
+        }))
+    }
+
+    /// The session's half-open sign-in, if it has one that has not
+    /// expired.
+    pub async fn pending(&self, session: &Session) -> Result<Option<Pending>, AccountError> {
+        if session.is_request_only() {
+            return Ok(None);
+        }
+        let value = read_pending(session).await?;
+        let now = self.now();
+        Ok(value
+            .and_then(|value| self.pending_of(value))
+            .filter(|pending| now < pending.expires_at))
+    }
+
+    /// Completes the session's half-open sign-in with a TOTP `code` (6
+    /// digits; spaces are ignored): signs in with a fresh token and the
+    /// method [`method::TOTP`]. A wrong, malformed or already used code,
+    /// or a locked account, is [`AccountError::WrongCode`] and counts
+    /// toward the lockout; no half-open sign-in, or an expired one, is
+    /// [`AccountError::NoPendingSignIn`]. Nothing is signed in half-way.
+    pub async fn complete_with_totp(
+        &self,
+        session: &Session,
+        code: &str,
+    ) -> Result<(), AccountError> {
+        self.complete(session, Proof::Totp(code)).await
+    }
+
+    /// Completes the session's half-open sign-in with one of the account's
+    /// recovery codes (dashes, spaces and case are ignored), which is used
+    /// up: as [`complete_with_totp`](Self::complete_with_totp), with the
+    /// method [`method::RECOVERY_CODE`].
+    pub async fn complete_with_recovery_code(
+        &self,
+        session: &Session,
+        code: &str,
+    ) -> Result<(), AccountError> {
+        self.complete(session, Proof::RecoveryCode(code)).await
+    }
+
+    /// Starts a TOTP enrolment for the user signed in to `session`, shown
+    /// once; it replaces an unconfirmed one, and takes effect when
+    /// [`confirm_totp`](Self::confirm_totp) sees a first valid code.
+    /// [`AccountError::AlreadyEnrolled`] if the account has a confirmed one
+    /// ([`remove`](Self::remove) it first). Guard the route with
+    /// [`RequireRecentAuth`](super::RequireRecentAuth).
+    pub async fn enrol_totp(&self, session: &Session) -> Result<TotpEnrolment, AccountError> {
+        let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        // Only the accounts of the password authenticator: a user named by
+        // a proxy or an API token alone never signs in with a code.
+        if self.passwords.account(&user).await?.is_none() {
+            return Err(AccountError::NotSignedIn);
+        }
+        let mut secret = vec![0u8; SECRET_BYTES];
+        random_bytes(&mut secret)?;
+        let record = TotpRecord::new(user.clone(), secret.clone(), self.now());
+        if !self.store.insert_totp(&record).await? {
+            return Err(AccountError::AlreadyEnrolled);
+        }
+        // A fresh secret of 20 bytes always makes a TOTP; the error is for
+        // form's sake.
+        let totp = self.totp(secret, &user).ok_or(AccountError::Randomness)?;
+        let base32 = totp.secret().to_base32();
+        // The account name is a canonical user name, which has no `:`, and
+        // the issuer had its `:` removed: the URI is always made.
+        let uri = totp.to_url().map_err(|_| AccountError::InvalidUsername)?;
+        tracing::info!(user = %user, "keycard: TOTP enrolment started");
+        Ok(TotpEnrolment { totp, base32, uri })
+    }
+
+    /// Confirms the signed-in user's TOTP enrolment with a first valid
+    /// `code`: from now on the account has a second factor. Returns its
+    /// [`RECOVERY_CODE_COUNT`] recovery codes, to show once.
+    /// [`AccountError::WrongCode`] for a wrong code (not counted toward the
+    /// lockout: the session is signed in, and the secret was just shown to
+    /// it), [`AccountError::NotEnrolled`] if there is nothing to confirm.
+    pub async fn confirm_totp(
+        &self,
+        session: &Session,
+        code: &str,
+    ) -> Result<RecoveryCodes, AccountError> {
+        let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        let record = self.store.find_totp(&user).await?;
+        let Some(record) = record.filter(|r| r.confirmed_at.is_none()) else {
+            return Err(AccountError::NotEnrolled);
+        };
+        let now = self.now();
+        let Some(step) = self.matching_step(&record, code, now) else {
+            return Err(AccountError::WrongCode);
+        };
+        if !self
+            .store
+            .confirm_totp(&user, &record.secret, step, now)
+            .await?
+        {
+            return Err(AccountError::NotEnrolled);
+        }
+        tracing::info!(user = %user, "keycard: TOTP enrolment confirmed");
+        self.new_recovery_codes(&user).await
+    }
+
+    /// Replaces the signed-in user's recovery codes by new ones, after
+    /// checking their `password` (a wrong one counts toward the lockout
+    /// and is [`AccountError::WrongPassword`]).
+    pub async fn regenerate_recovery_codes(
+        &self,
+        session: &Session,
+        password: &str,
+    ) -> Result<RecoveryCodes, AccountError> {
+        let user = self.confirm_password(session, password).await?;
+        if !self.has_second_factor(&user).await? {
+            return Err(AccountError::NotEnrolled);
+        }
+        self.new_recovery_codes(&user).await
+    }
+
+    /// How many unused recovery codes `username` has left.
+    pub async fn recovery_codes_left(&self, username: &str) -> Result<usize, AccountError> {
+        let Some(canonical) = PasswordAuthenticator::canonical_username(username) else {
+            return Ok(0);
+        };
+        Ok(self.store.unused_recovery_codes(&canonical).await?.len())
+    }
+
+    /// Removes the signed-in user's second factor (TOTP and recovery
+    /// codes), after checking their `password` (a wrong one counts toward
+    /// the lockout and is [`AccountError::WrongPassword`]). Whether there
+    /// was one.
+    pub async fn remove(&self, session: &Session, password: &str) -> Result<bool, AccountError> {
+        let user = self.confirm_password(session, password).await?;
+        self.remove_for(&user).await
+    }
+
+    /// Removes `username`'s second factor (an administrator's help for a
+    /// user who lost both the app and the codes). Whether there was one.
+    pub async fn remove_for(&self, username: &str) -> Result<bool, AccountError> {
+        let canonical = PasswordAuthenticator::canonical_username(username)
+            .ok_or(AccountError::InvalidUsername)?;
+        let removed = self.store.delete_second_factor(&canonical).await?;
+        if removed {
+            tracing::info!(user = %canonical, "keycard: second factor removed");
+        }
+        Ok(removed)
+    }
+
+    /// The half-open sign-in's completion, whatever the proof.
+    async fn complete(&self, session: &Session, proof: Proof<'_>) -> Result<(), AccountError> {
+        if session.is_request_only() {
+            return Err(SessionError::RequestOnly.into());
+        }
+        let now = self.now();
+        let value = read_pending(session).await?;
+        let Some(value) = value else {
+            return Err(AccountError::NoPendingSignIn);
+        };
+        let version = value.version;
+        let pending = self.pending_of(value).filter(|p| now < p.expires_at);
+        let Some(pending) = pending else {
+            session.remove(PENDING_KEY).await?;
+            return Err(AccountError::NoPendingSignIn);
+        };
+        let user = pending.user_id;
+        let account = self.store.find_user(&user).await?;
+        let Some(account) = account.filter(|a| !a.disabled && a.credential_version == version)
+        else {
+            // Disabled, or its password changed, since the first factor.
+            session.remove(PENDING_KEY).await?;
+            return Err(AccountError::NoPendingSignIn);
+        };
+        // A locked account spends no code: a right one stays unused.
+        let proven = !LockoutPolicy::is_locked(account.locked_until, now)
+            && match proof {
+                Proof::Totp(code) => self.use_totp(&user, code, now).await?,
+                Proof::RecoveryCode(code) => self.use_recovery_code(&user, code, now).await?,
+            };
+        if !proven {
+            let lockout = self.passwords.lockout_policy();
+            let updated = self.store.record_failure(&user, now, lockout).await?;
+            if let Some(u) = updated.filter(|u| u.locked_until != account.locked_until) {
+                tracing::warn!(user = %u.username, failures = u.failures, "keycard: account locked");
+            }
+            tracing::info!(user = %user, "keycard: second factor refused");
+            return Err(AccountError::WrongCode);
+        }
+        self.store.clear_failures(&user).await?;
+        session.remove(PENDING_KEY).await?;
+        let method = match proof {
+            Proof::Totp(_) => method::TOTP,
+            Proof::RecoveryCode(_) => method::RECOVERY_CODE,
+        };
+        session
+            .login_with(Login::new(user.clone()).method(method))
+            .await?;
+        tracing::info!(user = %user, method, "keycard: signed in with a second factor");
+        Ok(())
+    }
+
+    /// Accepts a TOTP `code` of `user` once: whether it matched a step
+    /// after the last one used and this call moved the account to it.
+    async fn use_totp(
+        &self,
+        user: &str,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AccountError> {
+        let record = self.store.find_totp(user).await?;
+        let Some(record) = record.filter(|r| r.confirmed_at.is_some()) else {
+            return Ok(false);
+        };
+        let Some(step) = self.matching_step(&record, code, now) else {
+            return Ok(false);
+        };
+        Ok(self.store.use_totp_step(user, step).await?)
+    }
+
+    /// Uses a recovery `code` of `user`: whether it was one of the unused
+    /// ones and this call used it.
+    async fn use_recovery_code(
+        &self,
+        user: &str,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AccountError> {
+        let Some(hash) = recovery_hash(code) else {
+            return Ok(false);
+        };
+        let unused = self.store.unused_recovery_codes(user).await?;
+        // Every stored hash is compared, in constant time: neither the
+        // answer nor its timing tells how close a guess came.
+        let found = unused
+            .iter()
+            .fold(false, |found, stored| found | stored.ct_eq(&hash));
+        if !found {
+            return Ok(false);
+        }
+        let used = self.store.use_recovery_code(user, &hash, now).await?;
+        if used {
+            tracing::info!(user = %user, "keycard: recovery code used");
+        }
+        Ok(used)
+    }
+
+    /// The step after `record`'s last used one, within one step of `now`,
+    /// whose code `code` is; `None` for malformed input.
+    fn matching_step(&self, record: &TotpRecord, code: &str, now: DateTime<Utc>) -> Option<i64> {
+        let code = digits_of(code)?;
+        let totp = self.totp(record.secret.clone(), &record.user_id)?;
+        let current = now.timestamp().div_euclid(STEP_SECONDS);
+        let mut matched = None;
+        // All three steps are computed and compared, whatever matches.
+        for step in current - 1..=current + 1 {
+            let fresh = record.last_step.is_none_or(|last| step > last);
+            let Ok(at) = u64::try_from(step * STEP_SECONDS) else {
+                continue;
+            };
+            let expected = totp.generate(at).to_string();
+            let equal: bool = expected.as_bytes().ct_eq(code.as_bytes()).into();
+            if equal && fresh && matched.is_none() {
+                matched = Some(step);
+            }
+        }
+        matched
+    }
+
+    /// The TOTP of `secret` for `user` (SHA-1, 6 digits, 30 s, ±1 step);
+    /// `None` for a secret too short to be one of keycard's.
+    fn totp(&self, secret: Vec<u8>, user: &str) -> Option<totp_rs::Totp> {
+        totp_rs::Builder::new()
+            .with_algorithm(totp_rs::Algorithm::SHA1)
+            .with_digits(6)
+            .with_skew(1)
+            .with_step_duration(30)
+            .with_secret(secret)
+            .with_account_name(user)
+            .with_issuer(self.issuer.as_deref())
+            .build()
+            .ok()
+    }
+
+    /// New recovery codes for `user`, replacing the old ones.
+    async fn new_recovery_codes(&self, user: &str) -> Result<RecoveryCodes, AccountError> {
+        let mut codes = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        let mut hashes = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        for _ in 0..RECOVERY_CODE_COUNT {
+            let mut bytes = [0u8; RECOVERY_CHARS];
+            random_bytes(&mut bytes)?;
+            let plain: String = bytes
+                .iter()
+                .map(|b| char::from(RECOVERY_ALPHABET[usize::from(b & 31)]))
+                .collect();
+            // `plain` is made of the alphabet: it always hashes.
+            hashes.push(recovery_hash(&plain).ok_or(AccountError::Randomness)?);
+            codes.push(format!("{}-{}-{}", &plain[..4], &plain[4..8], &plain[8..]));
+        }
+        self.store.replace_recovery_codes(user, &hashes).await?;
+        tracing::info!(user = %user, "keycard: new recovery codes");
+        Ok(RecoveryCodes(codes))
+    }
+
+    /// The user signed in to `session`, after their `password` was checked.
+    async fn confirm_password(
+        &self,
+        session: &Session,
+        password: &str,
+    ) -> Result<String, AccountError> {
+        let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        match self.passwords.verify(&user, password).await {
+            Ok(user) => Ok(user),
+            Err(AuthenticationError::Unavailable(reason)) => Err(AccountError::Unavailable(reason)),
+            Err(_) => Err(AccountError::WrongPassword),
+        }
+    }
+
+    /// A stored half-open sign-in, read back; `None` if it is not one of
+    /// keycard's.
+    fn pending_of(&self, value: PendingValue) -> Option<Pending> {
+        let factor = match value.factor.as_str() {
+            "totp" => Factor::Totp,
+            _ => return None,
+        };
+        let started_at = DateTime::from_timestamp_micros(value.since)?;
+        Some(Pending {
+            user_id: value.user,
+            factor,
+            started_at,
+            expires_at: started_at.checked_add_signed(self.pending_for)?,
+        })
+    }
+
+    /// The time, at the precision the stores keep.
+    fn now(&self) -> DateTime<Utc> {
+        crate::clock::to_micros(self.clock.now())
+    }
+}
+
+/// The session's half-open sign-in value; `None` if it has none, or holds
+/// something else under the key.
+async fn read_pending(session: &Session) -> Result<Option<PendingValue>, SessionError> {
+    let value = session.get_value(PENDING_KEY).await?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// The 6 digits of a TOTP code as typed (spaces ignored); `None` for
+/// anything else.
+fn digits_of(code: &str) -> Option<String> {
+    if code.len() > MAX_CODE_INPUT {
+        return None;
+    }
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    (digits.len() == DIGITS && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// The stored hash of a recovery code as typed (dashes, spaces and case
+/// ignored); `None` if it cannot be one.
+fn recovery_hash(code: &str) -> Option<TokenHash> {
+    if code.len() > MAX_CODE_INPUT {
+        return None;
+    }
+    let plain: String = code
+        .chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let valid =
+        plain.len() == RECOVERY_CHARS && plain.bytes().all(|b| RECOVERY_ALPHABET.contains(&b));
+    if !valid {
+        return None;
+    }
+    let digest = Sha256::new()
+        .chain_update(b"keycard recovery code\0")
+        .chain_update(plain.as_bytes())
+        .finalize();
+    TokenHash::from_slice(&digest)
+}
+
+/// Fills `bytes` from the operating system's CSPRNG.
+fn random_bytes(bytes: &mut [u8]) -> Result<(), AccountError> {
+    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, bytes)
+        .map_err(|_| AccountError::Randomness)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_read_leniently_and_refused_strictly() {
+        assert_eq!(digits_of(" 123 456 ").as_deref(), Some("123456"));
+        for bad in [
+            "12345",
+            "1234567",
+            "abcdef",
+            "12345６",
+            "",
+            &"1".repeat(10_000),
+        ] {
+            assert_eq!(digits_of(bad), None, "{bad:.10}");
+        }
+        let hash = recovery_hash("abcd-efgh-jkmn");
+        assert!(hash.is_some());
+        assert_eq!(recovery_hash(" ABCD EFGH JKMN"), hash);
+        for bad in ["abcd-efgh-jkm", "abcd-efgh-jkmi", "", &"a".repeat(10_000)] {
+            assert_eq!(recovery_hash(bad), None, "{bad:.10}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let record = TotpRecord::new("ada", vec![0xab; SECRET_BYTES], Utc::now());
+        let debug = format!("{record:?}");
+        assert!(debug.contains("ada") && !debug.contains("171"), "{debug}");
+        let codes = RecoveryCodes(vec!["abcd-efgh-jkmn".to_owned()]);
+        assert_eq!(format!("{codes:?}"), "RecoveryCodes(<1 redacted>)");
+        let error = format!("{:?} {}", AccountError::WrongCode, AccountError::WrongCode);
+        assert!(!error.chars().any(|c| c.is_ascii_digit()), "{error}");
+    }
+}
