@@ -326,7 +326,8 @@ async fn finish_remember<B: From<&'static str>>(
     let Some(remember) = remember else {
         return response;
     };
-    match remember.finish(response.headers_mut()).await {
+    let status = response.status();
+    match remember.finish(status, response.headers_mut()).await {
         Ok(()) => response,
         Err(error) => {
             tracing::warn!(%error, "keycard: remember-me bookkeeping failed; answering with an error");

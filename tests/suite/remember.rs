@@ -72,6 +72,26 @@ fn remember_app_on(store: &TestStore, layer: SessionLayer) -> RememberApp {
         )
         .route("/untouched", get(|| async { "ok" }))
         .route(
+            "/boom",
+            get(|session: Session| async move {
+                let who = session.user_id().await?;
+                Ok::<_, keycard::Error>((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    who.unwrap_or_default(),
+                ))
+            }),
+        )
+        .route(
+            "/login/{user}/remember/boom",
+            post(
+                |session: Session, remember: Remember, Path(user): Path<String>| async move {
+                    session.login(user).await?;
+                    remember.this_device().await?;
+                    Ok::<_, keycard::Error>(StatusCode::INTERNAL_SERVER_ERROR)
+                },
+            ),
+        )
+        .route(
             "/write",
             post(|session: Session| async move {
                 session.insert("note", "kept").await?;
@@ -644,4 +664,23 @@ pub async fn a_restore_fails_closed_while_the_store_is_down(store: TestStore) {
         "nothing rotated"
     );
     assert_eq!(restarted.get("/who").await.body, "alice remember");
+
+    // A restore whose response is a server error is undone: the session
+    // layer drops the new session, and the browser's token keeps working
+    // (no alarm once the grace window is past).
+    let kept = app.cookie_of(&restarted).expect("cookie");
+    let mut failing = app.holding(&kept);
+    let reply = failing.get("/boom").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.set_cookies().is_empty(), "{:?}", reply.set_cookies());
+    store.clock.advance(TimeDelta::minutes(1));
+    let mut retried = app.holding(&kept);
+    assert_eq!(retried.get("/who").await.body, "alice remember");
+    assert_eq!(remembered_of(&store, "alice").await, 1, "no alarm");
+
+    // A sign-in that asked to be remembered but failed remembers nothing.
+    let mut browser = Client::new(app.router.clone());
+    let reply = browser.post("/login/bob/remember/boom").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(remembered_of(&store, "bob").await, 0);
 }

@@ -11,7 +11,7 @@ use super::{Inner, NO_ACCOUNT, RememberMe, credential_of, device_of, still_valid
 use crate::auth::{AccountError, method};
 use crate::session::restore::{Restored, Restorer};
 use crate::store::RememberedDevice;
-use crate::token::SessionToken;
+use crate::token::{SessionToken, TokenHash};
 use crate::{Login, Session, SessionError};
 
 /// A remembered browser as a "your sessions" page shows it: no token,
@@ -72,6 +72,12 @@ struct Outcome {
     cookie: Action,
     /// The remembered browser of this request, once known.
     device: Option<i64>,
+    /// A rotation this request made: the device, the token it replaced and
+    /// the new one (undone if the response is a server error).
+    rotated: Option<(i64, TokenHash, TokenHash)>,
+    /// A device this request remembered: (user, id), forgotten again if the
+    /// response is a server error.
+    issued: Option<(String, i64)>,
 }
 
 impl PerRequest {
@@ -93,6 +99,8 @@ impl PerRequest {
             state: Mutex::new(Outcome {
                 cookie,
                 device: None,
+                rotated: None,
+                issued: None,
             }),
         })
     }
@@ -136,9 +144,30 @@ impl PerRequest {
     /// After the handler: what it did to the user's sessions ends the
     /// remembered browsers that must not sign them back in, and the
     /// response gets the cookie it needs.
-    pub(crate) async fn finish(&self, headers: &mut HeaderMap) -> Result<(), AccountError> {
-        let facts = self.session.request_facts().await;
+    pub(crate) async fn finish(
+        &self,
+        status: http::StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AccountError> {
         let store = &*self.config.store;
+        if status.is_server_error() {
+            // The session layer drops this request's changes, the restored
+            // sign-in among them: the browser must keep a token that
+            // works, or its next restore would look like a copied cookie.
+            let (rotated, issued) = {
+                let mut outcome = self.outcome();
+                (outcome.rotated.take(), outcome.issued.take())
+            };
+            if let Some((device, old, new)) = rotated {
+                let now = self.config.now();
+                store.rotate_remembered(device, &new, &old, now).await?;
+            }
+            if let Some((user, device)) = issued {
+                store.delete_remembered(&user, device).await?;
+            }
+            return Ok(());
+        }
+        let facts = self.session.request_facts().await;
         if let Some(user) = &facts.signed_out {
             if let Some(device) = self.current_device(user).await? {
                 store.delete_remembered(user, device).await?;
@@ -198,6 +227,7 @@ impl PerRequest {
                     max_age: device.expires_at - now,
                 };
                 outcome.device = Some(device.id);
+                outcome.rotated = Some((device.id, presented.token, next.hash()));
                 drop(outcome);
                 tracing::info!(user = %device.user_id, "keycard: sign-in restored from a remembered browser");
                 return Ok(Restored::SignIn(login));
@@ -304,6 +334,7 @@ impl Remember {
             max_age: expires_at - now,
         };
         outcome.device = Some(id);
+        outcome.issued = Some((user.clone(), id));
         drop(outcome);
         tracing::info!(user = %user, device = id, "keycard: browser remembered");
         Ok(())
