@@ -33,7 +33,9 @@
 //!   cookies, and records how the user signed in
 //!   ([`method::PASSWORD`]). Unknown user, wrong password, locked account:
 //!   one and the same `401` page, so the page does not tell which accounts
-//!   exist (ten failures lock an account for ten minutes);
+//!   exist (ten failures lock an account for ten minutes). With **remember
+//!   me on this device** ticked (`remember=on`), the browser is remembered
+//!   too (see "Remember me" below);
 //! * **email me a sign-in link** (`POST /login/link`, a user name): makes
 //!   a single-use link with [`OneTimeTokens::mint`], working for fifteen
 //!   minutes, and "mails" it: this demo has no mail server, so it prints
@@ -64,7 +66,10 @@
 //! * **change your password** (`POST /account/password`, the current one
 //!   and a new one): [`PasswordAuthenticator::change_password`], which
 //!   keeps this session (with a fresh token) and ends every other one;
-//! * **sign out this device**: the same `POST /logout` as above.
+//! * **sign out this device**: the same `POST /logout` as above;
+//! * see the **remembered browsers** and **revoke** one
+//!   (`POST /remembered/{id}/revoke`), or **forget this browser**
+//!   (`POST /remembered/forget`): see "Remember me" below.
 //!
 //! Signed in, **API tokens** (`GET /tokens`) lists your bearer tokens (name,
 //! when created, when last used; never the secret, which is not kept),
@@ -88,6 +93,38 @@
 //! counted toward the lockout), which makes the sign-in recent again and
 //! gives the session a fresh token, and goes back to `next` (a path on
 //! this site, or home). API clients get a `403` instead of the redirect.
+//!
+//! ## Remember me
+//!
+//! Ticking "remember me on this device" at sign-in calls
+//! [`Remember::this_device`] after [`Session::login_with`]: the answer sets
+//! a second cookie, `keycard-remember` (HttpOnly; `__Host-keycard-remember`
+//! with secure cookies), for `--remember-days` (default 30, counted from
+//! the sign-in, not extended by use). It holds a random series and token;
+//! the server keeps only their hashes ([`RememberMe`]).
+//!
+//! A browser that brings that cookie but no live session (it was closed,
+//! the session timed out) is signed back in when its session is first
+//! used: a fresh session, method [`method::REMEMBERED`] (`remember`,
+//! shown on the home page and the sessions page), and a new token in the
+//! cookie. Requests of the same burst that bring the token just replaced
+//! (within `--remember-grace-seconds`, default 20) are signed in for
+//! themselves only. An old token used after that means the cookie was
+//! copied: every session and remembered browser of the user ends.
+//!
+//! Such a sign-in never counts as recent: creating an API token or
+//! signing out everywhere else confirms the password first, which turns
+//! the method into `password`.
+//!
+//! The sessions page lists the user's **remembered browsers**
+//! ([`Remember::devices`]: the browser, when it was remembered, last used,
+//! when it expires, and which one is this browser), with a form to
+//! **revoke** each ([`Remember::revoke`], which also signs out the
+//! sessions it opened) and, on a remembered browser, to **forget this
+//! browser** ([`Remember::forget_this_device`]; it stays signed in until
+//! it is closed). Signing out on a remembered browser forgets it; signing
+//! out a device from the sessions page, signing out everywhere else and
+//! changing the password forget the browsers concerned.
 //!
 //! ## Forged requests
 //!
@@ -153,6 +190,7 @@
 //! ```text
 //! cargo run --example demo -- --addr 127.0.0.1:8080 --db /tmp/sessions.db
 //! cargo run --example demo -- --sudo-seconds 30   # confirm the password more often
+//! cargo run --example demo -- --remember-days 1   # "remember me" for a day
 //! RUST_LOG=keycard=debug cargo run --example demo
 //! ```
 //!
@@ -176,8 +214,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthRejection, AuthUser, AuthenticationError, BasicAuth,
-    BearerAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator, RequireRecentAuth,
-    StoredSession, method, one_time,
+    BearerAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator, Remember, RememberMe,
+    RememberedBrowser, RequireRecentAuth, StoredSession, method, one_time,
 };
 use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
@@ -193,6 +231,17 @@ const DEFAULT_DB: &str = "keycard-demo.db";
 /// recent for the actions that need one (`--sudo-seconds`).
 const DEFAULT_SUDO_SECONDS: u64 = 600;
 
+/// How many days, by default, a browser stays remembered after its user
+/// ticked "remember me" (`--remember-days`), and the most allowed.
+const DEFAULT_REMEMBER_DAYS: u64 = 30;
+const MAX_REMEMBER_DAYS: u64 = 3650;
+
+/// How many seconds, by default, the remember-me token a restore just
+/// replaced still signs in the other requests of the same burst
+/// (`--remember-grace-seconds`), and the most allowed.
+const DEFAULT_REMEMBER_GRACE_SECONDS: u64 = 20;
+const MAX_REMEMBER_GRACE_SECONDS: u64 = 3600;
+
 /// The page that asks a signed-in user for their password again.
 const CONFIRM_URL: &str = "/confirm";
 
@@ -205,12 +254,22 @@ const PASSWORD_CHARS: usize = 16;
 
 const USAGE: &str = "\
 usage: cargo run --example demo -- [--addr HOST:PORT] [--db PATH] [--sudo-seconds N]
+                                   [--remember-days N] [--remember-grace-seconds N]
 
-  --addr HOST:PORT  address to listen on (default: 127.0.0.1:3000; port 0: any free port)
-  --db PATH         SQLite file holding sessions, accounts and tokens (default: keycard-demo.db)
-  --sudo-seconds N  how long a sign-in counts as recent for creating API tokens and signing
-                    out everywhere else; older ones confirm the password first (default: 600)
-  -h, --help        print this message";
+  --addr HOST:PORT             address to listen on (default: 127.0.0.1:3000; port 0: any
+                               free port)
+  --db PATH                    SQLite file holding sessions, accounts and tokens (default:
+                               keycard-demo.db)
+  --sudo-seconds N             how long a sign-in counts as recent for creating API tokens and
+                               signing out everywhere else; older ones confirm the password
+                               first (default: 600)
+  --remember-days N            how long \"remember me on this device\" keeps a browser signed
+                               in, 1 to 3650 days from the sign-in (default: 30)
+  --remember-grace-seconds N   how long the remember-me token a restore just replaced still
+                               signs in the browser's other requests of the same burst, 0 to
+                               3600; a copied cookie used after that signs everybody out
+                               (default: 20)
+  -h, --help                   print this message";
 
 /// What the command line asked for.
 struct Options {
@@ -218,6 +277,10 @@ struct Options {
     db: String,
     /// How long a sign-in counts as recent ("sudo mode").
     sudo: Duration,
+    /// How long a browser stays remembered.
+    remember_lifetime: Duration,
+    /// How long a just-replaced remember-me token still signs in.
+    remember_grace: Duration,
 }
 
 /// Why the command line was refused, or a request for help.
@@ -230,6 +293,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
     let mut addr: Option<SocketAddr> = None;
     let mut db: Option<String> = None;
     let mut sudo_seconds: Option<u64> = None;
+    let mut remember_days: Option<u64> = None;
+    let mut remember_grace: Option<u64> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(ArgsError::Help),
@@ -268,6 +333,40 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
                     })?;
                 sudo_seconds = Some(parsed);
             }
+            "--remember-days" => {
+                let value = args.next().ok_or_else(|| {
+                    ArgsError::Bad("--remember-days needs a value (a number of days)".into())
+                })?;
+                let parsed = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|days| (1..=MAX_REMEMBER_DAYS).contains(days))
+                    .ok_or_else(|| {
+                        ArgsError::Bad(format!(
+                            "--remember-days: {value:?} is not a whole number of days from 1 to \
+                             {MAX_REMEMBER_DAYS}"
+                        ))
+                    })?;
+                remember_days = Some(parsed);
+            }
+            "--remember-grace-seconds" => {
+                let value = args.next().ok_or_else(|| {
+                    ArgsError::Bad(
+                        "--remember-grace-seconds needs a value (a number of seconds)".into(),
+                    )
+                })?;
+                let parsed = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|seconds| *seconds <= MAX_REMEMBER_GRACE_SECONDS)
+                    .ok_or_else(|| {
+                        ArgsError::Bad(format!(
+                            "--remember-grace-seconds: {value:?} is not a whole number of \
+                             seconds from 0 to {MAX_REMEMBER_GRACE_SECONDS}"
+                        ))
+                    })?;
+                remember_grace = Some(parsed);
+            }
             other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
         }
     }
@@ -281,6 +380,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
         addr,
         db: db.unwrap_or_else(|| DEFAULT_DB.to_owned()),
         sudo: Duration::from_secs(sudo_seconds.unwrap_or(DEFAULT_SUDO_SECONDS)),
+        remember_lifetime: Duration::from_secs(
+            remember_days.unwrap_or(DEFAULT_REMEMBER_DAYS) * 24 * 60 * 60,
+        ),
+        remember_grace: Duration::from_secs(
+            remember_grace.unwrap_or(DEFAULT_REMEMBER_GRACE_SECONDS),
+        ),
     })
 }
 
@@ -295,6 +400,9 @@ struct App {
     sudo: Duration,
     /// `http://HOST:PORT`, as the demo listens.
     base: String,
+    /// The name of the remember-me cookie (`keycard-remember` with the
+    /// demo's development cookies).
+    remember_cookie: String,
 }
 
 #[tokio::main]
@@ -340,7 +448,14 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let tokens = ApiTokens::new(store.clone(), sessions.admin());
     // Sign-in links ("magic links"): single-use, bound to the account's
     // password (a change kills every outstanding link).
-    let links = OneTimeTokens::new(store, passwords.clone());
+    let links = OneTimeTokens::new(store.clone(), passwords.clone());
+    // "Remember me on this device": a revocable, rotating token in a second
+    // cookie signs the browser back in after a restart. Sign-out, "sign
+    // out everywhere else", ending a session and a password change end it.
+    let remember = RememberMe::new(store, sessions.admin())
+        .lifetime(options.remember_lifetime)
+        .grace_window(options.remember_grace);
+    let remember_cookie = sessions.config().remember_cookie_name().to_owned();
     println!(
         "keycard demo: sessions, accounts and API tokens in {}",
         options.db
@@ -363,7 +478,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .authenticator(tokens.clone())
         .login_url("/")
         .confirm_url(CONFIRM_URL)
-        .recent_auth_within(options.sudo);
+        .recent_auth_within(options.sudo)
+        .remember(remember);
 
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     let local = listener.local_addr()?;
@@ -381,6 +497,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/sessions", get(sessions_page))
         .route("/sessions/end-others", post(end_others))
         .route("/sessions/{id}/end", post(end_one))
+        .route("/remembered/forget", post(forget_this_browser))
+        .route("/remembered/{id}/revoke", post(revoke_remembered))
         .route("/account/password", post(change_password))
         .route(CONFIRM_URL, get(confirm_page).post(confirm))
         .route("/tokens", get(tokens_page).post(create_token))
@@ -393,6 +511,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             links,
             sudo: options.sudo,
             base: format!("http://{local}"),
+            remember_cookie,
         })
         .layer(auth)
         .layer(sessions);
@@ -580,6 +699,7 @@ async fn home(
 <form method="post" action="/login">{csrf}
 <label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
 <label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>
+<label><input type="checkbox" name="remember" value="on"> Remember me on this device</label>
 {next_field}<button>Sign in</button>
 </form>
 <form method="post" action="/login/link">{csrf}
@@ -617,13 +737,20 @@ struct LoginForm {
     /// Where to go next: a path on this site, or home.
     #[serde(default)]
     next: String,
+    /// The "remember me on this device" box: `on` when ticked, missing
+    /// when not.
+    remember: Option<String>,
 }
 
 /// `POST /login`: checks the user name and password and signs in,
-/// recording [`method::PASSWORD`] as how the user signed in.
+/// recording [`method::PASSWORD`] as how the user signed in. With "remember
+/// me" ticked the browser is remembered too ([`Remember::this_device`]);
+/// unticked, a browser remembered before is forgotten.
 async fn login(
     State(app): State<App>,
     session: Session,
+    remember: Remember,
+    headers: axum::http::HeaderMap,
     form: Result<CsrfForm<LoginForm>, CsrfRejection>,
 ) -> Result<Response, keycard::Error> {
     let form = match form {
@@ -661,12 +788,36 @@ async fn login(
     session
         .login_with(Login::new(user_id).method(method::PASSWORD))
         .await?;
+    // After the sign-in: the series is the signed-in user's.
+    if form
+        .remember
+        .as_deref()
+        .is_some_and(|value| !value.is_empty())
+    {
+        remember.this_device().await?;
+    } else if has_cookie(&headers, &app.remember_cookie) {
+        remember.forget_this_device().await?;
+    }
     let target = if is_local_path(&form.next) {
         form.next.as_str()
     } else {
         "/"
     };
     Ok(Redirect::to(target).into_response())
+}
+
+/// Whether the request brought a cookie named `name`.
+fn has_cookie(headers: &axum::http::HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .any(|pair| {
+            pair.trim()
+                .split_once('=')
+                .is_some_and(|(key, _)| key == name)
+        })
 }
 
 /// Whether `target` is a path on this site that is safe to redirect to:
@@ -904,11 +1055,13 @@ async fn take_flash(session: &Session, key: &str) -> Result<String, keycard::Err
 async fn sessions_page(
     State(app): State<App>,
     session: Session,
+    remember: Remember,
 ) -> Result<Response, keycard::Error> {
     let Some(user) = session.user_id().await? else {
         return Ok(Redirect::to("/").into_response());
     };
     let sessions = session.user_sessions().await?;
+    let remembered = remember.devices().await?;
     let flash = take_flash(&session, FLASH).await?;
     let csrf = csrf_field(&session).await?;
 
@@ -925,6 +1078,7 @@ async fn sessions_page(
     } else {
         r#"<p class="note">You are not signed in anywhere else.</p>"#.to_owned()
     };
+    let remembered = remembered_section(&remembered, &csrf);
     let body = format!(
         r#"<h1>Your sessions</h1>
 {flash}<p>Signed in as <strong>{user}</strong> on {count}.</p>
@@ -935,6 +1089,7 @@ async fn sessions_page(
 <p class="note">Signing out everywhere else asks you to confirm your password if you signed in
 more than {sudo} ago.</p>
 <form method="post" action="/logout">{csrf}<button>Sign out this device</button></form>
+{remembered}
 <h2>Change your password</h2>
 <form method="post" action="/account/password">{csrf}
 <label>Current password <input name="current" type="password" required maxlength="1024" autocomplete="current-password"></label>
@@ -953,6 +1108,68 @@ more than {sudo} ago.</p>
     Ok(page("Your sessions", &body).into_response())
 }
 
+/// The "Remembered browsers" part of the sessions page: each browser
+/// that ticked "remember me", with a form to revoke it, and one to forget
+/// this browser if it is one of them. `csrf` is the forms' token field;
+/// every value escaped.
+fn remembered_section(browsers: &[RememberedBrowser], csrf: &str) -> String {
+    let list = if browsers.is_empty() {
+        r#"<p class="note">No browser is remembered: tick "Remember me on this device" when you
+sign in to stay signed in after closing the browser.</p>"#
+            .to_owned()
+    } else {
+        let rows: String = browsers
+            .iter()
+            .map(|browser| remembered_row(browser, csrf))
+            .collect();
+        format!(
+            r#"<table class="sessions" id="remembered">
+<tr><th>Browser</th><th>Remembered since</th><th>Last used</th><th>Expires</th><th></th></tr>
+{rows}</table>"#
+        )
+    };
+    let forget = if browsers.iter().any(|browser| browser.current) {
+        format!(
+            r#"<form method="post" action="/remembered/forget">{csrf}<button>Forget this browser</button></form>
+<p class="note">Forgetting keeps you signed in for now; after closing the browser you sign in
+again.</p>"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<h2>Remembered browsers</h2>
+<p class="note">A remembered browser is signed back in after a restart, without the password,
+until it expires or you revoke it here. Revoking one signs it out.</p>
+{list}
+{forget}"#
+    )
+}
+
+/// One row of the remembered browsers table; every value escaped.
+fn remembered_row(browser: &RememberedBrowser, csrf: &str) -> String {
+    let device = browser.device.as_deref().unwrap_or("unknown browser");
+    let this = if browser.current {
+        " <strong>(this browser)</strong>"
+    } else {
+        ""
+    };
+    format!(
+        r#"<tr{class}><td>{device}{this}</td><td>{created}</td><td>{last}</td><td>{expires}</td><td><form method="post" action="/remembered/{id}/revoke">{csrf}<button>Revoke</button></form></td></tr>
+"#,
+        class = if browser.current {
+            r#" class="current""#
+        } else {
+            ""
+        },
+        device = escape(device),
+        created = escape(&time(browser.created_at)),
+        last = escape(&time(browser.last_used_at)),
+        expires = escape(&time(browser.expires_at)),
+        id = browser.id,
+    )
+}
+
 /// One row of the sessions table, `csrf` being the forms' token field;
 /// every value escaped.
 fn session_row(info: &SessionInfo, csrf: &str) -> String {
@@ -966,7 +1183,12 @@ fn session_row(info: &SessionInfo, csrf: &str) -> String {
     };
     let method = info.auth_method.as_deref().unwrap_or("unknown");
     let method = match &info.signed_in_by {
-        Some(credential) => format!("{method} ({credential})"),
+        // A session that a remembered browser opened, or that asked for
+        // its browser to be remembered: which one.
+        Some(credential) => match credential.strip_prefix("remember:") {
+            Some(id) => format!("{method} (remembered browser {id})"),
+            None => format!("{method} ({credential})"),
+        },
         None => method.to_owned(),
     };
     format!(
@@ -1061,6 +1283,87 @@ async fn end_others(
         n => format!("Signed out {n} other sessions."),
     };
     session.insert(FLASH, message).await?;
+    Ok(Redirect::to("/sessions").into_response())
+}
+
+/// `POST /remembered/{id}/revoke`: forgets one of the user's remembered
+/// browsers and signs out the sessions it opened ([`Remember::revoke`]);
+/// revoking this browser signs out here.
+async fn revoke_remembered(
+    session: Session,
+    remember: Remember,
+    id: Result<Path<String>, PathRejection>,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/sessions"));
+    }
+    let Some(id) = id
+        .ok()
+        .and_then(|Path(text)| text.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+    else {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "No such browser",
+            "A remembered browser is named by a positive whole number.",
+            "/sessions",
+        ));
+    };
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    if session.user_id().await?.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let current = remember
+        .devices()
+        .await?
+        .iter()
+        .any(|browser| browser.current && browser.id == id);
+    if remember.revoke(id).await? {
+        if current {
+            // `revoke` signed this session out: nothing left to show.
+            return Ok(Redirect::to("/").into_response());
+        }
+        session
+            .insert(
+                FLASH,
+                "That browser is forgotten and signed out: it signs in with the password again.",
+            )
+            .await?;
+    } else {
+        session
+            .insert(
+                FLASH,
+                "That browser is not one of yours, or is no longer remembered.",
+            )
+            .await?;
+    }
+    Ok(Redirect::to("/sessions").into_response())
+}
+
+/// `POST /remembered/forget`: forgets this browser
+/// ([`Remember::forget_this_device`]): it stays signed in for now, but
+/// after a restart it signs in with the password again.
+async fn forget_this_browser(
+    session: Session,
+    remember: Remember,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, "/sessions"));
+    }
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    if session.user_id().await?.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    remember.forget_this_device().await?;
+    session
+        .insert(FLASH, "This browser is no longer remembered.")
+        .await?;
     Ok(Redirect::to("/sessions").into_response())
 }
 

@@ -61,6 +61,17 @@ const LINK_ON_ITS_WAY: &str = "If that account exists, a sign-in link is on its 
 /// The demo's answer to a sign-in link that cannot sign in.
 const LINK_INVALID: &str = "This link is not valid any more.";
 
+/// The remember-me cookie, as the demo names it (development cookies: no
+/// `__Host-` prefix).
+const REMEMBER_COOKIE: &str = "keycard-remember";
+
+/// How long the demo remembers a browser by default (`--remember-days`
+/// 30), in seconds.
+const THIRTY_DAYS: i64 = 30 * 24 * 60 * 60;
+
+/// The sign-in form's "remember me" box.
+const REMEMBER_BOX: &str = r#"<input type="checkbox" name="remember" value="on">"#;
+
 /// A running demo, killed when dropped.
 struct Demo {
     child: Child,
@@ -442,6 +453,59 @@ impl Browser {
         assert_eq!(self.user().await.as_deref(), Some(user));
     }
 
+    /// Signs in as `user` with "remember me on this device" ticked, checks
+    /// it worked, and returns the sign-in's answer.
+    async fn sign_in_remembered(&mut self, user: &str, password: &str) -> Reply {
+        let reply = self
+            .submit(
+                "/login",
+                &[("name", user), ("password", password), ("remember", "on")],
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/"),
+            "{}",
+            reply.body
+        );
+        assert!(
+            self.jar.contains_key(REMEMBER_COOKIE),
+            "a remember-me cookie: {:?}",
+            reply.headers
+        );
+        assert_eq!(self.user().await.as_deref(), Some(user));
+        reply
+    }
+
+    /// The value of this browser's remember-me cookie.
+    fn remember_cookie(&self) -> String {
+        self.jar
+            .get(REMEMBER_COOKIE)
+            .unwrap_or_else(|| panic!("no remember-me cookie: {:?}", self.jar))
+            .clone()
+    }
+
+    /// A browser of `demo` holding only the remember-me cookie `value`:
+    /// one that was closed and opened again (its session cookies were
+    /// for the browsing session only), or that got hold of a copy.
+    fn with_remember_cookie(demo: &Demo, value: &str) -> Self {
+        let mut browser = Browser::new(demo);
+        browser
+            .jar
+            .insert(REMEMBER_COOKIE.to_owned(), value.to_owned());
+        browser
+    }
+
+    /// This browser's remembered browser on its sessions page: its id.
+    async fn remembered_id(&mut self) -> String {
+        let page = self.get("/sessions").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        remembered_rows(&page.body)
+            .into_iter()
+            .find_map(|(id, current)| current.then_some(id))
+            .unwrap_or_else(|| panic!("this browser is not remembered:\n{}", page.body))
+    }
+
     /// Who the home page says is signed in; `None` for anonymous.
     async fn user(&mut self) -> Option<String> {
         let home = self.get("/").await;
@@ -570,6 +634,51 @@ fn revoke_ids(page: &str) -> Vec<String> {
         .collect()
 }
 
+/// The remembered browsers on a sessions page, in page order: the id in
+/// each one's revoke form, and whether it is "(this browser)".
+fn remembered_rows(page: &str) -> Vec<(String, bool)> {
+    page.lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(r#"action="/remembered/"#)?;
+            let (id, _) = rest.split_once(r#"/revoke""#)?;
+            Some((id.to_owned(), line.contains("(this browser)")))
+        })
+        .collect()
+}
+
+/// The ids of the remembered browsers on a sessions page.
+fn remembered_ids(page: &str) -> Vec<String> {
+    remembered_rows(page)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The cookie `name` that `reply` sets, if it sets one.
+fn set_cookie(reply: &Reply, name: &str) -> Option<cookie::Cookie<'static>> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| cookie::Cookie::parse(value.to_owned()).ok())
+        .find(|cookie| cookie.name() == name)
+}
+
+/// Whether `reply` removes the cookie `name` (`Max-Age=0`).
+fn removes_cookie(reply: &Reply, name: &str) -> bool {
+    set_cookie(reply, name)
+        .is_some_and(|cookie| cookie.max_age() == Some(cookie::time::Duration::ZERO))
+}
+
+/// The cookies of `jar` but the remember-me one: the session's.
+fn session_cookies(jar: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    jar.iter()
+        .filter(|(name, _)| *name != REMEMBER_COOKIE)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 /// The ids of the other sessions a sessions page offers to end.
 fn other_session_ids(page: &str) -> Vec<String> {
     page.split(r#"action="/sessions/"#)
@@ -634,6 +743,8 @@ struct Account {
     other_sessions: Vec<String>,
     /// The token ids on the victim's tokens page.
     tokens: Vec<String>,
+    /// The remembered browsers on the victim's sessions page.
+    remembered: Vec<(String, bool)>,
     /// Who the victim's other browser is signed in as.
     other_browser: Option<String>,
 }
@@ -651,13 +762,15 @@ impl Account {
             visits,
             other_sessions: other_session_ids(&sessions.body),
             tokens: revoke_ids(&tokens.body),
+            remembered: remembered_rows(&sessions.body),
             other_browser: other.user().await,
         }
     }
 }
 
 /// A victim signed in as ada, with a visit counted, one token and a second
-/// signed-in browser; and grace's password, for the attacker's forms.
+/// signed-in browser, both remembered; and grace's password, for the
+/// attacker's forms.
 struct Scene {
     demo: Demo,
     victim: Browser,
@@ -667,6 +780,9 @@ struct Scene {
     token_id: String,
     token_secret: String,
     other_session: String,
+    /// The other browser's remembered browser: a forged revocation would
+    /// sign it out.
+    other_remembered: String,
     /// A sign-in link of grace's, unused: a forged redemption would sign
     /// the victim in as grace.
     grace_link: String,
@@ -678,13 +794,14 @@ impl Scene {
         let ada_password = demo.password("ada").to_owned();
         let grace_password = demo.password("grace").to_owned();
         let mut victim = Browser::new(&demo);
-        victim.sign_in("ada", &ada_password).await;
+        victim.sign_in_remembered("ada", &ada_password).await;
         let reply = victim.submit("/visit", &[]).await;
         assert_eq!(reply.status, 303, "{}", reply.body);
         assert_eq!(victim.visits().await, 1);
         let (token_id, token_secret) = victim.create_token("victim's token").await;
         let mut other = Browser::new(&demo);
-        other.sign_in("ada", &ada_password).await;
+        other.sign_in_remembered("ada", &ada_password).await;
+        let other_remembered = other.remembered_id().await;
         let others = other_session_ids(&victim.get("/sessions").await.body);
         assert_eq!(others.len(), 1, "{others:?}");
         let other_session = others[0].clone();
@@ -698,6 +815,7 @@ impl Scene {
             token_id,
             token_secret,
             other_session,
+            other_remembered,
             grace_link,
         }
     }
@@ -724,6 +842,11 @@ impl Scene {
             (format!("/sessions/{}/end", self.other_session), vec![]),
             ("/tokens".to_owned(), vec![("name", "forged".to_owned())]),
             (format!("/tokens/{}/revoke", self.token_id), vec![]),
+            (
+                format!("/remembered/{}/revoke", self.other_remembered),
+                vec![],
+            ),
+            ("/remembered/forget".to_owned(), vec![]),
             (
                 "/account/password".to_owned(),
                 vec![
@@ -1069,6 +1192,17 @@ async fn forged_cross_origin_posts_change_nothing_on_any_route() {
     assert_eq!(before.other_sessions, [scene.other_session.clone()]);
     assert_eq!(before.tokens, [scene.token_id.clone()]);
     assert_eq!(before.other_browser.as_deref(), Some("ada"));
+    assert_eq!(before.remembered.len(), 2, "{:?}", before.remembered);
+    assert_eq!(
+        before
+            .remembered
+            .iter()
+            .filter(|(_, current)| *current)
+            .count(),
+        1,
+        "{:?}",
+        before.remembered
+    );
     let token = scene.victim.token().await;
     let routes = scene.routes();
 
@@ -1590,6 +1724,16 @@ async fn demo_and_api_client_refuse_bad_arguments() {
         &["--sudo-seconds", "0"],
         &["--sudo-seconds", "-5"],
         &["--sudo-seconds", "soon"],
+        &["--remember-days"],
+        &["--remember-days", "0"],
+        &["--remember-days", "-1"],
+        &["--remember-days", "3651"],
+        &["--remember-days", "a month"],
+        &["--remember-days", "99999999999999999999"],
+        &["--remember-grace-seconds"],
+        &["--remember-grace-seconds", "-1"],
+        &["--remember-grace-seconds", "3601"],
+        &["--remember-grace-seconds", "soon"],
     ] {
         let output = Command::new(example_binary::example_binary("demo"))
             .args(args)
@@ -1645,7 +1789,8 @@ async fn the_notes_example_keeps_a_note_and_its_session_value_or_neither() {
     );
 }
 
-/// The demo's help names every flag, the new `--sudo-seconds` too.
+/// The demo's help names every flag, the new `--sudo-seconds` and the
+/// remember-me ones too.
 #[test]
 fn demo_help_names_its_flags() {
     let output = Command::new(example_binary::example_binary("demo"))
@@ -1654,7 +1799,14 @@ fn demo_help_names_its_flags() {
         .expect("run the demo");
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--addr", "--db", "--sudo-seconds", "--help"] {
+    for flag in [
+        "--addr",
+        "--db",
+        "--sudo-seconds",
+        "--remember-days",
+        "--remember-grace-seconds",
+        "--help",
+    ] {
         assert!(help.contains(flag), "{flag}: {help}");
     }
 }
@@ -2213,4 +2365,531 @@ async fn the_own_users_example_signs_in_against_its_own_table() {
     assert_eq!(gone.status, 401, "{}", gone.body);
     assert!(browser.jar.is_empty(), "signed out: {:?}", browser.jar);
     assert_eq!(app.session_rows().await, 0);
+}
+
+/// "Remember me on this device": the sign-in sets a long-lived HttpOnly
+/// cookie; a browser holding only that cookie (closed and opened again,
+/// here even after the demo restarted) is signed back in on its first
+/// page, with new session cookies, a rotated remember-me cookie and the
+/// method `remember`. Without the box ticked there is no such cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_browser_is_signed_back_in_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("demo.db");
+    let demo = Demo::start(&db);
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    let home = browser.get("/").await;
+    assert!(
+        home.body.contains(REMEMBER_BOX) && home.body.contains("Remember me on this device"),
+        "{}",
+        home.body
+    );
+
+    let reply = browser.sign_in_remembered("ada", &password).await;
+    let cookie = set_cookie(&reply, REMEMBER_COOKIE).expect("a remember-me cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie}");
+    assert_eq!(cookie.path(), Some("/"), "{cookie}");
+    let max_age = cookie.max_age().expect("Max-Age").whole_seconds();
+    assert!(
+        (THIRTY_DAYS - 120..=THIRTY_DAYS).contains(&max_age),
+        "about 30 days: {cookie}"
+    );
+    assert!(reply.all("cache-control").contains("no-store"));
+    let remembered = cookie.value().to_owned();
+    let signed_in = session_cookies(&browser.jar);
+    assert!(!signed_in.is_empty(), "{:?}", browser.jar);
+
+    let page = browser.get("/sessions").await;
+    assert!(
+        page.body.contains("<h2>Remembered browsers</h2>"),
+        "{}",
+        page.body
+    );
+    let rows = remembered_rows(&page.body);
+    assert_eq!(rows.len(), 1, "{}", page.body);
+    assert!(rows[0].1, "(this browser): {}", page.body);
+    assert!(
+        page.body.contains(r#"action="/remembered/forget""#)
+            && page.body.contains("Forget this browser"),
+        "{}",
+        page.body
+    );
+
+    // The demo restarts too: the remembered browser is kept in its database.
+    drop(demo);
+    let demo = Demo::start(&db);
+    let mut restarted = Browser::with_remember_cookie(&demo, &remembered);
+    let page = restarted.get("/sessions").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Signed in as <strong>ada</strong>"),
+        "{}",
+        page.body
+    );
+    let rotated = set_cookie(&page, REMEMBER_COOKIE).expect("a rotated remember-me cookie");
+    assert_ne!(rotated.value(), remembered, "a new token");
+    assert_eq!(rotated.http_only(), Some(true), "{rotated}");
+    let rotated_age = rotated.max_age().expect("Max-Age").whole_seconds();
+    assert!(
+        rotated_age <= max_age && rotated_age > max_age - 300,
+        "the same expiry, not extended: {rotated}"
+    );
+    let restored = session_cookies(&restarted.jar);
+    assert!(!restored.is_empty(), "new session cookies");
+    for (name, value) in &restored {
+        assert_ne!(signed_in.get(name), Some(value), "{name}: a new session");
+    }
+    assert_eq!(remembered_rows(&page.body).len(), 1, "{}", page.body);
+    assert!(remembered_rows(&page.body)[0].1, "{}", page.body);
+    // How it signed in: on the sessions page (this session's row, and the
+    // first browser's), the home page and the API.
+    let page = restarted.get("/sessions").await;
+    let current = page
+        .body
+        .lines()
+        .find(|line| line.contains("<strong>this device</strong>"))
+        .unwrap_or_else(|| panic!("no row for this session:\n{}", page.body));
+    assert!(
+        current.contains("<td>remember (remembered browser "),
+        "{current}"
+    );
+    assert_eq!(other_session_ids(&page.body).len(), 1, "{}", page.body);
+    assert!(
+        page.body.contains("<td>password (remembered browser "),
+        "the session that asked: {}",
+        page.body
+    );
+    let home = restarted.get("/").await;
+    assert_eq!(signed_in_user(&home.body).as_deref(), Some("ada"));
+    assert!(home.body.contains("(by remember)"), "{}", home.body);
+    assert!(home.headers.get("set-cookie").is_none(), "one restore");
+    assert_eq!(
+        restarted.get("/api/whoami").await.body.trim(),
+        "ada remember human"
+    );
+
+    // A request of the same burst with the token just replaced (within
+    // the grace window) is signed in for itself only: no cookie.
+    let mut racing = Browser::with_remember_cookie(&demo, &remembered);
+    let reply = racing.get("/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(signed_in_user(&reply.body).as_deref(), Some("ada"));
+    assert!(
+        reply.headers.get("set-cookie").is_none(),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(restarted.user().await.as_deref(), Some("ada"), "no theft");
+
+    // Without the box ticked: no remember-me cookie.
+    let mut plain = Browser::new(&demo);
+    let reply = plain
+        .submit("/login", &[("name", "ada"), ("password", &password)])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert!(
+        set_cookie(&reply, REMEMBER_COOKIE).is_none(),
+        "{:?}",
+        reply.headers
+    );
+    assert!(!plain.jar.contains_key(REMEMBER_COOKIE), "{:?}", plain.jar);
+    assert_eq!(plain.user().await.as_deref(), Some("ada"));
+    let page = plain.get("/sessions").await;
+    assert!(!page.body.contains("/remembered/forget"), "{}", page.body);
+    let rows = remembered_rows(&page.body);
+    assert_eq!(rows.len(), 1, "the other browser's: {}", page.body);
+    assert!(!rows[0].1, "not this one: {}", page.body);
+    assert!(
+        Browser::new(&demo).user().await.is_none(),
+        "nobody else is signed in"
+    );
+}
+
+/// A remember-me cookie copied to a second browser: once the original has
+/// been signed back in (rotating the token) and the grace window is over,
+/// the copy's token is an old one. The copy is refused, and every session
+/// and remembered browser of the user ends, the original's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_remember_cookie_signs_everybody_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(
+        &dir.path().join("demo.db"),
+        &["--remember-grace-seconds", "1"],
+    );
+    let password = demo.password("ada").to_owned();
+    let grace_password = demo.password("grace").to_owned();
+    let mut original = Browser::new(&demo);
+    original.sign_in_remembered("ada", &password).await;
+    let copied = original.remember_cookie();
+    let mut elsewhere = Browser::new(&demo);
+    elsewhere.sign_in("ada", &password).await;
+    let mut grace = Browser::new(&demo);
+    grace.sign_in_remembered("grace", &grace_password).await;
+
+    // The original browser restarts and is signed back in: a new token.
+    let mut restored = Browser::with_remember_cookie(&demo, &copied);
+    assert_eq!(restored.user().await.as_deref(), Some("ada"));
+    let rotated = restored.remember_cookie();
+    assert_ne!(rotated, copied);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The copy, used after the grace window: refused, its cookie removed.
+    let mut thief = Browser::with_remember_cookie(&demo, &copied);
+    let reply = thief.get("/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(signed_in_user(&reply.body), None, "{}", reply.body);
+    assert!(
+        removes_cookie(&reply, REMEMBER_COOKIE),
+        "{:?}",
+        reply.headers
+    );
+    assert!(thief.jar.is_empty(), "{:?}", thief.jar);
+    let reply = thief.get("/sessions").await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+
+    // Every sign-in of ada ended: the restored browser, the one that asked
+    // to be remembered, and the one signed in with the password.
+    assert_eq!(restored.user().await, None, "the restored browser");
+    assert!(!restored.jar.contains_key(REMEMBER_COOKIE));
+    assert_eq!(original.user().await, None, "the original session");
+    assert_eq!(elsewhere.user().await, None, "ada's other session");
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &rotated).user().await,
+        None,
+        "the rotated token restores nothing"
+    );
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &copied).user().await,
+        None,
+        "nor the copy, again"
+    );
+    // Another user is not concerned.
+    assert_eq!(grace.user().await.as_deref(), Some("grace"));
+    grace.remembered_id().await;
+    // The password signs in again.
+    original.sign_in("ada", &password).await;
+}
+
+/// Signing out on a remembered browser forgets it: its remember-me cookie
+/// is removed, and a copy of it restores nothing. "Sign out everywhere
+/// else" forgets the other remembered browsers and keeps this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_forgets_the_remembered_browser() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in_remembered("ada", &password).await;
+    let remembered = browser.remember_cookie();
+
+    let reply = browser.submit("/logout", &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert!(
+        removes_cookie(&reply, REMEMBER_COOKIE),
+        "{:?}",
+        reply.headers
+    );
+    assert!(browser.jar.is_empty(), "{:?}", browser.jar);
+    let mut restarted = Browser::with_remember_cookie(&demo, &remembered);
+    let reply = restarted.get("/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(signed_in_user(&reply.body), None, "{}", reply.body);
+    assert!(
+        removes_cookie(&reply, REMEMBER_COOKIE),
+        "{:?}",
+        reply.headers
+    );
+    assert!(restarted.jar.is_empty(), "{:?}", restarted.jar);
+    assert_eq!(demo.session_rows().await, 0, "no session was restored");
+
+    // Sign out everywhere else: the other remembered browser is forgotten.
+    let mut here = Browser::new(&demo);
+    here.sign_in_remembered("ada", &password).await;
+    let here_cookie = here.remember_cookie();
+    let mut there = Browser::new(&demo);
+    there.sign_in_remembered("ada", &password).await;
+    let there_cookie = there.remember_cookie();
+    assert_eq!(remembered_ids(&here.get("/sessions").await.body).len(), 2);
+    let reply = here.submit("/sessions/end-others", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(there.user().await, None, "signed out everywhere else");
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &there_cookie)
+            .user()
+            .await,
+        None,
+        "and not remembered any more"
+    );
+    let rows = remembered_rows(&here.get("/sessions").await.body);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].1, "this browser stays remembered: {rows:?}");
+    assert_eq!(here.user().await.as_deref(), Some("ada"));
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &here_cookie)
+            .user()
+            .await
+            .as_deref(),
+        Some("ada"),
+        "this browser is still signed back in after a restart"
+    );
+}
+
+/// Browser B revokes browser A's remembered browser from B's sessions
+/// page: A is signed out at its next page, and A's remember-me cookie
+/// restores nothing. Another user cannot revoke it; "forget this
+/// browser" keeps the session but ends the remembering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_remembered_browser_from_the_sessions_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let grace_password = demo.password("grace").to_owned();
+    let mut a = Browser::new(&demo);
+    a.sign_in_remembered("ada", &password).await;
+    let a_cookie = a.remember_cookie();
+    let a_id = a.remembered_id().await;
+    let mut b = Browser::new(&demo);
+    b.sign_in_remembered("ada", &password).await;
+    let b_cookie = b.remember_cookie();
+    let b_id = b.remembered_id().await;
+    assert_ne!(a_id, b_id);
+
+    let page = b.get("/sessions").await;
+    assert_eq!(
+        remembered_rows(&page.body),
+        [(a_id.clone(), false), (b_id.clone(), true)],
+        "{}",
+        page.body
+    );
+    let reply = b.submit(&format!("/remembered/{a_id}/revoke"), &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    let page = b.get("/sessions").await;
+    assert!(
+        page.body
+            .contains("That browser is forgotten and signed out"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        remembered_ids(&page.body),
+        std::slice::from_ref(&b_id),
+        "{}",
+        page.body
+    );
+    assert!(other_session_ids(&page.body).is_empty(), "{}", page.body);
+
+    // A is signed out at its next page, and its cookie restores nothing.
+    let reply = a.get("/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(signed_in_user(&reply.body), None, "{}", reply.body);
+    assert!(!a.jar.contains_key(REMEMBER_COOKIE), "{:?}", a.jar);
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &a_cookie).user().await,
+        None
+    );
+    assert_eq!(b.user().await.as_deref(), Some("ada"), "B stays");
+
+    // Revoking again, or another user's browser: nothing happens.
+    let reply = b.submit(&format!("/remembered/{a_id}/revoke"), &[]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+    assert!(
+        b.get("/sessions")
+            .await
+            .body
+            .contains("That browser is not one of yours, or is no longer remembered."),
+    );
+    let mut grace = Browser::new(&demo);
+    grace.sign_in_remembered("grace", &grace_password).await;
+    let reply = grace
+        .submit(&format!("/remembered/{b_id}/revoke"), &[])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+    assert!(
+        grace
+            .get("/sessions")
+            .await
+            .body
+            .contains("not one of yours")
+    );
+    assert_eq!(b.remembered_id().await, b_id, "still remembered");
+    for bad in ["abc", "0", "-1", "99999999999999999999"] {
+        let reply = b.submit(&format!("/remembered/{bad}/revoke"), &[]).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+    }
+    assert_eq!(b.remembered_id().await, b_id);
+
+    // Revoking this browser signs out here.
+    let grace_id = grace.remembered_id().await;
+    let reply = grace
+        .submit(&format!("/remembered/{grace_id}/revoke"), &[])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(grace.user().await, None);
+    assert!(!grace.jar.contains_key(REMEMBER_COOKIE), "{:?}", grace.jar);
+
+    // Forgetting this browser: still signed in, but not remembered.
+    let reply = b.submit("/remembered/forget", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/sessions"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        removes_cookie(&reply, REMEMBER_COOKIE),
+        "{:?}",
+        reply.headers
+    );
+    assert!(!b.jar.contains_key(REMEMBER_COOKIE), "{:?}", b.jar);
+    let page = b.get("/sessions").await;
+    assert!(
+        page.body.contains("This browser is no longer remembered."),
+        "{}",
+        page.body
+    );
+    assert!(remembered_ids(&page.body).is_empty(), "{}", page.body);
+    assert!(!page.body.contains("/remembered/forget"), "{}", page.body);
+    assert_eq!(b.user().await.as_deref(), Some("ada"));
+    assert_eq!(
+        Browser::with_remember_cookie(&demo, &b_cookie).user().await,
+        None
+    );
+}
+
+/// A sign-in restored from a remembered browser is never recent: creating
+/// an API token (or signing out everywhere else) confirms the password
+/// first, even right after the restore; confirming makes the method
+/// `password`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_sign_in_confirms_the_password_before_creating_a_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut first = Browser::new(&demo);
+    first.sign_in_remembered("ada", &password).await;
+    let remembered = first.remember_cookie();
+    // The sign-in that asked is recent: a token at once.
+    first.create_token("at once").await;
+
+    let mut restored = Browser::with_remember_cookie(&demo, &remembered);
+    assert_eq!(restored.user().await.as_deref(), Some("ada"));
+    assert!(restored.get("/").await.body.contains("(by remember)"));
+    let reply = restored
+        .submit_html("/tokens", &[("name", "restored")])
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/tokens"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(revoke_ids(&restored.get("/tokens").await.body).len(), 1);
+    let reply = restored.submit_html("/sessions/end-others", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/confirm?next=/sessions"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(first.user().await.as_deref(), Some("ada"), "nothing ended");
+
+    let reply = restored.confirm("not the password", "/tokens").await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let reply = restored.confirm(&password, "/tokens").await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/tokens"),
+        "{}",
+        reply.body
+    );
+    assert!(restored.get("/").await.body.contains("(by password)"));
+    let (_, secret) = restored.create_token("confirmed").await;
+    let (status, body) = bearer_whoami(&plain_client(), &demo, &secret).await;
+    assert_eq!((status, body.as_str()), (200, "ada bearer api"));
+    assert_eq!(revoke_ids(&restored.get("/tokens").await.body).len(), 2);
+    // Still the remembered browser.
+    restored.remembered_id().await;
+}
+
+/// A remember-me cookie that cannot be one (truncated, 10 KB, empty, made
+/// up, sent twice with two values) gets the normal anonymous page, never
+/// a server error, and is removed; the real one still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_remember_cookie_gets_an_anonymous_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut owner = Browser::new(&demo);
+    owner.sign_in_remembered("ada", &password).await;
+    let real = owner.remember_cookie();
+    let (series, _) = real.split_once('.').expect("series.token");
+    let made_up = format!("{}.{}", "A".repeat(43), "A".repeat(43));
+    let cases = [
+        (
+            "truncated",
+            format!("{REMEMBER_COOKIE}={}", &real[..real.len() - 5]),
+        ),
+        ("the series only", format!("{REMEMBER_COOKIE}={series}")),
+        (
+            "10 KB",
+            format!("{REMEMBER_COOKIE}={}", "A".repeat(10 * 1024)),
+        ),
+        ("empty", format!("{REMEMBER_COOKIE}=")),
+        ("made up", format!("{REMEMBER_COOKIE}={made_up}")),
+        (
+            "not base64url",
+            format!("{REMEMBER_COOKIE}=%00%FF.<script>"),
+        ),
+        (
+            "two values",
+            format!("{REMEMBER_COOKIE}={real}; {REMEMBER_COOKIE}={made_up}"),
+        ),
+    ];
+    for (what, header) in &cases {
+        let mut browser = Browser::new(&demo);
+        let reply = browser.get_with("/", &[("cookie", header)]).await;
+        assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+        assert!(
+            reply.body.contains("<strong>anonymous</strong>"),
+            "{what}: {}",
+            reply.body
+        );
+        assert!(
+            set_cookie(&reply, REMEMBER_COOKIE)
+                .is_none_or(|cookie| cookie.max_age() == Some(cookie::time::Duration::ZERO)),
+            "{what}: removed if anything: {:?}",
+            reply.headers
+        );
+        let reply = browser.get_with("/sessions", &[("cookie", header)]).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/"),
+            "{what}: {}",
+            reply.body
+        );
+        let reply = browser.get_with("/api/whoami", &[("cookie", header)]).await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+    }
+    // Two copies of the same value are one cookie: it signs in.
+    let twice = format!("{REMEMBER_COOKIE}={real}; {REMEMBER_COOKIE}={real}");
+    let reply = Browser::new(&demo)
+        .get_with("/", &[("cookie", &twice)])
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(signed_in_user(&reply.body).as_deref(), Some("ada"));
+    // No garbage was taken for a copied cookie: the owner is still signed
+    // in and remembered.
+    assert_eq!(owner.user().await.as_deref(), Some("ada"));
+    owner.remembered_id().await;
 }

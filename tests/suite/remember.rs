@@ -533,6 +533,13 @@ pub async fn remembered_browsers_end_by_every_pathway(store: TestStore) {
     );
     assert_eq!(remembered_of(&store, "alice").await, 0, "and deleted");
 
+    // Another user remembered on the same browser replaces its cookie, so
+    // the first user's series goes too.
+    let mut shared = app.remembered_browser("erin").await;
+    assert_eq!(shared.post("/login/frank/remember").await.body, "in");
+    assert_eq!(remembered_of(&store, "erin").await, 0);
+    assert_eq!(remembered_of(&store, "frank").await, 1);
+
     // The lifetime, from the sign-in, not extended by use.
     let short = RememberMe::with_shared_store(store.users.clone(), store.layer().admin())
         .clock(store.clock.clone())

@@ -311,8 +311,17 @@ impl Remember {
         // Every new series clears the expired ones, so the table stays as
         // small as the browsers remembered.
         config.store.delete_expired_remembered(now).await?;
-        if let Some(old) = this.current_device(&user).await? {
+        // The cookie this browser had is replaced: its series, whoever it
+        // was for, can never be used again.
+        let issued = this.outcome().device;
+        if let Some(old) = issued {
             config.store.delete_remembered(&user, old).await?;
+        }
+        if let Some(old) = this.presented_device().await? {
+            config
+                .store
+                .delete_remembered(&old.user_id, old.id)
+                .await?;
         }
         let version = match config.store.find_user(&user).await? {
             Some(account) => account.credential_version,
@@ -344,10 +353,18 @@ impl Remember {
     /// ends and the cookie is removed. The session stays signed in.
     pub async fn forget_this_device(&self) -> Result<(), AccountError> {
         let this = &self.0;
+        let issued = this.outcome().device;
         if let Some(user) = this.session.user_id().await?
-            && let Some(id) = this.current_device(&user).await?
+            && let Some(id) = issued
         {
             this.config.store.delete_remembered(&user, id).await?;
+        }
+        // The cookie goes, so its series, whoever it was for, goes too.
+        if let Some(old) = this.presented_device().await? {
+            this.config
+                .store
+                .delete_remembered(&old.user_id, old.id)
+                .await?;
         }
         let mut outcome = this.outcome();
         outcome.device = None;
