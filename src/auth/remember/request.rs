@@ -318,10 +318,7 @@ impl Remember {
             config.store.delete_remembered(&user, old).await?;
         }
         if let Some(old) = this.presented_device().await? {
-            config
-                .store
-                .delete_remembered(&old.user_id, old.id)
-                .await?;
+            config.store.delete_remembered(&old.user_id, old.id).await?;
         }
         let version = match config.store.find_user(&user).await? {
             Some(account) => account.credential_version,
