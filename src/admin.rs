@@ -59,7 +59,9 @@ impl SessionAdmin {
 
     /// Ends one session. Returns whether it existed.
     pub async fn end(&self, id: SessionId) -> Result<bool, SessionError> {
-        Ok(self.ctx.store.delete(id).await?)
+        let ended = self.ctx.store.delete(id).await?;
+        self.ctx.live.poke();
+        Ok(ended)
     }
 
     /// Ends the user's sessions, all of them (account disabled) or all but
@@ -72,6 +74,7 @@ impl SessionAdmin {
     ) -> Result<u64, SessionError> {
         let which = except.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.ctx.store.delete_for_user(user_id, which).await?;
+        self.ctx.live.poke();
         tracing::info!(ended, "keycard: sessions of a user ended");
         lifecycle::sessions_ended(Some(user_id.to_owned()), ended, EndReason::Admin).await?;
         Ok(ended)
@@ -97,6 +100,7 @@ impl SessionAdmin {
             let only = UserSessions::Only(record.id);
             ended += self.ctx.store.delete_for_user(user_id, only).await?;
         }
+        self.ctx.live.poke();
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions of a revoked credential ended");
         }
@@ -108,6 +112,7 @@ impl SessionAdmin {
     /// how many ended.
     pub async fn end_all(&self) -> Result<u64, SessionError> {
         let ended = self.ctx.store.delete_all().await?;
+        self.ctx.live.poke();
         tracing::info!(ended, "keycard: every session ended by an administrator");
         lifecycle::sessions_ended(None, ended, EndReason::Admin).await?;
         Ok(ended)

@@ -55,6 +55,7 @@ impl ConcurrentSessions {
 /// | tolerated clock skew | 2 seconds | [`max_clock_skew`](crate::SessionLayer::max_clock_skew) |
 /// | cross-origin refusal of unsafe requests | on | [`trusted_origin`](crate::SessionLayer::trusted_origin), [`public_origin`](crate::SessionLayer::public_origin), [`allow_cross_origin_under`](crate::SessionLayer::allow_cross_origin_under), [`disable_origin_check`](crate::SessionLayer::disable_origin_check) |
 /// | API sessions per user | at most 16 | [`api_sessions_per_user`](crate::SessionLayer::api_sessions_per_user) |
+/// | checks of sessions live connections watch ([`Session::ended`](crate::Session::ended)) | every 500 ms while any is watched | [`live_check_interval`](crate::SessionLayer::live_check_interval) |
 /// | background purge of expired rows | every 10 minutes | [`purge_interval`](crate::SessionLayer::purge_interval), [`no_background_purge`](crate::SessionLayer::no_background_purge) |
 /// | `Clear-Site-Data: "cache"` on sign-out | off | [`clear_site_data_on_logout`](crate::SessionLayer::clear_site_data_on_logout) |
 /// | largest session data (JSON) | 64 KiB | [`max_session_bytes`](crate::SessionLayer::max_session_bytes) |
@@ -80,6 +81,7 @@ pub struct SessionConfig {
     pub(crate) origin_check: OriginCheck,
     pub(crate) api_sessions: ConcurrentSessions,
     pub(crate) purge_interval: Option<std::time::Duration>,
+    pub(crate) live_check_interval: std::time::Duration,
     pub(crate) clear_site_data: bool,
     pub(crate) max_data_bytes: usize,
     // Derived from `cookie_base` and `secure`, kept so the hot path does not
@@ -108,6 +110,7 @@ impl Default for SessionConfig {
             origin_check: OriginCheck::default(),
             api_sessions: ConcurrentSessions::MaxPerUser(16),
             purge_interval: Some(std::time::Duration::from_secs(600)),
+            live_check_interval: crate::session::live::DEFAULT_CHECK_INTERVAL,
             clear_site_data: false,
             max_data_bytes: 64 * 1024,
             id_cookie: String::new(),

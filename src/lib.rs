@@ -87,8 +87,8 @@ pub use config::{ConcurrentSessions, SessionConfig};
 pub use error::Error;
 pub use layer::SessionLayer;
 pub use session::{
-    EndReason, Identity, Login, MAX_AUTH_METHOD_CHARS, MAX_DEVICE_CHARS, MAX_USER_ID_CHARS,
-    Session, SessionError, SessionEvent, SessionInfo,
+    EndReason, Identity, LiveEnd, Login, MAX_AUTH_METHOD_CHARS, MAX_DEVICE_CHARS,
+    MAX_USER_ID_CHARS, Session, SessionEnded, SessionError, SessionEvent, SessionInfo,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stack::KeycardLayer;

@@ -647,3 +647,116 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     .await
     .expect("clean up");
 }
+
+/// A server-sent event stream opened on app server B ends within a second
+/// of a sign-out on app server A: B's layer checks the sessions its live
+/// connections watch, each with its own pool on one table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_out() {
+    use std::convert::Infallible;
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::response::sse::{Event, Sse};
+    use axum::routing::{get, post};
+    use http_body_util::BodyExt as _;
+    use keycard::store::PostgresStore;
+    use keycard::{Session, SessionLayer};
+    use tower::ServiceExt as _;
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let open = || async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        PostgresStore::with_table_name(pool, table.clone())
+    };
+    let store_a = open().await;
+    store_a.migrate().await.expect("migrate");
+    let server = |store: PostgresStore| {
+        let layer = SessionLayer::new(store).no_background_purge();
+        Router::new()
+            .route(
+                "/login",
+                post(|session: Session| async move {
+                    session.login("ada").await?;
+                    Ok::<_, keycard::Error>("in")
+                }),
+            )
+            .route(
+                "/logout",
+                post(|session: Session| async move {
+                    session.logout().await?;
+                    Ok::<_, keycard::Error>("out")
+                }),
+            )
+            .route(
+                "/events",
+                get(|session: Session| async move {
+                    let ended = Box::pin(session.ended().await?);
+                    // A tick every 50 ms until the session ends.
+                    let ticks = futures_util::stream::unfold(ended, |mut ended| async move {
+                        tokio::select! {
+                            _ = &mut ended => None,
+                            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                                Some((Ok::<_, Infallible>(Event::default().data("tick")), ended))
+                            }
+                        }
+                    });
+                    Ok::<_, keycard::Error>(Sse::new(ticks))
+                }),
+            )
+            .layer(layer)
+    };
+    let app_a = server(store_a.clone());
+    let app_b = server(open().await);
+
+    let mut browser = common::Client::new(app_a.clone());
+    assert_eq!(browser.post("/login").await.body, "in");
+    let cookies = browser.cookie_header().expect("cookies");
+    let request = Request::get("/events")
+        .header("cookie", cookies)
+        .body(Body::empty())
+        .expect("request");
+    let response = app_b.clone().oneshot(request).await.expect("response");
+    let mut body = response.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("a first event")
+        .expect("not the end")
+        .expect("a frame");
+    assert!(
+        String::from_utf8_lossy(frame.data_ref().expect("data")).contains("tick"),
+        "the stream runs"
+    );
+    let signed_out = Instant::now();
+    assert_eq!(browser.post("/logout").await.body, "out");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(frame) = body.frame().await {
+            frame.expect("a frame");
+        }
+    })
+    .await;
+    let took = signed_out.elapsed();
+    assert!(ended.is_ok(), "the stream never ended");
+    assert!(
+        took < Duration::from_secs(1),
+        "the stream ended {took:?} after the sign-out on the other server"
+    );
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
+         {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE",
+        t = table.as_str()
+    )))
+    .execute(store_a.pool())
+    .await
+    .expect("clean up");
+}

@@ -144,6 +144,7 @@ impl SessionLayer {
                 clock: Arc::new(SystemClock),
                 auth_versions: None,
                 background_purge: crate::session::PurgeSchedule::default(),
+                live: Default::default(),
             }),
         }
     }
@@ -323,6 +324,16 @@ impl SessionLayer {
     /// the same check themselves in front of keycard.
     pub fn disable_origin_check(self) -> Self {
         self.configure(|c| c.config.origin_check.disabled = true)
+    }
+
+    /// How often the sessions that live connections watch
+    /// ([`Session::ended`](crate::Session::ended)) are checked, in one
+    /// batched read, while any is watched (default 500 ms; at least 10
+    /// ms). A session ended in this process is seen at once; one ended by
+    /// another app server within this interval.
+    pub fn live_check_interval(self, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(10));
+        self.configure(|c| c.config.live_check_interval = every)
     }
 
     /// Purges expired rows in the background this often (see

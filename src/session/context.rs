@@ -19,6 +19,8 @@ pub(crate) struct SessionContext {
     pub(crate) auth_versions: Option<Arc<dyn AuthVersions>>,
     /// When the layer's next background purge is due.
     pub(crate) background_purge: PurgeSchedule,
+    /// The sessions live connections watch.
+    pub(crate) live: Arc<super::live::Watchers>,
 }
 
 impl SessionContext {

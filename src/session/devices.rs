@@ -110,6 +110,7 @@ impl Session {
         };
         let which = current.map_or(UserSessions::All, UserSessions::AllExcept);
         let ended = self.0.ctx.store.delete_for_user(&user, which).await?;
+        self.0.ctx.live.poke();
         tracing::info!(ended, "keycard: other sessions of the user ended");
         self.record_fact(|facts| facts.ended_others_of = Some(user.clone()))
             .await;
@@ -145,6 +146,7 @@ impl Session {
             .store
             .delete_for_user(&user, UserSessions::Only(id))
             .await?;
+        self.0.ctx.live.poke();
         if let (1, Some(credential)) = (ended, credential) {
             let fact = (user.clone(), credential);
             self.record_fact(|facts| facts.ended_credentials.push(fact))

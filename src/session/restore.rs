@@ -82,6 +82,7 @@ impl Session {
                     .store
                     .delete_for_user(&user_id, UserSessions::All)
                     .await?;
+                self.0.ctx.live.poke();
                 tracing::warn!(
                     user = %user_id,
                     ended,

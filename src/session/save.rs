@@ -124,6 +124,7 @@ impl Session {
         let now = ctx.now();
         if let Some(replaced) = w.replaced {
             ctx.store.delete(replaced).await?;
+            ctx.live.poke();
             tracing::info!(session.ended = replaced.get(), "keycard: session ended");
             w.events.push(match (w.ended, w.replaced_user.take()) {
                 (true, Some(user_id)) => SessionEvent::Logout {
@@ -212,6 +213,9 @@ impl Session {
             return Ok(());
         };
         let ended = ctx.store.delete_excess_for_user(user, api, keep).await?;
+        if ended > 0 {
+            ctx.live.poke();
+        }
         if ended > 0 {
             tracing::info!(ended, "keycard: sessions ended by the per-user limit");
             let event = SessionEvent::SessionsEnded {

@@ -19,6 +19,7 @@ pub mod edges;
 pub mod failures;
 pub mod lifecycle;
 pub mod limits;
+pub mod live;
 pub mod own_users;
 pub mod remember;
 pub mod second_factor;
@@ -435,6 +436,7 @@ macro_rules! behaviour_suite {
             auth::requests_signed_in_for_themselves_are_never_recent,
             auth::one_time_tokens_work_once_and_die_with_the_password,
             auth::concurrent_redemptions_of_one_link_sign_in_exactly_one,
+            live::a_live_connection_is_told_when_its_session_ends,
             remember::a_remembered_browser_is_signed_back_in_after_a_restart,
             remember::concurrent_restores_sign_one_browser_in_once,
             remember::a_replayed_remember_token_ends_every_sign_in_of_the_user,
