@@ -3,13 +3,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::{AccountError, AuthenticationError, LockoutPolicy, PasswordAuthenticator, method};
 use crate::clock::Clock;
 use crate::store::{TotpRecord, UserStore};
-use crate::token::TokenHash;
 use crate::{Login, Session, SessionError};
 
 /// The session value that holds a half-open sign-in. Reserved: an
@@ -22,143 +20,17 @@ pub const DEFAULT_PENDING_FOR: std::time::Duration = std::time::Duration::from_s
 /// How many recovery codes an enrolment gets.
 pub const RECOVERY_CODE_COUNT: usize = 10;
 
-/// The digits of a TOTP code (the authenticator apps' default).
-const DIGITS: usize = 6;
 /// The length of a TOTP time step, in seconds (the apps' default).
 const STEP_SECONDS: i64 = 30;
 /// The bytes of a new TOTP secret (160 bits, RFC 4226's recommendation).
 const SECRET_BYTES: usize = 20;
-/// The characters of a recovery code, dashes left out.
-const RECOVERY_CHARS: usize = 12;
-/// The alphabet of recovery codes: Crockford's base32 in lower case (no
-/// `i`, `l`, `o` or `u`, which are read as other characters). 32 symbols,
-/// so that a random byte's low five bits pick one uniformly.
-const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-/// Longer input is refused before it is looked at.
-const MAX_CODE_INPUT: usize = 64;
 
-/// Which second factor a half-open sign-in waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Factor {
-    /// A TOTP code from an authenticator app (or, instead, one of the
-    /// account's recovery codes).
-    Totp,
-}
+mod codes;
+mod types;
 
-impl Factor {
-    fn as_str(self) -> &'static str {
-        match self {
-            Factor::Totp => "totp",
-        }
-    }
-}
-
-/// A half-open sign-in: the first factor (a password) was right, the
-/// second is due. The session is anonymous meanwhile.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Pending {
-    /// Whose sign-in it is.
-    pub user_id: String,
-    /// What it waits for.
-    pub factor: Factor,
-    /// When the first factor was proven.
-    pub started_at: DateTime<Utc>,
-    /// When it stops waiting ([`SecondFactor::pending_for`] later).
-    pub expires_at: DateTime<Utc>,
-}
-
-/// What [`SecondFactor::sign_in`] did after a first factor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignInStep {
-    /// The account has no second factor: the session is signed in.
-    Done,
-    /// The account has one: the session is half-open, waiting for it (ask
-    /// for a code, then call [`SecondFactor::complete_with_totp`] or
-    /// [`SecondFactor::complete_with_recovery_code`]).
-    SecondFactorDue(Factor),
-}
-
-/// The session value of a half-open sign-in.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PendingValue {
-    user: String,
-    factor: String,
-    /// Microseconds since the epoch.
-    since: i64,
-    /// The account's credential version at the first factor: a password
-    /// change or a disabled account in between voids it.
-    version: i64,
-}
-
-/// A new TOTP enrolment, to show once: the secret as base32 text (to type
-/// into an authenticator app) and as an `otpauth://` URI (a link, or a QR
-/// code: [`qr_png`](Self::qr_png) with the `qr` feature). It takes effect
-/// once [`SecondFactor::confirm_totp`] has seen a first valid code.
-/// `Debug` shows neither.
-pub struct TotpEnrolment {
-    // Read only to draw the QR code.
-    #[cfg_attr(not(feature = "qr"), allow(dead_code))]
-    totp: totp_rs::Totp,
-    base32: String,
-    uri: String,
-}
-
-impl TotpEnrolment {
-    /// The secret, in base32 (RFC 4648, no padding).
-    pub fn secret_base32(&self) -> &str {
-        &self.base32
-    }
-
-    /// The `otpauth://totp/…` URI that authenticator apps read (SHA-1, 6
-    /// digits, 30 seconds).
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
-    /// A QR code of [`uri`](Self::uri), as a PNG image; `None` if it could
-    /// not be drawn (a URI too long for a QR code: an issuer or user name
-    /// of hundreds of characters).
-    #[cfg(feature = "qr")]
-    pub fn qr_png(&self) -> Option<Vec<u8>> {
-        self.totp.to_qr_png().ok()
-    }
-}
-
-impl std::fmt::Debug for TotpEnrolment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Holds the secret: never in a log.
-        f.write_str("TotpEnrolment(<redacted>)")
-    }
-}
-
-/// Recovery codes, to show once: each signs in once in place of a TOTP
-/// code. Only their SHA-256 is stored. `Debug` shows how many, not which.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RecoveryCodes(Vec<String>);
-
-impl RecoveryCodes {
-    /// The codes (`xxxx-xxxx-xxxx`, 60 random bits each).
-    pub fn codes(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl IntoIterator for RecoveryCodes {
-    type Item = String;
-    type IntoIter = std::vec::IntoIter<String>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
-
-impl std::fmt::Debug for RecoveryCodes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RecoveryCodes(<{} redacted>)", self.0.len())
-    }
-}
+use codes::{RECOVERY_ALPHABET, RECOVERY_CHARS, digits_of, random_bytes, recovery_hash};
+use types::PendingValue;
+pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 
 /// A second factor for the accounts of a [`PasswordAuthenticator`]: TOTP
 /// (RFC 6238, the codes of authenticator apps) with single-use recovery
@@ -727,80 +599,4 @@ impl SecondFactor {
 async fn read_pending(session: &Session) -> Result<Option<PendingValue>, SessionError> {
     let value = session.get_value(PENDING_KEY).await?;
     Ok(value.and_then(|v| serde_json::from_value(v).ok()))
-}
-
-/// The 6 digits of a TOTP code as typed (spaces ignored); `None` for
-/// anything else.
-fn digits_of(code: &str) -> Option<String> {
-    if code.len() > MAX_CODE_INPUT {
-        return None;
-    }
-    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    (digits.len() == DIGITS && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
-}
-
-/// The stored hash of a recovery code as typed (dashes, spaces and case
-/// ignored); `None` if it cannot be one.
-fn recovery_hash(code: &str) -> Option<TokenHash> {
-    if code.len() > MAX_CODE_INPUT {
-        return None;
-    }
-    let plain: String = code
-        .chars()
-        .filter(|c| *c != '-' && !c.is_whitespace())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    let valid =
-        plain.len() == RECOVERY_CHARS && plain.bytes().all(|b| RECOVERY_ALPHABET.contains(&b));
-    if !valid {
-        return None;
-    }
-    let digest = Sha256::new()
-        .chain_update(b"keycard recovery code\0")
-        .chain_update(plain.as_bytes())
-        .finalize();
-    TokenHash::from_slice(&digest)
-}
-
-/// Fills `bytes` from the operating system's CSPRNG.
-fn random_bytes(bytes: &mut [u8]) -> Result<(), AccountError> {
-    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, bytes)
-        .map_err(|_| AccountError::Randomness)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_read_leniently_and_refused_strictly() {
-        assert_eq!(digits_of(" 123 456 ").as_deref(), Some("123456"));
-        for bad in [
-            "12345",
-            "1234567",
-            "abcdef",
-            "12345６",
-            "",
-            &"1".repeat(10_000),
-        ] {
-            assert_eq!(digits_of(bad), None, "{bad:.10}");
-        }
-        let hash = recovery_hash("abcd-efgh-jkmn");
-        assert!(hash.is_some());
-        assert_eq!(recovery_hash(" ABCD EFGH JKMN"), hash);
-        for bad in ["abcd-efgh-jkm", "abcd-efgh-jkmi", "", &"a".repeat(10_000)] {
-            assert_eq!(recovery_hash(bad), None, "{bad:.10}");
-        }
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_output() {
-        let record = TotpRecord::new("ada", vec![0xab; SECRET_BYTES], Utc::now());
-        let debug = format!("{record:?}");
-        assert!(debug.contains("ada") && !debug.contains("171"), "{debug}");
-        let codes = RecoveryCodes(vec!["abcd-efgh-jkmn".to_owned()]);
-        assert_eq!(format!("{codes:?}"), "RecoveryCodes(<1 redacted>)");
-        let error = format!("{:?} {}", AccountError::WrongCode, AccountError::WrongCode);
-        assert!(!error.chars().any(|c| c.is_ascii_digit()), "{error}");
-    }
 }
