@@ -49,6 +49,7 @@ impl ConcurrentSessions {
 /// | persistent absolute timeout | 30 days | [`persistent_timeouts`](crate::SessionLayer::persistent_timeouts) |
 /// | sessions per user | at most 32 human sessions | [`concurrent_sessions`](crate::SessionLayer::concurrent_sessions) |
 /// | trusted proxies | none | [`trusted_proxies`](crate::SessionLayer::trusted_proxies) |
+/// | the headers they write | `X-Forwarded-*` | [`forwarded_headers`](crate::SessionLayer::forwarded_headers) |
 /// | purge batch size | 1,000 rows | [`purge_batch_size`](crate::SessionLayer::purge_batch_size) |
 /// | touch interval | idle timeout / 30 (1 minute) | [`touch_interval`](crate::SessionLayer::touch_interval) |
 /// | IP binding | off | [`bind_ip`](crate::SessionLayer::bind_ip) |
@@ -74,6 +75,7 @@ pub struct SessionConfig {
     pub(crate) persistent_absolute_timeout: TimeDelta,
     pub(crate) concurrent_sessions: ConcurrentSessions,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) forwarded: ForwardedHeaders,
     pub(crate) purge_batch_size: u32,
     pub(crate) touch_interval: Option<TimeDelta>,
     pub(crate) bind_ip: bool,
@@ -103,6 +105,7 @@ impl Default for SessionConfig {
             persistent_absolute_timeout: TimeDelta::days(30),
             concurrent_sessions: ConcurrentSessions::MaxPerUser(32),
             trusted_proxies: Vec::new(),
+            forwarded: ForwardedHeaders::XForwarded,
             purge_batch_size: 1000,
             touch_interval: None,
             bind_ip: false,
@@ -237,6 +240,24 @@ impl SessionConfig {
         self.token_cookie = format!("{prefix}{}-token", self.cookie_base);
         self.remember_cookie = format!("{prefix}{}-remember", self.cookie_base);
     }
+}
+
+/// Which headers a trusted reverse proxy writes to name the client, its
+/// host and scheme ([`SessionLayer::forwarded_headers`](crate::SessionLayer::forwarded_headers)).
+/// Only the chosen kind is read: a proxy passes the other kind through as
+/// the client sent it, so reading both would let a client name its own
+/// address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeaders {
+    /// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`: what
+    /// nginx, Caddy, Traefik, HAProxy and the cloud load balancers write by
+    /// default.
+    #[default]
+    XForwarded,
+    /// RFC 7239's `Forwarded` (`for=`, `host=`, `proto=`), for a proxy set
+    /// up to write it.
+    Rfc7239,
 }
 
 /// How the layer refuses unsafe requests that a browser marks as coming

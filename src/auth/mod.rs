@@ -119,8 +119,9 @@
 //! checks:
 //!
 //! ```
-//! use axum::Form;
+//! use axum::extract::{Form, State};
 //! use axum::response::{IntoResponse, Redirect, Response};
+//! use axum::{Router, routing::{get, post}};
 //! use keycard::Session;
 //! use keycard::auth::{AccountError, PasswordAuthenticator, RequireRecentAuth};
 //!
@@ -138,7 +139,7 @@
 //! // `POST /confirm` (read `next` too, and redirect to it if it is a path
 //! // on this site).
 //! async fn confirm(
-//!     passwords: PasswordAuthenticator,
+//!     State(passwords): State<PasswordAuthenticator>,
 //!     session: Session,
 //!     Form(form): Form<Confirm>,
 //! ) -> Result<Response, keycard::Error> {
@@ -147,6 +148,13 @@
 //!         Err(AccountError::WrongPassword) => Ok("Wrong password.".into_response()),
 //!         Err(other) => Err(other.into()),
 //!     }
+//! }
+//!
+//! fn routes(passwords: PasswordAuthenticator) -> Router {
+//!     Router::new()
+//!         .route("/tokens", get(create_token))
+//!         .route("/confirm", post(confirm))
+//!         .with_state(passwords)
 //! }
 //! ```
 

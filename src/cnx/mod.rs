@@ -20,8 +20,8 @@
 //! # One request, one transaction
 //!
 //! Put the `CnxLayer` *outside* the [`SessionLayer`](crate::SessionLayer)
-//! (in axum: `.layer(session_layer).layer(cnx_layer)`; the other order is
-//! reported once in the log) on the pool the session store uses
+//! (in axum: `.layer(session_layer).layer(cnx_layer)`; in the other order
+//! the first request panics, naming the fix) on the pool the session store uses
 //! (`CnxLayer::new(store.pool().clone())`). The session's write then joins
 //! the request's transaction: "sign in and write an audit row", or "change
 //! application rows and the session", commit or roll back together. A

@@ -1,19 +1,27 @@
 //! Who the client is: the TCP peer, or, behind trusted reverse proxies, the
-//! right-most address in `Forwarded` / `X-Forwarded-For` that is not one of
-//! them. Headers from any other peer are ignored, so they cannot be spoofed.
+//! right-most address in `X-Forwarded-For` (or `Forwarded`, as configured)
+//! that is not one of them. Headers from any other peer are ignored, so
+//! they cannot be spoofed, and only the configured kind is read, since a
+//! proxy passes the other kind through as the client wrote it.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, Request};
 use ipnet::IpNet;
 
+use crate::config::ForwardedHeaders;
+
 /// The client's address, IPv4-mapped IPv6 addresses written as IPv4.
-pub(crate) fn client_ip<B>(request: &Request<B>, trusted: &[IpNet]) -> Option<IpAddr> {
+pub(crate) fn client_ip<B>(
+    request: &Request<B>,
+    trusted: &[IpNet],
+    which: ForwardedHeaders,
+) -> Option<IpAddr> {
     let peer = peer_ip(request)?.to_canonical();
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
-    let Some(hops) = forwarded_hops(request.headers()) else {
+    let Some(hops) = forwarded_hops(request.headers(), which) else {
         return Some(peer);
     };
     // Walk from the proxy nearest to us outwards; the first hop we do not
@@ -47,13 +55,16 @@ pub(crate) fn peer_ip<B>(request: &Request<B>) -> Option<IpAddr> {
     extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }
 
-/// The hops of `Forwarded` (preferred, RFC 7239) or else `X-Forwarded-For`,
-/// left to right, over all lines of the header; `None` for a hop that is
-/// not an address (`unknown`, an obfuscated name, garbage). `None` overall
-/// when neither header is present.
-fn forwarded_hops(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
-    let forwarded: Vec<_> = headers.get_all(http::header::FORWARDED).iter().collect();
-    if !forwarded.is_empty() {
+/// The hops of `X-Forwarded-For` or `Forwarded` (RFC 7239), as `which`
+/// says, left to right, over all lines of the header; `None` for a hop
+/// that is not an address (`unknown`, an obfuscated name, garbage). `None`
+/// overall when the header is absent.
+fn forwarded_hops(headers: &HeaderMap, which: ForwardedHeaders) -> Option<Vec<Option<IpAddr>>> {
+    if which == ForwardedHeaders::Rfc7239 {
+        let forwarded: Vec<_> = headers.get_all(http::header::FORWARDED).iter().collect();
+        if forwarded.is_empty() {
+            return None;
+        }
         let hops = forwarded
             .iter()
             .flat_map(|line| split_list(line.as_bytes()))
@@ -112,6 +123,9 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    const XF: ForwardedHeaders = ForwardedHeaders::XForwarded;
+    const RFC: ForwardedHeaders = ForwardedHeaders::Rfc7239;
+
     fn request(peer: &str, headers: &[(&str, &str)]) -> Request<()> {
         let mut builder = Request::builder();
         for (name, value) in headers {
@@ -134,10 +148,16 @@ mod tests {
     #[test]
     fn headers_from_an_untrusted_peer_are_ignored() {
         let r = request("198.51.100.9:1234", &[("x-forwarded-for", "10.9.9.9")]);
-        assert_eq!(client_ip(&r, &nets(&["10.0.0.0/8"])), ip("198.51.100.9"));
-        assert_eq!(client_ip(&r, &[]), ip("198.51.100.9"));
+        assert_eq!(
+            client_ip(&r, &nets(&["10.0.0.0/8"]), XF),
+            ip("198.51.100.9")
+        );
+        assert_eq!(client_ip(&r, &[], XF), ip("198.51.100.9"));
         let r = request("198.51.100.9:1234", &[("forwarded", "for=10.9.9.9")]);
-        assert_eq!(client_ip(&r, &nets(&["10.0.0.0/8"])), ip("198.51.100.9"));
+        assert_eq!(
+            client_ip(&r, &nets(&["10.0.0.0/8"]), RFC),
+            ip("198.51.100.9")
+        );
     }
 
     #[test]
@@ -148,7 +168,7 @@ mod tests {
             &[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2")],
         );
         assert_eq!(
-            client_ip(&r, &trusted),
+            client_ip(&r, &trusted, XF),
             ip("203.0.113.7"),
             "6.6.6.6 is spoofed"
         );
@@ -159,11 +179,45 @@ mod tests {
                 ("x-forwarded-for", "203.0.113.7"),
             ],
         );
-        assert_eq!(client_ip(&r, &trusted), ip("203.0.113.7"), "several lines");
+        assert_eq!(
+            client_ip(&r, &trusted, XF),
+            ip("203.0.113.7"),
+            "several lines"
+        );
     }
 
     #[test]
-    fn forwarded_is_preferred_and_parsed() {
+    fn a_clients_own_forwarded_header_is_ignored_by_default() {
+        // nginx appends to X-Forwarded-For and passes the client's own
+        // `Forwarded` through: reading it would let the client choose.
+        let trusted = nets(&["10.0.0.0/8"]);
+        let r = request(
+            "10.0.0.1:80",
+            &[
+                ("forwarded", "for=6.6.6.6"),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+        );
+        assert_eq!(client_ip(&r, &trusted, XF), ip("203.0.113.7"));
+        let r = request("10.0.0.1:80", &[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(
+            client_ip(&r, &trusted, XF),
+            ip("10.0.0.1"),
+            "no XFF: the proxy"
+        );
+        // And the other way round when the proxy writes `Forwarded`.
+        let r = request(
+            "10.0.0.1:80",
+            &[
+                ("forwarded", "for=203.0.113.7"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ],
+        );
+        assert_eq!(client_ip(&r, &trusted, RFC), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn forwarded_is_parsed_when_chosen() {
         let trusted = nets(&["10.0.0.0/8"]);
         let r = request(
             "10.0.0.1:80",
@@ -175,12 +229,12 @@ mod tests {
                 ("x-forwarded-for", "6.6.6.6"),
             ],
         );
-        assert_eq!(client_ip(&r, &trusted), ip("2001:db8::17"));
+        assert_eq!(client_ip(&r, &trusted, RFC), ip("2001:db8::17"));
         let r = request(
             "10.0.0.1:80",
             &[("forwarded", "for=192.0.2.60:8080;by=10.0.0.1")],
         );
-        assert_eq!(client_ip(&r, &trusted), ip("192.0.2.60"));
+        assert_eq!(client_ip(&r, &trusted, RFC), ip("192.0.2.60"));
     }
 
     #[test]
@@ -193,18 +247,19 @@ mod tests {
             ("x-forwarded-for", ""),
         ] {
             let r = request("10.0.0.1:80", &[(name, value)]);
-            assert_eq!(client_ip(&r, &trusted), None, "{name}: {value}");
+            let which = if name == "forwarded" { RFC } else { XF };
+            assert_eq!(client_ip(&r, &trusted, which), None, "{name}: {value}");
         }
     }
 
     #[test]
     fn mapped_addresses_are_normalised_and_inside_requests_keep_the_peer() {
         let r = request("[::ffff:192.0.2.1]:80", &[]);
-        assert_eq!(client_ip(&r, &[]), ip("192.0.2.1"));
+        assert_eq!(client_ip(&r, &[], XF), ip("192.0.2.1"));
         let trusted = nets(&["10.0.0.0/8"]);
         let r = request("10.0.0.1:80", &[]);
-        assert_eq!(client_ip(&r, &trusted), ip("10.0.0.1"), "no header");
+        assert_eq!(client_ip(&r, &trusted, XF), ip("10.0.0.1"), "no header");
         let r = request("10.0.0.1:80", &[("x-forwarded-for", "10.0.0.5")]);
-        assert_eq!(client_ip(&r, &trusted), ip("10.0.0.5"), "all hops ours");
+        assert_eq!(client_ip(&r, &trusted, XF), ip("10.0.0.5"), "all hops ours");
     }
 }

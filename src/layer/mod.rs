@@ -250,13 +250,22 @@ impl SessionLayer {
         self.configure(|c| c.config.concurrent_sessions = policy)
     }
 
-    /// The reverse proxies (addresses or CIDR ranges) whose
-    /// `X-Forwarded-For` and `Forwarded` headers name the client. The client
-    /// is the right-most address that is not a trusted proxy; from any other
-    /// peer these headers are ignored, so they cannot be spoofed. Default:
-    /// none.
+    /// The reverse proxies (addresses or CIDR ranges) whose forwarded
+    /// headers ([`forwarded_headers`](Self::forwarded_headers):
+    /// `X-Forwarded-For` by default) name the client. The client is the
+    /// right-most address that is not a trusted proxy; from any other peer
+    /// these headers are ignored, so they cannot be spoofed. Default: none.
     pub fn trusted_proxies(self, proxies: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
         self.configure(|c| c.config.trusted_proxies = proxies.into_iter().collect())
+    }
+
+    /// Which headers the [trusted proxies](Self::trusted_proxies) write
+    /// (default [`ForwardedHeaders::XForwarded`](crate::config::ForwardedHeaders::XForwarded):
+    /// `X-Forwarded-For`, `-Host`, `-Proto`). Only that kind is read, for
+    /// the client's address and for the request's own origin: a proxy
+    /// passes the other kind through as the client wrote it.
+    pub fn forwarded_headers(self, headers: crate::config::ForwardedHeaders) -> Self {
+        self.configure(|c| c.config.forwarded = headers)
     }
 
     /// How many expired rows one purge statement deletes, so that purging a

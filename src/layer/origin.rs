@@ -19,6 +19,7 @@ use http::header::{FORWARDED, HOST, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use super::client_ip::peer_ip;
+use crate::config::ForwardedHeaders;
 use crate::config::{Origin, SessionConfig, default_port, split_host_port};
 
 /// Why a request was refused; logged, never sent (the body is generic).
@@ -114,7 +115,7 @@ fn is_own<B>(origin: &Origin, request: &Request<B>, config: &SessionConfig) -> b
     let headers = request.headers();
     let forwarded = |param, header| {
         behind_proxy
-            .then(|| forwarded_value(headers, param, header))
+            .then(|| forwarded_value(headers, param, header, config.forwarded))
             .flatten()
     };
     let host = forwarded("host", "x-forwarded-host")
@@ -145,9 +146,15 @@ fn is_own<B>(origin: &Origin, request: &Request<B>, config: &SessionConfig) -> b
     own_host.eq_ignore_ascii_case(&origin.host) && own_port == origin.port
 }
 
-/// The last value a proxy added of `param` in `Forwarded` (RFC 7239), or
-/// else of the `X-Forwarded-*` header: the one our own proxy wrote.
-fn forwarded_value(headers: &HeaderMap, param: &str, x_header: &str) -> Option<String> {
+/// The last value a proxy added of the `X-Forwarded-*` header, or of
+/// `param` in `Forwarded` (RFC 7239), as `which` says: the one our own
+/// proxy wrote.
+fn forwarded_value(
+    headers: &HeaderMap,
+    param: &str,
+    x_header: &str,
+    which: ForwardedHeaders,
+) -> Option<String> {
     let last_line = |name: &str| {
         headers
             .get_all(name)
@@ -155,8 +162,8 @@ fn forwarded_value(headers: &HeaderMap, param: &str, x_header: &str) -> Option<S
             .next_back()
             .map(HeaderValue::as_bytes)
     };
-    if let Some(line) = last_line(FORWARDED.as_str()) {
-        let text = std::str::from_utf8(line).ok()?;
+    if which == ForwardedHeaders::Rfc7239 {
+        let text = std::str::from_utf8(last_line(FORWARDED.as_str())?).ok()?;
         let element = text.rsplit(',').next()?;
         return element.split(';').find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
@@ -296,5 +303,34 @@ mod tests {
             check(&behind("10.0.0.1:1"), &c).is_err(),
             "public origin wins"
         );
+    }
+
+    #[test]
+    fn only_the_configured_kind_of_forwarded_header_is_read() {
+        let mut c = config();
+        c.trusted_proxies = vec!["10.0.0.0/8".parse().expect("net")];
+        // The proxy writes X-Forwarded-*; the client's own `Forwarded`
+        // naming the attacker's site, passed through, must not count.
+        let request = |origin: &str| {
+            let mut request = Request::post("/x")
+                .header(HOST, "internal:8080")
+                .header("x-forwarded-host", "app.example")
+                .header("x-forwarded-proto", "https")
+                .header("forwarded", "host=evil.example;proto=https")
+                .header("origin", origin)
+                .body(())
+                .expect("request");
+            let peer: std::net::SocketAddr = "10.0.0.1:1".parse().expect("peer");
+            request.extensions_mut().insert(peer);
+            request
+        };
+        assert!(check(&request("https://evil.example"), &c).is_err());
+        assert!(check(&request("https://app.example"), &c).is_ok());
+        c.forwarded = ForwardedHeaders::Rfc7239;
+        assert!(
+            check(&request("https://evil.example"), &c).is_ok(),
+            "as configured"
+        );
+        assert!(check(&request("https://app.example"), &c).is_err());
     }
 }

@@ -50,7 +50,8 @@ where
             ));
         }
         let presented = cookies::read(request.headers(), &self.ctx.config);
-        let client_ip = client_ip(&request, &self.ctx.config.trusted_proxies);
+        let config = &self.ctx.config;
+        let client_ip = client_ip(&request, &config.trusted_proxies, config.forwarded);
         let user_agent = request.headers().get(http::header::USER_AGENT).cloned();
         let session = Session::new(
             self.ctx.clone(),

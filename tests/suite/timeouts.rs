@@ -262,8 +262,15 @@ pub async fn ip_binding_behind_trusted_proxies_uses_the_forwarded_client(store: 
     assert_eq!(row.fields.ip_address.as_deref(), Some("203.0.113.9"));
     // Another proxy of ours, the same client: still bound.
     client.peer = Some(SocketAddr::from(([10, 0, 0, 2], 443)));
-    client.headers = vec![("forwarded".into(), "for=203.0.113.9".into())];
+    client.headers = vec![("x-forwarded-for".into(), "203.0.113.9".into())];
     assert_eq!(client.get("/whoami").await.body, "alice");
+    // The proxy passes the client's own `Forwarded` through: it is not
+    // read (only `X-Forwarded-For`, the header the proxy writes).
+    client.headers = vec![
+        ("forwarded".into(), "for=203.0.113.9".into()),
+        ("x-forwarded-for".into(), "203.0.113.10".into()),
+    ];
+    assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     // The client moved: refused.
     client.headers = vec![("x-forwarded-for".into(), "203.0.113.10".into())];
     assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);

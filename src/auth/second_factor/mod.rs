@@ -79,10 +79,17 @@ pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 /// compute the codes, but still needs the password.
 ///
 /// ```
-/// use axum::Form;
+/// use axum::extract::{Form, State};
 /// use axum::response::{IntoResponse, Redirect, Response};
+/// use axum::{Router, routing::post};
 /// use keycard::Session;
 /// use keycard::auth::{AccountError, PasswordAuthenticator, SecondFactor, SignInStep, method};
+///
+/// #[derive(Clone)]
+/// struct Auth {
+///     passwords: PasswordAuthenticator,
+///     factors: SecondFactor,
+/// }
 ///
 /// #[derive(serde::Deserialize)]
 /// struct SignIn {
@@ -92,15 +99,14 @@ pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 ///
 /// // `POST /login`: the password first, then perhaps a code.
 /// async fn login(
-///     passwords: &PasswordAuthenticator,
-///     factors: &SecondFactor,
+///     State(auth): State<Auth>,
 ///     session: Session,
 ///     Form(form): Form<SignIn>,
 /// ) -> Result<Response, keycard::Error> {
-///     let Ok(user) = passwords.verify(&form.user, &form.password).await else {
+///     let Ok(user) = auth.passwords.verify(&form.user, &form.password).await else {
 ///         return Ok("Wrong user name or password.".into_response());
 ///     };
-///     Ok(match factors.sign_in(&session, &user, method::PASSWORD).await? {
+///     Ok(match auth.factors.sign_in(&session, &user, method::PASSWORD).await? {
 ///         SignInStep::Done => Redirect::to("/").into_response(),
 ///         // The session is anonymous until the code comes.
 ///         SignInStep::SecondFactorDue(_) => Redirect::to("/login/code").into_response(),
@@ -114,11 +120,11 @@ pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 ///
 /// // `POST /login/code`: the code of the authenticator app.
 /// async fn code(
-///     factors: &SecondFactor,
+///     State(auth): State<Auth>,
 ///     session: Session,
 ///     Form(form): Form<Code>,
 /// ) -> Result<Response, keycard::Error> {
-///     match factors.complete_with_totp(&session, &form.code).await {
+///     match auth.factors.complete_with_totp(&session, &form.code).await {
 ///         Ok(()) => Ok(Redirect::to("/").into_response()),
 ///         Err(AccountError::WrongCode) => Ok("Wrong code.".into_response()),
 ///         Err(AccountError::NoPendingSignIn) => Ok(Redirect::to("/login").into_response()),
@@ -137,7 +143,11 @@ pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 /// let factors = SecondFactor::new(passwords.clone()).issuer("Example");
 /// passwords.create_user("ada", "a long secret").await?;
 /// assert!(!factors.has_second_factor("ada").await?);
-/// # let _ = (login, code);
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .route("/login/code", post(code))
+///     .with_state(Auth { passwords, factors })
+///     .layer(layer);
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(run()).expect("example");
 /// ```

@@ -113,8 +113,8 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. A
     /// statement that finds no other of its kind running runs alone, on the
     /// calling task, as it would without batching; only what queues behind
-    /// it meanwhile is handed to a task that runs the next batch. SoloGuard it
-    /// off to have every statement run alone on the calling task.
+    /// it meanwhile is handed to a task that runs the next batch. Turn it off
+    /// to have every statement run alone on the calling task.
     ///
     /// ```
     /// # async fn run() -> Result<(), keycard::store::StoreError> {
