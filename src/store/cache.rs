@@ -101,6 +101,23 @@ impl Cache {
         state.rows.remove(&id);
     }
 
+    /// Forgets the rows of one user (some of theirs were deleted, which
+    /// ones this process cannot tell).
+    pub(crate) fn invalidate_user(&self, user_id: &str) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state
+            .rows
+            .retain(|_, row| row.fields.user_id.as_deref() != Some(user_id));
+    }
+
+    /// Forgets the rows that `cutoffs` expire (a purge deleted them).
+    fn invalidate_expired(&self, cutoffs: &ExpiryCutoffs) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.rows.retain(|_, row| !cutoffs.expire(&row.fields));
+    }
+
     /// Forgets every row (notifications may have been missed).
     pub(crate) fn clear(&self) {
         let mut state = self.lock();
@@ -154,6 +171,13 @@ impl<S: SessionStore> CachedStore<S> {
     }
 }
 
+/// What to evict when a request's transaction ends.
+enum Evict {
+    One(SessionId),
+    User(String),
+    All,
+}
+
 impl<S> CachedStore<S> {
     /// Whether the write just made joined a request's transaction (see
     /// `CnxLayer`), which may still roll back; if
@@ -161,6 +185,15 @@ impl<S> CachedStore<S> {
     /// transaction ends, so that nothing read in between outlives it. The
     /// caller evicts now and caches nothing the transaction wrote.
     fn evict_when_transaction_ends(&self, id: Option<SessionId>) -> bool {
+        self.evict_at_transaction_end(match id {
+            Some(id) => Evict::One(id),
+            None => Evict::All,
+        })
+    }
+
+    /// [`evict_when_transaction_ends`](Self::evict_when_transaction_ends),
+    /// for any [`Evict`].
+    fn evict_at_transaction_end(&self, evict: Evict) -> bool {
         let Some(tx) = super::request_tx::current() else {
             return false;
         };
@@ -168,11 +201,24 @@ impl<S> CachedStore<S> {
             return false;
         }
         let cache = self.cache.clone();
-        tx.after_transaction(Box::new(move || match id {
-            Some(id) => cache.invalidate(id),
-            None => cache.clear(),
+        tx.after_transaction(Box::new(move || match evict {
+            Evict::One(id) => cache.invalidate(id),
+            Evict::User(user) => cache.invalidate_user(&user),
+            Evict::All => cache.clear(),
         }));
         true
+    }
+
+    /// After deleting some of `user_id`'s rows (`deleted` of them): evicts
+    /// that user's cached rows, and nothing when none was deleted (a
+    /// sign-in under the per-user limit deletes nothing, and must not cost
+    /// every other user their cached row).
+    fn after_user_delete(&self, user_id: &str, deleted: &Result<u64, StoreError>) {
+        if matches!(deleted, Ok(0)) {
+            return;
+        }
+        self.cache.invalidate_user(user_id);
+        self.evict_at_transaction_end(Evict::User(user_id.to_owned()));
     }
 }
 
@@ -287,8 +333,11 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn delete_expired(&self, cutoffs: ExpiryCutoffs, limit: u32) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_expired(cutoffs, limit).await;
-        self.cache.clear();
-        self.evict_when_transaction_ends(None);
+        // Only expired rows went: the live ones stay cached.
+        if !matches!(deleted, Ok(0)) {
+            self.cache.invalidate_expired(&cutoffs);
+            self.evict_when_transaction_ends(None);
+        }
         deleted
     }
 
@@ -298,8 +347,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     async fn delete_for_user(&self, user_id: &str, which: UserSessions) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_for_user(user_id, which).await;
-        self.cache.clear();
-        self.evict_when_transaction_ends(None);
+        self.after_user_delete(user_id, &deleted);
         deleted
     }
 
@@ -317,8 +365,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         keep: u32,
     ) -> Result<u64, StoreError> {
         let deleted = self.inner.delete_excess_for_user(user_id, api, keep).await;
-        self.cache.clear();
-        self.evict_when_transaction_ends(None);
+        self.after_user_delete(user_id, &deleted);
         deleted
     }
 

@@ -169,6 +169,16 @@ pub struct ExpiryCutoffs {
 }
 
 impl ExpiryCutoffs {
+    /// Whether a session with `fields` is expired by these cut-offs.
+    pub(crate) fn expire(&self, fields: &SessionFields) -> bool {
+        if fields.persistent {
+            fields.last_activity < self.persistent_idle_before
+                || fields.created_at < self.persistent_created_before
+        } else {
+            fields.last_activity < self.idle_before || fields.created_at < self.created_before
+        }
+    }
+
     /// The cut-offs of `config`'s timeouts at `now`.
     pub fn at(config: &crate::config::SessionConfig, now: DateTime<Utc>) -> Self {
         let (idle, absolute) = config.timeouts(false);

@@ -339,6 +339,7 @@ macro_rules! behaviour_suite {
             touch_interval_is_configurable,
             writes_renew_activity_at_most_once_per_touch_interval,
             a_cached_store_serves_reads_without_queries_and_stays_correct,
+            a_cached_store_keeps_other_users_rows_through_sign_ins_and_purges,
             changed_session_is_one_update,
             inserting_an_equal_value_is_not_a_change,
             remove_and_clear_are_saved,
@@ -522,4 +523,52 @@ pub async fn a_cached_store_serves_reads_without_queries_and_stays_correct(store
     let mut replay = Client::new(client.app.clone());
     replay.jar = captured;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A sign-in (whose per-user limit deletes some of that user's rows, or
+/// none) and a purge evict only the rows they may have deleted: every
+/// other user's cached session is still served without a query.
+pub async fn a_cached_store_keeps_other_users_rows_through_sign_ins_and_purges(store: TestStore) {
+    let cached = keycard::store::CachedStore::new(store.counting.clone(), 1000);
+    let layer = keycard::SessionLayer::new(cached)
+        .clock(store.clock.clone())
+        .no_background_purge()
+        .concurrent_sessions(keycard::ConcurrentSessions::OnePerUser);
+    let admin = layer.admin();
+    let router = app(layer);
+    let mut ada = Client::new(router.clone());
+    ada.post("/login/ada").await;
+    assert_eq!(ada.get("/whoami").await.body, "ada");
+    let mut bob = Client::new(router.clone());
+    bob.post("/login/bob").await;
+    assert_eq!(bob.get("/whoami").await.body, "bob");
+
+    // Bob signs in again elsewhere: his first session goes, ada's stays
+    // cached.
+    let mut bob_again = Client::new(router.clone());
+    bob_again.post("/login/bob").await;
+    store.calls().reset();
+    assert_eq!(ada.get("/whoami").await.body, "ada");
+    assert_eq!(store.calls().loads(), 0, "ada's row is still cached");
+    assert_eq!(
+        bob.get("/whoami").await.status,
+        StatusCode::UNAUTHORIZED,
+        "bob's ended session is not served from the cache"
+    );
+
+    // A purge of carol's expired session keeps ada's cached.
+    let mut carol = Client::new(router.clone());
+    carol.post("/login/carol").await;
+    store.clock.advance(TimeDelta::minutes(20));
+    assert_eq!(
+        ada.post("/incr").await.status,
+        StatusCode::OK,
+        "ada is active"
+    );
+    store.clock.advance(TimeDelta::minutes(15));
+    assert!(admin.purge_expired().await.expect("purge") >= 1);
+    store.calls().reset();
+    assert_eq!(ada.get("/whoami").await.body, "ada");
+    assert_eq!(store.calls().loads(), 0, "ada's row is still cached");
+    assert_eq!(carol.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }
