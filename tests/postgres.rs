@@ -760,3 +760,109 @@ async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_o
     .await
     .expect("clean up");
 }
+
+/// When an app server's notification connection drops, its cache serves
+/// nothing it might have missed a change of: emptied, nothing cached while
+/// the connection is down, and caching again (from empty) once a new one
+/// listens, with other servers' sign-outs heard again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn a_cache_whose_notifications_drop_caches_nothing_until_they_are_back() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use keycard::SessionLayer;
+    use keycard::store::{CachedStore, PostgresStore};
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let open = || async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        PostgresStore::with_table_name(pool, table.clone())
+    };
+    let store_a = open().await;
+    store_a.migrate().await.expect("migrate");
+    store_a
+        .enable_change_notifications()
+        .await
+        .expect("trigger");
+    let app_a = common::app(SessionLayer::new(store_a.clone()).no_background_purge());
+    let cache_b = Arc::new(
+        CachedStore::new(open().await, 1000)
+            .listen()
+            .await
+            .expect("listen"),
+    );
+    let app_b = common::app(SessionLayer::with_shared_store(cache_b.clone()).no_background_purge());
+
+    let mut on_a = common::Client::new(app_a.clone());
+    on_a.post("/login/ada").await;
+    let id = on_a.session_id().expect("id");
+    let mut on_b = on_a.clone();
+    on_b.app = app_b.clone();
+    assert_eq!(on_b.get("/whoami").await.body, "ada");
+    assert!(cache_b.is_cached(id));
+
+    // Cut B's notification connection.
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN%' AND query LIKE $1",
+    )
+    .bind(format!("%{}_changes%", table.as_str()))
+    .fetch_all(store_a.pool())
+    .await
+    .expect("terminate");
+    assert_eq!(killed.len(), 1, "one listener");
+    let mut emptied = false;
+    for _ in 0..200 {
+        if !cache_b.is_cached(id) {
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(emptied, "the cache is emptied when the connection drops");
+    // While it is down, reads are served from the database, not cached.
+    assert_eq!(on_b.get("/whoami").await.body, "ada");
+    assert!(!cache_b.is_cached(id), "nothing cached while unheard");
+
+    // Back: caching resumes, and A's sign-out reaches B.
+    let mut cached_again = false;
+    for _ in 0..100 {
+        on_b.get("/whoami").await;
+        if cache_b.is_cached(id) {
+            cached_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        cached_again,
+        "caching resumes once a new connection listens"
+    );
+    on_a.post("/logout").await;
+    let mut anonymous = false;
+    for _ in 0..200 {
+        if on_b.get("/whoami").await.status == axum::http::StatusCode::UNAUTHORIZED {
+            anonymous = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(anonymous, "B hears A's sign-out after the reconnection");
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
+         {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE; \
+         DROP FUNCTION IF EXISTS {t}_notify_change()",
+        t = table.as_str()
+    )))
+    .execute(store_a.pool())
+    .await
+    .expect("clean up");
+}

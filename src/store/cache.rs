@@ -66,6 +66,9 @@ pub(crate) struct Cache {
 struct CacheState {
     rows: HashMap<SessionId, SessionRecord>,
     generation: u64,
+    /// Other processes' changes may be going unheard (the notifications'
+    /// connection is down): nothing is cached until it is back.
+    suspended: bool,
 }
 
 impl Cache {
@@ -78,13 +81,17 @@ impl Cache {
     }
 
     fn get(&self, id: SessionId) -> Option<SessionRecord> {
-        self.lock().rows.get(&id).cloned()
+        let state = self.lock();
+        if state.suspended {
+            return None;
+        }
+        state.rows.get(&id).cloned()
     }
 
     /// Caches `record` unless something was invalidated since `generation`.
     fn put(&self, record: SessionRecord, generation: u64) {
         let mut state = self.lock();
-        if state.generation != generation {
+        if state.generation != generation || state.suspended {
             return;
         }
         if state.rows.len() >= self.capacity && !state.rows.contains_key(&record.id) {
@@ -116,6 +123,26 @@ impl Cache {
         let mut state = self.lock();
         state.generation += 1;
         state.rows.retain(|_, row| !cutoffs.expire(&row.fields));
+    }
+
+    /// Forgets every row and caches nothing until [`resume`](Self::resume):
+    /// the notifications of other processes' changes stopped coming.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn suspend(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.rows.clear();
+        state.suspended = true;
+    }
+
+    /// Caches again, from empty: the notifications flow again, and what
+    /// changed meanwhile was never cached.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn resume(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.rows.clear();
+        state.suspended = false;
     }
 
     /// Forgets every row (notifications may have been missed).

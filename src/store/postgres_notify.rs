@@ -50,21 +50,37 @@ impl CachedStore<PostgresStore> {
     /// Evicts every session that another app server changes, as PostgreSQL
     /// announces it (see [`PostgresStore::enable_change_notifications`]).
     /// Listening starts before this returns; the listener stops when the
-    /// cache is dropped. If the listening connection drops, the whole cache
-    /// is cleared, since notifications may have been missed meanwhile.
+    /// cache is dropped. It holds one connection of the store's pool. If
+    /// that connection drops, notifications may be missed: the cache is
+    /// emptied and caches nothing (every read goes to the database) until a
+    /// new connection listens, retried every second, and then starts again
+    /// from empty.
     pub async fn listen(self) -> Result<Self, StoreError> {
-        let mut listener = PgListener::connect_with(self.inner().pool()).await?;
-        listener.listen(&self.inner().changes_channel()).await?;
+        let pool = self.inner().pool().clone();
+        let channel = self.inner().changes_channel();
+        let listener = listen_on(&pool, &channel).await?;
         let cache = Arc::downgrade(self.cache());
-        tokio::spawn(run_listener(listener, cache));
+        tokio::spawn(run_listener(listener, pool, channel, cache));
         Ok(self)
     }
 }
 
-async fn run_listener(mut listener: PgListener, cache: Weak<Cache>) {
+/// A listener on `channel`, listening when this returns.
+async fn listen_on(pool: &sqlx::PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+async fn run_listener(
+    mut listener: PgListener,
+    pool: sqlx::PgPool,
+    channel: String,
+    cache: Weak<Cache>,
+) {
     loop {
         let received = listener.try_recv().await;
-        let Some(cache) = cache.upgrade() else {
+        let Some(live) = cache.upgrade() else {
             return;
         };
         match received {
@@ -75,20 +91,37 @@ async fn run_listener(mut listener: PgListener, cache: Weak<Cache>) {
                     .ok()
                     .and_then(SessionId::new)
                 {
-                    Some(id) => cache.invalidate(id),
-                    None => cache.clear(),
+                    Some(id) => live.invalidate(id),
+                    None => live.clear(),
                 }
+                continue;
             }
             Ok(None) => {
-                tracing::warn!("keycard: change notifications interrupted; cache cleared");
-                cache.clear();
+                tracing::warn!("keycard: change notifications interrupted; caching suspended");
             }
             Err(error) => {
-                tracing::warn!(%error, "keycard: change notifications failed; cache cleared");
-                cache.clear();
-                drop(cache);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::warn!(%error, "keycard: change notifications failed; caching suspended");
             }
+        }
+        // Until a new connection listens, other servers' changes go
+        // unheard: cache nothing, and start from empty once it does.
+        live.suspend();
+        drop(live);
+        listener = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if cache.strong_count() == 0 {
+                return;
+            }
+            match listen_on(&pool, &channel).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::warn!(%error, "keycard: change notifications still unavailable");
+                }
+            }
+        };
+        if let Some(live) = cache.upgrade() {
+            live.resume();
+            tracing::info!("keycard: change notifications back; caching resumed");
         }
     }
 }
