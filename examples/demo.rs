@@ -35,7 +35,8 @@
 //!   one and the same `401` page, so the page does not tell which accounts
 //!   exist (ten failures lock an account for ten minutes). With **remember
 //!   me on this device** ticked (`remember=on`), the browser is remembered
-//!   too (see "Remember me" below);
+//!   too (see "Remember me" below). For an account with two-step sign-in
+//!   the password is only the first step: see "Two-step sign-in" below;
 //! * **email me a sign-in link** (`POST /login/link`, a user name): makes
 //!   a single-use link with [`OneTimeTokens::mint`], working for fifteen
 //!   minutes, and "mails" it: this demo has no mail server, so it prints
@@ -46,7 +47,8 @@
 //!   link's owner** (`POST /login/link/redeem`), which uses the link once
 //!   with [`OneTimeTokens::sign_in`] (method [`method::LINK`], a fresh
 //!   token). A used or expired link, or one older than the owner's last
-//!   password change, answers `400`;
+//!   password change, answers `400`. For an owner with two-step sign-in,
+//!   the link is the first step: the code comes next, as after a password;
 //! * **sign out** (`POST /logout`): [`Session::logout`], which deletes the
 //!   session row and expires the cookies. The answer also carries
 //!   `Clear-Site-Data: "cache"`, so the browser forgets its copies of the
@@ -126,6 +128,42 @@
 //! out a device from the sessions page, signing out everywhere else and
 //! changing the password forget the browsers concerned.
 //!
+//! ## Two-step sign-in
+//!
+//! Signed in, **two-step sign-in** (`GET /security/totp`, which needs a
+//! recent sign-in like creating a token: an older one confirms the
+//! password first) sets up a second factor with [`SecondFactor`]: TOTP
+//! codes from an authenticator app, and recovery codes.
+//!
+//! * **Set up** (`POST /security/totp/setup`): [`SecondFactor::enrol_totp`]
+//!   makes a secret; the page shows it as text (in groups of four), as an
+//!   `otpauth://` URI and, built with the `qr` feature, as a QR code
+//!   (an `<img>` with a `data:` URL). The enrolment waits in the session
+//!   until the first code confirms it (`POST /security/totp/confirm`,
+//!   [`SecondFactor::confirm_totp`]); then the page shows the ten
+//!   **recovery codes**, once (they cross the redirect in the session, like
+//!   a new API token's secret, and are removed as they are shown).
+//! * Once it is on, the page says how many recovery codes are left, makes
+//!   **new recovery codes** (`POST /security/totp/recovery-codes`) and
+//!   **turns it off** (`POST /security/totp/remove`), both after the
+//!   password (a wrong one counts toward the lockout).
+//!
+//! Signing in to such an account: the right password (or a sign-in link)
+//! leaves the session **half-open** ([`SecondFactor::sign_in`]): anonymous
+//! to every page, with a fresh token, and the browser goes to **enter your
+//! code** (`GET /login/code`). `POST /login/code` takes the app's 6-digit
+//! code or a recovery code (`xxxx-xxxx-xxxx`; each works once), and signs
+//! in with a fresh token (method `totp` or `recovery-code`). Each TOTP
+//! code works once too. A wrong code shows the form again (`403`) and
+//! counts toward the account's lockout, like a wrong password. The
+//! half-open sign-in waits `--code-seconds` (default 300, five minutes);
+//! after that the page says it expired, and the password comes first
+//! again. "Remember me" and the page to go back to wait in the half-open
+//! session: the browser is only remembered once the code is in.
+//!
+//! HTTP Basic is refused for an account with two-step sign-in (it cannot
+//! carry a code): its API clients use bearer tokens.
+//!
 //! ## Forged requests
 //!
 //! Every form posts back to this site, and a page of another site cannot
@@ -165,7 +203,9 @@
 //!   **stored** API session with cookies ([`StoredSession`]`(`[`BasicAuth`]`)`):
 //!   the client sends its credentials and keeps the cookies, and its visit
 //!   counter counts on. A cookie of somebody else's session is ended and a
-//!   fresh session started, within the same request.
+//!   fresh session started, within the same request. Not for an account
+//!   with two-step sign-in, whose password alone signs nobody in: `401`,
+//!   as for a wrong password (use a bearer token).
 //!
 //! ```text
 //! curl -i -u ada:PASSWORD http://127.0.0.1:3000/api/whoami
@@ -191,6 +231,7 @@
 //! cargo run --example demo -- --addr 127.0.0.1:8080 --db /tmp/sessions.db
 //! cargo run --example demo -- --sudo-seconds 30   # confirm the password more often
 //! cargo run --example demo -- --remember-days 1   # "remember me" for a day
+//! cargo run --example demo -- --code-seconds 60   # a minute to enter the code
 //! RUST_LOG=keycard=debug cargo run --example demo
 //! ```
 //!
@@ -215,12 +256,13 @@ use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthRejection, AuthUser, AuthenticationError, BasicAuth,
     BearerAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator, Remember, RememberMe,
-    RememberedBrowser, RequireRecentAuth, StoredSession, method, one_time,
+    RememberedBrowser, RequireRecentAuth, SecondFactor, SignInStep, StoredSession, method,
+    one_time,
 };
 use keycard::csrf::{self, CsrfForm, CsrfRejection};
 use keycard::store::ApiTokenRecord;
 use keycard::token::SessionToken;
-use keycard::{Login, Session, SessionId, SessionInfo, SessionLayer, SqliteStore};
+use keycard::{Session, SessionId, SessionInfo, SessionLayer, SqliteStore};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
@@ -242,6 +284,20 @@ const MAX_REMEMBER_DAYS: u64 = 3650;
 const DEFAULT_REMEMBER_GRACE_SECONDS: u64 = 20;
 const MAX_REMEMBER_GRACE_SECONDS: u64 = 3600;
 
+/// How many seconds, by default, a sign-in whose password was right waits
+/// for its second factor's code (`--code-seconds`), and the most allowed.
+const DEFAULT_CODE_SECONDS: u64 = 5 * 60;
+const MAX_CODE_SECONDS: u64 = 3600;
+
+/// The page that asks a half-open sign-in for its code.
+const CODE_URL: &str = "/login/code";
+
+/// The two-step sign-in page of a signed-in user.
+const TOTP_URL: &str = "/security/totp";
+
+/// The name authenticator apps show beside the account.
+const ISSUER: &str = "keycard demo";
+
 /// The page that asks a signed-in user for their password again.
 const CONFIRM_URL: &str = "/confirm";
 
@@ -255,6 +311,7 @@ const PASSWORD_CHARS: usize = 16;
 const USAGE: &str = "\
 usage: cargo run --example demo -- [--addr HOST:PORT] [--db PATH] [--sudo-seconds N]
                                    [--remember-days N] [--remember-grace-seconds N]
+                                   [--code-seconds N]
 
   --addr HOST:PORT             address to listen on (default: 127.0.0.1:3000; port 0: any
                                free port)
@@ -269,6 +326,8 @@ usage: cargo run --example demo -- [--addr HOST:PORT] [--db PATH] [--sudo-second
                                signs in the browser's other requests of the same burst, 0 to
                                3600; a copied cookie used after that signs everybody out
                                (default: 20)
+  --code-seconds N             how long a sign-in whose password was right waits for the code
+                               of an account with two-step sign-in, 1 to 3600 (default: 300)
   -h, --help                   print this message";
 
 /// What the command line asked for.
@@ -281,6 +340,8 @@ struct Options {
     remember_lifetime: Duration,
     /// How long a just-replaced remember-me token still signs in.
     remember_grace: Duration,
+    /// How long a half-open sign-in waits for its code.
+    code_wait: Duration,
 }
 
 /// Why the command line was refused, or a request for help.
@@ -295,6 +356,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
     let mut sudo_seconds: Option<u64> = None;
     let mut remember_days: Option<u64> = None;
     let mut remember_grace: Option<u64> = None;
+    let mut code_seconds: Option<u64> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(ArgsError::Help),
@@ -367,6 +429,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
                     })?;
                 remember_grace = Some(parsed);
             }
+            "--code-seconds" => {
+                let value = args.next().ok_or_else(|| {
+                    ArgsError::Bad("--code-seconds needs a value (a number of seconds)".into())
+                })?;
+                let parsed = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|seconds| (1..=MAX_CODE_SECONDS).contains(seconds))
+                    .ok_or_else(|| {
+                        ArgsError::Bad(format!(
+                            "--code-seconds: {value:?} is not a whole number of seconds from 1 \
+                             to {MAX_CODE_SECONDS}"
+                        ))
+                    })?;
+                code_seconds = Some(parsed);
+            }
             other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
         }
     }
@@ -386,6 +464,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, ArgsErr
         remember_grace: Duration::from_secs(
             remember_grace.unwrap_or(DEFAULT_REMEMBER_GRACE_SECONDS),
         ),
+        code_wait: Duration::from_secs(code_seconds.unwrap_or(DEFAULT_CODE_SECONDS)),
     })
 }
 
@@ -397,6 +476,8 @@ struct App {
     passwords: PasswordAuthenticator,
     tokens: ApiTokens,
     links: OneTimeTokens,
+    /// Two-step sign-in: TOTP codes and recovery codes after the password.
+    second: SecondFactor,
     sudo: Duration,
     /// `http://HOST:PORT`, as the demo listens.
     base: String,
@@ -449,6 +530,13 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Sign-in links ("magic links"): single-use, bound to the account's
     // password (a change kills every outstanding link).
     let links = OneTimeTokens::new(store.clone(), passwords.clone());
+    // Two-step sign-in: an account that set up an authenticator app signs
+    // in with its password, then a code (or a recovery code). In between
+    // the session is "half-open": anonymous to every page, waiting
+    // `--code-seconds` for the code.
+    let second = SecondFactor::new(passwords.clone())
+        .issuer(ISSUER)
+        .pending_for(options.code_wait);
     // "Remember me on this device": a revocable, rotating token in a second
     // cookie signs the browser back in after a restart. Sign-out, "sign
     // out everywhere else", ending a session and a password change end it.
@@ -493,6 +581,15 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/login", post(login))
         .route("/login/link", get(link_page).post(request_link))
         .route("/login/link/redeem", post(redeem_link))
+        .route(CODE_URL, get(code_page).post(submit_code))
+        .route(TOTP_URL, get(totp_page))
+        .route("/security/totp/setup", post(totp_setup))
+        .route("/security/totp/confirm", post(totp_confirm))
+        .route(
+            "/security/totp/recovery-codes",
+            post(totp_new_recovery_codes),
+        )
+        .route("/security/totp/remove", post(totp_remove))
         .route("/logout", post(logout))
         .route("/sessions", get(sessions_page))
         .route("/sessions/end-others", post(end_others))
@@ -509,6 +606,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             passwords,
             tokens,
             links,
+            second,
             sudo: options.sudo,
             base: format!("http://{local}"),
             remember_cookie,
@@ -634,6 +732,7 @@ fn browsers_only() -> Response {
 
 /// `GET /`: the session as the server sees it, and the forms.
 async fn home(
+    State(app): State<App>,
     session: Session,
     query: Result<Query<HomeQuery>, QueryRejection>,
 ) -> Result<Html<String>, keycard::Error> {
@@ -667,6 +766,14 @@ async fn home(
         (Some(_), None) => "<p class=\"flash\">Please sign in to see that page.</p>\n",
         _ => "",
     };
+    let waiting = if half_open(&app, &session).await? {
+        format!(
+            "<p class=\"flash\">A sign-in waits for its code: <a href=\"{}\">enter the code</a>.</p>\n",
+            escape(CODE_URL)
+        )
+    } else {
+        String::new()
+    };
     let next_field = next
         .as_deref()
         .map(|next| {
@@ -680,6 +787,7 @@ async fn home(
         format!(
             r#"<p><a href="/sessions">Your sessions</a>: every browser and device you are signed in on</p>
 <p><a href="/tokens">API tokens</a>: for scripts and API clients (<code>Authorization: Bearer</code>)</p>
+<p><a href="/security/totp">Two-step sign-in</a>: a code from an authenticator app after the password</p>
 <form method="post" action="/logout">{csrf}<button>Sign out</button></form>"#
         )
     } else {
@@ -688,7 +796,7 @@ async fn home(
 
     let body = format!(
         r#"<h1>keycard demo</h1>
-{please}<p>You are {who}.</p>
+{please}{waiting}<p>You are {who}.</p>
 <table>
 <tr><th>Session id</th><td>{id}</td></tr>
 <tr><th>Created at</th><td>{created_at}</td></tr>
@@ -745,7 +853,10 @@ struct LoginForm {
 /// `POST /login`: checks the user name and password and signs in,
 /// recording [`method::PASSWORD`] as how the user signed in. With "remember
 /// me" ticked the browser is remembered too ([`Remember::this_device`]);
-/// unticked, a browser remembered before is forgotten.
+/// unticked, a browser remembered before is forgotten. For an account with
+/// two-step sign-in, [`SecondFactor::sign_in`] leaves the session
+/// half-open instead and the browser goes on to [`CODE_URL`]; the box and
+/// `next` wait in the session until the code comes.
 async fn login(
     State(app): State<App>,
     session: Session,
@@ -785,25 +896,53 @@ async fn login(
             ));
         }
     };
-    session
-        .login_with(Login::new(user_id).method(method::PASSWORD))
-        .await?;
-    // After the sign-in: the series is the signed-in user's.
-    if form
+    let remember_ticked = form
         .remember
         .as_deref()
-        .is_some_and(|value| !value.is_empty())
-    {
-        remember.this_device().await?;
-    } else if has_cookie(&headers, &app.remember_cookie) {
-        remember.forget_this_device().await?;
-    }
+        .is_some_and(|value| !value.is_empty());
     let target = if is_local_path(&form.next) {
         form.next.as_str()
     } else {
         "/"
     };
-    Ok(Redirect::to(target).into_response())
+    // Signs in, unless the account has a second factor: then the session
+    // is half-open, anonymous until the code comes.
+    match app
+        .second
+        .sign_in(&session, &user_id, method::PASSWORD)
+        .await?
+    {
+        SignInStep::Done => {
+            // After the sign-in: the series is the signed-in user's.
+            remember_choice(&remember, &headers, &app, Some(remember_ticked)).await?;
+            Ok(Redirect::to(target).into_response())
+        }
+        SignInStep::SecondFactorDue(_) => {
+            // Nobody is signed in yet: "remember me" and where to go wait
+            // in the half-open session for the code.
+            wait_for_code(&session, Some(remember_ticked), target).await?;
+            Ok(Redirect::to(CODE_URL).into_response())
+        }
+    }
+}
+
+/// Acts on the "remember me" box once a sign-in is complete: `Some(true)`
+/// remembers this browser, `Some(false)` forgets one remembered before,
+/// `None` (a sign-in link, which has no box) leaves it as it is.
+async fn remember_choice(
+    remember: &Remember,
+    headers: &axum::http::HeaderMap,
+    app: &App,
+    ticked: Option<bool>,
+) -> Result<(), keycard::Error> {
+    match ticked {
+        Some(true) => remember.this_device().await?,
+        Some(false) if has_cookie(headers, &app.remember_cookie) => {
+            remember.forget_this_device().await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Whether the request brought a cookie named `name`.
@@ -992,7 +1131,9 @@ struct RedeemForm {
 /// `POST /login/link/redeem`: uses the sign-in link (once) and signs this
 /// browser in as its owner, with a fresh session token, recording
 /// [`method::LINK`]. A link that is unknown, used, expired or older than
-/// the owner's last password change: `400`.
+/// the owner's last password change: `400`. For an owner with two-step
+/// sign-in the link is the first step only: the session is half-open and
+/// the browser goes on to [`CODE_URL`].
 async fn redeem_link(
     State(app): State<App>,
     session: Session,
@@ -1008,9 +1149,626 @@ async fn redeem_link(
         return browsers_only();
     }
     match app.links.sign_in(&session, &form.token).await {
-        Ok(true) => Redirect::to("/").into_response(),
+        Ok(true) => match half_open(&app, &session).await {
+            // The owner has two-step sign-in: the link was only the first
+            // step, the code comes next.
+            // A link has no "remember me" box: a choice left over from an
+            // abandoned sign-in must not count.
+            Ok(true) => match wait_for_code(&session, None, "/").await {
+                Ok(()) => Redirect::to(CODE_URL).into_response(),
+                Err(error) => error.into_response(),
+            },
+            Ok(false) => Redirect::to("/").into_response(),
+            Err(error) => error.into_response(),
+        },
         Ok(false) => error_page(StatusCode::BAD_REQUEST, "Cannot sign in", LINK_INVALID, "/"),
         Err(error) => error.into_response(),
+    }
+}
+
+/// The half-open session's value holding the "remember me" box of the
+/// sign-in until its code comes (none for a sign-in link).
+const CODE_REMEMBER: &str = "demo.remember";
+
+/// The half-open session's value holding where to go once the code is in
+/// (its presence also tells an expired half-open sign-in from none).
+const CODE_NEXT: &str = "demo.next";
+
+/// The most characters the code form reads: longer input is no code.
+const MAX_CODE_CHARS: usize = 64;
+
+/// Keeps in the half-open `session`, until its code comes, the sign-in's
+/// "remember me" box (`None`: it had none) and where to go next.
+async fn wait_for_code(
+    session: &Session,
+    remember: Option<bool>,
+    next: &str,
+) -> Result<(), keycard::Error> {
+    match remember {
+        Some(ticked) => session.insert(CODE_REMEMBER, ticked).await?,
+        None => {
+            session.remove(CODE_REMEMBER).await?;
+        }
+    }
+    session.insert(CODE_NEXT, next).await?;
+    Ok(())
+}
+
+/// Whether `session` is a half-open sign-in waiting for its code (and not
+/// signed in: a stale half-open sign-in under a later sign-in is ignored).
+async fn half_open(app: &App, session: &Session) -> Result<bool, keycard::Error> {
+    if session.is_request_only() || session.user_id().await?.is_some() {
+        return Ok(false);
+    }
+    Ok(app.second.pending(session).await?.is_some())
+}
+
+/// `GET /login/code`: the form for the second step of a sign-in, a code
+/// of the authenticator app or a recovery code. Signed-in browsers are
+/// sent home; a half-open sign-in that waited too long says so.
+async fn code_page(State(app): State<App>, session: Session) -> Result<Response, keycard::Error> {
+    code_form(&app, &session, StatusCode::OK, None).await
+}
+
+/// The code form, with `problem` if the last try failed; the expired page
+/// if the half-open sign-in is gone, home if there was none.
+async fn code_form(
+    app: &App,
+    session: &Session,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Result<Response, keycard::Error> {
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    if session.user_id().await?.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let Some(pending) = app.second.pending(session).await? else {
+        return sign_in_expired(session).await;
+    };
+    let csrf = csrf_field(session).await?;
+    let problem = problem
+        .map(|problem| format!("<p class=\"error\">{}</p>\n", escape(problem)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<h1>Enter your code</h1>
+{problem}<p>The first step was right for <strong>{user}</strong>, who has two-step sign-in:
+enter the 6-digit code your authenticator app shows now, or one of your recovery codes.</p>
+<form method="post" action="{action}">{csrf}
+<label>Code <input name="code" required maxlength="{max}" autocomplete="one-time-code" autofocus></label>
+<button>Sign in</button>
+</form>
+<p class="note">This sign-in waits for the code until {until} ({wait} after the password); after
+that, sign in again. Lost your phone? Each recovery code works once, in place of a code.</p>
+<p><a href="/">Cancel</a></p>"#,
+        user = escape(&pending.user_id),
+        action = escape(CODE_URL),
+        max = MAX_CODE_CHARS,
+        until = escape(&time(pending.expires_at)),
+        wait = escape(&describe(
+            (pending.expires_at - pending.started_at)
+                .to_std()
+                .unwrap_or_default()
+        )),
+    );
+    Ok((
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        page("Enter your code", &body),
+    )
+        .into_response())
+}
+
+/// The answer when no half-open sign-in waits (any more): if one did, it
+/// expired, and the page says so (`401`); otherwise home.
+async fn sign_in_expired(session: &Session) -> Result<Response, keycard::Error> {
+    let was_waiting = session.remove(CODE_NEXT).await?.is_some();
+    session.remove(CODE_REMEMBER).await?;
+    if !was_waiting {
+        return Ok(Redirect::to("/").into_response());
+    }
+    Ok(error_page(
+        StatusCode::UNAUTHORIZED,
+        "Sign-in expired",
+        "This sign-in waited too long for its code, or the account changed since: please sign \
+         in again.",
+        "/",
+    ))
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /login/code`: completes the half-open sign-in with a TOTP code (6
+/// digits) or else a recovery code, signing in with a fresh token (method
+/// `totp` or `recovery-code`); then acts on the sign-in's "remember me" box
+/// and goes on to its `next`. A wrong or used code shows the form again
+/// (`403`, counted toward the account's lockout like a wrong password).
+async fn submit_code(
+    State(app): State<App>,
+    session: Session,
+    remember: Remember,
+    headers: axum::http::HeaderMap,
+    form: Result<CsrfForm<CodeForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, CODE_URL)),
+    };
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    if session.user_id().await?.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let code = form.code.trim();
+    if code.is_empty() {
+        let problem = Some("Please enter the code.");
+        return code_form(&app, &session, StatusCode::BAD_REQUEST, problem).await;
+    }
+    if code.chars().count() > MAX_CODE_CHARS {
+        let problem = Some("That is not a code: a code has 6 digits, a recovery code 12 letters.");
+        return code_form(&app, &session, StatusCode::BAD_REQUEST, problem).await;
+    }
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let completed = if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        app.second.complete_with_totp(&session, code).await
+    } else {
+        app.second.complete_with_recovery_code(&session, code).await
+    };
+    match completed {
+        Ok(()) => {
+            let ticked = session
+                .remove(CODE_REMEMBER)
+                .await?
+                .and_then(|value| value.as_bool());
+            let next = session
+                .remove(CODE_NEXT)
+                .await?
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .filter(|next| is_local_path(next))
+                .unwrap_or_else(|| "/".to_owned());
+            // Only now is somebody signed in to remember.
+            remember_choice(&remember, &headers, &app, ticked).await?;
+            Ok(Redirect::to(&next).into_response())
+        }
+        Err(AccountError::WrongCode) => {
+            let problem = Some(
+                "Wrong code, or one used already. Enter the code the app shows now, or a \
+                 recovery code.",
+            );
+            code_form(&app, &session, StatusCode::FORBIDDEN, problem).await
+        }
+        Err(AccountError::NoPendingSignIn) => sign_in_expired(&session).await,
+        Err(AccountError::Unavailable(reason)) => {
+            tracing::error!(%reason, "demo: the code check is unavailable");
+            Ok(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Cannot sign in now",
+                "Signing in is temporarily unavailable. Please try again later.",
+                CODE_URL,
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The session value holding a one-off message for the two-step sign-in
+/// page.
+const TOTP_FLASH: &str = "demo.totp_flash";
+
+/// The session value holding an enrolment begun but not confirmed yet, so
+/// that the page can show it until the first code confirms it.
+const TOTP_SETUP: &str = "demo.totp_setup";
+
+/// The session value holding new recovery codes until the page shows them,
+/// once (like [`NEW_TOKEN`]).
+const NEW_RECOVERY_CODES: &str = "demo.recovery_codes";
+
+/// An enrolment as the page shows it until confirmed.
+#[derive(Serialize, Deserialize)]
+struct TotpSetup {
+    /// The secret in base32.
+    secret: String,
+    /// The `otpauth://` URI.
+    uri: String,
+    /// The QR code of the URI, a PNG in base64 (`None` without the `qr`
+    /// feature, or if it could not be drawn).
+    qr: Option<String>,
+}
+
+/// A QR code of the enrolment's URI, as a PNG in base64.
+#[cfg(feature = "qr")]
+fn qr_base64(enrolment: &keycard::auth::TotpEnrolment) -> Option<String> {
+    use base64::Engine as _;
+    enrolment
+        .qr_png()
+        .map(|png| base64::engine::general_purpose::STANDARD.encode(png))
+}
+
+/// Without the `qr` feature, no image: the page shows the text only.
+#[cfg(not(feature = "qr"))]
+fn qr_base64(_: &keycard::auth::TotpEnrolment) -> Option<String> {
+    None
+}
+
+/// `GET /security/totp`: two-step sign-in for the signed-in user: set it
+/// up (the secret, its URI and QR code, and the form for the first code),
+/// or, once on, how many recovery codes are left, new ones, and turning
+/// it off; right after a confirmation or new codes, the recovery codes,
+/// this once. Needs a recent sign-in, like creating a token: an older one
+/// confirms the password first.
+async fn totp_page(
+    State(app): State<App>,
+    session: Session,
+    recent: Result<RequireRecentAuth, AuthRejection>,
+) -> Result<Response, keycard::Error> {
+    let user = match recent {
+        Ok(RequireRecentAuth(user)) => user,
+        Err(rejection) => return Ok(confirm_first(rejection, TOTP_URL)),
+    };
+    if session.is_request_only() {
+        return Ok(browsers_only());
+    }
+    let flash = take_flash(&session, TOTP_FLASH).await?;
+    // Taken out of the session as they are shown: a reload does not show
+    // them again.
+    let codes: Option<Vec<String>> = session
+        .remove(NEW_RECOVERY_CODES)
+        .await?
+        .and_then(|value| serde_json::from_value(value).ok());
+    let enabled = app.second.has_second_factor(&user.id).await?;
+    let setup: Option<TotpSetup> = if enabled {
+        session.remove(TOTP_SETUP).await?;
+        None
+    } else {
+        session.get(TOTP_SETUP).await?
+    };
+    let left = if enabled {
+        app.second.recovery_codes_left(&user.id).await?
+    } else {
+        0
+    };
+    let csrf = csrf_field(&session).await?;
+    let body = totp_body(
+        &user.id,
+        &flash,
+        codes.as_deref(),
+        setup.as_ref(),
+        enabled,
+        left,
+        &csrf,
+    );
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        page("Two-step sign-in", &body),
+    )
+        .into_response())
+}
+
+/// The two-step sign-in page; every value escaped.
+fn totp_body(
+    user: &str,
+    flash: &str,
+    codes: Option<&[String]>,
+    setup: Option<&TotpSetup>,
+    enabled: bool,
+    left: usize,
+    csrf: &str,
+) -> String {
+    let codes = codes
+        .map(|codes| {
+            let items: String = codes
+                .iter()
+                .map(|code| format!("<li><code>{}</code></li>\n", escape(code)))
+                .collect();
+            format!(
+                r#"<div class="secret">
+<p>Your recovery codes. Keep them somewhere safe now: they are shown this once. Each signs
+in once in place of a code, if you lose your phone.</p>
+<ol id="recovery-codes">
+{items}</ol>
+</div>
+"#
+            )
+        })
+        .unwrap_or_default();
+    let password_field = r#"<label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>"#;
+    let state = if enabled {
+        format!(
+            r#"<p id="two-step-status">Two-step sign-in is <strong>on</strong>: signing in asks for your
+password, then a code from your authenticator app.</p>
+<p id="recovery-left">{left} recovery {noun} left.</p>
+<h2>New recovery codes</h2>
+<form method="post" action="/security/totp/recovery-codes">{csrf}
+{password_field}
+<button>Make new recovery codes</button>
+</form>
+<p class="note">The new codes replace all the old ones, used or not.</p>
+<h2>Turn it off</h2>
+<form method="post" action="/security/totp/remove">{csrf}
+{password_field}
+<button>Turn two-step sign-in off</button>
+</form>"#,
+            noun = if left == 1 { "code" } else { "codes" },
+        )
+    } else if let Some(setup) = setup {
+        let grouped = setup
+            .secret
+            .as_bytes()
+            .chunks(4)
+            .map(String::from_utf8_lossy)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let image = setup
+            .qr
+            .as_deref()
+            .map(|png| {
+                format!(
+                    r#"<p><img id="totp-qr" src="data:image/png;base64,{}" alt="QR code of the enrolment" width="256" height="256"></p>
+"#,
+                    escape(png)
+                )
+            })
+            .unwrap_or_else(|| {
+                r#"<p class="note">(No QR code: this demo was built without the <code>qr</code> feature.)</p>
+"#
+                .to_owned()
+            });
+        format!(
+            r#"<p id="two-step-status">Two-step sign-in is <strong>being set up</strong>.</p>
+<div class="secret">
+<p>Scan this QR code with your authenticator app, or type in the secret.</p>
+{image}<p>Secret: <code id="totp-secret">{grouped}</code></p>
+<p>Or open this link on the phone: <code id="totp-uri">{uri}</code></p>
+</div>
+<form method="post" action="/security/totp/confirm">{csrf}
+<label>Code the app shows <input name="code" required maxlength="{max}" autocomplete="one-time-code" inputmode="numeric"></label>
+<button>Turn two-step sign-in on</button>
+</form>
+<form method="post" action="/security/totp/setup">{csrf}<button>Start again with a new secret</button></form>"#,
+            grouped = escape(&grouped),
+            uri = escape(&setup.uri),
+            max = MAX_CODE_CHARS,
+        )
+    } else {
+        format!(
+            r#"<p id="two-step-status">Two-step sign-in is <strong>off</strong>: your password alone signs you in.</p>
+<form method="post" action="/security/totp/setup">{csrf}<button>Set up an authenticator app</button></form>"#
+        )
+    };
+    format!(
+        r#"<h1>Two-step sign-in</h1>
+{flash}{codes}<p>For <strong>{user}</strong>: after the password, a 6-digit code from an authenticator
+app (or a recovery code).</p>
+{state}
+<p class="note">With two-step sign-in on, API clients cannot sign in with HTTP Basic (the user name
+and password, <code>curl -u</code>): use an <a href="/tokens">API token</a>
+(<code>Authorization: Bearer</code>) instead.</p>
+<p><a href="/">Home</a></p>"#,
+        user = escape(user),
+    )
+}
+
+/// The checks every two-step sign-in form passes first: a browser's
+/// session with somebody signed in; `Err` is the answer otherwise.
+async fn totp_form_user(session: &Session) -> Result<Result<String, Response>, keycard::Error> {
+    if session.is_request_only() {
+        return Ok(Err(browsers_only()));
+    }
+    Ok(session
+        .user_id()
+        .await?
+        .ok_or_else(|| Redirect::to("/").into_response()))
+}
+
+/// Redirects to the two-step sign-in page with `message` for it.
+async fn back_to_totp(session: &Session, message: &str) -> Result<Response, keycard::Error> {
+    session.insert(TOTP_FLASH, message).await?;
+    Ok(Redirect::to(TOTP_URL).into_response())
+}
+
+/// The page for an account error of the two-step sign-in forms that is no
+/// user's mistake.
+fn totp_failure(error: AccountError) -> Result<Response, keycard::Error> {
+    match error {
+        AccountError::NotSignedIn => Ok(Redirect::to("/").into_response()),
+        AccountError::Unavailable(reason) => {
+            tracing::error!(%reason, "demo: the password check is unavailable");
+            Ok(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not now",
+                "This is temporarily unavailable. Please try again later.",
+                TOTP_URL,
+            ))
+        }
+        other => Err(other.into()),
+    }
+}
+
+/// `POST /security/totp/setup`: begins an enrolment
+/// ([`SecondFactor::enrol_totp`]; a new one replaces one not confirmed
+/// yet), kept in the session for the page to show until the first code
+/// confirms it. Needs a recent sign-in.
+async fn totp_setup(
+    State(app): State<App>,
+    session: Session,
+    recent: Result<RequireRecentAuth, AuthRejection>,
+    form: Result<CsrfForm<NoFields>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    if let Err(rejection) = form {
+        return Ok(form_refused(rejection, TOTP_URL));
+    }
+    if let Err(answer) = totp_form_user(&session).await? {
+        return Ok(answer);
+    }
+    if let Err(rejection) = recent {
+        return Ok(confirm_first(rejection, TOTP_URL));
+    }
+    match app.second.enrol_totp(&session).await {
+        Ok(enrolment) => {
+            let setup = TotpSetup {
+                secret: enrolment.secret_base32().to_owned(),
+                uri: enrolment.uri().to_owned(),
+                qr: qr_base64(&enrolment),
+            };
+            // The secret waits in the session row until the first code
+            // confirms it (the server keeps it anyway, to check codes);
+            // confirming or turning two-step sign-in off removes it.
+            session.insert(TOTP_SETUP, setup).await?;
+            Ok(Redirect::to(TOTP_URL).into_response())
+        }
+        Err(AccountError::AlreadyEnrolled) => {
+            back_to_totp(&session, "Two-step sign-in is on already.").await
+        }
+        Err(error) => totp_failure(error),
+    }
+}
+
+/// `POST /security/totp/confirm`: confirms the enrolment with the app's
+/// first code ([`SecondFactor::confirm_totp`]): two-step sign-in is on,
+/// and the page shows the recovery codes once. Needs a recent sign-in.
+async fn totp_confirm(
+    State(app): State<App>,
+    session: Session,
+    recent: Result<RequireRecentAuth, AuthRejection>,
+    form: Result<CsrfForm<CodeForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, TOTP_URL)),
+    };
+    if let Err(answer) = totp_form_user(&session).await? {
+        return Ok(answer);
+    }
+    if let Err(rejection) = recent {
+        return Ok(confirm_first(rejection, TOTP_URL));
+    }
+    let code = form.code.trim();
+    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
+        return back_to_totp(&session, "Please enter the 6-digit code the app shows.").await;
+    }
+    match app.second.confirm_totp(&session, code).await {
+        Ok(codes) => {
+            session.remove(TOTP_SETUP).await?;
+            session
+                .insert(NEW_RECOVERY_CODES, codes.codes().to_vec())
+                .await?;
+            back_to_totp(
+                &session,
+                "Two-step sign-in is on: from now on, signing in asks for a code after the \
+                 password.",
+            )
+            .await
+        }
+        Err(AccountError::WrongCode) => {
+            back_to_totp(
+                &session,
+                "That code is not right. Check that the phone's clock is right, and enter the code \
+                 the app shows now.",
+            )
+            .await
+        }
+        Err(AccountError::NotEnrolled) => {
+            session.remove(TOTP_SETUP).await?;
+            back_to_totp(&session, "Nothing to confirm: set up the app again.").await
+        }
+        Err(error) => totp_failure(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct TotpPasswordForm {
+    /// Missing counts as empty, and is refused like it.
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /security/totp/recovery-codes`: new recovery codes in place of
+/// all the old ones, after the password
+/// ([`SecondFactor::regenerate_recovery_codes`]; a wrong one counts toward
+/// the lockout); the page shows them once.
+async fn totp_new_recovery_codes(
+    State(app): State<App>,
+    session: Session,
+    form: Result<CsrfForm<TotpPasswordForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, TOTP_URL)),
+    };
+    if let Err(answer) = totp_form_user(&session).await? {
+        return Ok(answer);
+    }
+    if form.password.is_empty() {
+        return back_to_totp(&session, "Please enter your password.").await;
+    }
+    match app
+        .second
+        .regenerate_recovery_codes(&session, &form.password)
+        .await
+    {
+        Ok(codes) => {
+            session
+                .insert(NEW_RECOVERY_CODES, codes.codes().to_vec())
+                .await?;
+            back_to_totp(&session, "New recovery codes: the old ones work no more.").await
+        }
+        Err(AccountError::WrongPassword) => {
+            back_to_totp(
+                &session,
+                "Wrong password: the recovery codes were not changed.",
+            )
+            .await
+        }
+        Err(AccountError::NotEnrolled) => {
+            back_to_totp(
+                &session,
+                "Two-step sign-in is off: there are no recovery codes.",
+            )
+            .await
+        }
+        Err(error) => totp_failure(error),
+    }
+}
+
+/// `POST /security/totp/remove`: turns two-step sign-in off, after the
+/// password ([`SecondFactor::remove`]; a wrong one counts toward the
+/// lockout).
+async fn totp_remove(
+    State(app): State<App>,
+    session: Session,
+    form: Result<CsrfForm<TotpPasswordForm>, CsrfRejection>,
+) -> Result<Response, keycard::Error> {
+    let form = match form {
+        Ok(CsrfForm(form)) => form,
+        Err(rejection) => return Ok(form_refused(rejection, TOTP_URL)),
+    };
+    if let Err(answer) = totp_form_user(&session).await? {
+        return Ok(answer);
+    }
+    if form.password.is_empty() {
+        return back_to_totp(&session, "Please enter your password.").await;
+    }
+    match app.second.remove(&session, &form.password).await {
+        Ok(removed) => {
+            session.remove(TOTP_SETUP).await?;
+            let message = if removed {
+                "Two-step sign-in is off: your password alone signs you in."
+            } else {
+                "Two-step sign-in was not on."
+            };
+            back_to_totp(&session, message).await
+        }
+        Err(AccountError::WrongPassword) => {
+            back_to_totp(&session, "Wrong password: two-step sign-in stays on.").await
+        }
+        Err(error) => totp_failure(error),
     }
 }
 

@@ -72,6 +72,24 @@ const THIRTY_DAYS: i64 = 30 * 24 * 60 * 60;
 /// The sign-in form's "remember me" box.
 const REMEMBER_BOX: &str = r#"<input type="checkbox" name="remember" value="on">"#;
 
+/// The two-step sign-in page of a signed-in user.
+const TOTP_PAGE: &str = "/security/totp";
+
+/// The page that asks a half-open sign-in for its code.
+const CODE_PAGE: &str = "/login/code";
+
+/// The heading of the code page.
+const CODE_HEADING: &str = "<h1>Enter your code</h1>";
+
+/// What the code page says of a wrong or used code.
+const WRONG_CODE: &str = "Wrong code, or one used already.";
+
+/// The heading of the page for a half-open sign-in that waited too long.
+const SIGN_IN_EXPIRED: &str = "<h1>Sign-in expired</h1>";
+
+/// The length of a TOTP step, in seconds.
+const TOTP_STEP: u64 = 30;
+
 /// A running demo, killed when dropped.
 struct Demo {
     child: Child,
@@ -747,6 +765,9 @@ struct Account {
     remembered: Vec<(String, bool)>,
     /// Who the victim's other browser is signed in as.
     other_browser: Option<String>,
+    /// What the victim's two-step sign-in page says of it (off, being
+    /// set up, on).
+    two_step: String,
 }
 
 impl Account {
@@ -757,6 +778,8 @@ impl Account {
         assert_eq!(sessions.status, 200, "{}", sessions.body);
         let tokens = victim.get("/tokens").await;
         assert_eq!(tokens.status, 200, "{}", tokens.body);
+        let two_step = victim.get(TOTP_PAGE).await;
+        assert_eq!(two_step.status, 200, "{}", two_step.body);
         Self {
             user,
             visits,
@@ -764,6 +787,7 @@ impl Account {
             tokens: revoke_ids(&tokens.body),
             remembered: remembered_rows(&sessions.body),
             other_browser: other.user().await,
+            two_step: two_step_status(&two_step.body),
         }
     }
 }
@@ -860,6 +884,23 @@ impl Scene {
                     ("password", self.ada_password.clone()),
                     ("next", "/tokens".to_owned()),
                 ],
+            ),
+            (
+                "/login/code".to_owned(),
+                vec![("code", "123456".to_owned())],
+            ),
+            ("/security/totp/setup".to_owned(), vec![]),
+            (
+                "/security/totp/confirm".to_owned(),
+                vec![("code", "123456".to_owned())],
+            ),
+            (
+                "/security/totp/recovery-codes".to_owned(),
+                vec![("password", self.ada_password.clone())],
+            ),
+            (
+                "/security/totp/remove".to_owned(),
+                vec![("password", self.ada_password.clone())],
             ),
         ]
     }
@@ -1189,6 +1230,11 @@ async fn forged_cross_origin_posts_change_nothing_on_any_route() {
     let before = scene.account().await;
     assert_eq!(before.user.as_deref(), Some("ada"));
     assert_eq!(before.visits, 1);
+    assert!(
+        before.two_step.contains("<strong>off</strong>"),
+        "{}",
+        before.two_step
+    );
     assert_eq!(before.other_sessions, [scene.other_session.clone()]);
     assert_eq!(before.tokens, [scene.token_id.clone()]);
     assert_eq!(before.other_browser.as_deref(), Some("ada"));
@@ -1734,6 +1780,10 @@ async fn demo_and_api_client_refuse_bad_arguments() {
         &["--remember-grace-seconds", "-1"],
         &["--remember-grace-seconds", "3601"],
         &["--remember-grace-seconds", "soon"],
+        &["--code-seconds"],
+        &["--code-seconds", "0"],
+        &["--code-seconds", "3601"],
+        &["--code-seconds", "soon"],
     ] {
         let output = Command::new(example_binary::example_binary("demo"))
             .args(args)
@@ -1805,6 +1855,7 @@ fn demo_help_names_its_flags() {
         "--sudo-seconds",
         "--remember-days",
         "--remember-grace-seconds",
+        "--code-seconds",
         "--help",
     ] {
         assert!(help.contains(flag), "{flag}: {help}");
@@ -2892,4 +2943,975 @@ async fn a_garbage_remember_cookie_gets_an_anonymous_page() {
     // in and remembered.
     assert_eq!(owner.user().await.as_deref(), Some("ada"));
     owner.remembered_id().await;
+}
+
+/// The paragraph of a two-step sign-in page that says whether it is on.
+fn two_step_status(page: &str) -> String {
+    let (_, rest) = page
+        .split_once(r#"<p id="two-step-status">"#)
+        .unwrap_or_else(|| panic!("no two-step status:\n{page}"));
+    rest.split_once("</p>")
+        .map(|(status, _)| status.to_owned())
+        .expect("end of the status")
+}
+
+/// The text of the element that `start` (its opening tag) begins, up to
+/// `end`, on `page`; `None` if the page has none.
+fn element_text<'p>(page: &'p str, start: &str, end: &str) -> Option<&'p str> {
+    let (_, rest) = page.split_once(start)?;
+    rest.split_once(end).map(|(text, _)| text)
+}
+
+/// Undoes the demo's HTML escaping.
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The recovery codes a two-step sign-in page shows, if it shows them.
+fn recovery_codes(page: &str) -> Option<Vec<String>> {
+    let list = element_text(page, r#"<ol id="recovery-codes">"#, "</ol>")?;
+    Some(
+        list.split("<li><code>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</code>").map(|(code, _)| unescape(code)))
+            .collect(),
+    )
+}
+
+/// The seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// The authenticator app of a test: the enrolment it read from the page.
+struct Authenticator {
+    totp: totp_rs::Totp,
+}
+
+impl Authenticator {
+    /// The app, set up from what an enrolment page shows: the `otpauth://`
+    /// URI, which must agree with the secret shown as text.
+    fn from_page(page: &str) -> Self {
+        let uri = element_text(page, r#"<code id="totp-uri">"#, "</code>")
+            .map(unescape)
+            .unwrap_or_else(|| panic!("no otpauth URI:\n{page}"));
+        assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+        assert!(uri.contains("issuer=keycard%20demo"), "{uri}");
+        let totp = totp_rs::Totp::from_url(&uri).unwrap_or_else(|e| panic!("{uri}: {e:?}"));
+        let grouped = element_text(page, r#"<code id="totp-secret">"#, "</code>")
+            .unwrap_or_else(|| panic!("no secret:\n{page}"));
+        let groups: Vec<&str> = grouped.split(' ').collect();
+        assert!(
+            groups.iter().all(|group| (1..=4).contains(&group.len()))
+                && groups[..groups.len() - 1].iter().all(|g| g.len() == 4),
+            "in groups of four: {grouped}"
+        );
+        let typed = totp_rs::Builder::new()
+            .with_algorithm(totp_rs::Algorithm::SHA1)
+            .with_digits(6)
+            .with_skew(1)
+            .with_step_duration(TOTP_STEP)
+            .with_secret(
+                totp_rs::Secret::try_from_base32(groups.concat()).expect("a base32 secret"),
+            )
+            .build()
+            .expect("a TOTP of the typed secret");
+        let now = unix_now();
+        assert_eq!(
+            typed.generate(now).to_string(),
+            totp.generate(now).to_string(),
+            "the secret as text and the URI agree"
+        );
+        Self { totp }
+    }
+
+    /// The code of the current step.
+    fn now(&self) -> String {
+        self.totp.generate(unix_now()).to_string()
+    }
+
+    /// The code of the next step: the server accepts it (one step of
+    /// skew), and no use of [`now`](Self::now)'s code before burnt it.
+    fn next(&self) -> String {
+        self.totp.generate(unix_now() + TOTP_STEP).to_string()
+    }
+
+    /// A code that no step near now has.
+    fn wrong(&self) -> String {
+        let now = unix_now();
+        let near: Vec<String> = (0..5)
+            .map(|i| {
+                self.totp
+                    .generate(now + i * TOTP_STEP - 2 * TOTP_STEP)
+                    .to_string()
+            })
+            .collect();
+        (0..)
+            .map(|n: u32| format!("{:06}", (n * 137_911) % 1_000_000))
+            .find(|code| !near.contains(code))
+            .expect("a wrong code")
+    }
+}
+
+impl Browser {
+    /// Loads `path` and returns its synchronizer token.
+    async fn token_of(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        csrf_token(&page.body).unwrap_or_else(|| panic!("no token on {path}:\n{}", page.body))
+    }
+
+    /// Submits a form of the two-step sign-in page, with its token.
+    async fn submit_two_step(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let token = self.token_of(TOTP_PAGE).await;
+        self.post_from_page(path, form, Some(&token)).await
+    }
+
+    /// Sets up two-step sign-in from its page and confirms it with the
+    /// app's current code: the app, and the recovery codes shown once.
+    async fn enable_two_step(&mut self) -> (Authenticator, Vec<String>) {
+        let page = self.get(TOTP_PAGE).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            two_step_status(&page.body).contains("<strong>off</strong>"),
+            "{}",
+            page.body
+        );
+        let reply = self.submit_two_step("/security/totp/setup", &[]).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, TOTP_PAGE),
+            "{}",
+            reply.body
+        );
+        let page = self.get(TOTP_PAGE).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let app = Authenticator::from_page(&page.body);
+        let token = csrf_token(&page.body).expect("a token");
+        let reply = self
+            .post_from_page(
+                "/security/totp/confirm",
+                &[("code", &app.now())],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, TOTP_PAGE),
+            "{}",
+            reply.body
+        );
+        let page = self.get(TOTP_PAGE).await;
+        let codes = recovery_codes(&page.body)
+            .unwrap_or_else(|| panic!("no recovery codes:\n{}", page.body));
+        assert!(
+            two_step_status(&page.body).contains("<strong>on</strong>"),
+            "{}",
+            page.body
+        );
+        (app, codes)
+    }
+
+    /// Signs in with the password (and the further fields `extra`) to an
+    /// account with two-step sign-in: sent to the code page, still
+    /// anonymous.
+    async fn sign_in_half_open(&mut self, user: &str, password: &str, extra: &[(&str, &str)]) {
+        let mut form = vec![("name", user), ("password", password)];
+        form.extend_from_slice(extra);
+        let reply = self.submit("/login", &form).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, CODE_PAGE),
+            "{}",
+            reply.body
+        );
+        assert_eq!(self.user().await, None, "half-open is anonymous");
+    }
+
+    /// Enters `code` on the code page, with the page's token.
+    async fn submit_code(&mut self, code: &str) -> Reply {
+        let token = self.token_of(CODE_PAGE).await;
+        self.post_from_page(CODE_PAGE, &[("code", code)], Some(&token))
+            .await
+    }
+
+    /// Posts `code` to the code page with the home page's token, whatever
+    /// this browser's state.
+    async fn submit_code_blind(&mut self, code: &str) -> Reply {
+        self.submit(CODE_PAGE, &[("code", code)]).await
+    }
+
+    /// Whether the code page asks this browser for a code.
+    async fn waits_for_code(&mut self) -> bool {
+        let page = self.get(CODE_PAGE).await;
+        assert!(page.status < 500, "{}", page.body);
+        page.status == 200 && page.body.contains(CODE_HEADING)
+    }
+
+    /// How the home page says this browser signed in.
+    async fn method(&mut self) -> String {
+        let home = self.get("/").await;
+        element_text(&home.body, "</strong> (by ", ")")
+            .unwrap_or_else(|| panic!("nobody signed in:\n{}", home.body))
+            .to_owned()
+    }
+}
+
+/// The status of `GET /api/whoami` with HTTP Basic.
+async fn basic_whoami(demo: &Demo, user: &str, password: &str) -> u16 {
+    plain_client()
+        .get(format!("{}/api/whoami", demo.base))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Setting up two-step sign-in shows the secret, its URI and QR code, and
+/// then the recovery codes once; from then on the password leaves the
+/// browser half-open (anonymous to every page) until the code comes,
+/// which a wrong code does not change, and the right one signs in with
+/// fresh cookies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_sign_in_asks_for_a_code_after_the_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let home = browser.get("/").await;
+    assert!(
+        home.body.contains(r#"href="/security/totp""#),
+        "{}",
+        home.body
+    );
+
+    // Set up: the secret as text, the URI, the QR code (tests build with
+    // every feature); until confirmed, a reload shows it again.
+    let reply = browser.submit_two_step("/security/totp/setup", &[]).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, TOTP_PAGE),
+        "{}",
+        reply.body
+    );
+    let page = browser.get(TOTP_PAGE).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.all("cache-control"), "no-store");
+    assert!(
+        two_step_status(&page.body).contains("being set up"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("HTTP Basic"), "the note on API clients");
+    let png = element_text(
+        &page.body,
+        r#"<img id="totp-qr" src="data:image/png;base64,"#,
+        "\"",
+    )
+    .unwrap_or_else(|| panic!("no QR code:\n{}", page.body));
+    let png = STANDARD.decode(png).expect("base64");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let app = Authenticator::from_page(&page.body);
+    let again = browser.get(TOTP_PAGE).await;
+    assert_eq!(
+        element_text(&again.body, r#"<code id="totp-uri">"#, "</code>"),
+        element_text(&page.body, r#"<code id="totp-uri">"#, "</code>"),
+        "the same enrolment until confirmed"
+    );
+
+    // A wrong first code confirms nothing.
+    let reply = browser
+        .submit_two_step("/security/totp/confirm", &[("code", &app.wrong())])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(
+        page.body.contains("That code is not right"),
+        "{}",
+        page.body
+    );
+    assert!(two_step_status(&page.body).contains("being set up"));
+
+    // The right one: on, and the recovery codes shown this once.
+    let reply = browser
+        .submit_two_step("/security/totp/confirm", &[("code", &app.now())])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(two_step_status(&page.body).contains("<strong>on</strong>"));
+    let codes = recovery_codes(&page.body).unwrap_or_else(|| panic!("{}", page.body));
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    for code in &codes {
+        assert_eq!(code.len(), 14, "xxxx-xxxx-xxxx: {code}");
+        assert_eq!(code.matches('-').count(), 2, "{code}");
+    }
+    assert!(!page.body.contains("totp-secret"), "the secret is gone");
+    assert!(
+        page.body
+            .contains(r#"<p id="recovery-left">10 recovery codes left.</p>"#),
+        "{}",
+        page.body
+    );
+    let reload = browser.get(TOTP_PAGE).await;
+    assert_eq!(recovery_codes(&reload.body), None, "shown once");
+    assert!(!reload.body.contains(&codes[0]), "shown once");
+    assert!(two_step_status(&reload.body).contains("<strong>on</strong>"));
+
+    // HTTP Basic cannot carry a code: refused now, for ada only.
+    assert_eq!(basic_whoami(&demo, "ada", &password).await, 401);
+    assert_eq!(
+        basic_whoami(&demo, "grace", demo.password("grace")).await,
+        200
+    );
+
+    // Signing in: half-open after the password.
+    let reply = browser.submit("/logout", &[]).await;
+    assert_eq!(reply.status, 303);
+    let reply = browser
+        .submit("/login", &[("name", "ada"), ("password", &password)])
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, CODE_PAGE),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_some(), "a fresh token");
+    let home = browser.get("/").await;
+    assert_eq!(signed_in_user(&home.body), None, "{}", home.body);
+    assert!(
+        home.body.contains("A sign-in waits for its code"),
+        "{}",
+        home.body
+    );
+    for path in ["/tokens", TOTP_PAGE] {
+        let reply = browser.get_with(path, &[("accept", "text/html")]).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, format!("/?next={path}").as_str()),
+            "{path} while half-open"
+        );
+    }
+    assert_eq!(
+        browser.get("/sessions").await.header("location"),
+        "/",
+        "no sessions page while half-open"
+    );
+    let page = browser.get(CODE_PAGE).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(CODE_HEADING), "{}", page.body);
+    assert!(page.body.contains("<strong>ada</strong>"), "{}", page.body);
+
+    // A wrong code: the form again, still half-open.
+    let reply = browser.submit_code(&app.wrong()).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(WRONG_CODE), "{}", reply.body);
+    assert!(reply.body.contains(CODE_HEADING), "the form again");
+    assert_eq!(browser.user().await, None);
+    assert!(browser.waits_for_code().await);
+
+    // The right one signs in, with fresh cookies.
+    let half_open = browser.jar.clone();
+    let reply = browser.submit_code(&app.next()).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("set-cookie").is_some(), "a fresh token");
+    assert_ne!(browser.jar, half_open);
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    assert_eq!(browser.method().await, "totp");
+    let sessions = browser.get("/sessions").await;
+    assert_eq!(sessions.status, 200);
+    assert!(sessions.body.contains("<td>totp"), "{}", sessions.body);
+    // The half-open cookies are dead, and the code page sends home.
+    let mut replay = Browser::new(&demo);
+    replay.jar = half_open;
+    assert_eq!(replay.user().await, None);
+    assert!(!replay.waits_for_code().await);
+    assert_eq!(browser.get(CODE_PAGE).await.header("location"), "/");
+}
+
+/// A TOTP code works once: a second browser signing in with the code the
+/// first one just used is refused (and stays half-open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_code_is_refused_the_second_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, _) = setup.enable_two_step().await;
+
+    let mut first = Browser::new(&demo);
+    let mut second = Browser::new(&demo);
+    first.sign_in_half_open("ada", &password, &[]).await;
+    second.sign_in_half_open("ada", &password, &[]).await;
+    let code = app.next();
+    let reply = first.submit_code(&code).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(first.user().await.as_deref(), Some("ada"));
+    let reply = second.submit_code(&code).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(WRONG_CODE), "{}", reply.body);
+    assert_eq!(second.user().await, None);
+    assert!(second.waits_for_code().await, "still half-open");
+    // Nor does the code of the confirmation work again.
+    let reply = second.submit_code(&app.now()).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(second.user().await, None);
+}
+
+/// A recovery code signs in once, in place of a TOTP code; new codes
+/// replace the old ones; turning two-step sign-in off (both after the
+/// password) makes the password enough again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_code_signs_in_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let (_, codes) = browser.enable_two_step().await;
+    assert_eq!(codes.len(), 10);
+    assert_eq!(browser.submit("/logout", &[]).await.status, 303);
+
+    // Typed leniently: upper case, no dashes.
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let typed = codes[0].replace('-', " ").to_uppercase();
+    let reply = browser.submit_code(&typed).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    assert_eq!(browser.method().await, "recovery-code");
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(
+        page.body
+            .contains(r#"<p id="recovery-left">9 recovery codes left.</p>"#),
+        "{}",
+        page.body
+    );
+
+    // Once only.
+    assert_eq!(browser.submit("/logout", &[]).await.status, 303);
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let reply = browser.submit_code(&codes[0]).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.body.contains(WRONG_CODE), "{}", reply.body);
+    assert_eq!(browser.user().await, None);
+    let reply = browser.submit_code(&codes[1]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+
+    // New codes, after the password: shown once, the old ones dead.
+    let reply = browser
+        .submit_two_step(
+            "/security/totp/recovery-codes",
+            &[("password", "not the password")],
+        )
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(page.body.contains("Wrong password"), "{}", page.body);
+    assert_eq!(recovery_codes(&page.body), None);
+    assert!(
+        page.body.contains("8 recovery codes left."),
+        "{}",
+        page.body
+    );
+    let reply = browser
+        .submit_two_step("/security/totp/recovery-codes", &[("password", &password)])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    let new_codes = recovery_codes(&page.body).unwrap_or_else(|| panic!("{}", page.body));
+    assert_eq!(new_codes.len(), 10);
+    assert!(new_codes.iter().all(|code| !codes.contains(code)));
+    assert!(
+        page.body.contains("10 recovery codes left."),
+        "{}",
+        page.body
+    );
+    assert_eq!(recovery_codes(&browser.get(TOTP_PAGE).await.body), None);
+    assert_eq!(browser.submit("/logout", &[]).await.status, 303);
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let reply = browser.submit_code(&codes[2]).await;
+    assert_eq!(reply.status, 403, "an old code: {}", reply.body);
+    let reply = browser.submit_code(&new_codes[0]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+
+    // Turned off, after the password: the password alone signs in again,
+    // HTTP Basic too.
+    let reply = browser
+        .submit_two_step("/security/totp/remove", &[("password", "wrong")])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(page.body.contains("Wrong password"), "{}", page.body);
+    assert!(two_step_status(&page.body).contains("<strong>on</strong>"));
+    let reply = browser
+        .submit_two_step("/security/totp/remove", &[("password", &password)])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, TOTP_PAGE));
+    let page = browser.get(TOTP_PAGE).await;
+    assert!(two_step_status(&page.body).contains("<strong>off</strong>"));
+    assert_eq!(basic_whoami(&demo, "ada", &password).await, 200);
+    assert_eq!(browser.submit("/logout", &[]).await.status, 303);
+    browser.sign_in("ada", &password).await;
+    assert_eq!(browser.method().await, "password");
+}
+
+/// "Remember me" ticked with the password waits for the code: no
+/// remember-me cookie while half-open, one once the code is in; the page
+/// asked for (`next`) waits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_me_waits_for_the_second_factor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, codes) = setup.enable_two_step().await;
+
+    let mut browser = Browser::new(&demo);
+    let token = browser.token().await;
+    let reply = browser
+        .post_from_page(
+            "/login",
+            &[
+                ("name", "ada"),
+                ("password", &password),
+                ("remember", "on"),
+                ("next", "/tokens"),
+            ],
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, CODE_PAGE),
+        "{}",
+        reply.body
+    );
+    assert_eq!(set_cookie(&reply, REMEMBER_COOKIE), None, "not yet");
+    assert!(!browser.jar.contains_key(REMEMBER_COOKIE));
+    assert!(browser.waits_for_code().await);
+    assert!(!browser.jar.contains_key(REMEMBER_COOKIE));
+
+    let reply = browser.submit_code(&app.next()).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/tokens"),
+        "{}",
+        reply.body
+    );
+    let cookie = set_cookie(&reply, REMEMBER_COOKIE).expect("remembered now");
+    assert!(cookie.max_age().is_some_and(|age| age.whole_seconds() > 0));
+    assert!(browser.jar.contains_key(REMEMBER_COOKIE));
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    assert!(!browser.remembered_id().await.is_empty());
+
+    // Restarted: the remembered browser is signed back in, no code asked.
+    let mut restarted = Browser::new(&demo);
+    restarted.jar.insert(
+        REMEMBER_COOKIE.to_owned(),
+        browser.jar[REMEMBER_COOKIE].clone(),
+    );
+    assert_eq!(restarted.user().await.as_deref(), Some("ada"));
+    assert_eq!(restarted.method().await, "remember");
+
+    // Unticked, nothing is remembered after the code either (a recovery
+    // code: the TOTP step after the one just used is not due yet).
+    let mut plain = Browser::new(&demo);
+    plain.sign_in_half_open("ada", &password, &[]).await;
+    let reply = plain.submit_code(&codes[0]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(set_cookie(&reply, REMEMBER_COOKIE), None);
+    assert_eq!(plain.user().await.as_deref(), Some("ada"));
+}
+
+/// A sign-in link of an account with two-step sign-in is the first step
+/// only: the code comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_leads_to_the_code_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, _) = setup.enable_two_step().await;
+
+    let mut browser = Browser::new(&demo);
+    let secret = demo.sign_in_link(&mut browser, "ada").await;
+    let reply = browser.redeem_link(&secret).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, CODE_PAGE),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await, None);
+    assert!(browser.waits_for_code().await);
+    let reply = browser.submit_code(&app.wrong()).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let reply = browser.submit_code(&app.next()).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    assert_eq!(browser.method().await, "totp");
+    // The link is used up.
+    let mut other = Browser::new(&demo);
+    let reply = other.redeem_link(&secret).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}
+
+/// A forged code post (another site's page, no token, another session's
+/// token) is refused, leaves the browser half-open and spends no code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_code_post_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, codes) = setup.enable_two_step().await;
+
+    let mut browser = Browser::new(&demo);
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let token = browser.token_of(CODE_PAGE).await;
+    let other_token = setup.token().await;
+    let code = app.next();
+    let sibling = demo.sibling_origin();
+    for headers in [
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+        ],
+        vec![
+            ("sec-fetch-site", "same-site"),
+            ("origin", sibling.as_str()),
+        ],
+        vec![("origin", "null")],
+    ] {
+        for proof in [code.as_str(), codes[0].as_str()] {
+            let jar = browser.jar.clone();
+            let reply = browser
+                .send(
+                    reqwest::Method::POST,
+                    CODE_PAGE,
+                    Some(&[("code", proof), ("csrf_token", &token)]),
+                    &headers,
+                )
+                .await;
+            assert_eq!(reply.status, 403, "{headers:?}: {}", reply.body);
+            assert!(reply.body.contains(CROSS_ORIGIN_REFUSED), "{}", reply.body);
+            assert_eq!(browser.jar, jar, "{headers:?}");
+        }
+    }
+    for presented in [
+        None,
+        Some(other_token.as_str()),
+        Some("A".repeat(43).as_str()),
+    ] {
+        for proof in [code.as_str(), codes[0].as_str()] {
+            let reply = browser
+                .post_from_page(CODE_PAGE, &[("code", proof)], presented)
+                .await;
+            assert_eq!(reply.status, 403, "{presented:?}: {}", reply.body);
+            assert!(reply.body.contains(FORM_REFUSED), "{}", reply.body);
+            assert!(reply.headers.get("set-cookie").is_none());
+        }
+    }
+    assert_eq!(browser.user().await, None);
+    assert!(browser.waits_for_code().await, "still half-open");
+    // Nothing was spent: the same code and recovery code still work.
+    let reply = browser.submit_code(&code).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+    let mut third = Browser::new(&demo);
+    third.sign_in_half_open("ada", &password, &[]).await;
+    let reply = third.submit_code(&codes[0]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+}
+
+/// Bad input on the code form and the confirmation form: a clean page
+/// (4xx, or the form again), never a server error, and nothing signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_code_input_is_refused_without_a_server_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+
+    // The confirmation form, while setting up.
+    let reply = setup.submit_two_step("/security/totp/setup", &[]).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let long = "1".repeat(10 * 1024);
+    for code in [
+        "",
+        "   ",
+        "abcdef",
+        "1234567",
+        "12345",
+        long.as_str(),
+        "١٢٣٤٥٦",
+    ] {
+        let reply = setup
+            .submit_two_step("/security/totp/confirm", &[("code", code)])
+            .await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, TOTP_PAGE),
+            "{code:.10}: {}",
+            reply.body
+        );
+        let page = setup.get(TOTP_PAGE).await;
+        assert!(two_step_status(&page.body).contains("being set up"));
+    }
+    let reply = setup.submit_two_step("/security/totp/confirm", &[]).await;
+    assert_eq!(reply.status, 303, "no code field: {}", reply.body);
+    let page = setup.get(TOTP_PAGE).await;
+    let app = Authenticator::from_page(&page.body);
+    let reply = setup
+        .submit_two_step("/security/totp/confirm", &[("code", &app.now())])
+        .await;
+    assert_eq!(reply.status, 303);
+    assert!(two_step_status(&setup.get(TOTP_PAGE).await.body).contains("<strong>on</strong>"));
+
+    // The code form.
+    let mut browser = Browser::new(&demo);
+    assert_eq!(
+        browser.get(CODE_PAGE).await.header("location"),
+        "/",
+        "no sign-in waits: home"
+    );
+    let reply = browser.submit_code_blind("123456").await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let letters = "a".repeat(10 * 1024);
+    let nul = "12\u{0}456";
+    for code in [
+        "",
+        "   ",
+        "abcdef",
+        "1234567",
+        long.as_str(),
+        letters.as_str(),
+        nul,
+        "<script>",
+    ] {
+        let reply = browser.submit_code(code).await;
+        assert!(
+            (400..500).contains(&reply.status),
+            "{code:.10}: {} {}",
+            reply.status,
+            reply.body
+        );
+        assert!(
+            reply.body.contains(CODE_HEADING),
+            "the form again: {}",
+            reply.body
+        );
+        assert!(!reply.body.contains("<script>"), "escaped");
+        assert_eq!(browser.user().await, None, "{code:.10}");
+    }
+    let token = browser.token_of(CODE_PAGE).await;
+    let reply = browser.post_from_page(CODE_PAGE, &[], Some(&token)).await;
+    assert_eq!(reply.status, 400, "no code field: {}", reply.body);
+    let reply = browser
+        .send(
+            reqwest::Method::POST,
+            CODE_PAGE,
+            None,
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("content-type", "text/plain"),
+            ],
+        )
+        .await;
+    assert!(
+        (400..500).contains(&reply.status),
+        "not a form: {}",
+        reply.status
+    );
+    // Still half-open, and the right code still signs in.
+    assert!(browser.waits_for_code().await);
+    let reply = browser.submit_code(&app.next()).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+}
+
+/// A half-open sign-in waits `--code-seconds` for its code: after that the
+/// code signs nobody in, the page says the sign-in expired, and the
+/// password comes first again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_waiting_too_long_for_its_code_expires() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(&dir.path().join("demo.db"), &["--code-seconds", "2"]);
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, _) = setup.enable_two_step().await;
+
+    let mut browser = Browser::new(&demo);
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let page = browser.get(CODE_PAGE).await;
+    assert!(
+        page.body.contains("2 seconds after the password"),
+        "{}",
+        page.body
+    );
+    let token = csrf_token(&page.body).expect("a token");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let code = app.next();
+    let reply = browser
+        .post_from_page(CODE_PAGE, &[("code", &code)], Some(&token))
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(reply.body.contains(SIGN_IN_EXPIRED), "{}", reply.body);
+    assert_eq!(browser.user().await, None);
+    assert!(!browser.waits_for_code().await);
+
+    // Expired on the page too.
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let page = browser.get(CODE_PAGE).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains(SIGN_IN_EXPIRED), "{}", page.body);
+    assert_eq!(browser.get(CODE_PAGE).await.header("location"), "/");
+
+    // The password again, and the code (unspent) in time.
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let reply = browser.submit_code(&code).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(browser.user().await.as_deref(), Some("ada"));
+}
+
+/// The two-step sign-in page and its set-up need a recent sign-in: an
+/// older one confirms the password first, and sets nothing up meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_sign_in_confirms_the_password_before_setting_up_two_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start_with(&dir.path().join("demo.db"), &["--sudo-seconds", SHORT_SUDO]);
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let token = browser.token_of(TOTP_PAGE).await;
+    tokio::time::sleep(PAST_SHORT_SUDO).await;
+
+    let confirm = "/confirm?next=/security/totp";
+    let reply = browser
+        .get_with(TOTP_PAGE, &[("accept", "text/html")])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, confirm));
+    let reply = browser
+        .send(
+            reqwest::Method::POST,
+            "/security/totp/setup",
+            Some(&[("csrf_token", &token)]),
+            &[("sec-fetch-site", "same-origin"), ("accept", "text/html")],
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, confirm),
+        "{}",
+        reply.body
+    );
+    let reply = browser.confirm(&password, TOTP_PAGE).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, TOTP_PAGE),
+        "{}",
+        reply.body
+    );
+    let page = browser.get(TOTP_PAGE).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        two_step_status(&page.body).contains("<strong>off</strong>"),
+        "nothing set up before the confirmation: {}",
+        page.body
+    );
+}
+
+/// Wrong codes count toward the account's lockout, like wrong passwords:
+/// ten lock it, and then neither the right code nor the right password
+/// signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_count_toward_the_lockout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut setup = Browser::new(&demo);
+    setup.sign_in("ada", &password).await;
+    let (app, codes) = setup.enable_two_step().await;
+
+    let mut browser = Browser::new(&demo);
+    browser.sign_in_half_open("ada", &password, &[]).await;
+    let wrong = app.wrong();
+    for attempt in 0..10 {
+        let reply = browser.submit_code(&wrong).await;
+        assert_eq!(reply.status, 403, "attempt {attempt}: {}", reply.body);
+        assert!(reply.body.contains(WRONG_CODE), "{}", reply.body);
+    }
+    let reply = browser.submit_code(&app.next()).await;
+    assert_eq!(reply.status, 403, "locked: {}", reply.body);
+    let reply = browser.submit_code(&codes[0]).await;
+    assert_eq!(reply.status, 403, "locked: {}", reply.body);
+    assert_eq!(browser.user().await, None);
+    let mut other = Browser::new(&demo);
+    let reply = other
+        .submit("/login", &[("name", "ada"), ("password", &password)])
+        .await;
+    assert_eq!(reply.status, 401, "locked: {}", reply.body);
+    assert_eq!(other.user().await, None);
+    // The signed-in session is not touched.
+    assert_eq!(setup.user().await.as_deref(), Some("ada"));
 }
