@@ -887,4 +887,16 @@ pub async fn second_factor_is_due_after_a_sign_in_link_too(store: TestStore) {
     let bobs = link("bob").await;
     assert_eq!(other.post(&format!("/link/{bobs}")).await.body, "true");
     assert_eq!(other.get("/me").await.body, "bob link", "no second factor");
+
+    // A half-open sign-in left behind when the browser signs in another
+    // way is over: it never switches the session to its user.
+    let mut shared = Client::new(app.router.clone());
+    assert_eq!(login(&mut shared, "alice", "secret").await.body, "code due");
+    let bobs = link("bob").await;
+    assert_eq!(shared.post(&format!("/link/{bobs}")).await.body, "true");
+    assert_eq!(shared.get("/pending").await.body, "none");
+    store.clock.advance(TimeDelta::seconds(30));
+    let refused = totp(&mut shared, &code(&store, &secret, 0)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(shared.get("/me").await.body, "bob link");
 }

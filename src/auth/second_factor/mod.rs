@@ -604,9 +604,15 @@ impl SecondFactor {
     }
 }
 
-/// The session's half-open sign-in value; `None` if it has none, or holds
-/// something else under the key.
+/// The session's half-open sign-in value; `None` if it has none, holds
+/// something else under the key, or is signed in: a half-open sign-in left
+/// behind when the session signed in another way (a sign-in keeps an
+/// anonymous session's values) is over, and must never switch the session
+/// to its user.
 async fn read_pending(session: &Session) -> Result<Option<PendingValue>, SessionError> {
+    if session.user_id().await?.is_some() {
+        return Ok(None);
+    }
     let value = session.get_value(PENDING_KEY).await?;
     Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
