@@ -1149,19 +1149,17 @@ async fn redeem_link(
         return browsers_only();
     }
     match app.links.sign_in(&session, &form.token).await {
-        Ok(true) => match half_open(&app, &session).await {
-            // The owner has two-step sign-in: the link was only the first
-            // step, the code comes next.
-            // A link has no "remember me" box: a choice left over from an
-            // abandoned sign-in must not count.
-            Ok(true) => match wait_for_code(&session, None, "/").await {
+        // The owner has two-step sign-in: the link was only the first
+        // step, the code comes next. A link has no "remember me" box: a
+        // choice left over from an abandoned sign-in must not count.
+        Ok(Some(SignInStep::SecondFactorDue(_))) => {
+            match wait_for_code(&session, None, "/").await {
                 Ok(()) => Redirect::to(CODE_URL).into_response(),
                 Err(error) => error.into_response(),
-            },
-            Ok(false) => Redirect::to("/").into_response(),
-            Err(error) => error.into_response(),
-        },
-        Ok(false) => error_page(StatusCode::BAD_REQUEST, "Cannot sign in", LINK_INVALID, "/"),
+            }
+        }
+        Ok(Some(_)) => Redirect::to("/").into_response(),
+        Ok(None) => error_page(StatusCode::BAD_REQUEST, "Cannot sign in", LINK_INVALID, "/"),
         Err(error) => error.into_response(),
     }
 }

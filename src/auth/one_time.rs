@@ -168,8 +168,9 @@ impl OneTimeTokens {
     }
 
     /// Signs `session` in with a sign-in link's `secret` (purpose
-    /// [`SIGN_IN`]): a fresh token, method [`method::LINK`]. `false`, and
-    /// the session unchanged, if the secret is no good.
+    /// [`SIGN_IN`]): a fresh token, method [`method::LINK`], and
+    /// [`SignInStep::Done`](super::SignInStep::Done). `None`, and the
+    /// session unchanged, if the secret is no good.
     ///
     /// A request signed in for itself only (a bearer token) cannot be
     /// signed in by a link: [`SessionError::RequestOnly`](crate::SessionError::RequestOnly),
@@ -177,25 +178,30 @@ impl OneTimeTokens {
     ///
     /// For an account with a second factor the link is only the first
     /// one: the session is left half-open, as after its password (see
-    /// [`SecondFactor`](super::SecondFactor); `true` all the same), and
-    /// signs in once the code comes.
-    pub async fn sign_in(&self, session: &Session, secret: &str) -> Result<bool, AccountError> {
+    /// [`SecondFactor`](super::SecondFactor)), and the answer is
+    /// [`SignInStep::SecondFactorDue`](super::SignInStep::SecondFactorDue):
+    /// ask for the code next.
+    pub async fn sign_in(
+        &self,
+        session: &Session,
+        secret: &str,
+    ) -> Result<Option<super::SignInStep>, AccountError> {
         if session.is_request_only() {
             return Err(crate::SessionError::RequestOnly.into());
         }
         let Some(user) = self.redeem(secret, SIGN_IN).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if self.passwords.has_second_factor(&user).await? {
             let factors =
                 super::SecondFactor::new(self.passwords.clone()).shared_clock(self.clock.clone());
-            factors.begin(session, &user).await?;
-            return Ok(true);
+            let pending = factors.begin(session, &user).await?;
+            return Ok(Some(super::SignInStep::SecondFactorDue(pending.factor)));
         }
         session
             .login_with(Login::new(user).method(method::LINK))
             .await?;
-        Ok(true)
+        Ok(Some(super::SignInStep::Done))
     }
 
     /// The time, at the precision the stores keep.

@@ -67,8 +67,12 @@ fn factor_app_with(
             post(move |session: Session, Path(secret): Path<String>| {
                 let links = links.clone();
                 async move {
-                    let used = links.sign_in(&session, &secret).await?;
-                    Ok::<_, AccountError>(used.to_string())
+                    let step = links.sign_in(&session, &secret).await?;
+                    Ok::<_, AccountError>(match step {
+                        None => "false",
+                        Some(SignInStep::Done) => "true",
+                        Some(SignInStep::SecondFactorDue(_)) => "code due",
+                    })
                 }
             })
         })
@@ -875,7 +879,10 @@ pub async fn second_factor_is_due_after_a_sign_in_link_too(store: TestStore) {
     };
     let mut browser = Client::new(app.router.clone());
     let alices = link("alice").await;
-    assert_eq!(browser.post(&format!("/link/{alices}")).await.body, "true");
+    assert_eq!(
+        browser.post(&format!("/link/{alices}")).await.body,
+        "code due"
+    );
     assert_eq!(browser.get("/whoami").await.body, "nobody", "half-open");
     assert_eq!(browser.get("/pending").await.body, "alice");
     assert_eq!(
