@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 SERVERS = ["keycard", "bare", "tower-sessions"]
-SCENARIOS = ["anon", "read", "write", "mixed", "login", "race"]
+SCENARIOS = ["anon", "read", "write", "mixed", "login", "relogin", "race"]
 STORES = ["sqlite", "postgres", "mysql"]
 
 
@@ -190,7 +190,7 @@ def targets(rows, agg):
                 + (", ".join(f"{st} {v:.2f}×" for st, v in read_bare) or "–"),
                 "status": "not built yet"})
 
-    for scenario in ("write", "login"):
+    for scenario in ("write", "login", "relogin"):
         vals = [(st, by[(st, scenario)]["keycard_over_tower_sessions"]) for st in STORES
                 if (st, scenario) in by and by[(st, scenario)]["keycard_over_tower_sessions"] is not None]
         add(f"{scenario} ≥ 1.5× tower-sessions on the same store",

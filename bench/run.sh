@@ -25,7 +25,7 @@
 # Environment (defaults in brackets):
 #   DURATION [5]  WARMUP [2]  CLIENTS [32]  ROUNDS [1]
 #   STORES ["sqlite postgres mysql"]
-#   SCENARIOS ["anon read write mixed login race"]
+#   SCENARIOS ["anon read write mixed login relogin race"]
 #   SERVERS ["keycard bare tower-sessions"]  (also: keycard-alone, keycard
 #          with --no-batching; keycard-base, keycard's bench_server built
 #          from the commit BASE_REV; each reported in a table of its own
@@ -49,7 +49,7 @@ WARMUP=${WARMUP:-2}
 CLIENTS=${CLIENTS:-32}
 ROUNDS=${ROUNDS:-1}
 STORES=${STORES:-"sqlite postgres mysql"}
-SCENARIOS=${SCENARIOS:-"anon read write mixed login race"}
+SCENARIOS=${SCENARIOS:-"anon read write mixed login relogin race"}
 SERVERS=${SERVERS:-"keycard bare tower-sessions"}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}

@@ -14,7 +14,8 @@
 //! | `read`  | `GET /read` on the VU's session (set up with one `POST /incr`), expects `1` |
 //! | `write` | `POST /incr` on the VU's session, expects the previous value + 1 |
 //! | `mixed` | 90 % `read`, 10 % `write` (per-VU deterministic pseudo-random choice) |
-//! | `login` | fresh jar: `POST /incr` (expects `1` and a cookie), `POST /login/USER` (expects new cookie values), `GET /whoami` (expects USER), `GET /read` (expects `1`) |
+//! | `login` | fresh jar: `POST /incr` (expects `1` and a cookie), `POST /login/USER` (expects new cookie values), `GET /whoami` (expects USER), `GET /read` (expects `1`); a new user each iteration |
+//! | `relogin` | as `login`, but each virtual user signs its own account in again and again (`u<VU>`), as a person signing in again does: the per-user session policy then works on a growing set of that user's sessions |
 //! | `race`  | not timed by `--duration`: one session, `--race-tasks` (8) connections each sending `--race-incr` (100) `POST /incr` at once; then `GET /read`. Lost updates = 1 + 8 × 100 − final counter |
 //!
 //! Output: one JSON line on stdout. Exit status 0 even when errors were
@@ -33,12 +34,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 const USAGE: &str = "\
-usage: loadgen --url http://127.0.0.1:PORT --scenario anon|read|write|mixed|login|race
+usage: loadgen --url http://127.0.0.1:PORT --scenario anon|read|write|mixed|login|relogin|race
                [--clients N] [--duration SECS] [--warmup SECS] [--timeout SECS]
                [--race-tasks N] [--race-incr N]
 
   --url URL          server base URL (plain http, loopback only)
-  --scenario NAME    anon, read, write, mixed, login or race
+  --scenario NAME    anon, read, write, mixed, login, relogin or race
   --clients N        virtual users, one connection and cookie jar each (default 32)
   --duration SECS    measured time (default 5)
   --warmup SECS      unmeasured time before it (default 2)
@@ -54,7 +55,10 @@ enum Scenario {
     Read,
     Write,
     Mixed,
+    /// A new user signs in each iteration.
     Login,
+    /// Each virtual user signs its own account in again and again.
+    Relogin,
     Race,
     /// `GET /whoami` on a random session of `--sessions`: lookups over a
     /// large store.
@@ -69,6 +73,7 @@ impl Scenario {
             Scenario::Write => "write",
             Scenario::Mixed => "mixed",
             Scenario::Login => "login",
+            Scenario::Relogin => "relogin",
             Scenario::Race => "race",
             Scenario::Seeded => "seeded",
         }
@@ -130,6 +135,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     "write" => Scenario::Write,
                     "mixed" => Scenario::Mixed,
                     "login" => Scenario::Login,
+                    "relogin" => Scenario::Relogin,
                     "race" => Scenario::Race,
                     "seeded" => Scenario::Seeded,
                     _ => return Err(format!("--scenario: unknown scenario {text:?}")),
@@ -497,10 +503,10 @@ impl Vu {
         Ok(())
     }
 
-    async fn login_iteration(&mut self, vu: usize, iteration: u64) -> Result<(), ()> {
+    /// One sign-in of a new visitor as `user`.
+    async fn login_iteration(&mut self, user: String) -> Result<(), ()> {
         self.new_session().await?;
         let before = self.jar.cookies.clone();
-        let user = format!("u{vu}i{iteration}");
         let (_, set) = self.call(Method::POST, &format!("/login/{user}")).await?;
         if !set || self.jar.cookies == before || self.jar.cookies.is_empty() {
             self.tally
@@ -548,8 +554,9 @@ impl Vu {
                 }
                 Scenario::Login => {
                     iteration += 1;
-                    self.login_iteration(vu, iteration).await
+                    self.login_iteration(format!("u{vu}i{iteration}")).await
                 }
+                Scenario::Relogin => self.login_iteration(format!("u{vu}")).await,
                 Scenario::Seeded => self.seeded(&sessions).await,
                 Scenario::Race => unreachable!("race has its own driver"),
             };
