@@ -31,18 +31,18 @@ pub struct Pending {
     pub factor: Factor,
     /// When the first factor was proven.
     pub started_at: DateTime<Utc>,
-    /// When it stops waiting ([`SecondFactor::pending_for`] later).
+    /// When it stops waiting ([`SecondFactor::pending_for`](super::SecondFactor::pending_for) later).
     pub expires_at: DateTime<Utc>,
 }
 
-/// What [`SecondFactor::sign_in`] did after a first factor.
+/// What [`SecondFactor::sign_in`](super::SecondFactor::sign_in) did after a first factor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignInStep {
     /// The account has no second factor: the session is signed in.
     Done,
     /// The account has one: the session is half-open, waiting for it (ask
-    /// for a code, then call [`SecondFactor::complete_with_totp`] or
-    /// [`SecondFactor::complete_with_recovery_code`]).
+    /// for a code, then call [`SecondFactor::complete_with_totp`](super::SecondFactor::complete_with_totp) or
+    /// [`SecondFactor::complete_with_recovery_code`](super::SecondFactor::complete_with_recovery_code)).
     SecondFactorDue(Factor),
 }
 
@@ -61,7 +61,7 @@ pub(super) struct PendingValue {
 /// A new TOTP enrolment, to show once: the secret as base32 text (to type
 /// into an authenticator app) and as an `otpauth://` URI (a link, or a QR
 /// code: [`qr_png`](Self::qr_png) with the `qr` feature). It takes effect
-/// once [`SecondFactor::confirm_totp`] has seen a first valid code.
+/// once [`SecondFactor::confirm_totp`](super::SecondFactor::confirm_totp) has seen a first valid code.
 /// `Debug` shows neither.
 pub struct TotpEnrolment {
     // Read only to draw the QR code.
