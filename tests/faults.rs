@@ -206,9 +206,7 @@ async fn drop_tables<DB: sqlx::Database>(store: &keycard::store::SqlStore<DB>, t
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    let sql = format!(
-        "DROP TABLE IF EXISTS {t}, {t}_migrations, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, {t}_totp, {t}_recovery_codes"
-    );
+    let sql = common::stores::drop_tables_sql(t);
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(store.pool())
         .await;

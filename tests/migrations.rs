@@ -116,8 +116,6 @@ async fn drop_tables<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, table: &TableNam
 where
     for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
 {
-    let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes"
-    );
+    let sql = common::stores::drop_tables_sql(table.as_str());
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
 }

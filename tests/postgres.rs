@@ -39,20 +39,10 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     use keycard::SessionLayer;
     use keycard::store::{CachedStore, PostgresStore};
 
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+    let Some(shared) = common::stores::SharedPostgresTable::new() else {
         return;
     };
-    let table = common::stores::unique_table();
-    let open = || async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        PostgresStore::with_table_name(pool, table.clone())
-    };
-    let store_a = open().await;
-    store_a.migrate().await.expect("migrate");
-    store_a
-        .enable_change_notifications()
-        .await
-        .expect("trigger");
+    let store_a = shared.open_first().await;
     let cache_a = Arc::new(
         CachedStore::new(store_a.clone(), 1000)
             .listen()
@@ -60,7 +50,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
             .expect("listen"),
     );
     let cache_b = Arc::new(
-        CachedStore::new(open().await, 1000)
+        CachedStore::new(shared.open().await, 1000)
             .listen()
             .await
             .expect("listen"),
@@ -87,14 +77,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     wait_until_evicted(&cache_b, id).await;
     assert_eq!(on_b.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 
-    let sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes; \
-         DROP FUNCTION IF EXISTS {table}_notify_change()"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(store_a.pool())
-        .await
-        .expect("clean up");
+    shared.drop_all(&store_a).await;
 
     async fn wait_until_evicted(cache: &CachedStore<PostgresStore>, id: keycard::SessionId) {
         for _ in 0..500 {
@@ -130,21 +113,11 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     use keycard::store::{CachedStore, PostgresStore};
     use keycard::{Login, Session, SessionLayer};
 
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+    let Some(shared) = common::stores::SharedPostgresTable::new() else {
         return;
     };
-    let table = common::stores::unique_table();
-    let open = || async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        PostgresStore::with_table_name(pool, table.clone())
-    };
-    let store_a = open().await;
-    store_a.migrate().await.expect("migrate");
-    store_a
-        .enable_change_notifications()
-        .await
-        .expect("trigger");
-    let store_b = open().await;
+    let store_a = shared.open_first().await;
+    let store_b = shared.open().await;
     let server = |store: PostgresStore| async move {
         let cache = Arc::new(
             CachedStore::new(store.clone(), 1000)
@@ -273,13 +246,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     );
     until_anonymous(&mut bob, "disabled account").await;
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE",
-        t = table.as_str()
-    )))
-    .execute(store_a.pool())
-    .await
-    .expect("clean up");
+    shared.drop_all(&store_a).await;
 }
 
 /// Row-level security through `Cnx`: a real PostgreSQL policy on a real
@@ -487,11 +454,10 @@ async fn per_user_deletes_lock_rows_in_one_order_whatever_the_plan() {
     // Deadlocks are counted per database, so another test's would show too;
     // none of the others takes locks in two orders.
     assert_eq!(deadlocks().await, before, "no statement deadlocked");
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, {table}_recovery_codes"
-    )))
-    .execute(plain.pool())
-    .await;
+    let sql = common::stores::drop_tables_sql(table.as_str());
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(plain.pool())
+        .await;
 }
 
 /// Remember-me across two app servers, each with its own pool and cache:
@@ -515,20 +481,10 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     use keycard::store::{CachedStore, PostgresStore};
     use keycard::{Login, Session, SessionLayer};
 
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+    let Some(shared) = common::stores::SharedPostgresTable::new() else {
         return;
     };
-    let table = common::stores::unique_table();
-    let open = || async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        PostgresStore::with_table_name(pool, table.clone())
-    };
-    let store_a = open().await;
-    store_a.migrate().await.expect("migrate");
-    store_a
-        .enable_change_notifications()
-        .await
-        .expect("trigger");
+    let store_a = shared.open_first().await;
     let server = |store: PostgresStore| async move {
         let cache = Arc::new(
             CachedStore::new(store.clone(), 1000)
@@ -584,7 +540,7 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
         (router, passwords, cache, cookie)
     };
     let (app_a, passwords_a, _cache_a, cookie) = server(store_a.clone()).await;
-    let (app_b, _, cache_b, _) = server(open().await).await;
+    let (app_b, _, cache_b, _) = server(shared.open().await).await;
     passwords_a.create_user("alice", "old").await.expect("user");
 
     async fn until_anonymous(client: &mut common::Client, what: &str) {
@@ -638,14 +594,7 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     on_a.jar.insert(cookie.clone(), tablet_cookie);
     assert_eq!(on_a.get("/who").await.body, "anonymous");
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
-         {t}_migrations CASCADE",
-        t = table.as_str()
-    )))
-    .execute(store_a.pool())
-    .await
-    .expect("clean up");
+    shared.drop_all(&store_a).await;
 }
 
 /// A server-sent event stream opened on app server B ends within a second
@@ -670,16 +619,10 @@ async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_o
     use keycard::{Session, SessionLayer};
     use tower::ServiceExt as _;
 
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+    let Some(shared) = common::stores::SharedPostgresTable::new() else {
         return;
     };
-    let table = common::stores::unique_table();
-    let open = || async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        PostgresStore::with_table_name(pool, table.clone())
-    };
-    let store_a = open().await;
-    store_a.migrate().await.expect("migrate");
+    let store_a = shared.open_first().await;
     let server = |store: PostgresStore| {
         let layer = SessionLayer::new(store).no_background_purge();
         Router::new()
@@ -716,7 +659,7 @@ async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_o
             .layer(layer)
     };
     let app_a = server(store_a.clone());
-    let app_b = server(open().await);
+    let app_b = server(shared.open().await);
 
     let mut browser = common::Client::new(app_a.clone());
     assert_eq!(browser.post("/login").await.body, "in");
@@ -751,14 +694,7 @@ async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_o
         "the stream ended {took:?} after the sign-out on the other server"
     );
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
-         {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE",
-        t = table.as_str()
-    )))
-    .execute(store_a.pool())
-    .await
-    .expect("clean up");
+    shared.drop_all(&store_a).await;
 }
 
 /// When an app server's notification connection drops, its cache serves
@@ -775,25 +711,15 @@ async fn a_cache_whose_notifications_drop_caches_nothing_until_they_are_back() {
     use std::time::Duration;
 
     use keycard::SessionLayer;
-    use keycard::store::{CachedStore, PostgresStore};
+    use keycard::store::CachedStore;
 
-    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+    let Some(shared) = common::stores::SharedPostgresTable::new() else {
         return;
     };
-    let table = common::stores::unique_table();
-    let open = || async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        PostgresStore::with_table_name(pool, table.clone())
-    };
-    let store_a = open().await;
-    store_a.migrate().await.expect("migrate");
-    store_a
-        .enable_change_notifications()
-        .await
-        .expect("trigger");
+    let store_a = shared.open_first().await;
     let app_a = common::app(SessionLayer::new(store_a.clone()).no_background_purge());
     let cache_b = Arc::new(
-        CachedStore::new(open().await, 1000)
+        CachedStore::new(shared.open().await, 1000)
             .listen()
             .await
             .expect("listen"),
@@ -813,7 +739,7 @@ async fn a_cache_whose_notifications_drop_caches_nothing_until_they_are_back() {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE query LIKE 'LISTEN%' AND query LIKE $1",
     )
-    .bind(format!("%{}_changes%", table.as_str()))
+    .bind(format!("%{}_changes%", shared.table.as_str()))
     .fetch_all(store_a.pool())
     .await
     .expect("terminate");
@@ -856,13 +782,5 @@ async fn a_cache_whose_notifications_drop_caches_nothing_until_they_are_back() {
     }
     assert!(anonymous, "B hears A's sign-out after the reconnection");
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {t}, {t}_users, {t}_api_tokens, {t}_one_time_tokens, {t}_remember, \
-         {t}_totp, {t}_recovery_codes, {t}_migrations CASCADE; \
-         DROP FUNCTION IF EXISTS {t}_notify_change()",
-        t = table.as_str()
-    )))
-    .execute(store_a.pool())
-    .await
-    .expect("clean up");
+    shared.drop_all(&store_a).await;
 }

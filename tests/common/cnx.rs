@@ -110,8 +110,8 @@ macro_rules! server_fixture {
                     .expect("runtime");
                 runtime.block_on(async move {
                     let sql = format!(
-                        "DROP TABLE IF EXISTS {name}, {name}_migrations, {name}_users, \
-                         {name}_api_tokens, {name}_one_time_tokens, {name}_remember, {name}_notes, {name}_audit"
+                        "{}, {name}_notes, {name}_audit",
+                        $crate::common::stores::drop_tables_sql(name.as_str())
                     );
                     if let Ok(cleanup) = <$options>::new().max_connections(1).connect(&url).await {
                         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))

@@ -94,6 +94,74 @@ pub fn url_from_env(var: &str) -> Option<String> {
 }
 
 /// A table name no other test (or earlier run) uses.
+/// The tables `migrate()` makes for `table`, and the notification
+/// trigger's function: what a test that makes its own drops at the end.
+pub fn drop_tables_sql(table: &str) -> String {
+    let tables: Vec<String> = [
+        "",
+        "_migrations",
+        "_users",
+        "_api_tokens",
+        "_one_time_tokens",
+        "_remember",
+        "_totp",
+        "_recovery_codes",
+    ]
+    .iter()
+    .map(|suffix| format!("{table}{suffix}"))
+    .collect();
+    format!("DROP TABLE IF EXISTS {}", tables.join(", "))
+}
+
+/// A PostgreSQL table of one test's own, shared by the app servers it
+/// opens (each a store with a pool of its own).
+#[cfg(feature = "postgres")]
+pub struct SharedPostgresTable {
+    url: String,
+    pub table: keycard::store::TableName,
+}
+
+#[cfg(feature = "postgres")]
+impl SharedPostgresTable {
+    /// A new table on `KEYCARD_TEST_POSTGRES_URL` (`None` without it,
+    /// outside CI), not migrated yet.
+    pub fn new() -> Option<Self> {
+        let url = url_from_env("KEYCARD_TEST_POSTGRES_URL")?;
+        Some(Self {
+            url,
+            table: unique_table(),
+        })
+    }
+
+    /// One more app server's store on the table.
+    pub async fn open(&self) -> keycard::store::PostgresStore {
+        let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+        keycard::store::PostgresStore::with_table_name(pool, self.table.clone())
+    }
+
+    /// The first app server's store, with the table migrated and change
+    /// notifications on.
+    pub async fn open_first(&self) -> keycard::store::PostgresStore {
+        let store = self.open().await;
+        store.migrate().await.expect("migrate");
+        store.enable_change_notifications().await.expect("trigger");
+        store
+    }
+
+    /// Drops the table and its companions, through `store`.
+    pub async fn drop_all(self, store: &keycard::store::PostgresStore) {
+        let table = self.table.as_str();
+        let sql = format!(
+            "{} CASCADE; DROP FUNCTION IF EXISTS {table}_notify_change()",
+            drop_tables_sql(table)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .expect("clean up");
+    }
+}
+
 pub fn unique_table() -> keycard::store::TableName {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -156,11 +224,7 @@ macro_rules! server_store {
             let cleanup = store.clone();
             let drop = move || {
                 block_on(async move {
-                    let sql = format!(
-                        "DROP TABLE IF EXISTS {table}, {table}_migrations, {table}_users, \
-                         {table}_api_tokens, {table}_one_time_tokens, {table}_remember, {table}_totp, \
-                         {table}_recovery_codes"
-                    );
+                    let sql = drop_tables_sql(table.as_str());
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                         .execute(cleanup.pool())
                         .await;
