@@ -119,3 +119,56 @@ where
     let sql = common::stores::drop_tables_sql(table.as_str());
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
 }
+
+/// An app server starting while another holds the migration lock (a long
+/// migration on a large table) waits for it, past the 5 s `lock_timeout`
+/// that bounds requests, and then finds the table migrated.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    keycard_no_postgres_url,
+    ignore = "KEYCARD_TEST_POSTGRES_URL is not set"
+)]
+async fn a_postgres_server_waits_for_another_servers_migration_past_the_lock_timeout() {
+    use std::time::Duration;
+
+    use keycard::store::PostgresStore;
+
+    let Some(url) = common::stores::url_from_env("KEYCARD_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let table = common::stores::unique_table();
+    let open = || async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        PostgresStore::with_table_name(store.pool().clone(), table.clone())
+    };
+    let first = open().await;
+    first.migrate().await.expect("migrate");
+    // Another server's migration: keycard's lock (an advisory transaction
+    // lock on FNV-1a of the table name, `src/store/migrate.rs`) held 6 s.
+    let key = table
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let key = i64::from_ne_bytes(key.to_ne_bytes());
+    let mut holder = first.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let second = open().await;
+    let started = std::time::Instant::now();
+    let migrating = tokio::spawn(async move { second.migrate().await });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!migrating.is_finished(), "it waits for the lock");
+    holder.rollback().await.expect("release");
+    migrating
+        .await
+        .expect("task")
+        .expect("the second server migrates once the first is done");
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    drop_tables(first.pool(), &table).await;
+}

@@ -275,7 +275,13 @@ impl SqlBackend for Postgres {
         conn: &'a mut PgConnection,
         table: &'a TableName,
     ) -> Result<(), sqlx::Error> {
-        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str("BEGIN")).await?;
+        // Another app server may be migrating: wait for it as long as
+        // MySQL's `GET_LOCK` would, not the requests' `lock_timeout` (5 s),
+        // and let a migration statement run past the requests'
+        // `statement_timeout` (10 s) on a large table. Both for this
+        // transaction only.
+        let begin = "BEGIN; SET LOCAL lock_timeout = '60s'; SET LOCAL statement_timeout = '10min'";
+        Self::execute_script(conn, sqlx::SqlSafeStr::into_sql_str(begin)).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock_key(table))
             .execute(conn)
