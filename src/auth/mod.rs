@@ -187,7 +187,7 @@ pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use one_time::OneTimeTokens;
 pub use password::PasswordAuthenticator;
 pub use remember::{Remember, RememberMe, RememberedBrowser};
-pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader};
+pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader, TrustedProxyUsers};
 pub use second_factor::{Factor, Pending, RecoveryCodes, SecondFactor, SignInStep, TotpEnrolment};
 pub use tokens::{ApiTokens, NewToken};
 pub use users::{MissingUserLoader, SignedIn, UserLoader};

@@ -116,8 +116,10 @@ impl Retriever for BearerAuth {
 /// TCP peer is one of `proxies`; from anyone else the header is ignored. A
 /// header sent twice, or empty, signs nobody in. A session signed in this
 /// way ends as soon as a request comes without the header or with another
-/// user in it. Produces [`Credentials::TrustedUser`]; method
-/// `"trusted-header"`; sessions are human, not API.
+/// user in it. Produces [`Credentials::TrustedUser`], which an
+/// authenticator must accept: [`TrustedProxyUsers`] takes the proxy's
+/// name as the user id, or register one of your own that maps or refuses
+/// it. Method `"trusted-header"`; sessions are human, not API.
 ///
 /// ```
 /// use keycard::auth::TrustedHeader;
@@ -182,6 +184,37 @@ impl Retriever for TrustedHeader {
         match self.user(request) {
             Some(user) => Retrieved::Found(Credentials::TrustedUser(user)),
             None => Retrieved::Nothing,
+        }
+    }
+}
+
+/// The authenticator for [`TrustedHeader`]: accepts the user a trusted
+/// proxy names, as it names them (the proxy authenticated them). Other
+/// credentials are [`NotMine`](super::AuthenticationError::NotMine).
+///
+/// Register it after any authenticator of your own that maps the proxy's
+/// names to your users, or refuses some of them: the first that does not
+/// answer `NotMine` decides.
+///
+/// ```
+/// use keycard::auth::{AuthLayer, TrustedHeader, TrustedProxyUsers};
+///
+/// let auth = AuthLayer::new()
+///     .trusted_header(TrustedHeader::new("x-remote-user", ["10.0.0.0/8".parse().unwrap()]))
+///     .authenticator(TrustedProxyUsers);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrustedProxyUsers;
+
+#[async_trait::async_trait]
+impl super::Authenticator for TrustedProxyUsers {
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<super::Authenticated, super::AuthenticationError> {
+        match credentials {
+            Credentials::TrustedUser(user) => Ok(super::Authenticated::new(user.clone())),
+            _ => Err(super::AuthenticationError::NotMine),
         }
     }
 }

@@ -220,7 +220,7 @@ fn auth_app_with(store: &TestStore, stored_sessions: bool) -> AuthApp {
             ))
             .authenticator(passwords.clone())
             .authenticator(tokens.clone())
-            .authenticator(TrustProxy)
+            .authenticator(keycard::auth::TrustedProxyUsers)
             .authenticator(ApiKeys)
             .on_authenticated(|_, info| {
                 if info.method == method::TRUSTED_HEADER {
@@ -304,25 +304,6 @@ impl keycard::auth::Authenticator for ApiKeys {
         match key.as_str() {
             "key-of-frank" => Ok(keycard::auth::Authenticated::new("frank")),
             _ => Err(keycard::auth::AuthenticationError::Rejected),
-        }
-    }
-}
-
-/// Accepts whom the trusted proxy names (the proxy authenticated them).
-#[derive(Debug)]
-struct TrustProxy;
-
-#[async_trait]
-impl keycard::auth::Authenticator for TrustProxy {
-    async fn authenticate(
-        &self,
-        credentials: &keycard::auth::Credentials,
-    ) -> Result<keycard::auth::Authenticated, keycard::auth::AuthenticationError> {
-        match credentials {
-            keycard::auth::Credentials::TrustedUser(user) => {
-                Ok(keycard::auth::Authenticated::new(user.clone()))
-            }
-            _ => Err(keycard::auth::AuthenticationError::NotMine),
         }
     }
 }
