@@ -312,6 +312,7 @@ impl Session {
 
     /// The time by the layer's clock (what the session's timestamps are
     /// compared with).
+    #[cfg(feature = "axum")]
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.0.ctx.now()
     }
