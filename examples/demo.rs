@@ -21,9 +21,24 @@
 //!
 //! ## Pages
 //!
+//! Every page has the same header: the site's name and **Sign in** for
+//! an anonymous visitor; signed in, "signed in as ada · Sessions · Tokens
+//! · Two-step · Sign out" (sign-out being a small `POST /logout` form with
+//! the synchronizer token). Every page that needs a user sends an
+//! anonymous browser (`303`) to the sign-in form on the home page with
+//! `?next=` the page (a path on this site), and signing in goes back
+//! there. Every `POST` that changes something answers `303`, so a reload
+//! repeats nothing; a secret shown once (a new API token, recovery codes)
+//! crosses the redirect in the session and is removed as it is shown. The
+//! buttons that destroy something (ending a session or all the others,
+//! revoking a token or a remembered browser, new recovery codes, turning
+//! two-step sign-in off) ask first with a script's `confirm`; the forms
+//! work the same without scripts.
+//!
 //! The home page shows your session as the server sees it (the signed-in
 //! user or "anonymous", the session's id, when it was created and last used,
-//! and a visit counter) and offers these forms:
+//! and a visit counter) and offers these forms (the sign-in ones to
+//! anonymous visitors only):
 //!
 //! * **count a visit** (`POST /visit`): bumps the counter with
 //!   [`Session::update`], an atomic read-modify-write;
@@ -41,8 +56,9 @@
 //!   a single-use link with [`OneTimeTokens::mint`], working for fifteen
 //!   minutes, and "mails" it: this demo has no mail server, so it prints
 //!   `demo e-mail to ada: sign-in link http://…/login/link?token=…` on
-//!   standard output. The page answers the same whether the account exists
-//!   or not. Opening the link (`GET /login/link?token=…`) uses nothing
+//!   standard output, then goes on (`303`) to `GET /login/link/sent`: the
+//!   same answer whether the account exists or not, and a reload sends no
+//!   second mail. Opening the link (`GET /login/link?token=…`) uses nothing
 //!   (mail scanners load links): its page has a button, **sign in as the
 //!   link's owner** (`POST /login/link/redeem`), which uses the link once
 //!   with [`OneTimeTokens::sign_in`] (method [`method::LINK`], a fresh
@@ -56,9 +72,11 @@
 //!
 //! Signed in, **your sessions** (`GET /sessions`) lists every active session
 //! of the user, on every browser and device, from
-//! [`Session::user_sessions`]: when it was created and last used, the
-//! address it came from, whether it is an API client's, how the user signed
-//! in, and which one is this device. From there you can
+//! [`Session::user_sessions`], browsers and API clients (HTTP Basic) in
+//! separate tables: the device ("Firefox on Linux", from the
+//! `User-Agent`), how the user signed in, when (relative, "5 minutes ago",
+//! with the exact time as the tooltip) and when it was last used, the
+//! address it came from, and which one is this device. From there you can
 //!
 //! * **sign out that device** (`POST /sessions/{id}/end`):
 //!   [`Session::end_user_session`], which ends one session of yours at once;
@@ -80,7 +98,9 @@
 //! removed from the session as it is shown) and revokes them
 //! (`POST /tokens/{id}/revoke`: from the next request on, the token signs
 //! nobody in). A request signed in with a token cannot create or revoke
-//! tokens, nor end sessions or change the password.
+//! tokens, nor end sessions or change the password. The page's `curl`
+//! example names the site as the browser reached it (its `Host`) and,
+//! while it is shown, the new token.
 //!
 //! ## Confirming it's you
 //!
@@ -251,6 +271,7 @@ use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
@@ -297,6 +318,9 @@ const TOTP_URL: &str = "/security/totp";
 
 /// The name authenticator apps show beside the account.
 const ISSUER: &str = "keycard demo";
+
+/// The site's name, in every page's header and title.
+const SITE_NAME: &str = "keycard demo";
 
 /// The page that asks a signed-in user for their password again.
 const CONFIRM_URL: &str = "/confirm";
@@ -580,6 +604,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/visit", post(visit))
         .route("/login", post(login))
         .route("/login/link", get(link_page).post(request_link))
+        .route(LINK_SENT_URL, get(link_sent))
         .route("/login/link/redeem", post(redeem_link))
         .route(CODE_URL, get(code_page).post(submit_code))
         .route(TOTP_URL, get(totp_page))
@@ -611,6 +636,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             base: format!("http://{local}"),
             remember_cookie,
         })
+        // Inside the auth layer: the header it adds to every page sees the
+        // user the request ends with.
+        .layer(axum::middleware::from_fn(layout))
         .layer(auth)
         .layer(sessions);
     println!(
@@ -785,13 +813,32 @@ async fn home(
         .unwrap_or_default();
     let signed_in = if user.is_some() {
         format!(
-            r#"<p><a href="/sessions">Your sessions</a>: every browser and device you are signed in on</p>
-<p><a href="/tokens">API tokens</a>: for scripts and API clients (<code>Authorization: Bearer</code>)</p>
-<p><a href="/security/totp">Two-step sign-in</a>: a code from an authenticator app after the password</p>
-<form method="post" action="/logout">{csrf}<button>Sign out</button></form>"#
+            r#"<div class="cards">
+<div class="card"><h2><a href="/sessions">Your sessions</a></h2><p>Every browser and device you are signed in on; sign out the ones you do not recognise.</p></div>
+<div class="card"><h2><a href="/tokens">API tokens</a></h2><p>For scripts and API clients (<code>Authorization: Bearer</code>).</p></div>
+<div class="card"><h2><a href="{totp}">Two-step sign-in</a></h2><p>A code from an authenticator app after the password.</p></div>
+</div>"#,
+            totp = escape(TOTP_URL),
         )
     } else {
-        String::new()
+        // Only anonymous visitors get the sign-in forms: signed in, the
+        // header has the way out.
+        format!(
+            r#"<h2 id="sign-in">Sign in</h2>
+<form method="post" action="/login">{csrf}
+<label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
+<label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>
+<label class="inline"><input type="checkbox" name="remember" value="on"> Remember me on this device</label>
+{next_field}<button>Sign in</button>
+</form>
+<h2>No password at hand?</h2>
+<form method="post" action="/login/link">{csrf}
+<label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
+<button class="quiet">Email me a sign-in link</button>
+</form>
+<p class="note">The demo users are <code>ada</code> and <code>grace</code>; the server printed
+their passwords when it created them.</p>"#
+        )
     };
 
     let body = format!(
@@ -803,22 +850,10 @@ async fn home(
 <tr><th>Last activity</th><td>{last_activity}</td></tr>
 <tr><th>Visits</th><td id="visits">{visits}</td></tr>
 </table>
-<form method="post" action="/visit">{csrf}<button>Count a visit</button></form>
-<form method="post" action="/login">{csrf}
-<label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
-<label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>
-<label><input type="checkbox" name="remember" value="on"> Remember me on this device</label>
-{next_field}<button>Sign in</button>
-</form>
-<form method="post" action="/login/link">{csrf}
-<label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
-<button>Email me a sign-in link</button>
-</form>
-<p class="note">The demo users are <code>ada</code> and <code>grace</code>; the server printed
-their passwords when it created them.</p>
+<form method="post" action="/visit">{csrf}<button class="quiet">Count a visit</button></form>
 {signed_in}"#
     );
-    Ok(page("keycard demo", &body))
+    Ok(page(SITE_NAME, &body))
 }
 
 /// `POST /visit`: counts a visit, atomically.
@@ -1007,6 +1042,10 @@ const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// does not tell which accounts exist.
 const LINK_ON_ITS_WAY: &str = "If that account exists, a sign-in link is on its way.";
 
+/// Where a request for a sign-in link goes on to (`303`), whoever it
+/// named: a reload shows the page again and sends no second mail.
+const LINK_SENT_URL: &str = "/login/link/sent";
+
 /// The answer to a sign-in link that cannot sign in.
 const LINK_INVALID: &str = "This link is not valid any more.";
 
@@ -1018,9 +1057,10 @@ struct LinkRequestForm {
 }
 
 /// `POST /login/link`: makes a sign-in link for the account named, working
-/// for [`LINK_LIFETIME`], and "e-mails" it (prints it on standard output).
-/// The page is the same whether the account exists, is disabled or not:
-/// only the account's owner learns anything, from the mail.
+/// for [`LINK_LIFETIME`], and "e-mails" it (prints it on standard output),
+/// then goes on to [`LINK_SENT_URL`]. The answer is the same whether the
+/// account exists, is disabled or not: only the account's owner learns
+/// anything, from the mail.
 async fn request_link(
     State(app): State<App>,
     form: Result<CsrfForm<LinkRequestForm>, CsrfRejection>,
@@ -1051,6 +1091,12 @@ async fn request_link(
         Ok(None) => {}
         Err(error) => return error.into_response(),
     }
+    Redirect::to(LINK_SENT_URL).into_response()
+}
+
+/// `GET /login/link/sent`: the page after asking for a sign-in link, the
+/// same for everybody.
+async fn link_sent() -> Response {
     let body = format!(
         "<h1>Check your e-mail</h1>\n<p>{}</p>\n<p class=\"note\">The link works once, for {}.</p>\n<p><a href=\"/\">Home</a></p>",
         escape(LINK_ON_ITS_WAY),
@@ -1483,17 +1529,19 @@ in once in place of a code, if you lose your phone.</p>
 password, then a code from your authenticator app.</p>
 <p id="recovery-left">{left} recovery {noun} left.</p>
 <h2>New recovery codes</h2>
-<form method="post" action="/security/totp/recovery-codes">{csrf}
+<form method="post" action="/security/totp/recovery-codes"{ask_new}>{csrf}
 {password_field}
-<button>Make new recovery codes</button>
+<button class="danger">Make new recovery codes</button>
 </form>
 <p class="note">The new codes replace all the old ones, used or not.</p>
 <h2>Turn it off</h2>
-<form method="post" action="/security/totp/remove">{csrf}
+<form method="post" action="/security/totp/remove"{ask_off}>{csrf}
 {password_field}
-<button>Turn two-step sign-in off</button>
+<button class="danger">Turn two-step sign-in off</button>
 </form>"#,
             noun = if left == 1 { "code" } else { "codes" },
+            ask_new = ask_first("Make new recovery codes? The old ones stop working."),
+            ask_off = ask_first("Turn two-step sign-in off? Your password alone will sign you in."),
         )
     } else if let Some(setup) = setup {
         let grouped = setup
@@ -1547,8 +1595,7 @@ app (or a recovery code).</p>
 {state}
 <p class="note">With two-step sign-in on, API clients cannot sign in with HTTP Basic (the user name
 and password, <code>curl -u</code>): use an <a href="/tokens">API token</a>
-(<code>Authorization: Bearer</code>) instead.</p>
-<p><a href="/">Home</a></p>"#,
+(<code>Authorization: Bearer</code>) instead.</p>"#,
         user = escape(user),
     )
 }
@@ -1805,46 +1852,56 @@ async fn take_flash(session: &Session, key: &str) -> Result<String, keycard::Err
         .unwrap_or_default())
 }
 
-/// `GET /sessions`: the signed-in user's sessions, with a form to end each
-/// other one, all the others, or this one, and to change the password.
-/// Anonymous visitors are sent home.
+/// `GET /sessions`: the signed-in user's sessions, browsers and API
+/// clients apart, with a form to end each other one, all the others, or
+/// this one, and to change the password. Anonymous browsers are sent to
+/// sign in first, and come back here.
 async fn sessions_page(
     State(app): State<App>,
     session: Session,
     remember: Remember,
 ) -> Result<Response, keycard::Error> {
     let Some(user) = session.user_id().await? else {
-        return Ok(Redirect::to("/").into_response());
+        return Ok(sign_in_first("/sessions"));
     };
     let sessions = session.user_sessions().await?;
     let remembered = remember.devices().await?;
     let flash = take_flash(&session, FLASH).await?;
     let csrf = csrf_field(&session).await?;
+    let now = chrono::Utc::now();
 
-    let rows: String = sessions
-        .iter()
-        .map(|info| session_row(info, &csrf))
-        .collect();
+    let (api, browsers): (Vec<&SessionInfo>, Vec<&SessionInfo>) =
+        sessions.iter().partition(|info| info.is_api);
+    let browsers_table = session_table(&browsers, "browser-sessions", &csrf, now);
+    let api_table = if api.is_empty() {
+        r#"<p class="note">No API client is signed in with your password (HTTP Basic). Scripts with a
+bearer token leave no session: see <a href="/tokens">API tokens</a>.</p>"#
+            .to_owned()
+    } else {
+        session_table(&api, "api-sessions", &csrf, now)
+    };
     let others = sessions.iter().filter(|s| !s.current).count();
     let end_others = if others > 0 {
         format!(
-            r#"<form method="post" action="/sessions/end-others">{csrf}<button>Sign out everywhere else ({others} other {})</button></form>"#,
-            if others == 1 { "session" } else { "sessions" }
+            r#"<form method="post" action="/sessions/end-others"{ask}>{csrf}<button class="danger">Sign out everywhere else ({others} other {noun})</button></form>"#,
+            noun = if others == 1 { "session" } else { "sessions" },
+            ask = ask_first("Sign out every other browser and API client?"),
         )
     } else {
         r#"<p class="note">You are not signed in anywhere else.</p>"#.to_owned()
     };
-    let remembered = remembered_section(&remembered, &csrf);
+    let remembered = remembered_section(&remembered, &csrf, now);
     let body = format!(
         r#"<h1>Your sessions</h1>
 {flash}<p>Signed in as <strong>{user}</strong> on {count}.</p>
-<table class="sessions">
-<tr><th>Created</th><th>Last activity</th><th>IP address</th><th>Client</th><th>Signed in with</th><th></th></tr>
-{rows}</table>
+<h2>Browsers</h2>
+{browsers_table}
+<h2>API sessions</h2>
+{api_table}
 {end_others}
 <p class="note">Signing out everywhere else asks you to confirm your password if you signed in
 more than {sudo} ago.</p>
-<form method="post" action="/logout">{csrf}<button>Sign out this device</button></form>
+<form method="post" action="/logout">{csrf}<button class="quiet">Sign out this device</button></form>
 {remembered}
 <h2>Change your password</h2>
 <form method="post" action="/account/password">{csrf}
@@ -1852,8 +1909,7 @@ more than {sudo} ago.</p>
 <label>New password <input name="new" type="password" required maxlength="1024" autocomplete="new-password"></label>
 <button>Change the password</button>
 </form>
-<p class="note">Changing the password keeps you signed in here and signs you out everywhere else.</p>
-<p><a href="/">Home</a></p>"#,
+<p class="note">Changing the password keeps you signed in here and signs you out everywhere else.</p>"#,
         user = escape(&user),
         sudo = escape(&describe(app.sudo)),
         count = match sessions.len() {
@@ -1864,11 +1920,34 @@ more than {sudo} ago.</p>
     Ok(page("Your sessions", &body).into_response())
 }
 
+/// A table of sessions (`id` names it), one row each; every value escaped.
+fn session_table(
+    sessions: &[&SessionInfo],
+    id: &str,
+    csrf: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let rows: String = sessions
+        .iter()
+        .map(|info| session_row(info, csrf, now))
+        .collect();
+    format!(
+        r#"<table class="sessions" id="{id}">
+<tr><th>Device</th><th>Signed in with</th><th>Signed in</th><th>Last active</th><th>IP address</th><th></th></tr>
+{rows}</table>"#,
+        id = escape(id),
+    )
+}
+
 /// The "Remembered browsers" part of the sessions page: each browser
 /// that ticked "remember me", with a form to revoke it, and one to forget
 /// this browser if it is one of them. `csrf` is the forms' token field;
 /// every value escaped.
-fn remembered_section(browsers: &[RememberedBrowser], csrf: &str) -> String {
+fn remembered_section(
+    browsers: &[RememberedBrowser],
+    csrf: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let list = if browsers.is_empty() {
         r#"<p class="note">No browser is remembered: tick "Remember me on this device" when you
 sign in to stay signed in after closing the browser.</p>"#
@@ -1876,7 +1955,7 @@ sign in to stay signed in after closing the browser.</p>"#
     } else {
         let rows: String = browsers
             .iter()
-            .map(|browser| remembered_row(browser, csrf))
+            .map(|browser| remembered_row(browser, csrf, now))
             .collect();
         format!(
             r#"<table class="sessions" id="remembered">
@@ -1886,7 +1965,7 @@ sign in to stay signed in after closing the browser.</p>"#
     };
     let forget = if browsers.iter().any(|browser| browser.current) {
         format!(
-            r#"<form method="post" action="/remembered/forget">{csrf}<button>Forget this browser</button></form>
+            r#"<form method="post" action="/remembered/forget">{csrf}<button class="quiet">Forget this browser</button></form>
 <p class="note">Forgetting keeps you signed in for now; after closing the browser you sign in
 again.</p>"#
         )
@@ -1902,16 +1981,21 @@ until it expires or you revoke it here. Revoking one signs it out.</p>
     )
 }
 
-/// One row of the remembered browsers table; every value escaped.
-fn remembered_row(browser: &RememberedBrowser, csrf: &str) -> String {
+/// One row of the remembered browsers table, on one line; every value
+/// escaped.
+fn remembered_row(
+    browser: &RememberedBrowser,
+    csrf: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let device = browser.device.as_deref().unwrap_or("unknown browser");
     let this = if browser.current {
-        " <strong>(this browser)</strong>"
+        r#" <strong>(this browser)</strong>"#
     } else {
         ""
     };
     format!(
-        r#"<tr{class}><td>{device}{this}</td><td>{created}</td><td>{last}</td><td>{expires}</td><td><form method="post" action="/remembered/{id}/revoke">{csrf}<button>Revoke</button></form></td></tr>
+        r#"<tr{class}><td>{device}{this}</td><td>{created}</td><td>{last}</td><td>{expires}</td><td><form method="post" action="/remembered/{id}/revoke"{ask}>{csrf}<button class="danger">Revoke</button></form></td></tr>
 "#,
         class = if browser.current {
             r#" class="current""#
@@ -1919,22 +2003,28 @@ fn remembered_row(browser: &RememberedBrowser, csrf: &str) -> String {
             ""
         },
         device = escape(device),
-        created = escape(&time(browser.created_at)),
-        last = escape(&time(browser.last_used_at)),
-        expires = escape(&time(browser.expires_at)),
+        created = when(browser.created_at, now),
+        last = when(browser.last_used_at, now),
+        expires = when(browser.expires_at, now),
         id = browser.id,
+        ask = ask_first(if browser.current {
+            "Revoke this browser? It signs out now."
+        } else {
+            "Revoke that browser? It signs out and needs the password again."
+        }),
     )
 }
 
-/// One row of the sessions table, `csrf` being the forms' token field;
-/// every value escaped.
-fn session_row(info: &SessionInfo, csrf: &str) -> String {
+/// One row of a sessions table, on one line, `csrf` being the forms'
+/// token field; every value escaped.
+fn session_row(info: &SessionInfo, csrf: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let action = if info.current {
         "<strong>this device</strong>".to_owned()
     } else {
         format!(
-            r#"<form method="post" action="/sessions/{}/end">{csrf}<button>Sign out that device</button></form>"#,
-            escape(&info.id.to_string())
+            r#"<form method="post" action="/sessions/{}/end"{ask}>{csrf}<button class="danger">Sign out that device</button></form>"#,
+            escape(&info.id.to_string()),
+            ask = ask_first("Sign out that device?"),
         )
     };
     let method = info.auth_method.as_deref().unwrap_or("unknown");
@@ -1947,22 +2037,27 @@ fn session_row(info: &SessionInfo, csrf: &str) -> String {
         },
         None => method.to_owned(),
     };
+    let device = match (&info.device, info.is_api) {
+        (Some(device), _) => device.clone(),
+        (None, true) => "API client".to_owned(),
+        (None, false) => "unknown browser".to_owned(),
+    };
     format!(
-        "<tr{class}><td>{created}</td><td>{last}</td><td>{ip}</td><td>{client}</td><td>{method}</td><td>{action}</td></tr>\n",
+        "<tr{class}><td class=\"device\">{device}{badge}</td><td>{method}</td><td>{created}</td><td>{last}</td><td>{ip}</td><td>{action}</td></tr>\n",
         class = if info.current {
             r#" class="current""#
         } else {
             ""
         },
-        created = escape(&time(info.created_at)),
-        last = escape(&time(info.last_activity)),
+        device = escape(&device),
+        badge = if info.current {
+            r#" <span class="badge">this device</span>"#
+        } else {
+            ""
+        },
+        created = when(info.authenticated_at.unwrap_or(info.created_at), now),
+        last = when(info.last_activity, now),
         ip = escape(info.ip_address.as_deref().unwrap_or("unknown")),
-        client = escape(&match (&info.device, info.is_api) {
-            (Some(device), true) => format!("{device} (API)"),
-            (Some(device), false) => device.clone(),
-            (None, true) => "API client".to_owned(),
-            (None, false) => "browser".to_owned(),
-        }),
         method = escape(&method),
     )
 }
@@ -2264,7 +2359,8 @@ async fn confirm_again(
         return Ok(browsers_only());
     }
     let Some(user) = session.user_id().await? else {
-        return Ok(Redirect::to("/").into_response());
+        // Signing in is recent enough for anything: straight on to `next`.
+        return Ok(sign_in_first(next));
     };
     let csrf = csrf_field(session).await?;
     let problem = problem
@@ -2369,6 +2465,7 @@ async fn tokens_page(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
     session: Session,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, keycard::Error> {
     let tokens = app.tokens.list(&user.id).await?;
     let flash = take_flash(&session, TOKENS_FLASH).await?;
@@ -2382,7 +2479,16 @@ async fn tokens_page(
             .and_then(|value| serde_json::from_value(value).ok())
     };
     let csrf = csrf_field(&session).await?;
-    let body = tokens_body(&user, &tokens, &flash, created.as_ref(), &csrf, app.sudo);
+    let base = request_base(&headers, &app.base);
+    let body = tokens_body(
+        &user,
+        &tokens,
+        &flash,
+        created.as_ref(),
+        &csrf,
+        app.sudo,
+        &base,
+    );
     // Nothing on the way may keep a copy of the page, least of all of the
     // secret (the session layer says so too, for any signed-in page).
     Ok((
@@ -2495,8 +2601,16 @@ fn tokens_body(
     new: Option<&CreatedToken>,
     csrf: &str,
     sudo: Duration,
+    base: &str,
 ) -> String {
     let manage = may_manage_tokens(user);
+    let now = chrono::Utc::now();
+    // The example names this site as the browser reached it, and the new
+    // token while it is shown; a placeholder otherwise.
+    let example = format!(
+        "curl -H 'Authorization: Bearer {}' '{base}/api/whoami'",
+        new.map_or("kc_…", |new| new.secret.as_str())
+    );
     let created = new
         .map(|new| {
             format!(
@@ -2515,7 +2629,7 @@ fn tokens_body(
     } else {
         let rows: String = tokens
             .iter()
-            .map(|token| token_row(token, manage, csrf))
+            .map(|token| token_row(token, manage, csrf, now))
             .collect();
         format!(
             r#"<table class="sessions">
@@ -2539,23 +2653,29 @@ ago.</p>"#,
     format!(
         r#"<h1>API tokens</h1>
 {flash}{created}<p>Tokens of <strong>{user}</strong>, for scripts and API clients. Send one as
-<code>Authorization: Bearer kc_…</code>, for example
-<code>curl -H 'Authorization: Bearer kc_…' http://…/api/whoami</code>.
-Only a hash of each token is kept.</p>
+<code>Authorization: Bearer kc_…</code>, for example:</p>
+<pre><code id="curl-example">{example}</code></pre>
+<p class="note">Only a hash of each token is kept.</p>
 {list}
-{create}
-<p><a href="/">Home</a></p>"#,
+{create}"#,
         user = escape(&user.id),
+        example = escape(&example),
     )
 }
 
 /// One row of the tokens table, `csrf` being the forms' token field; every
 /// value escaped.
-fn token_row(token: &ApiTokenRecord, manage: bool, csrf: &str) -> String {
+fn token_row(
+    token: &ApiTokenRecord,
+    manage: bool,
+    csrf: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let revoke = if manage {
         format!(
-            r#"<form method="post" action="/tokens/{}/revoke">{csrf}<button>Revoke</button></form>"#,
-            token.id
+            r#"<form method="post" action="/tokens/{}/revoke"{ask}>{csrf}<button class="danger">Revoke</button></form>"#,
+            token.id,
+            ask = ask_first("Revoke this token? Scripts using it stop working."),
         )
     } else {
         String::new()
@@ -2563,11 +2683,28 @@ fn token_row(token: &ApiTokenRecord, manage: bool, csrf: &str) -> String {
     format!(
         "<tr><td>{name}</td><td>{created}</td><td>{last}</td><td>{revoke}</td></tr>\n",
         name = escape(&token.name),
-        created = escape(&time(token.created_at)),
+        created = when(token.created_at, now),
         last = token
             .last_used_at
-            .map_or_else(|| "never".to_owned(), |at| escape(&time(at))),
+            .map_or_else(|| "never".to_owned(), |at| when(at, now)),
     )
+}
+
+/// `http://HOST` as the request names this site (its `Host` header), for
+/// examples to copy; the address the demo listens on when the header is
+/// missing or not a plain `host[:port]`. Escape it for a page.
+fn request_base(headers: &axum::http::HeaderMap, listening: &str) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map_or_else(|| listening.to_owned(), |host| format!("http://{host}"))
 }
 
 /// `GET /api/whoami`: `USER METHOD api|human`, as plain text; `401` with the
@@ -2613,7 +2750,18 @@ fn validate_name(raw: &str) -> Result<&str, &'static str> {
     Ok(name)
 }
 
+/// Where [`page`] puts the site header; the [`layout`] middleware fills it
+/// in for the request's session. Page content is escaped, so it never
+/// holds this comment by chance.
+const HEADER_SLOT: &str = "<!--keycard-demo-header-->";
+
+/// The most bytes of an HTML page [`layout`] reads to fill in its header.
+const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
 /// A complete HTML page; `title` is escaped here, `body` must already be.
+/// The site header (who is signed in, the menu, the sign-out form) is
+/// added by the [`layout`] middleware, which knows the session: every
+/// page, error pages too, gets the same one.
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!doctype html>
@@ -2623,28 +2771,188 @@ fn page(title: &str, body: &str) -> Html<String> {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; }}
+*, *::before, *::after {{ box-sizing: border-box; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.5; color: #1d1d24; background: #f6f6f8; margin: 0; }}
+header.site {{ background: #23233a; color: #e8e8f0; }}
+header.site .bar {{ max-width: 60rem; margin: 0 auto; padding: 0.6rem 1rem; display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; justify-content: space-between; }}
+header.site a {{ color: #fff; }}
+header.site .brand {{ font-weight: 700; text-decoration: none; letter-spacing: 0.02em; }}
+header.site nav {{ display: flex; flex-wrap: wrap; gap: 0.25rem 0.5rem; align-items: center; }}
+header.site form {{ display: inline; margin: 0; }}
+header.site button {{ background: none; border: none; color: #fff; text-decoration: underline; padding: 0; font: inherit; cursor: pointer; }}
+main {{ max-width: 60rem; margin: 1.5rem auto; padding: 1.25rem 1.5rem; background: #fff; border: 1px solid #e2e2ea; border-radius: 8px; }}
+h1 {{ margin-top: 0; font-size: 1.6rem; }}
+h2 {{ font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #e2e2ea; padding-bottom: 0.25rem; }}
+a {{ color: #2f4fb5; }}
+code {{ font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 0.92em; background: #f1f1f5; padding: 0.05rem 0.25rem; border-radius: 3px; overflow-wrap: anywhere; }}
+pre {{ background: #f1f1f5; padding: 0.75rem; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; }}
+pre code {{ background: none; padding: 0; }}
 th {{ text-align: left; padding-right: 1rem; }}
 form {{ margin: 1rem 0; }}
-.note {{ color: #555; font-size: 0.9rem; }}
-.flash {{ background: #eef6ee; padding: 0.5rem; }}
-.error {{ background: #fbeaea; padding: 0.5rem; }}
-table.sessions {{ border-collapse: collapse; }}
-table.sessions td, table.sessions th {{ padding: 0.25rem 0.5rem; border-bottom: 1px solid #ddd; }}
+label {{ display: block; margin: 0.5rem 0; }}
+label.inline {{ display: flex; gap: 0.4rem; align-items: center; margin: 0.75rem 0; }}
+input[type="text"], input:not([type]), input[type="password"] {{ display: block; margin-top: 0.2rem; padding: 0.4rem 0.5rem; width: 100%; max-width: 22rem; font: inherit; border: 1px solid #babac8; border-radius: 4px; }}
+button {{ font: inherit; padding: 0.35rem 0.9rem; border-radius: 4px; border: 1px solid #2f4fb5; background: #2f4fb5; color: #fff; cursor: pointer; }}
+button:hover {{ background: #233d91; }}
+button.danger {{ background: #fff; color: #a32020; border-color: #c86464; }}
+button.danger:hover {{ background: #fbeaea; }}
+button.quiet {{ background: #fff; color: #2f4fb5; }}
+.note {{ color: #5a5a66; font-size: 0.9rem; }}
+.flash {{ background: #eef6ee; border-left: 4px solid #4a9a4a; padding: 0.5rem 0.75rem; }}
+.error {{ background: #fbeaea; border-left: 4px solid #c04040; padding: 0.5rem 0.75rem; }}
+.cards {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 1rem; }}
+.card {{ border: 1px solid #e2e2ea; border-radius: 6px; padding: 0.25rem 1rem; }}
+.card h2 {{ margin-top: 0.75rem; border: none; }}
+table.sessions {{ border-collapse: collapse; width: 100%; }}
+table.sessions td, table.sessions th {{ padding: 0.4rem 0.5rem; border-bottom: 1px solid #e2e2ea; vertical-align: top; }}
+table.sessions th {{ font-size: 0.85rem; color: #5a5a66; font-weight: 600; }}
 table.sessions form {{ margin: 0; }}
+time[title] {{ text-decoration: underline dotted #999; }}
 tr.current {{ background: #f3f3ff; }}
-.secret {{ background: #fff6e0; border: 1px solid #e0c070; padding: 0.5rem; }}
-.secret code {{ font-size: 1.1rem; user-select: all; }}
+.badge {{ display: inline-block; font-size: 0.75rem; font-weight: 600; background: #2f4fb5; color: #fff; border-radius: 999px; padding: 0 0.5rem; margin-left: 0.25rem; }}
+.secret {{ background: #fff6e0; border: 1px solid #e0c070; border-radius: 6px; padding: 0.5rem 0.75rem; }}
+.secret code {{ font-size: 1.05rem; user-select: all; }}
 </style>
 </head>
 <body>
+{HEADER_SLOT}
+<main>
 {}
+</main>
 </body>
 </html>
 "#,
-        escape(title),
+        if title == SITE_NAME {
+            escape(SITE_NAME)
+        } else {
+            format!("{} · {}", escape(title), escape(SITE_NAME))
+        },
         body
     ))
+}
+
+/// Fills in the site header of every HTML page ([`HEADER_SLOT`]) for the
+/// request's session, as the handler left it: after a sign-in or a
+/// sign-out the header says so. Other answers pass unchanged.
+async fn layout(session: Session, request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if !is_html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let page = match axum::body::to_bytes(body, MAX_PAGE_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) => {
+            tracing::error!(%error, "demo: reading a page to add its header failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let header = match site_header(&session).await {
+        Ok(header) => header,
+        Err(error) => return error.into_response(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let page = page.replacen(HEADER_SLOT, &header, 1);
+    Response::from_parts(parts, axum::body::Body::from(page))
+}
+
+/// The header of every page: the site's name and, signed in, who, the
+/// menu and a sign-out form; anonymous, a link to sign in. Every value
+/// escaped.
+async fn site_header(session: &Session) -> Result<String, keycard::Error> {
+    let nav = match session.user_id().await? {
+        Some(user) => {
+            // A request signed in by its own credentials (a bearer token)
+            // has no session to sign out of.
+            let sign_out = if session.is_request_only() {
+                String::new()
+            } else {
+                format!(
+                    r#" · <form method="post" action="/logout" class="sign-out">{}<button>Sign out</button></form>"#,
+                    csrf_field(session).await?
+                )
+            };
+            format!(
+                r#"<span class="who">signed in as <strong>{user}</strong></span> · <a href="/sessions">Sessions</a> · <a href="/tokens">Tokens</a> · <a href="{totp}">Two-step</a>{sign_out}"#,
+                user = escape(&user),
+                totp = escape(TOTP_URL),
+            )
+        }
+        None => r#"<a href="/#sign-in" class="sign-in">Sign in</a>"#.to_owned(),
+    };
+    Ok(format!(
+        r#"<header class="site"><div class="bar"><a class="brand" href="/">{site}</a>
+<nav>{nav}</nav></div></header>"#,
+        site = escape(SITE_NAME),
+    ))
+}
+
+/// The sign-in page (home) sending the browser on to `next`, a path on
+/// this site, once signed in: what every page that needs a user answers
+/// an anonymous browser, as [`CurrentUser`] does for the tokens page.
+fn sign_in_url(next: &str) -> String {
+    let next = local_or_home(Some(next));
+    let encoded: String = next
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!("/?next={encoded}")
+}
+
+/// Redirects an anonymous browser to sign in, then on to `next`.
+fn sign_in_first(next: &str) -> Response {
+    Redirect::to(&sign_in_url(next)).into_response()
+}
+
+/// A moment as the pages show it: relative to `now` ("5 minutes ago", "in
+/// 29 days"), with the exact time as its `title` and `datetime`.
+fn when(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        r#"<time datetime="{}" title="{}">{}</time>"#,
+        escape(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        escape(&time(at)),
+        escape(&relative(at, now))
+    )
+}
+
+/// How long before or after `now` the moment `at` is, in words.
+fn relative(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (now - at).num_seconds();
+    let (future, seconds) = (seconds < 0, seconds.unsigned_abs());
+    if seconds < 10 {
+        return "just now".to_owned();
+    }
+    let (count, unit) = match seconds {
+        0..60 => (seconds, "second"),
+        60..3_600 => (seconds / 60, "minute"),
+        3_600..86_400 => (seconds / 3_600, "hour"),
+        _ => (seconds / 86_400, "day"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    if future {
+        format!("in {count} {unit}{plural}")
+    } else {
+        format!("{count} {unit}{plural} ago")
+    }
+}
+
+/// `onsubmit` for a form whose button destroys something: the browser
+/// asks first (where scripts run; the server never depends on it).
+fn ask_first(question: &str) -> String {
+    format!(
+        r#" onsubmit="return confirm('{}')""#,
+        escape(&question.replace('\\', "\\\\").replace('\'', "\\'"))
+    )
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -84,6 +84,13 @@ const ANONYMOUS: &str = "You are anonymous.";
 /// The page that asks a half-open sign-in for its code.
 const CODE_PAGE: &str = "/login/code";
 
+/// The two-step sign-in page, and the page that confirms the password.
+const TOTP_PAGE: &str = "/security/totp";
+const CONFIRM_PAGE: &str = "/confirm";
+
+/// TOTP's time step, in seconds.
+const TOTP_STEP: u64 = 30;
+
 // ---------------------------------------------------------------------------
 // Skipping without a browser
 
@@ -452,6 +459,10 @@ const MARK_PAGE: &str = "window.__keycardOldPage = true;";
 const NEW_PAGE_LOADED: &str =
     "return window.__keycardOldPage !== true && document.readyState === 'complete';";
 
+/// Answers "OK" to the page's confirmation dialogs (`confirm(…)`), as a
+/// person pressing a destructive button means to.
+const SAY_YES: &str = "window.confirm = function () { return true; };";
+
 impl Browser {
     /// Saves a screenshot of the page, named after the step.
     async fn shot(&self, step: &str) {
@@ -611,6 +622,13 @@ impl Browser {
                 self.url().await
             ),
         };
+        // Destructive buttons ask first (`onsubmit="return confirm(…)"`):
+        // the person says yes. The question is kept for the test to read
+        // until the next page replaces this one.
+        self.client
+            .execute(SAY_YES, vec![])
+            .await
+            .expect("answer the confirmation");
         self.mark_page().await;
         button.click().await.expect("press a button");
         self.wait_for_new_page(step).await;
@@ -1294,6 +1312,247 @@ async fn token_rows(browser: &Browser) -> usize {
         .await
         .expect("the tokens' forms")
         .len()
+}
+
+/// The seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// Two-step sign-in, as a person sets it up and uses it: the page shows
+/// the secret and its `otpauth://` URI (read here like an authenticator
+/// app would), the app's code turns it on and the recovery codes show
+/// once; then the password alone leads to the code page, a wrong code
+/// shows an error there, and the app's code signs in. Turning it off asks
+/// first: "Cancel" changes nothing, "OK" turns it off.
+#[tokio::test]
+async fn two_step_sign_in_in_the_browser() {
+    let Some(mut world) = World::start("two_step_sign_in_in_the_browser", &[]) else {
+        return;
+    };
+    let password = world.password("ada");
+    let browser = world.browser("ada").await;
+    browser.sign_in("ada", &password, false).await;
+
+    // The header's menu leads there.
+    browser
+        .client
+        .find(Locator::Css(&format!(r#"header a[href="{TOTP_PAGE}"]"#)))
+        .await
+        .expect("the header's two-step link")
+        .click()
+        .await
+        .expect("follow the link");
+    browser.wait_for_new_page("two-step-page").await;
+    // An older sign-in confirms the password first (a fresh one does not).
+    if browser.path().await == CONFIRM_PAGE {
+        browser
+            .submit(
+                &format!(r#"form[action="{CONFIRM_PAGE}"]"#),
+                &[("password", &password)],
+                &[],
+                "password-confirmed",
+            )
+            .await;
+    }
+    assert_eq!(browser.path().await, TOTP_PAGE);
+    let text = browser.text().await;
+    assert!(
+        text.contains("Two-step sign-in is off"),
+        "{}: {text}",
+        browser.label
+    );
+
+    browser
+        .press(r#"form[action="/security/totp/setup"]"#, "setting-up")
+        .await;
+    assert_eq!(browser.path().await, TOTP_PAGE);
+    assert!(browser.text().await.contains("being set up"));
+    // What an authenticator app reads: the URI (from the QR code or the
+    // link), which must agree with the secret shown as text.
+    let uri: String = browser
+        .text_of("#totp-uri")
+        .await
+        .split_whitespace()
+        .collect();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let app = totp_rs::Totp::from_url(&uri).unwrap_or_else(|error| panic!("{uri}: {error:?}"));
+    let typed: String = browser
+        .text_of("#totp-secret")
+        .await
+        .split_whitespace()
+        .collect();
+    let typed = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(TOTP_STEP)
+        .with_secret(totp_rs::Secret::try_from_base32(&typed).expect("a base32 secret"))
+        .build()
+        .expect("a TOTP of the typed secret");
+    let now = unix_now();
+    assert_eq!(
+        typed.generate(now).to_string(),
+        app.generate(now).to_string(),
+        "the secret as text and the URI agree"
+    );
+
+    // The app's code of now turns it on.
+    browser
+        .submit(
+            r#"form[action="/security/totp/confirm"]"#,
+            &[("code", &app.generate(unix_now()).to_string())],
+            &[],
+            "two-step-on",
+        )
+        .await;
+    assert_eq!(browser.path().await, TOTP_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("Two-step sign-in is on"), "{text}");
+    assert!(text.contains("shown this once"), "{text}");
+    let codes = browser
+        .client
+        .find_all(Locator::Css("#recovery-codes li"))
+        .await
+        .expect("the recovery codes");
+    assert_eq!(codes.len(), 10, "{text}");
+    let first_code = codes[0].text().await.expect("a recovery code");
+    assert!(!first_code.is_empty());
+    assert!(!browser.has("#totp-secret").await, "the secret is gone");
+
+    // Shown once: a reload does not show them again.
+    browser.reload("reloaded").await;
+    let text = browser.text().await;
+    assert!(!browser.has("#recovery-codes").await, "{text}");
+    assert!(!text.contains(&first_code), "{text}");
+    assert!(text.contains("10 recovery codes left."), "{text}");
+
+    // Signing out from the header.
+    browser
+        .press(r#"header form[action="/logout"]"#, "signed-out")
+        .await;
+    assert_eq!(browser.path().await, "/");
+    assert!(browser.text().await.contains(ANONYMOUS));
+
+    // The password alone: the code page, nobody signed in yet.
+    browser
+        .submit(
+            r#"form[action="/login"]"#,
+            &[("name", "ada"), ("password", &password)],
+            &[],
+            "password-accepted",
+        )
+        .await;
+    assert_eq!(browser.path().await, CODE_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("Enter your code"), "{text}");
+    assert!(!text.contains("signed in as"), "{text}");
+
+    // A wrong code: the form again, with the error.
+    let now = unix_now();
+    let near: Vec<String> = (0..5)
+        .map(|i| {
+            app.generate(now + i * TOTP_STEP - 2 * TOTP_STEP)
+                .to_string()
+        })
+        .collect();
+    let wrong = (0..)
+        .map(|n: u32| format!("{:06}", (n * 137_911) % 1_000_000))
+        .find(|code| !near.contains(code))
+        .expect("a wrong code");
+    browser
+        .submit(
+            &format!(r#"form[action="{CODE_PAGE}"]"#),
+            &[("code", &wrong)],
+            &[],
+            "wrong-code",
+        )
+        .await;
+    assert_eq!(browser.path().await, CODE_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("Wrong code, or one used already."), "{text}");
+    assert!(!text.contains("signed in as"), "{text}");
+
+    // The app's code signs in: the next step's, which the server accepts
+    // (one step of clock skew) and which no earlier use burnt.
+    let next = app.generate(unix_now() + TOTP_STEP).to_string();
+    browser
+        .submit(
+            &format!(r#"form[action="{CODE_PAGE}"]"#),
+            &[("code", &next)],
+            &[],
+            "signed-in-with-code",
+        )
+        .await;
+    assert_eq!(browser.path().await, "/");
+    let text = browser.text().await;
+    assert!(text.contains("signed in as ada (by totp)"), "{text}");
+    browser.open("/sessions", "sessions").await;
+    let text = browser.text().await;
+    assert!(text.contains("Signed in as ada on"), "{text}");
+    assert!(text.contains("totp"), "{text}");
+
+    // Turning it off asks first: "Cancel" leaves the page and two-step
+    // sign-in as they were, "OK" turns it off.
+    browser.open(TOTP_PAGE, "two-step-page-again").await;
+    let form = r#"form[action="/security/totp/remove"]"#;
+    browser
+        .client
+        .find(Locator::Css(&format!(r#"{form} [name="password"]"#)))
+        .await
+        .expect("the password field")
+        .send_keys(&password)
+        .await
+        .expect("type the password");
+    browser
+        .client
+        .execute(
+            "window.confirm = function (question) { window.__keycardAsked = question; \
+             return false; };",
+            vec![],
+        )
+        .await
+        .expect("answer Cancel");
+    browser.mark_page().await;
+    browser
+        .client
+        .find(Locator::Css(&format!("{form} button")))
+        .await
+        .expect("the button")
+        .click()
+        .await
+        .expect("press the button");
+    let asked = browser
+        .client
+        .execute("return window.__keycardAsked || null;", vec![])
+        .await
+        .expect("the question asked");
+    let asked = asked.as_str().unwrap_or_default().to_owned();
+    assert!(asked.contains("Turn two-step sign-in off?"), "{asked:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stayed = browser
+        .client
+        .execute("return window.__keycardOldPage === true;", vec![])
+        .await
+        .expect("the same page");
+    assert_eq!(
+        stayed,
+        serde_json::Value::Bool(true),
+        "Cancel posts nothing"
+    );
+    browser.shot("turn-off-cancelled").await;
+    browser.reload("still-on").await;
+    assert!(browser.text().await.contains("Two-step sign-in is on"));
+    browser
+        .submit(form, &[("password", &password)], &[], "turned-off")
+        .await;
+    assert_eq!(browser.path().await, TOTP_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("Two-step sign-in is off"), "{text}");
+    browser.close().await;
 }
 
 // ---------------------------------------------------------------------------

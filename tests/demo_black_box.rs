@@ -228,7 +228,7 @@ impl Demo {
     /// returns the link's secret, read from the e-mail the demo printed.
     async fn sign_in_link(&self, browser: &mut Browser, user: &str) -> String {
         let seen = self.mails().len();
-        let reply = browser.submit("/login/link", &[("name", user)]).await;
+        let reply = browser.request_link(user).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert!(reply.body.contains(LINK_ON_ITS_WAY), "{}", reply.body);
         let mail = self.mail_after(seen).await;
@@ -563,6 +563,20 @@ impl Browser {
             .unwrap_or_else(|| panic!("no synchronizer token:\n{}", page.body));
         self.post_from_page("/login/link/redeem", &[("token", secret)], Some(&token))
             .await
+    }
+
+    /// Asks for a sign-in link for `name` from the home page: the request
+    /// goes on (`303`) to the page saying a link is on its way, which this
+    /// returns (a reload of it sends nothing).
+    async fn request_link(&mut self, name: &str) -> Reply {
+        let reply = self.submit("/login/link", &[("name", name)]).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, "/login/link/sent"),
+            "{name:.20}: {}",
+            reply.body
+        );
+        self.get("/login/link/sent").await
     }
 
     /// Creates a token through the tokens page; its id and secret.
@@ -1592,8 +1606,8 @@ async fn signed_in_pages_are_private_and_sign_out_clears_them() {
     );
     assert_eq!(
         replay.get("/sessions").await.header("location"),
-        "/",
-        "sent home"
+        "/?next=/sessions",
+        "sent to sign in"
     );
     let reply = replay.get_with("/tokens", &[("accept", "text/html")]).await;
     assert_eq!(
@@ -2079,10 +2093,14 @@ async fn the_confirmation_redirects_only_to_this_site() {
         assert!(!page.body.contains("evil"), "{query}: {}", page.body);
     }
 
-    // Anonymous: home, on both.
+    // Anonymous: sent to sign in (then on to `next`, a fresh sign-in being
+    // recent), and home after the form.
     let mut anonymous = Browser::new(&demo);
     let reply = anonymous.get("/confirm?next=/tokens").await;
-    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/?next=/tokens")
+    );
     let reply = anonymous.confirm(&password, "/tokens").await;
     assert_eq!((reply.status, reply.header("location")), (303, "/"));
     assert_eq!(anonymous.user().await, None);
@@ -2206,18 +2224,33 @@ async fn a_sign_in_link_signs_in_once() {
 async fn asking_for_a_link_does_not_tell_who_exists() {
     let dir = tempfile::tempdir().expect("temp dir");
     let demo = Demo::start(&dir.path().join("demo.db"));
-    let nobody = Browser::new(&demo)
+    let mut nobody_browser = Browser::new(&demo);
+    let nobody = nobody_browser
         .submit("/login/link", &[("name", "nobody-here")])
         .await;
-    let ada = Browser::new(&demo)
-        .submit("/login/link", &[("name", "ada")])
-        .await;
-    assert_eq!(ada.status, 200, "{}", ada.body);
-    assert!(ada.body.contains(LINK_ON_ITS_WAY), "{}", ada.body);
-    assert_eq!((nobody.status, &nobody.body), (ada.status, &ada.body));
+    let mut ada_browser = Browser::new(&demo);
+    let ada = ada_browser.submit("/login/link", &[("name", "ada")]).await;
+    assert_eq!(
+        (ada.status, ada.header("location")),
+        (303, "/login/link/sent"),
+        "{}",
+        ada.body
+    );
+    assert_eq!(
+        (nobody.status, nobody.header("location"), &nobody.body),
+        (ada.status, ada.header("location"), &ada.body)
+    );
     assert_eq!(
         nobody.headers.get("set-cookie"),
         ada.headers.get("set-cookie")
+    );
+    let ada_page = ada_browser.get("/login/link/sent").await;
+    assert_eq!(ada_page.status, 200, "{}", ada_page.body);
+    assert!(ada_page.body.contains(LINK_ON_ITS_WAY), "{}", ada_page.body);
+    let nobody_page = nobody_browser.get("/login/link/sent").await;
+    assert_eq!(
+        (nobody_page.status, &nobody_page.body),
+        (ada_page.status, &ada_page.body)
     );
     // Lines come in order: a mail for nobody-here would come before ada's.
     let mail = demo.mail_after(0).await;
@@ -2355,7 +2388,7 @@ async fn bad_link_input_is_refused_without_a_server_error() {
         assert_eq!(reply.status, 400, "name {name:?}: {}", reply.body);
     }
     for name in [long.as_str(), "a\u{0}b", "ada:x"] {
-        let reply = browser.submit("/login/link", &[("name", name)]).await;
+        let reply = browser.request_link(name).await;
         assert_eq!(reply.status, 200, "name {name:.20}: {}", reply.body);
         assert!(reply.body.contains(LINK_ON_ITS_WAY), "{}", reply.body);
     }
@@ -2597,7 +2630,11 @@ async fn a_copied_remember_cookie_signs_everybody_out() {
     );
     assert!(thief.jar.is_empty(), "{:?}", thief.jar);
     let reply = thief.get("/sessions").await;
-    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, "/?next=/sessions"),
+        "anonymous: sent to sign in"
+    );
 
     // Every sign-in of ada ended: the restored browser, the one that asked
     // to be remembered, and the one signed in with the password.
@@ -2925,7 +2962,7 @@ async fn a_garbage_remember_cookie_gets_an_anonymous_page() {
         let reply = browser.get_with("/sessions", &[("cookie", header)]).await;
         assert_eq!(
             (reply.status, reply.header("location")),
-            (303, "/"),
+            (303, "/?next=/sessions"),
             "{what}: {}",
             reply.body
         );
@@ -3304,8 +3341,8 @@ async fn two_step_sign_in_asks_for_a_code_after_the_password() {
     }
     assert_eq!(
         browser.get("/sessions").await.header("location"),
-        "/",
-        "no sessions page while half-open"
+        "/?next=/sessions",
+        "no sessions page while half-open: sent to sign in"
     );
     let page = browser.get(CODE_PAGE).await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -3914,4 +3951,416 @@ async fn wrong_codes_count_toward_the_lockout() {
     assert_eq!(other.user().await, None);
     // The signed-in session is not touched.
     assert_eq!(setup.user().await.as_deref(), Some("ada"));
+}
+
+// ---------------------------------------------------------------------------
+// The pages as a product: the header, the sign-in redirect, the sessions
+// and tokens pages.
+
+/// The site header of a page (every page has one).
+fn site_header(page: &str) -> &str {
+    element_text(page, r#"<header class="site">"#, "</header>")
+        .unwrap_or_else(|| panic!("no site header:\n{page}"))
+}
+
+/// A table of a sessions page by its id, rows and all.
+fn sessions_table<'p>(page: &'p str, id: &str) -> Option<&'p str> {
+    element_text(
+        page,
+        &format!(r#"<table class="sessions" id="{id}">"#),
+        "</table>",
+    )
+}
+
+/// Every page has the same header: anonymous, the site's name and a link
+/// to sign in; signed in, who, the menu and a sign-out form carrying the
+/// page's synchronizer token, which signs out. The home page offers no
+/// sign-in form to a signed-in browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_says_who_is_signed_in_and_offers_sign_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    let header = site_header(&home.body);
+    assert!(header.contains(">keycard demo</a>"), "{header}");
+    assert!(
+        header.contains(r#"<a href="/#sign-in" class="sign-in">Sign in</a>"#),
+        "{header}"
+    );
+    assert!(!header.contains("signed in as"), "{header}");
+    assert!(!header.contains(r#"action="/logout""#), "{header}");
+    assert!(home.body.contains(r#"id="sign-in""#), "{}", home.body);
+    assert!(
+        home.body.contains(r#"name="password" type="password""#),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(r#"action="/login""#), "{}", home.body);
+    // Error pages too.
+    let error = browser.get("/login/link").await;
+    assert_eq!(error.status, 400, "{}", error.body);
+    assert!(
+        site_header(&error.body).contains("Sign in"),
+        "{}",
+        error.body
+    );
+
+    browser.sign_in("ada", &password).await;
+    for path in ["/", "/sessions", "/tokens", "/login/link"] {
+        let page = browser.get(path).await;
+        let header = site_header(&page.body);
+        assert!(
+            header.contains("signed in as <strong>ada</strong>"),
+            "{path}: {header}"
+        );
+        for link in [
+            r#"href="/sessions""#,
+            r#"href="/tokens""#,
+            r#"href="/security/totp""#,
+        ] {
+            assert!(header.contains(link), "{path}: {link} in {header}");
+        }
+        assert!(
+            header.contains(r#"<form method="post" action="/logout""#)
+                && header.contains("Sign out</button>"),
+            "{path}: {header}"
+        );
+        assert!(!header.contains("Sign in"), "{path}: {header}");
+        // The header's form carries the page's one token.
+        let token = csrf_token(header).unwrap_or_else(|| panic!("{path}: no token in {header}"));
+        assert_eq!(csrf_token(&page.body), Some(token), "{path}");
+    }
+    let home = browser.get("/").await;
+    for sign_in_bit in [
+        r#"name="password" type="password""#,
+        r#"action="/login""#,
+        r#"action="/login/link""#,
+        REMEMBER_BOX,
+    ] {
+        assert!(
+            !home.body.contains(sign_in_bit),
+            "signed in, no {sign_in_bit}: {}",
+            home.body
+        );
+    }
+    assert!(home.body.contains(r#"action="/visit""#), "{}", home.body);
+
+    // The header's sign-out form signs out.
+    let token = csrf_token(site_header(&home.body)).expect("the header's token");
+    let reply = browser.post_from_page("/logout", &[], Some(&token)).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    let home = browser.get("/").await;
+    assert_eq!(signed_in_user(&home.body), None, "{}", home.body);
+    assert!(site_header(&home.body).contains("Sign in"));
+    assert!(home.body.contains(r#"name="password" type="password""#));
+}
+
+/// Every page that needs a user sends an anonymous browser to the sign-in
+/// page with `next` the page; the sign-in form carries it and signing in
+/// goes back there. A `next` of another site is not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_pages_send_anonymous_browsers_to_sign_in_and_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+
+    for (path, next) in [
+        ("/sessions", "/sessions"),
+        ("/tokens", "/tokens"),
+        (TOTP_PAGE, TOTP_PAGE),
+        ("/confirm?next=/tokens", "/tokens"),
+    ] {
+        let mut browser = Browser::new(&demo);
+        let reply = browser.get_with(path, &html).await;
+        let expected = format!("/?next={next}");
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, expected.as_str()),
+            "{path}: {}",
+            reply.body
+        );
+        let page = browser.get(&expected).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            page.body.contains("Please sign in to see that page."),
+            "{path}: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains(&format!(
+                r#"<input type="hidden" name="next" value="{next}">"#
+            )),
+            "{path}: {}",
+            page.body
+        );
+        let token = csrf_token(&page.body).expect("a token");
+        let reply = browser
+            .post_from_page(
+                "/login",
+                &[("name", "ada"), ("password", &password), ("next", next)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (303, next),
+            "{path}: back there after signing in: {}",
+            reply.body
+        );
+        let page = browser.get_with(next, &html).await;
+        assert_eq!(page.status, 200, "{path}: {next}: {}", page.body);
+        assert_eq!(signed_in_user(&page.body).as_deref(), Some("ada"), "{path}");
+    }
+
+    let mut browser = Browser::new(&demo);
+    let page = browser.get("/?next=//evil.example").await;
+    assert!(!page.body.contains("evil"), "{}", page.body);
+    let reply = browser
+        .submit(
+            "/login",
+            &[
+                ("name", "ada"),
+                ("password", &password),
+                ("next", "//evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+}
+
+/// The tokens page's `curl` example names this site as the request did
+/// (its `Host`), and the new token while it is shown, once; a hostile
+/// `Host` never reaches the page as markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_curl_example_names_the_host_and_the_new_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    browser.sign_in("ada", &password).await;
+    let curl = |page: &str| -> String {
+        element_text(page, r#"<code id="curl-example">"#, "</code>")
+            .map(unescape)
+            .unwrap_or_else(|| panic!("no curl example:\n{page}"))
+    };
+
+    let page = browser.get("/tokens").await;
+    assert_eq!(
+        curl(&page.body),
+        format!(
+            "curl -H 'Authorization: Bearer kc_…' '{}/api/whoami'",
+            demo.base
+        )
+    );
+
+    let reply = browser.submit("/tokens", &[("name", "ci")]).await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/tokens"));
+    let page = browser.get("/tokens").await;
+    let secret = new_token_secret(&page.body);
+    let example = curl(&page.body);
+    assert_eq!(
+        example,
+        format!(
+            "curl -H 'Authorization: Bearer {secret}' '{}/api/whoami'",
+            demo.base
+        )
+    );
+    // The example works as printed.
+    assert_eq!(
+        bearer_whoami(&plain_client(), &demo, &secret).await,
+        (200, "ada bearer api".to_owned())
+    );
+    // Shown once: the reload has the placeholder again.
+    let page = browser.get("/tokens").await;
+    assert!(!page.body.contains(&secret), "{}", page.body);
+    assert!(curl(&page.body).contains("Bearer kc_…"), "{}", page.body);
+
+    let page = browser
+        .get_with("/tokens", &[("host", "demo.example:8080")])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        curl(&page.body).contains("'http://demo.example:8080/api/whoami'"),
+        "{}",
+        page.body
+    );
+    for hostile in [
+        r#"evil.example"><script>alert(1)</script>"#,
+        "evil.example' ; rm -rf ~ ; '",
+    ] {
+        let page = browser.get_with("/tokens", &[("host", hostile)]).await;
+        assert_eq!(page.status, 200, "{hostile}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{hostile}: {}", page.body);
+        assert!(
+            !page.body.contains("evil.example"),
+            "{hostile}: {}",
+            page.body
+        );
+        assert!(
+            curl(&page.body).contains(&format!("'{}/api/whoami'", demo.base)),
+            "{hostile}: the listening address instead: {}",
+            page.body
+        );
+    }
+}
+
+/// The sessions page: a device label for each session, escaped whatever
+/// the `User-Agent`; relative times with the exact one in a `title`;
+/// browsers and API sessions in their own tables, this device marked; and
+/// the destructive buttons ask first (a script's `confirm`, on top of
+/// forms that work without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_page_labels_devices_groups_api_sessions_and_asks_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(&dir.path().join("demo.db"));
+    let password = demo.password("ada").to_owned();
+    let mut browser = Browser::new(&demo);
+    let token = browser.token().await;
+    let origin = demo.base.clone();
+    let hostile = "<script>alert(1)</script> \"quoted\"";
+    let reply = browser
+        .send(
+            reqwest::Method::POST,
+            "/login",
+            Some(&[
+                ("name", "ada"),
+                ("password", &password),
+                ("remember", "on"),
+                ("csrf_token", &token),
+            ]),
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", &origin),
+                ("user-agent", hostile),
+            ],
+        )
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/"));
+    // Another browser, and an API client signing in with HTTP Basic.
+    let mut firefox = Browser::new(&demo);
+    let token = firefox.token().await;
+    let reply = firefox
+        .send(
+            reqwest::Method::POST,
+            "/login",
+            Some(&[
+                ("name", "ada"),
+                ("password", &password),
+                ("csrf_token", &token),
+            ]),
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", &origin),
+                (
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let api = plain_client()
+        .get(format!("{}/api/whoami", demo.base))
+        .basic_auth("ada", Some(&password))
+        .header("user-agent", "curl/8.5.0")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(api.status(), 200);
+
+    let page = browser.get("/sessions").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)&lt;"),
+        "the label, escaped: {}",
+        page.body
+    );
+    let browsers = sessions_table(&page.body, "browser-sessions")
+        .unwrap_or_else(|| panic!("no browsers table:\n{}", page.body));
+    let api = sessions_table(&page.body, "api-sessions")
+        .unwrap_or_else(|| panic!("no API sessions table:\n{}", page.body));
+    let rows = |table: &str| table.lines().filter(|l| l.starts_with("<tr")).count() - 1;
+    assert_eq!(rows(browsers), 2, "{browsers}");
+    assert_eq!(rows(api), 1, "{api}");
+    assert!(browsers.contains("Firefox on Linux"), "{browsers}");
+    assert!(api.contains(r#"<td class="device">curl</td>"#), "{api}");
+    assert!(!api.contains("Firefox"), "{api}");
+    let current = browsers
+        .lines()
+        .find(|line| line.contains("<strong>this device</strong>"))
+        .unwrap_or_else(|| panic!("this device is not marked:\n{browsers}"));
+    assert!(current.contains("&lt;script&gt;"), "{current}");
+    assert!(current.contains(r#"class="current""#), "{current}");
+    // Relative times, the exact one in the title.
+    assert!(
+        current.contains("just now</time>") || current.contains("seconds ago</time>"),
+        "{current}"
+    );
+    assert!(current.contains(r#"<time datetime="20"#), "{current}");
+    assert!(
+        current.contains(r#"title="20"#) && current.contains(" UTC\""),
+        "{current}"
+    );
+
+    // Every destructive button asks first, and still posts to its route.
+    let ask = r#" onsubmit="return confirm("#;
+    for id in other_session_ids(&page.body) {
+        assert!(
+            page.body
+                .contains(&format!(r#"action="/sessions/{id}/end"{ask}"#)),
+            "{id}: {}",
+            page.body
+        );
+    }
+    assert!(
+        page.body
+            .contains(&format!(r#"action="/sessions/end-others"{ask}"#)),
+        "{}",
+        page.body
+    );
+    let remembered = remembered_ids(&page.body);
+    assert_eq!(remembered.len(), 1, "{}", page.body);
+    assert!(
+        page.body.contains(&format!(
+            r#"action="/remembered/{}/revoke"{ask}"#,
+            remembered[0]
+        )),
+        "{}",
+        page.body
+    );
+    let (id, _) = browser.create_token("ci").await;
+    let tokens = browser.get("/tokens").await;
+    assert!(
+        tokens
+            .body
+            .contains(&format!(r#"action="/tokens/{id}/revoke"{ask}"#)),
+        "{}",
+        tokens.body
+    );
+    assert!(tokens.body.contains("just now</time>"), "{}", tokens.body);
+    let (_app, _codes) = browser.enable_two_step().await;
+    let two_step = browser.get(TOTP_PAGE).await;
+    assert!(
+        two_step
+            .body
+            .contains(&format!(r#"action="/security/totp/remove"{ask}"#)),
+        "{}",
+        two_step.body
+    );
+
+    // Without scripts the forms work as before: ending the other browser.
+    let others = other_session_ids(&page.body);
+    assert_eq!(others.len(), 2, "{}", page.body);
+    let reply = browser
+        .submit(&format!("/sessions/{}/end", others[0]), &[])
+        .await;
+    assert_eq!((reply.status, reply.header("location")), (303, "/sessions"));
+    let page = browser.get("/sessions").await;
+    assert_eq!(other_session_ids(&page.body).len(), 1, "{}", page.body);
 }
