@@ -6,7 +6,9 @@
 #   DURATION=3 WARMUP=1 bench/run.sh   # shorter
 #
 # Builds (release, once; SKIP_BUILD=1 to reuse): keycard's bench_server
-# example with --all-features into bench/target/keycard, and the three
+# example with keycard's default features and the three stores (as an
+# application builds it: no `qr`, no `test-client`; KEYCARD_FEATURES to
+# change) into bench/target/keycard, and the three
 # standalone crates bench/loadgen, bench/bare_axum and
 # bench/tower_sessions_server into their own target/ folders.
 #
@@ -39,6 +41,10 @@
 #   TS_ALWAYS_SAVE [1]  (tower-sessions' sliding expiry: save on every request)
 #   SERVER_CPU [0]  LOAD_CPU [1]  SKIP_BUILD [0]  CHART [1]
 set -euo pipefail
+
+# keycard is built as an application builds it: its default features and
+# the stores bench_server serves, none of the optional extras.
+KEYCARD_FEATURES=${KEYCARD_FEATURES:-"sqlite postgres mysql"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -104,7 +110,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
         git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$base_src"
         log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
         (cd "$base_src" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
-            cargo build --release --all-features --example bench_server)
+            cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
         mkdir -p "$(dirname "$BASE_BIN")"
         cp "$BENCH/target/keycard/release/examples/bench_server" "$BASE_BIN"
         rm -rf "$base_src"
@@ -112,7 +118,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     fi
     log "building (release) keycard at $BUILD_COMMIT"
     (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
-        cargo build --release --all-features --example bench_server)
+        cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
     for crate in loadgen bare_axum tower_sessions_server; do
         CARGO_TARGET_DIR="$BENCH/$crate/target" \
             cargo build --release --manifest-path "$BENCH/$crate/Cargo.toml"

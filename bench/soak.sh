@@ -9,7 +9,8 @@
 #   STORE=postgres bench/soak.sh           # on a fresh PostgreSQL database
 #   SKIP_BUILD=1 bench/soak.sh             # reuse the release binaries
 #
-# Builds (release; SKIP_BUILD=1 to reuse) bench_server with --all-features
+# Builds (release; SKIP_BUILD=1 to reuse) bench_server with the default
+# features and the three stores (KEYCARD_FEATURES)
 # into bench/target/keycard, and bench/loadgen, as run.sh does. Starts
 # bench_server on a fresh store with --idle-timeout IDLE_TIMEOUT and
 # --purge-interval PURGE_INTERVAL, then runs the load generator's `mixed`
@@ -44,6 +45,10 @@
 #   BENCH_DB [keycard_soak]  (dropped and re-created; never `test`)
 #   SERVER_CPU [0]  LOAD_CPU [1]  SKIP_BUILD [0]
 set -euo pipefail
+
+# keycard is built as an application builds it: its default features and
+# the stores bench_server serves, none of the optional extras.
+KEYCARD_FEATURES=${KEYCARD_FEATURES:-"sqlite postgres mysql"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -104,7 +109,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     BUILD_COMMIT=$(commit_now)
     log "building (release) keycard at $BUILD_COMMIT"
     (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
-        timeout 3600 cargo build --release --all-features --example bench_server)
+        timeout 3600 cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
     CARGO_TARGET_DIR="$BENCH/loadgen/target" \
         timeout 3600 cargo build --release --manifest-path "$BENCH/loadgen/Cargo.toml"
 fi
