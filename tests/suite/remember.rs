@@ -498,6 +498,27 @@ pub async fn remembered_browsers_end_by_every_pathway(store: TestStore) {
     );
     assert_eq!(app.restarted(&b).get("/who").await.body, "alice remember");
 
+    // Revoking this browser itself, remembered in an earlier request:
+    // signed out at once, both cookies removed.
+    let mut own = app.remembered_browser("alice").await;
+    let own_id = own
+        .get("/devices")
+        .await
+        .body
+        .split(',')
+        .find(|d| d.ends_with('*'))
+        .expect("this browser listed")
+        .trim_end_matches('*')
+        .to_owned();
+    let reply = own.post(&format!("/revoke/{own_id}")).await;
+    assert_eq!(reply.body, "true");
+    assert!(
+        app.set_cookie(&reply)
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    assert!(own.session_id().is_none(), "session cookies expired");
+    assert_eq!(own.get("/who").await.body, "nobody");
+
     // A password change, a disabled account.
     let a = app.remembered_browser("alice").await;
     app.passwords
@@ -608,6 +629,11 @@ pub async fn bad_remember_cookies_are_refused_cleanly(store: TestStore) {
         let reply = browser.get("/who").await;
         assert_eq!(reply.status, StatusCode::OK, "{bad:.20}");
         assert_eq!(reply.body, "nobody", "{bad:.20}");
+        assert!(
+            app.set_cookie(&reply)
+                .is_some_and(|c| c.contains("Max-Age=0")),
+            "the bad cookie is removed: {bad:.20}"
+        );
     }
     assert_eq!(remembered_of(&store, "alice").await, 1, "nothing ended yet");
     // The same cookie name twice with two values is ambiguous: ignored.

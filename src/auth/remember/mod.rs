@@ -111,7 +111,7 @@ pub struct RememberMe {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn UserStore>,
     pub(crate) sessions: SessionAdmin,
@@ -141,21 +141,8 @@ impl RememberMe {
     }
 
     fn configure(mut self, f: impl FnOnce(&mut Inner)) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            f(inner);
-            return self;
-        }
-        let mut inner = Inner {
-            store: self.inner.store.clone(),
-            sessions: self.inner.sessions.clone(),
-            clock: self.inner.clock.clone(),
-            lifetime: self.inner.lifetime,
-            grace: self.inner.grace,
-        };
-        f(&mut inner);
-        Self {
-            inner: Arc::new(inner),
-        }
+        f(Arc::make_mut(&mut self.inner));
+        self
     }
 
     /// How long a browser stays remembered after the user asked (default
@@ -179,13 +166,7 @@ impl RememberMe {
     /// The remembered browsers of `user_id`, oldest first (for an
     /// administrator; a user's own page uses [`Remember::devices`]).
     pub async fn devices_of(&self, user_id: &str) -> Result<Vec<RememberedBrowser>, AccountError> {
-        let now = self.inner.now();
-        let devices = self.inner.store.list_remembered(user_id).await?;
-        Ok(devices
-            .into_iter()
-            .filter(|d| d.expires_at > now)
-            .map(|d| RememberedBrowser::of(d, None))
-            .collect())
+        self.inner.browsers(user_id, None).await
     }
 
     /// Forgets every remembered browser of `user_id` and ends the sessions
@@ -201,6 +182,22 @@ impl Inner {
     /// The time, at the precision the stores keep.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         crate::clock::to_micros(self.clock.now())
+    }
+
+    /// The user's unexpired remembered browsers, oldest first, `current`
+    /// marked.
+    pub(crate) async fn browsers(
+        &self,
+        user_id: &str,
+        current: Option<i64>,
+    ) -> Result<Vec<RememberedBrowser>, AccountError> {
+        let now = self.now();
+        let devices = self.store.list_remembered(user_id).await?;
+        Ok(devices
+            .into_iter()
+            .filter(|d| d.expires_at > now)
+            .map(|d| RememberedBrowser::of(d, current))
+            .collect())
     }
 
     /// Forgets the user's remembered browsers but `except`, and ends the

@@ -81,8 +81,8 @@ struct Outcome {
 }
 
 impl PerRequest {
-    /// Reads the request's cookie; `None` when the request carries none
-    /// and nothing can come of it but a handler asking.
+    /// Reads the request's cookie (a malformed one is expired by the
+    /// response).
     pub(crate) fn new(remember: &RememberMe, session: &Session, headers: &HeaderMap) -> Arc<Self> {
         let (presented, cookie) = match cookie::read(headers, session.config()) {
             Read::Absent => (None, Action::Keep),
@@ -378,13 +378,7 @@ impl Remember {
             return Ok(Vec::new());
         };
         let current = this.current_device(&user).await?;
-        let now = this.config.now();
-        let devices = this.config.store.list_remembered(&user).await?;
-        Ok(devices
-            .into_iter()
-            .filter(|d| d.expires_at > now)
-            .map(|d| RememberedBrowser::of(d, current))
-            .collect())
+        this.config.browsers(&user, current).await
     }
 
     /// Forgets one of the signed-in user's remembered browsers and ends
@@ -399,15 +393,16 @@ impl Remember {
         let Some(user) = this.session.user_id().await? else {
             return Ok(false);
         };
+        // Before the delete: afterwards the cookie's series names nothing.
+        let current = this.current_device(&user).await?;
         if !this.config.store.delete_remembered(&user, id).await? {
             return Ok(false);
         }
-        let current = this.current_device(&user).await?;
         this.config
             .sessions
             .end_sessions_signed_in_by(&user, &credential_of(id))
             .await?;
-        if current == Some(id) || this.outcome().device == Some(id) {
+        if current == Some(id) {
             this.session.logout().await?;
         }
         tracing::info!(user = %user, device = id, "keycard: remembered browser revoked");
