@@ -56,6 +56,21 @@ pub enum AccountError {
     /// `409`.
     #[error("the account has no second factor to confirm or use")]
     NotEnrolled,
+    /// A passkey was not accepted: a credential keycard does not know, a
+    /// signature or challenge that does not verify, a signature counter
+    /// that did not advance (a cloned authenticator, or a replay), or a
+    /// disabled or locked account (counted toward the lockout when the
+    /// account is known). `403`.
+    #[error("the passkey was not accepted")]
+    PasskeyRefused,
+    /// No passkey ceremony of this kind waits on this session (none was
+    /// started, it was used, or it expired): start again. `400`.
+    #[error("no passkey ceremony is waiting on this session")]
+    NoPasskeyCeremony,
+    /// The authenticator's credential is registered already (to this or
+    /// another account). `409`.
+    #[error("this passkey is registered already")]
+    PasskeyExists,
     /// The store failed. `503`.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -94,6 +109,17 @@ impl AccountError {
                 (StatusCode::CONFLICT, "A second factor is set up already.\n")
             }
             AccountError::NotEnrolled => (StatusCode::CONFLICT, "No second factor is set up.\n"),
+            AccountError::PasskeyRefused => {
+                (StatusCode::FORBIDDEN, "The passkey was not accepted.\n")
+            }
+            AccountError::NoPasskeyCeremony => (
+                StatusCode::BAD_REQUEST,
+                "The passkey request expired. Please try again.\n",
+            ),
+            AccountError::PasskeyExists => (
+                StatusCode::CONFLICT,
+                "This passkey is registered already.\n",
+            ),
             AccountError::Store(_) | AccountError::Unavailable(_) | AccountError::Randomness => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The account service is temporarily unavailable. Please try again later.\n",

@@ -67,6 +67,12 @@ pub mod method {
     /// A password and then a recovery code
     /// ([`SecondFactor::complete_with_recovery_code`](crate::auth::SecondFactor::complete_with_recovery_code)).
     pub const RECOVERY_CODE: &str = "recovery-code";
+    /// A passkey alone, which verified the user on the device
+    /// (`Passkeys::finish_sign_in`, feature `passkeys`).
+    pub const PASSKEY: &str = "passkey";
+    /// A password and then a passkey
+    /// (`Passkeys::complete_second_factor`, feature `passkeys`).
+    pub const PASSWORD_AND_PASSKEY: &str = "password-passkey";
 
     /// Marks [`PASSWORD`].
     #[derive(Debug)]

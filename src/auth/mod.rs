@@ -111,6 +111,13 @@
 //! ([`PasswordAuthenticator::allow_basic_with_second_factor`]); API
 //! clients use [`ApiTokens`].
 //!
+//! **Passkeys** (feature `passkeys`): [`Passkeys`] registers WebAuthn
+//! credentials for a signed-in account and signs in with them, alone
+//! (a passkey checks the user's presence and verification on the device,
+//! so it is two factors in itself) or as the second factor of a password
+//! sign-in. The ceremonies' state is kept in the session row, never in a
+//! cookie.
+//!
 //! **Sudo mode.** What a thief with a stolen session must not do (change
 //! the password, create an API token, sign out the owner's other devices)
 //! takes [`RequireRecentAuth`]: a sign-in older than
@@ -168,6 +175,8 @@ mod error;
 mod guards;
 mod layer;
 pub mod one_time;
+#[cfg(feature = "passkeys")]
+pub mod passkeys;
 mod password;
 pub mod remember;
 mod retrievers;
@@ -185,10 +194,14 @@ pub use guards::{
 };
 pub use layer::{AuthInfo, AuthLayer, AuthService};
 pub use one_time::OneTimeTokens;
+#[cfg(feature = "passkeys")]
+pub use passkeys::{PasskeyConfig, PasskeyConfigError, PasskeyInfo, PasskeyRegistered, Passkeys};
 pub use password::PasswordAuthenticator;
 pub use remember::{Remember, RememberMe, RememberedBrowser};
 pub use retrievers::{BasicAuth, BearerAuth, StoredSession, TrustedHeader, TrustedProxyUsers};
-pub use second_factor::{Factor, Pending, RecoveryCodes, SecondFactor, SignInStep, TotpEnrolment};
+pub use second_factor::{
+    Factor, Factors, Pending, RecoveryCodes, SecondFactor, SignInStep, TotpEnrolment,
+};
 pub use tokens::{ApiTokens, NewToken};
 pub use users::{MissingUserLoader, SignedIn, UserLoader};
 

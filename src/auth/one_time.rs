@@ -196,7 +196,7 @@ impl OneTimeTokens {
             let factors =
                 super::SecondFactor::new(self.passwords.clone()).shared_clock(self.clock.clone());
             let pending = factors.begin(session, &user).await?;
-            return Ok(Some(super::SignInStep::SecondFactorDue(pending.factor)));
+            return Ok(Some(super::SignInStep::SecondFactorDue(pending.factors)));
         }
         session
             .login_with(Login::new(user).method(method::LINK))

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use unicode_normalization::UnicodeNormalization as _;
 
 use super::{
-    AccountError, Authenticated, AuthenticationError, Authenticator, Credentials, LockoutPolicy,
+    AccountError, Authenticated, AuthenticationError, Authenticator, Credentials, Factors,
+    LockoutPolicy,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::store::{StoreError, UserRecord, UserStore};
@@ -187,14 +188,27 @@ impl PasswordAuthenticator {
         }
     }
 
-    /// Whether `username` has a confirmed second factor
-    /// ([`SecondFactor`](super::SecondFactor)).
+    /// Whether `username` has a second factor
+    /// ([`SecondFactor`](super::SecondFactor)): a confirmed TOTP
+    /// enrolment, or (with the `passkeys` feature) a passkey.
     pub async fn has_second_factor(&self, username: &str) -> Result<bool, AccountError> {
+        Ok(!self.second_factors(username).await?.is_empty())
+    }
+
+    /// The second factors `username` has. Passkeys count only where this
+    /// build can check them (the `passkeys` feature): an account must never
+    /// wait for a factor it cannot give.
+    pub async fn second_factors(&self, username: &str) -> Result<Factors, AccountError> {
         let Some(canonical) = Self::canonical_username(username) else {
-            return Ok(false);
+            return Ok(Factors::default());
         };
         let totp = self.inner.store.find_totp(&canonical).await?;
-        Ok(totp.is_some_and(|t| t.confirmed_at.is_some()))
+        let totp = totp.is_some_and(|t| t.confirmed_at.is_some());
+        #[cfg(feature = "passkeys")]
+        let passkey = !self.inner.store.list_passkeys(&canonical).await?.is_empty();
+        #[cfg(not(feature = "passkeys"))]
+        let passkey = false;
+        Ok(Factors::new(totp, passkey))
     }
 
     /// The accounts' store, for [`SecondFactor`](super::SecondFactor).

@@ -88,6 +88,10 @@ macro_rules! migrations {
                     "/0008_second_factor.sql"
                 )),
             },
+            Migration {
+                version: 9,
+                sql: include_str!(concat!("../../migrations/", $backend, "/0009_passkeys.sql")),
+            },
         ]
     };
 }

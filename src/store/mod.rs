@@ -64,7 +64,8 @@ pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 pub use table_name::TableName;
 pub use users::{
-    ApiTokenRecord, NewApiToken, OneTimeToken, RememberedDevice, TotpRecord, UserRecord, UserStore,
+    ApiTokenRecord, NewApiToken, OneTimeToken, PasskeyRecord, RememberedDevice, TotpRecord,
+    UserRecord, UserStore,
 };
 
 /// The JSON object of an application's session values.

@@ -107,6 +107,18 @@ const FACTOR_SQL: FactorSql<&str> = FactorSql {
         WHERE user_id = ? AND used_at IS NULL",
     use_recovery_code: "UPDATE {table}_recovery_codes SET used_at = ? \
         WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+    insert_passkey: "INSERT INTO {table}_passkeys (user_id, credential_id, user_handle, \
+        credential, sign_count, backup_eligible, backup_state, label, created_at) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    find_passkey: "SELECT {passkey_columns} FROM {table}_passkeys WHERE credential_id = ?",
+    list_passkeys: "SELECT {passkey_columns} FROM {table}_passkeys WHERE user_id = ? \
+        ORDER BY id",
+    // The condition decides: of two sign-ins with one counter value, one
+    // records its use; an authenticator without a counter always sends 0.
+    use_passkey: "UPDATE {table}_passkeys SET credential = ?, sign_count = ?, \
+        backup_eligible = ?, backup_state = ?, last_used_at = ? \
+        WHERE id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
+    delete_passkey: "DELETE FROM {table}_passkeys WHERE user_id = ? AND id = ?",
 };
 
 /// How long `migrate` waits for another process's migration to finish.

@@ -121,6 +121,18 @@ const FACTOR_SQL: FactorSql<&str> = FactorSql {
         WHERE user_id = $1 AND used_at IS NULL",
     use_recovery_code: "UPDATE {table}_recovery_codes SET used_at = $1 \
         WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+    insert_passkey: "INSERT INTO {table}_passkeys (user_id, credential_id, user_handle, \
+        credential, sign_count, backup_eligible, backup_state, label, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    find_passkey: "SELECT {passkey_columns} FROM {table}_passkeys WHERE credential_id = $1",
+    list_passkeys: "SELECT {passkey_columns} FROM {table}_passkeys WHERE user_id = $1 \
+        ORDER BY id",
+    // The condition decides: of two sign-ins with one counter value, one
+    // records its use; an authenticator without a counter always sends 0.
+    use_passkey: "UPDATE {table}_passkeys SET credential = $1, sign_count = $2, \
+        backup_eligible = $3, backup_state = $4, last_used_at = $5 \
+        WHERE id = $6 AND (sign_count < $7 OR (sign_count = 0 AND $8 = 0))",
+    delete_passkey: "DELETE FROM {table}_passkeys WHERE user_id = $1 AND id = $2",
 };
 
 /// Sessions in PostgreSQL, through an [`sqlx::PgPool`]: the store for

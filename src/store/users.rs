@@ -276,6 +276,67 @@ impl std::fmt::Debug for TotpRecord {
     }
 }
 
+/// A passkey (a WebAuthn credential) as stored: see
+/// [`Passkeys`](crate::auth::Passkeys). `credential` is the serialised
+/// credential of the WebAuthn library (public key, counter, flags); the
+/// other fields are what keycard looks a passkey up by and shows.
+///
+/// Extensible: outside keycard, start from [`PasskeyRecord::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PasskeyRecord {
+    /// The row's key ([`UserStore::insert_passkey`] assigns it).
+    pub id: i64,
+    /// The account (canonical user name).
+    pub user_id: String,
+    /// The credential id the authenticator names it by (unique).
+    pub credential_id: Vec<u8>,
+    /// The user handle the authenticator keeps for the account: random,
+    /// the same for every passkey of one account.
+    pub user_handle: Vec<u8>,
+    /// The credential, serialised (JSON) by the WebAuthn library.
+    pub credential: String,
+    /// The authenticator's signature counter last seen (0 for
+    /// authenticators that keep none, as synced passkeys do).
+    pub sign_count: i64,
+    /// Whether the authenticator may back the passkey up (synced passkeys).
+    pub backup_eligible: bool,
+    /// Whether it is backed up now.
+    pub backup_state: bool,
+    /// What the user called it.
+    pub label: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last signed in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl PasskeyRecord {
+    /// A passkey of `user_id` registered at `created_at`, never used.
+    pub fn new(
+        user_id: impl Into<String>,
+        credential_id: Vec<u8>,
+        user_handle: Vec<u8>,
+        credential: String,
+        label: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: 0,
+            user_id: user_id.into(),
+            credential_id,
+            user_handle,
+            credential,
+            sign_count: 0,
+            backup_eligible: false,
+            backup_state: false,
+            label: label.into(),
+            created_at,
+            last_used_at: None,
+        }
+    }
+}
+
 /// A token to store: [`UserStore::insert_api_token`] assigns its id.
 #[derive(Clone, Debug)]
 pub struct NewApiToken {
@@ -524,5 +585,47 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let _ = now;
         Ok(0)
+    }
+
+    /// Stores a new passkey and returns its id; `None`, and nothing
+    /// changes, if its credential id is registered already (to anyone).
+    /// The default refuses.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
+        let _ = passkey;
+        Err(StoreError::Backend("this store keeps no passkeys".into()))
+    }
+
+    /// The passkey with this credential id. The default finds none.
+    async fn find_passkey(
+        &self,
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyRecord>, StoreError> {
+        let _ = credential_id;
+        Ok(None)
+    }
+
+    /// The account's passkeys, oldest first. The default has none.
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let _ = user_id;
+        Ok(Vec::new())
+    }
+
+    /// Records a sign-in with the passkey `used` (its id, and its
+    /// `credential`, `sign_count`, backup flags and `last_used_at` as they
+    /// are after it) only if its signature counter moved forward: the
+    /// stored counter is below `used.sign_count`, or both are 0 (an
+    /// authenticator that keeps no counter). One conditional update, so of
+    /// two concurrent sign-ins with one counter value exactly one gets
+    /// `true`. The default records none.
+    async fn use_passkey(&self, used: &PasskeyRecord) -> Result<bool, StoreError> {
+        let _ = used;
+        Ok(false)
+    }
+
+    /// Deletes one of the account's passkeys; `false` if it is not theirs
+    /// or does not exist. The default deletes nothing.
+    async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let _ = (user_id, id);
+        Ok(false)
     }
 }

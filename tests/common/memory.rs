@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use keycard::SessionId;
 use keycard::auth::LockoutPolicy;
 use keycard::store::{
-    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, RememberedDevice,
-    SessionFields, SessionRecord, SessionStore, StoreError, TotpRecord, UserRecord, UserSessions,
-    UserStore,
+    ApiTokenRecord, ExpiryCutoffs, Merge, NewApiToken, OneTimeToken, PasskeyRecord,
+    RememberedDevice, SessionFields, SessionRecord, SessionStore, StoreError, TotpRecord,
+    UserRecord, UserSessions, UserStore,
 };
 use keycard::token::TokenHash;
 
@@ -42,6 +42,8 @@ struct State {
     totp: BTreeMap<String, TotpRecord>,
     /// Recovery codes: user, hash, whether used.
     recovery: Vec<(String, TokenHash, bool)>,
+    next_passkey: i64,
+    passkeys: BTreeMap<i64, PasskeyRecord>,
 }
 
 impl MemoryStore {
@@ -560,6 +562,68 @@ impl UserStore for MemoryStore {
             .iter_mut()
             .find(|(user, h, used)| user == user_id && h == hash && !used);
         Ok(found.map(|(_, _, used)| *used = true).is_some())
+    }
+
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
+        let mut state = self.state();
+        let taken = state
+            .passkeys
+            .values()
+            .any(|p| p.credential_id == passkey.credential_id);
+        if taken {
+            return Ok(None);
+        }
+        state.next_passkey += 1;
+        let id = state.next_passkey;
+        let mut stored = passkey.clone();
+        stored.id = id;
+        state.passkeys.insert(id, stored);
+        Ok(Some(id))
+    }
+
+    async fn find_passkey(
+        &self,
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyRecord>, StoreError> {
+        let state = self.state();
+        let found = state
+            .passkeys
+            .values()
+            .find(|p| p.credential_id == credential_id);
+        Ok(found.cloned())
+    }
+
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let state = self.state();
+        let mine = state.passkeys.values().filter(|p| p.user_id == user_id);
+        Ok(mine.cloned().collect())
+    }
+
+    async fn use_passkey(&self, used: &PasskeyRecord) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(stored) = state.passkeys.get_mut(&used.id) else {
+            return Ok(false);
+        };
+        let forward =
+            stored.sign_count < used.sign_count || (stored.sign_count == 0 && used.sign_count == 0);
+        if !forward {
+            return Ok(false);
+        }
+        stored.credential = used.credential.clone();
+        stored.sign_count = used.sign_count;
+        stored.backup_eligible = used.backup_eligible;
+        stored.backup_state = used.backup_state;
+        stored.last_used_at = used.last_used_at;
+        Ok(true)
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let theirs = state
+            .passkeys
+            .get(&id)
+            .is_some_and(|p| p.user_id == user_id);
+        Ok(theirs && state.passkeys.remove(&id).is_some())
     }
 }
 

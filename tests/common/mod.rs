@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use keycard::auth::LockoutPolicy;
 use keycard::clock::ManualClock;
-use keycard::store::{ApiTokenRecord, NewApiToken, UserRecord, UserStore};
+use keycard::store::{ApiTokenRecord, NewApiToken, PasskeyRecord, UserRecord, UserStore};
 use keycard::store::{
     ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, UserSessions,
 };
@@ -422,6 +422,26 @@ impl UserStore for FlakyUsers {
     ) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.use_recovery_code(user_id, hash, at).await
+    }
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
+        self.check()?;
+        self.inner.insert_passkey(passkey).await
+    }
+    async fn find_passkey(&self, id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.find_passkey(id).await
+    }
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_passkeys(user_id).await
+    }
+    async fn use_passkey(&self, used: &PasskeyRecord) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.use_passkey(used).await
+    }
+    async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_passkey(user_id, id).await
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) fn recovery_hash(code: &str) -> Option<TokenHash> {
 }
 
 /// Fills `bytes` from the operating system's CSPRNG.
-pub(super) fn random_bytes(bytes: &mut [u8]) -> Result<(), AccountError> {
+pub(crate) fn random_bytes(bytes: &mut [u8]) -> Result<(), AccountError> {
     rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, bytes)
         .map_err(|_| AccountError::Randomness)
 }

@@ -28,9 +28,10 @@ const SECRET_BYTES: usize = 20;
 mod codes;
 mod types;
 
-use codes::{RECOVERY_ALPHABET, RECOVERY_CHARS, digits_of, random_bytes, recovery_hash};
+pub(crate) use codes::random_bytes;
+use codes::{RECOVERY_ALPHABET, RECOVERY_CHARS, digits_of, recovery_hash};
 use types::PendingValue;
-pub use types::{Factor, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
+pub use types::{Factor, Factors, Pending, RecoveryCodes, SignInStep, TotpEnrolment};
 
 /// A second factor for the accounts of a [`PasswordAuthenticator`]: TOTP
 /// (RFC 6238, the codes of authenticator apps) with single-use recovery
@@ -226,9 +227,10 @@ impl SecondFactor {
         if session.is_request_only() {
             return Err(SessionError::RequestOnly.into());
         }
-        if self.has_second_factor(user_id).await? {
-            self.begin(session, user_id).await?;
-            return Ok(SignInStep::SecondFactorDue(Factor::Totp));
+        let factors = self.passwords.second_factors(user_id).await?;
+        if !factors.is_empty() {
+            let pending = self.begin(session, user_id).await?;
+            return Ok(SignInStep::SecondFactorDue(pending.factors));
         }
         session
             .login_with(Login::new(user_id).method(method))
@@ -236,8 +238,8 @@ impl SecondFactor {
         Ok(SignInStep::Done)
     }
 
-    /// Makes `session` a half-open sign-in of `user_id`, waiting for its
-    /// TOTP code: anonymous, with a fresh token (a session that was signed
+    /// Makes `session` a half-open sign-in of `user_id`, waiting for one of
+    /// its second factors: anonymous, with a fresh token (a session that was signed
     /// in is ended and a new one started, so nothing of it carries over).
     /// Call it only after a first factor proved `user_id`.
     pub async fn begin(&self, session: &Session, user_id: &str) -> Result<Pending, AccountError> {
@@ -254,9 +256,10 @@ impl SecondFactor {
             session.regenerate().await?;
         }
         let now = self.now();
+        let factors = self.passwords.second_factors(&account.username).await?;
         let value = PendingValue {
             user: account.username.clone(),
-            factor: Factor::Totp.as_str().to_owned(),
+            factor: factors.encode(),
             since: now.timestamp_micros(),
             version: account.credential_version,
         };
@@ -264,7 +267,7 @@ impl SecondFactor {
         tracing::info!(user = %account.username, "keycard: second factor due");
         Ok(self.pending_of(value).unwrap_or(Pending {
             user_id: account.username,
-            factor: Factor::Totp,
+            factors,
             started_at: now,
             expires_at: now + self.pending_for,
         }))
@@ -414,8 +417,30 @@ impl SecondFactor {
         Ok(removed)
     }
 
-    /// The half-open sign-in's completion, whatever the proof.
+    /// The half-open sign-in's completion with a code.
     async fn complete(&self, session: &Session, proof: Proof<'_>) -> Result<(), AccountError> {
+        let method = match proof {
+            Proof::Totp(_) => method::TOTP,
+            Proof::RecoveryCode(_) => method::RECOVERY_CODE,
+        };
+        self.complete_with(session, method, async |user: &str, now| match proof {
+            Proof::Totp(code) => self.use_totp(user, code, now).await,
+            Proof::RecoveryCode(code) => self.use_recovery_code(user, code, now).await,
+        })
+        .await
+    }
+
+    /// Completes the session's half-open sign-in with whatever `prove`
+    /// checks (given the pending user and the time): signs in with
+    /// `method` if it answers `true`, counts a failure toward the lockout
+    /// and answers [`AccountError::WrongCode`] if `false`. `prove` is not
+    /// called for a locked account (a right proof stays unused).
+    pub(crate) async fn complete_with(
+        &self,
+        session: &Session,
+        method: &'static str,
+        prove: impl AsyncFnOnce(&str, DateTime<Utc>) -> Result<bool, AccountError>,
+    ) -> Result<(), AccountError> {
         if session.is_request_only() {
             return Err(SessionError::RequestOnly.into());
         }
@@ -438,12 +463,8 @@ impl SecondFactor {
             session.remove(PENDING_KEY).await?;
             return Err(AccountError::NoPendingSignIn);
         };
-        // A locked account spends no code: a right one stays unused.
-        let proven = !LockoutPolicy::is_locked(account.locked_until, now)
-            && match proof {
-                Proof::Totp(code) => self.use_totp(&user, code, now).await?,
-                Proof::RecoveryCode(code) => self.use_recovery_code(&user, code, now).await?,
-            };
+        let proven =
+            !LockoutPolicy::is_locked(account.locked_until, now) && prove(&user, now).await?;
         if !proven {
             let lockout = self.passwords.lockout_policy();
             let updated = self.store.record_failure(&user, now, lockout).await?;
@@ -455,10 +476,6 @@ impl SecondFactor {
         }
         self.store.clear_failures(&user).await?;
         session.remove(PENDING_KEY).await?;
-        let method = match proof {
-            Proof::Totp(_) => method::TOTP,
-            Proof::RecoveryCode(_) => method::RECOVERY_CODE,
-        };
         session
             .login_with(Login::new(user.clone()).method(method))
             .await?;
@@ -549,7 +566,10 @@ impl SecondFactor {
     }
 
     /// New recovery codes for `user`, replacing the old ones.
-    async fn new_recovery_codes(&self, user: &str) -> Result<RecoveryCodes, AccountError> {
+    pub(crate) async fn new_recovery_codes(
+        &self,
+        user: &str,
+    ) -> Result<RecoveryCodes, AccountError> {
         let mut codes = Vec::with_capacity(RECOVERY_CODE_COUNT);
         let mut hashes = Vec::with_capacity(RECOVERY_CODE_COUNT);
         for _ in 0..RECOVERY_CODE_COUNT {
@@ -585,21 +605,24 @@ impl SecondFactor {
     /// A stored half-open sign-in, read back; `None` if it is not one of
     /// keycard's.
     fn pending_of(&self, value: PendingValue) -> Option<Pending> {
-        let factor = match value.factor.as_str() {
-            "totp" => Factor::Totp,
-            _ => return None,
-        };
+        let factors = Factors::decode(&value.factor)?;
         let started_at = DateTime::from_timestamp_micros(value.since)?;
         Some(Pending {
             user_id: value.user,
-            factor,
+            factors,
             started_at,
             expires_at: started_at.checked_add_signed(self.pending_for)?,
         })
     }
 
+    /// The password authenticator the factors are of.
+    #[cfg_attr(not(feature = "passkeys"), allow(dead_code))]
+    pub(crate) fn passwords(&self) -> &PasswordAuthenticator {
+        &self.passwords
+    }
+
     /// The time, at the precision the stores keep.
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         crate::clock::to_micros(self.clock.now())
     }
 }

@@ -3,20 +3,87 @@
 
 use chrono::{DateTime, Utc};
 
-/// Which second factor a half-open sign-in waits for.
+/// A second factor a half-open sign-in can be completed with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Factor {
     /// A TOTP code from an authenticator app (or, instead, one of the
     /// account's recovery codes).
     Totp,
+    /// One of the account's passkeys
+    /// ([`Passkeys::complete_second_factor`](crate::auth::Passkeys::complete_second_factor),
+    /// feature `passkeys`), or one of its recovery codes.
+    Passkey,
 }
 
 impl Factor {
-    pub(super) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Factor::Totp => "totp",
+            Factor::Passkey => "passkey",
         }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "totp" => Some(Factor::Totp),
+            "passkey" => Some(Factor::Passkey),
+            _ => None,
+        }
+    }
+}
+
+/// The second factors an account has, any of which completes its
+/// half-open sign-ins (and its recovery codes, if it has any left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Factors {
+    totp: bool,
+    passkey: bool,
+}
+
+impl Factors {
+    /// The set of `totp` and `passkey`, as they are true.
+    pub(crate) fn new(totp: bool, passkey: bool) -> Self {
+        Self { totp, passkey }
+    }
+
+    /// Whether `factor` is one of them.
+    pub fn contains(self, factor: Factor) -> bool {
+        match factor {
+            Factor::Totp => self.totp,
+            Factor::Passkey => self.passkey,
+        }
+    }
+
+    /// Whether there is none (the account signs in with a password alone).
+    pub fn is_empty(self) -> bool {
+        !self.totp && !self.passkey
+    }
+
+    /// Each of them, TOTP first.
+    pub fn iter(self) -> impl Iterator<Item = Factor> {
+        [Factor::Totp, Factor::Passkey]
+            .into_iter()
+            .filter(move |f| self.contains(*f))
+    }
+
+    /// As a session value holds them: names joined by commas.
+    pub(super) fn encode(self) -> String {
+        let names: Vec<&str> = self.iter().map(Factor::as_str).collect();
+        names.join(",")
+    }
+
+    /// From [`encode`](Self::encode)'s form (a value written before
+    /// passkeys holds just `totp`); `None` for a name keycard never wrote.
+    pub(super) fn decode(text: &str) -> Option<Self> {
+        let mut factors = Self::default();
+        for name in text.split(',').filter(|n| !n.is_empty()) {
+            match Factor::parse(name)? {
+                Factor::Totp => factors.totp = true,
+                Factor::Passkey => factors.passkey = true,
+            }
+        }
+        Some(factors)
     }
 }
 
@@ -27,8 +94,9 @@ impl Factor {
 pub struct Pending {
     /// Whose sign-in it is.
     pub user_id: String,
-    /// What it waits for.
-    pub factor: Factor,
+    /// The factors that complete it (those the account had when the
+    /// password was checked).
+    pub factors: Factors,
     /// When the first factor was proven.
     pub started_at: DateTime<Utc>,
     /// When it stops waiting ([`SecondFactor::pending_for`](super::SecondFactor::pending_for) later).
@@ -40,16 +108,20 @@ pub struct Pending {
 pub enum SignInStep {
     /// The account has no second factor: the session is signed in.
     Done,
-    /// The account has one: the session is half-open, waiting for it (ask
-    /// for a code, then call [`SecondFactor::complete_with_totp`](super::SecondFactor::complete_with_totp) or
-    /// [`SecondFactor::complete_with_recovery_code`](super::SecondFactor::complete_with_recovery_code)).
-    SecondFactorDue(Factor),
+    /// The account has one or more: the session is half-open, waiting for
+    /// one of them (ask for a code, then call
+    /// [`SecondFactor::complete_with_totp`](super::SecondFactor::complete_with_totp) or
+    /// [`SecondFactor::complete_with_recovery_code`](super::SecondFactor::complete_with_recovery_code);
+    /// or offer the passkey ceremony of
+    /// [`Passkeys::start_second_factor`](crate::auth::Passkeys::start_second_factor)).
+    SecondFactorDue(Factors),
 }
 
 /// The session value of a half-open sign-in.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct PendingValue {
     pub(super) user: String,
+    /// The factors that complete it ([`Factors::encode`]).
     pub(super) factor: String,
     /// Microseconds since the epoch.
     pub(super) since: i64,
@@ -102,7 +174,7 @@ impl std::fmt::Debug for TotpEnrolment {
 /// Recovery codes, to show once: each signs in once in place of a TOTP
 /// code. Only their SHA-256 is stored. `Debug` shows how many, not which.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RecoveryCodes(pub(super) Vec<String>);
+pub struct RecoveryCodes(pub(crate) Vec<String>);
 
 impl RecoveryCodes {
     /// The codes (`xxxx-xxxx-xxxx`, 60 random bits each).

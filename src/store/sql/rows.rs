@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::statements::{col, token_col, user_col};
 use crate::store::{
-    ApiTokenRecord, OneTimeToken, RememberedDevice, SessionFields, SessionRecord, StoreError,
-    TotpRecord, UserRecord,
+    ApiTokenRecord, OneTimeToken, PasskeyRecord, RememberedDevice, SessionFields, SessionRecord,
+    StoreError, TotpRecord, UserRecord,
 };
 use crate::token::{SessionId, TokenHash};
 
@@ -213,6 +213,28 @@ pub(crate) fn totp<DB: Io>(row: &DB::Row) -> Result<TotpRecord, StoreError> {
     );
     record.confirmed_at = DB::time(row, 3)?;
     record.last_step = DB::opt_int(row, 4)?;
+    Ok(record)
+}
+
+/// A passkey row (its [`PASSKEY_COLUMNS`](super::statements::PASSKEY_COLUMNS)).
+pub(crate) fn passkey<DB: Io>(row: &DB::Row) -> Result<PasskeyRecord, StoreError> {
+    let id = DB::int(row, 0)?;
+    let mut record = PasskeyRecord::new(
+        DB::text(row, 1)?,
+        DB::bytes(row, 2)?,
+        DB::bytes(row, 3)?,
+        DB::text(row, 4)?,
+        DB::text(row, 8)?,
+        DB::time(row, 9)?.ok_or(StoreError::Corrupt {
+            id,
+            what: "a passkey has no `created_at`",
+        })?,
+    );
+    record.id = id;
+    record.sign_count = DB::int(row, 5)?;
+    record.backup_eligible = DB::boolean(row, 6)?;
+    record.backup_state = DB::boolean(row, 7)?;
+    record.last_used_at = DB::time(row, 10)?;
     Ok(record)
 }
 

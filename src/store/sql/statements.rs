@@ -158,9 +158,10 @@ impl UserSql<&'static str> {
     }
 }
 
-/// One backend's SQL for second factors (`<table>_totp` and
-/// `<table>_recovery_codes`), like [`UserSql`]; `{totp_columns}` stands for
-/// [`TOTP_COLUMNS`]. A struct of its own, so that it changes apart from
+/// One backend's SQL for the factors beyond a password (`<table>_totp`,
+/// `<table>_recovery_codes` and `<table>_passkeys`), like [`UserSql`];
+/// `{totp_columns}` stands for [`TOTP_COLUMNS`], `{passkey_columns}` for
+/// [`PASSKEY_COLUMNS`]. A struct of its own, so that it changes apart from
 /// the account statements.
 #[derive(Debug)]
 pub(crate) struct FactorSql<S> {
@@ -178,6 +179,13 @@ pub(crate) struct FactorSql<S> {
     pub(crate) unused_recovery_codes: S,
     /// Marks an unused recovery code used.
     pub(crate) use_recovery_code: S,
+    /// Inserts a passkey, returning its id where the backend can.
+    pub(crate) insert_passkey: S,
+    pub(crate) find_passkey: S,
+    pub(crate) list_passkeys: S,
+    /// Records a sign-in, only if the counter is the one read before it.
+    pub(crate) use_passkey: S,
+    pub(crate) delete_passkey: S,
 }
 
 impl FactorSql<&'static str> {
@@ -195,6 +203,11 @@ impl FactorSql<&'static str> {
             insert_recovery_code: r(self.insert_recovery_code),
             unused_recovery_codes: r(self.unused_recovery_codes),
             use_recovery_code: r(self.use_recovery_code),
+            insert_passkey: r(self.insert_passkey),
+            find_passkey: r(self.find_passkey),
+            list_passkeys: r(self.list_passkeys),
+            use_passkey: r(self.use_passkey),
+            delete_passkey: r(self.delete_passkey),
         }
     }
 }
@@ -202,6 +215,11 @@ impl FactorSql<&'static str> {
 /// The columns of `<table>_totp` every `SELECT` reads, in the order
 /// [`rows::totp`](super::rows) reads them.
 pub(crate) const TOTP_COLUMNS: &str = "user_id, secret, created_at, confirmed_at, last_step";
+
+/// The columns of `<table>_passkeys` every `SELECT` reads, in the order
+/// [`rows::passkey`](super::rows) reads them.
+pub(crate) const PASSKEY_COLUMNS: &str = "id, user_id, credential_id, user_handle, credential, \
+    sign_count, backup_eligible, backup_state, label, created_at, last_used_at";
 
 /// The statements of the migration runner, with `{book}` for the table
 /// that records applied versions (`<table>_migrations`).
@@ -267,6 +285,7 @@ pub(crate) fn render(text: &str, table: &TableName) -> SqlStr {
             .replace("{one_time_columns}", ONE_TIME_COLUMNS)
             .replace("{remember_columns}", REMEMBER_COLUMNS)
             .replace("{totp_columns}", TOTP_COLUMNS)
+            .replace("{passkey_columns}", PASSKEY_COLUMNS)
             .replace("{table}", table.as_str()),
     )
     .into_sql_str()

@@ -10,8 +10,8 @@ use super::backend::{Arg, SqlBackend};
 use super::statements::is_unique_violation;
 use super::{SqlStore, retry_deadlocks, rows};
 use crate::store::{
-    ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, RememberedDevice, StoreError,
-    TotpRecord, UserRecord, UserStore,
+    ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, PasskeyRecord, RememberedDevice,
+    StoreError, TotpRecord, UserRecord, UserStore,
 };
 use crate::token::TokenHash;
 
@@ -455,5 +455,71 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         })
         .await?;
         Ok(changed == 1)
+    }
+
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
+        let args = [
+            Arg::Text(Some(&passkey.user_id)),
+            Arg::Bytes(&passkey.credential_id),
+            Arg::Bytes(&passkey.user_handle),
+            Arg::Text(Some(&passkey.credential)),
+            Arg::Int(passkey.sign_count),
+            Arg::Bool(passkey.backup_eligible),
+            Arg::Bool(passkey.backup_state),
+            Arg::Text(Some(&passkey.label)),
+            Arg::Time(Some(passkey.created_at)),
+        ];
+        let query = DB::query(&self.factor_sql.insert_passkey, &args);
+        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+            Ok(id) => Ok(Some(id)),
+            // Credential ids are unique across accounts: a second
+            // registration of one authenticator's credential is refused.
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn find_passkey(
+        &self,
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyRecord>, StoreError> {
+        let query = DB::query(&self.factor_sql.find_passkey, &[Arg::Bytes(credential_id)]);
+        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        row.as_ref().map(rows::passkey::<DB>).transpose()
+    }
+
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let query = DB::query(&self.factor_sql.list_passkeys, &[Arg::Text(Some(user_id))]);
+        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        rows.iter().map(rows::passkey::<DB>).collect()
+    }
+
+    async fn use_passkey(&self, used: &PasskeyRecord) -> Result<bool, StoreError> {
+        let args = [
+            Arg::Text(Some(&used.credential)),
+            Arg::Int(used.sign_count),
+            Arg::Bool(used.backup_eligible),
+            Arg::Bool(used.backup_state),
+            Arg::Time(used.last_used_at),
+            Arg::Int(used.id),
+            Arg::Int(used.sign_count),
+            Arg::Int(used.sign_count),
+        ];
+        // The update decides: of two sign-ins with one counter value, one
+        // changes the row.
+        let changed = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.factor_sql.use_passkey, &args)
+        })
+        .await?;
+        Ok(changed == 1)
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
+        let args = [Arg::Text(Some(user_id)), Arg::Int(id)];
+        let deleted = retry_deadlocks(self.limits.lock, || {
+            self.change_users(&self.factor_sql.delete_passkey, &args)
+        })
+        .await?;
+        Ok(deleted > 0)
     }
 }
