@@ -21,6 +21,8 @@ pub mod lifecycle;
 pub mod limits;
 pub mod live;
 pub mod own_users;
+#[cfg(all(feature = "passkeys", feature = "test-client"))]
+pub mod passkeys;
 pub mod remember;
 pub mod second_factor;
 pub mod timeouts;
@@ -472,6 +474,14 @@ macro_rules! behaviour_suite {
             second_factor::second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_with_the_password,
             second_factor::second_factor_is_due_after_a_sign_in_link_too,
             second_factor::second_factor_store_failure_is_503_and_uses_nothing,
+        );
+        $crate::behaviour_suite!(@each [$(#[$attr])* #[cfg(all(feature = "passkeys", feature = "test-client"))]] $factory;
+            passkeys::passkeys_register_once_and_sign_in_without_a_user_name,
+            passkeys::passkeys_are_the_second_factor_of_a_password_sign_in,
+            passkeys::passkey_answers_that_do_not_verify_are_refused_and_counted,
+            passkeys::passkey_ceremonies_expire_and_belong_to_their_kind,
+            passkeys::passkeys_of_disabled_locked_or_removed_accounts_do_not_sign_in,
+            passkeys::passkey_store_failure_is_503_and_signs_nobody_in,
         );
     };
     // One invocation per test, side by side rather than one inside the
