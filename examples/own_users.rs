@@ -153,7 +153,7 @@ async fn main() -> Result<(), BoxError> {
         .login_url("/");
     // Plain http on localhost, where browsers refuse `Secure` and `__Host-`
     // cookies: never use `insecure_dev_cookies` behind a real domain. The
-    // layer refuses cross-origin POSTs; `examples/demo.rs` adds
+    // layer refuses cross-origin POSTs; `examples/demo/` adds
     // synchronizer tokens to its forms too.
     let sessions = SessionLayer::new(store).insecure_dev_cookies();
     let app = Router::new()

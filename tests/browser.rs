@@ -1,4 +1,4 @@
-//! End-to-end tests of `examples/demo.rs` in a real browser: headless
+//! End-to-end tests of `examples/demo/` in a real browser: headless
 //! Chromium, driven over WebDriver (`chromedriver`, through `fantoccini`),
 //! against the real demo binary on a temporary SQLite file.
 //!
@@ -87,6 +87,9 @@ const CODE_PAGE: &str = "/login/code";
 /// The two-step sign-in page, and the page that confirms the password.
 const TOTP_PAGE: &str = "/security/totp";
 const CONFIRM_PAGE: &str = "/confirm";
+/// The demo's passkeys page.
+#[cfg(feature = "passkeys")]
+const PASSKEYS_PAGE: &str = "/security/passkeys";
 
 /// TOTP's time step, in seconds.
 const TOTP_STEP: u64 = 30;
@@ -709,8 +712,113 @@ impl Browser {
             .expect("the id")
     }
 
+    /// How many elements match `css`.
+    #[cfg(feature = "passkeys")]
+    async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("the elements")
+            .len()
+    }
+
+    /// Clicks the button `css` whose script navigates when it is done (a
+    /// passkey ceremony), waits for the next page and takes a screenshot.
+    #[cfg(feature = "passkeys")]
+    async fn click_and_wait(&self, css: &str, step: &str) {
+        let url = self.url().await;
+        let button = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("{}: no {css} on {url}: {error}", self.label));
+        self.mark_page().await;
+        button.click().await.expect("press a button");
+        self.wait_for_new_page(step).await;
+    }
+
+    /// Adds Chromium's virtual authenticator to this browser (WebDriver's
+    /// WebAuthn extension): a platform authenticator with discoverable
+    /// credentials that verifies its user at once. Its id.
+    #[cfg(feature = "passkeys")]
+    async fn virtual_authenticator(&self) -> String {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        let id = self
+            .client
+            .issue_cmd(WebAuthn::post("authenticator", options))
+            .await
+            .expect("a virtual authenticator");
+        id.as_str().expect("the authenticator's id").to_owned()
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    #[cfg(feature = "passkeys")]
+    async fn authenticator_credentials(&self, id: &str) -> Vec<serde_json::Value> {
+        let listed = self
+            .client
+            .issue_cmd(WebAuthn::get(&format!("authenticator/{id}/credentials")))
+            .await
+            .expect("the authenticator's credentials");
+        listed.as_array().cloned().unwrap_or_default()
+    }
+
     async fn close(self) {
         self.client.close().await.expect("close the browser");
+    }
+}
+
+/// A command of WebDriver's WebAuthn extension (virtual authenticators),
+/// which fantoccini has no method for.
+#[cfg(feature = "passkeys")]
+#[derive(Debug)]
+struct WebAuthn {
+    path: String,
+    method: http::Method,
+    body: Option<serde_json::Value>,
+}
+
+#[cfg(feature = "passkeys")]
+impl WebAuthn {
+    fn post(path: &str, body: serde_json::Value) -> Self {
+        Self {
+            path: path.to_owned(),
+            method: http::Method::POST,
+            body: Some(body),
+        }
+    }
+
+    fn get(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            method: http::Method::GET,
+            body: None,
+        }
+    }
+}
+
+#[cfg(feature = "passkeys")]
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthn {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session.unwrap_or_default();
+        base.join(&format!("session/{session}/webauthn/{}", self.path))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(ToString::to_string),
+        )
     }
 }
 
@@ -1552,6 +1660,138 @@ async fn two_step_sign_in_in_the_browser() {
     assert_eq!(browser.path().await, TOTP_PAGE);
     let text = browser.text().await;
     assert!(text.contains("Two-step sign-in is off"), "{text}");
+    browser.close().await;
+}
+
+/// The passkeys page as a person uses it, with Chromium's virtual
+/// authenticator (a platform authenticator that keeps discoverable
+/// credentials and verifies the user): add a passkey; sign out; "Sign in
+/// with a passkey" signs in with no user name; the password then asks for
+/// the passkey as its second step; removing it asks first, and then the
+/// password alone signs in again. The rows are read from the demo's
+/// database as they change.
+#[cfg(feature = "passkeys")]
+#[tokio::test]
+async fn passkeys_in_the_browser() {
+    use keycard::store::UserStore as _;
+
+    let Some(mut world) = World::start("passkeys_in_the_browser", &[]) else {
+        return;
+    };
+    let password = world.password("ada");
+    let store = keycard::SqliteStore::connect(&format!(
+        "sqlite://{}",
+        world
+            .dir
+            .as_ref()
+            .expect("the test's directory")
+            .path()
+            .join("demo.db")
+            .display()
+    ))
+    .await
+    .expect("the demo's database");
+    let browser = world.browser("ada").await;
+    let authenticator = browser.virtual_authenticator().await;
+    browser.sign_in("ada", &password, false).await;
+    browser.open(PASSKEYS_PAGE, "passkeys-page").await;
+    assert!(
+        browser.has("#no-passkeys").await,
+        "{}",
+        browser.text().await
+    );
+
+    // Add one, named.
+    browser
+        .client
+        .find(Locator::Css("#passkey-label"))
+        .await
+        .expect("the name field")
+        .send_keys("my laptop")
+        .await
+        .expect("type a name");
+    browser
+        .click_and_wait("#passkey-add", "passkey-added")
+        .await;
+    assert_eq!(browser.path().await, PASSKEYS_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("Passkey “my laptop” added"), "{text}");
+    assert!(
+        text.contains("shown this once"),
+        "the first second factor brings codes: {text}"
+    );
+    assert_eq!(browser.count("tr.passkey-row").await, 1, "{text}");
+    let rows = store.list_passkeys("ada").await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].label.as_str(), rows[0].last_used_at),
+        ("my laptop", None)
+    );
+    let stored = browser.authenticator_credentials(&authenticator).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        stored[0]["isResidentCredential"],
+        serde_json::Value::Bool(true),
+        "{stored:?}"
+    );
+
+    // Signed out, the passkey alone signs in: no user name typed.
+    browser
+        .press(r#"header form[action="/logout"]"#, "signed-out")
+        .await;
+    assert!(browser.text().await.contains(ANONYMOUS));
+    browser
+        .click_and_wait("#passkey-sign-in", "signed-in-with-passkey")
+        .await;
+    assert_eq!(browser.path().await, "/");
+    let text = browser.text().await;
+    assert!(text.contains("signed in as ada (by passkey)"), "{text}");
+    let used = store.list_passkeys("ada").await.expect("rows");
+    assert!(used[0].last_used_at.is_some(), "{used:?}");
+
+    // The password now asks for the passkey as its second step.
+    browser
+        .press(r#"header form[action="/logout"]"#, "signed-out-again")
+        .await;
+    browser
+        .submit(
+            r#"form[action="/login"]"#,
+            &[("name", "ada"), ("password", &password)],
+            &[],
+            "password-accepted",
+        )
+        .await;
+    assert_eq!(browser.path().await, CODE_PAGE);
+    let text = browser.text().await;
+    assert!(text.contains("confirm with your passkey"), "{text}");
+    assert!(!text.contains("signed in as"), "{text}");
+    browser
+        .click_and_wait("#passkey-second-factor", "second-step-with-passkey")
+        .await;
+    assert_eq!(browser.path().await, "/");
+    let text = browser.text().await;
+    assert!(
+        text.contains("signed in as ada (by password-passkey)"),
+        "{text}"
+    );
+
+    // Removing it asks first; then it is gone, and the password alone
+    // signs in.
+    browser.open(PASSKEYS_PAGE, "passkeys-page-again").await;
+    browser
+        .submit(r#"tr.passkey-row form"#, &[], &[], "passkey-removed")
+        .await;
+    assert_eq!(browser.path().await, PASSKEYS_PAGE);
+    assert!(
+        browser.has("#no-passkeys").await,
+        "{}",
+        browser.text().await
+    );
+    assert!(store.list_passkeys("ada").await.expect("rows").is_empty());
+    browser
+        .press(r#"header form[action="/logout"]"#, "signed-out-at-last")
+        .await;
+    browser.sign_in("ada", &password, false).await;
     browser.close().await;
 }
 

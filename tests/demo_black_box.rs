@@ -1,4 +1,4 @@
-//! Black-box tests of `examples/demo.rs`, `examples/api_client.rs`,
+//! Black-box tests of `examples/demo/`, `examples/api_client.rs`,
 //! `examples/notes.rs` and `examples/own_users.rs`: the real binaries, over real HTTP, on a temporary
 //! SQLite file. The demo is
 //! started on a free port (`--addr 127.0.0.1:0`, which it reports); the demo

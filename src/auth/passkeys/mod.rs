@@ -42,7 +42,7 @@
 //! wants as `ArrayBuffer`s (`PublicKeyCredential.parseCreationOptionsFromJSON`
 //! and `.parseRequestOptionsFromJSON` convert them where the browser has
 //! them), and the credential it returns is posted back as JSON (its
-//! `toJSON()`). The demo (`examples/demo.rs`) has a complete page.
+//! `toJSON()`). The demo (`examples/demo/`) has a complete page.
 //!
 //! ```
 //! use axum::extract::State;

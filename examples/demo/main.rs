@@ -276,7 +276,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use keycard::auth::{
     AccountError, ApiTokens, AuthLayer, AuthRejection, AuthUser, AuthenticationError, BasicAuth,
-    BearerAuth, CurrentUser, OneTimeTokens, PasswordAuthenticator, Remember, RememberMe,
+    BearerAuth, CurrentUser, Factor, OneTimeTokens, PasswordAuthenticator, Remember, RememberMe,
     RememberedBrowser, RequireRecentAuth, SecondFactor, SignInStep, StoredSession, method,
     one_time,
 };
@@ -286,6 +286,9 @@ use keycard::token::SessionToken;
 use keycard::{Session, SessionId, SessionInfo, SessionLayer, SqliteStore};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+
+#[cfg(feature = "passkeys")]
+mod passkeys;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const DEFAULT_DB: &str = "keycard-demo.db";
@@ -508,6 +511,9 @@ struct App {
     /// The name of the remember-me cookie (`keycard-remember` with the
     /// demo's development cookies).
     remember_cookie: String,
+    /// Passkeys, for the demo's users on `http://localhost:PORT`.
+    #[cfg(feature = "passkeys")]
+    passkeys: keycard::auth::Passkeys,
 }
 
 #[tokio::main]
@@ -595,11 +601,20 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     let local = listener.local_addr()?;
+    // Passkeys need a domain for the relying party, never an IP address:
+    // the demo offers them on `localhost`, at the port it listens on.
+    #[cfg(feature = "passkeys")]
+    let passkeys = {
+        let origin = format!("http://localhost:{}", local.port());
+        let config = keycard::auth::PasskeyConfig::new("localhost", &origin).name(SITE_NAME);
+        println!("keycard demo: passkeys work on {origin}");
+        keycard::auth::Passkeys::new(second.clone(), config)?
+    };
 
     // Every POST handler reads its form with `CsrfForm`, which checks the
     // session's synchronizer token that every form carries; cross-origin
     // POSTs do not even get that far (the session layer refuses them).
-    let app = Router::new()
+    let routes = Router::new()
         .route("/", get(home))
         .route("/visit", post(visit))
         .route("/login", post(login))
@@ -626,7 +641,10 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .route("/tokens", get(tokens_page).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/api/whoami", get(api_whoami))
-        .route("/api/visit", post(api_visit))
+        .route("/api/visit", post(api_visit));
+    #[cfg(feature = "passkeys")]
+    let routes = routes.merge(passkeys::routes());
+    let app = routes
         .with_state(App {
             passwords,
             tokens,
@@ -635,6 +653,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             sudo: options.sudo,
             base: format!("http://{local}"),
             remember_cookie,
+            #[cfg(feature = "passkeys")]
+            passkeys,
         })
         // Inside the auth layer: the header it adds to every page sees the
         // user the request ends with.
@@ -817,8 +837,9 @@ async fn home(
 <div class="card"><h2><a href="/sessions">Your sessions</a></h2><p>Every browser and device you are signed in on; sign out the ones you do not recognise.</p></div>
 <div class="card"><h2><a href="/tokens">API tokens</a></h2><p>For scripts and API clients (<code>Authorization: Bearer</code>).</p></div>
 <div class="card"><h2><a href="{totp}">Two-step sign-in</a></h2><p>A code from an authenticator app after the password.</p></div>
-</div>"#,
+{passkeys}</div>"#,
             totp = escape(TOTP_URL),
+            passkeys = passkeys_card(),
         )
     } else {
         // Only anonymous visitors get the sign-in forms: signed in, the
@@ -831,13 +852,14 @@ async fn home(
 <label class="inline"><input type="checkbox" name="remember" value="on"> Remember me on this device</label>
 {next_field}<button>Sign in</button>
 </form>
-<h2>No password at hand?</h2>
+{passkey}<h2>No password at hand?</h2>
 <form method="post" action="/login/link">{csrf}
 <label>User name <input name="name" required maxlength="255" autocomplete="username"></label>
 <button class="quiet">Email me a sign-in link</button>
 </form>
 <p class="note">The demo users are <code>ada</code> and <code>grace</code>; the server printed
-their passwords when it created them.</p>"#
+their passwords when it created them.</p>"#,
+            passkey = passkey_sign_in(next.as_deref()),
         )
     };
 
@@ -1275,18 +1297,25 @@ async fn code_form(
     let problem = problem
         .map(|problem| format!("<p class=\"error\">{}</p>\n", escape(problem)))
         .unwrap_or_default();
+    let ask = if pending.factors.contains(Factor::Totp) {
+        "enter the 6-digit code your authenticator app shows now, or one of your recovery codes"
+    } else {
+        "confirm with your passkey, or enter one of your recovery codes"
+    };
     let body = format!(
         r#"<h1>Enter your code</h1>
 {problem}<p>The first step was right for <strong>{user}</strong>, who has two-step sign-in:
-enter the 6-digit code your authenticator app shows now, or one of your recovery codes.</p>
+{ask}.</p>
 <form method="post" action="{action}">{csrf}
 <label>Code <input name="code" required maxlength="{max}" autocomplete="one-time-code" autofocus></label>
 <button>Sign in</button>
 </form>
+{passkey}
 <p class="note">This sign-in waits for the code until {until} ({wait} after the password); after
 that, sign in again. Lost your phone? Each recovery code works once, in place of a code.</p>
 <p><a href="/">Cancel</a></p>"#,
         user = escape(&pending.user_id),
+        passkey = passkey_second_step(&pending),
         action = escape(CODE_URL),
         max = MAX_CODE_CHARS,
         until = escape(&time(pending.expires_at)),
@@ -1466,7 +1495,9 @@ async fn totp_page(
         .remove(NEW_RECOVERY_CODES)
         .await?
         .and_then(|value| serde_json::from_value(value).ok());
-    let enabled = app.second.has_second_factor(&user.id).await?;
+    // TOTP only: a passkey is a second factor too, with a page of its own.
+    let factors = app.passwords.second_factors(&user.id).await?;
+    let enabled = factors.contains(Factor::Totp);
     let setup: Option<TotpSetup> = if enabled {
         session.remove(TOTP_SETUP).await?;
         None
@@ -1505,23 +1536,7 @@ fn totp_body(
     left: usize,
     csrf: &str,
 ) -> String {
-    let codes = codes
-        .map(|codes| {
-            let items: String = codes
-                .iter()
-                .map(|code| format!("<li><code>{}</code></li>\n", escape(code)))
-                .collect();
-            format!(
-                r#"<div class="secret">
-<p>Your recovery codes. Keep them somewhere safe now: they are shown this once. Each signs
-in once in place of a code, if you lose your phone.</p>
-<ol id="recovery-codes">
-{items}</ol>
-</div>
-"#
-            )
-        })
-        .unwrap_or_default();
+    let codes = codes.map(recovery_codes_block).unwrap_or_default();
     let password_field = r#"<label>Password <input name="password" type="password" required maxlength="1024" autocomplete="current-password"></label>"#;
     let state = if enabled {
         format!(
@@ -1598,6 +1613,56 @@ and password, <code>curl -u</code>): use an <a href="/tokens">API token</a>
 (<code>Authorization: Bearer</code>) instead.</p>"#,
         user = escape(user),
     )
+}
+
+/// New recovery codes, shown once.
+fn recovery_codes_block(codes: &[String]) -> String {
+    let items: String = codes
+        .iter()
+        .map(|code| format!("<li><code>{}</code></li>\n", escape(code)))
+        .collect();
+    format!(
+        r#"<div class="secret">
+<p>Your recovery codes. Keep them somewhere safe now: they are shown this once. Each signs
+in once in place of your second step, should you lose your phone or passkey.</p>
+<ol id="recovery-codes">
+{items}</ol>
+</div>
+"#
+    )
+}
+
+/// The home page's card for the passkeys page, where the demo has them.
+fn passkeys_card() -> &'static str {
+    if cfg!(feature = "passkeys") {
+        r#"<div class="card"><h2><a href="/security/passkeys">Passkeys</a></h2><p>Sign in with the device's screen lock instead of a password.</p></div>
+"#
+    } else {
+        ""
+    }
+}
+
+/// The home page's "Sign in with a passkey", where the demo has them.
+fn passkey_sign_in(next: Option<&str>) -> String {
+    #[cfg(feature = "passkeys")]
+    return passkeys::sign_in_button(next);
+    #[cfg(not(feature = "passkeys"))]
+    {
+        let _ = next;
+        String::new()
+    }
+}
+
+/// The code page's "Use your passkey", where the demo has them and the
+/// account has one.
+fn passkey_second_step(pending: &keycard::auth::Pending) -> String {
+    #[cfg(feature = "passkeys")]
+    return passkeys::second_factor_button(pending);
+    #[cfg(not(feature = "passkeys"))]
+    {
+        let _ = pending;
+        String::new()
+    }
 }
 
 /// The checks every two-step sign-in form passes first: a browser's
@@ -2878,9 +2943,14 @@ async fn site_header(session: &Session) -> Result<String, keycard::Error> {
                 )
             };
             format!(
-                r#"<span class="who">signed in as <strong>{user}</strong></span> · <a href="/sessions">Sessions</a> · <a href="/tokens">Tokens</a> · <a href="{totp}">Two-step</a>{sign_out}"#,
+                r#"<span class="who">signed in as <strong>{user}</strong></span> · <a href="/sessions">Sessions</a> · <a href="/tokens">Tokens</a> · <a href="{totp}">Two-step</a>{passkeys}{sign_out}"#,
                 user = escape(&user),
                 totp = escape(TOTP_URL),
+                passkeys = if cfg!(feature = "passkeys") {
+                    r#" · <a href="/security/passkeys">Passkeys</a>"#
+                } else {
+                    ""
+                },
             )
         }
         None => r#"<a href="/#sign-in" class="sign-in">Sign in</a>"#.to_owned(),
