@@ -1241,7 +1241,8 @@ async fn forged_cross_site_posts_change_nothing() {
     // Each forged form: its page's name, the demo route it posts to, and
     // its fields (the password one even knows the password: only the
     // forgery defences stand in its way).
-    let forgeries: Vec<(&str, String, String)> = vec![
+    #[cfg_attr(not(feature = "passkeys"), allow(unused_mut))]
+    let mut forgeries: Vec<(&str, String, String)> = vec![
         ("logout", "/logout".to_owned(), hidden(&[])),
         ("visit", "/visit".to_owned(), hidden(&[])),
         ("token", "/tokens".to_owned(), hidden(&[("name", "forged")])),
@@ -1253,6 +1254,21 @@ async fn forged_cross_site_posts_change_nothing() {
             hidden(&[("current", &password), ("new", "attacker-chose-this")]),
         ),
     ];
+    // The passkeys' routes: a plain form, and a JSON one a form can reach
+    // only as a "simple" cross-site request.
+    #[cfg(feature = "passkeys")]
+    forgeries.extend([
+        (
+            "passkey-remove",
+            "/security/passkeys/1/remove".to_owned(),
+            hidden(&[]),
+        ),
+        (
+            "passkey-options",
+            "/security/passkeys/options".to_owned(),
+            hidden(&[]),
+        ),
+    ]);
     let pages: BTreeMap<String, String> = forgeries
         .iter()
         .map(|(name, action, inputs)| {
