@@ -314,7 +314,7 @@ pub async fn passkeys_register_once_and_sign_in_without_a_user_name(store: TestS
         &mut other,
         "/sign-in/start",
         &mut authenticator,
-        &[credential_id.clone()],
+        std::slice::from_ref(&credential_id),
     )
     .await;
     let before = other.jar.header();
@@ -398,7 +398,7 @@ pub async fn passkey_answers_that_do_not_verify_are_refused_and_counted(store: T
         &mut browser,
         "/sign-in/start",
         &mut authenticator,
-        &[credential_id.clone()],
+        std::slice::from_ref(&credential_id),
     )
     .await;
 
@@ -503,7 +503,7 @@ pub async fn passkey_ceremonies_expire_and_belong_to_their_kind(store: TestStore
         &mut browser,
         "/sign-in/start",
         &mut authenticator,
-        &[credential_id.clone()],
+        std::slice::from_ref(&credential_id),
     )
     .await;
     store
@@ -620,7 +620,7 @@ pub async fn passkey_store_failure_is_503_and_signs_nobody_in(store: TestStore) 
         &mut browser,
         "/sign-in/start",
         &mut authenticator,
-        &[credential_id.clone()],
+        std::slice::from_ref(&credential_id),
     )
     .await;
     store
