@@ -82,6 +82,13 @@ async fn each_domain_answers_its_documented_status_alone_and_wrapped() {
         (AccountError::Exists.into(), StatusCode::CONFLICT),
         (AccountError::WrongPassword.into(), StatusCode::FORBIDDEN),
         (AccountError::NotSignedIn.into(), StatusCode::UNAUTHORIZED),
+        (AccountError::PasskeyRefused.into(), StatusCode::FORBIDDEN),
+        (
+            AccountError::NoPasskeyCeremony.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (AccountError::PasskeyExists.into(), StatusCode::CONFLICT),
+        (AccountError::TooManyPasskeys.into(), StatusCode::CONFLICT),
         (
             AccountError::Hashing.into(),
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -203,6 +203,10 @@ fn ceremony_failure(error: AccountError) -> Response {
         ),
         AccountError::NotSignedIn => (StatusCode::UNAUTHORIZED, "Please sign in again."),
         AccountError::NotEnrolled => (StatusCode::CONFLICT, "This account has no passkey."),
+        AccountError::TooManyPasskeys => (
+            StatusCode::CONFLICT,
+            "You have as many passkeys as an account may have: remove one first.",
+        ),
         _ => {
             tracing::error!(%error, "demo: a passkey ceremony failed");
             (

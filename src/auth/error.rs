@@ -71,6 +71,10 @@ pub enum AccountError {
     /// another account). `409`.
     #[error("this passkey is registered already")]
     PasskeyExists,
+    /// The account has [`MAX_PASSKEYS`](super::passkeys::MAX_PASSKEYS)
+    /// passkeys already: remove one first. `409`.
+    #[error("the account has as many passkeys as it may have")]
+    TooManyPasskeys,
     /// The store failed. `503`.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -115,6 +119,10 @@ impl AccountError {
             AccountError::NoPasskeyCeremony => (
                 StatusCode::BAD_REQUEST,
                 "The passkey request expired. Please try again.\n",
+            ),
+            AccountError::TooManyPasskeys => (
+                StatusCode::CONFLICT,
+                "Remove a passkey before adding another.\n",
             ),
             AccountError::PasskeyExists => (
                 StatusCode::CONFLICT,

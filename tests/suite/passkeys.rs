@@ -355,6 +355,18 @@ pub async fn passkeys_register_once_and_sign_in_without_a_user_name(store: TestS
         second.text()
     );
     assert_eq!(other.get("/passkeys").await.text(), "laptop,phone");
+
+    // An account holds at most MAX_PASSKEYS: the 33rd is refused at its
+    // start.
+    for n in 2..keycard::auth::passkeys::MAX_PASSKEYS {
+        let mut more = row.clone();
+        more.credential_id = format!("credential {n}").into_bytes();
+        more.label = format!("key {n}");
+        let id = store.users.insert_passkey(&more).await.expect("insert");
+        assert!(id.is_some(), "a new credential id is stored");
+    }
+    let full = other.post("/register/start").await;
+    assert_eq!(full.status, StatusCode::CONFLICT, "{}", full.text());
 }
 
 pub async fn passkeys_are_the_second_factor_of_a_password_sign_in(store: TestStore) {

@@ -113,6 +113,10 @@ use ceremony::Kind;
 pub use config::{DEFAULT_CEREMONY_TIMEOUT, PasskeyConfig, PasskeyConfigError};
 pub use types::{PasskeyInfo, PasskeyRegistered};
 
+/// The most passkeys one account may have: every one of them goes into
+/// the second-factor ceremony's state, which a session row holds.
+pub const MAX_PASSKEYS: usize = 32;
+
 /// The longest label kept, in characters.
 const MAX_LABEL_CHARS: usize = 100;
 /// The label of a passkey registered without one.
@@ -177,7 +181,8 @@ impl Passkeys {
     }
 
     /// Starts registering a passkey for the user signed in to `session`:
-    /// the options to pass to `navigator.credentials.create()`. The
+    /// the options to pass to `navigator.credentials.create()`.
+    /// [`AccountError::TooManyPasskeys`] at [`MAX_PASSKEYS`]. The
     /// account's passkeys are excluded (an authenticator registers once),
     /// and the authenticator is asked for a discoverable credential, so
     /// that the passkey can sign in without a user name.
@@ -191,6 +196,9 @@ impl Passkeys {
         let account = self.factors.passwords().account(&user).await?;
         let account = account.ok_or(AccountError::NotSignedIn)?;
         let existing = self.store.list_passkeys(&account.username).await?;
+        if existing.len() >= MAX_PASSKEYS {
+            return Err(AccountError::TooManyPasskeys);
+        }
         let handle = match existing.first() {
             Some(passkey) => passkey.user_handle.clone(),
             None => {
