@@ -145,6 +145,7 @@ impl SessionLayer {
                 auth_versions: None,
                 background_purge: crate::session::PurgeSchedule::default(),
                 live: Default::default(),
+                combiner: Default::default(),
             }),
         }
     }

@@ -21,6 +21,8 @@ pub(crate) struct SessionContext {
     pub(crate) background_purge: PurgeSchedule,
     /// The sessions live connections watch.
     pub(crate) live: Arc<super::live::Watchers>,
+    /// Where concurrent updates of one session on this server meet.
+    pub(crate) combiner: Arc<super::combine::Combiner>,
 }
 
 impl SessionContext {

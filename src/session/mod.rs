@@ -22,6 +22,7 @@ use crate::clock::to_micros;
 use crate::store::{SessionData, SessionRecord};
 use crate::token::{SessionId, SessionToken};
 
+mod combine;
 mod context;
 mod csrf;
 mod device;
@@ -195,21 +196,49 @@ impl Session {
             w.set(key, Some(value));
             return Ok(new);
         };
-        // Fast path: one statement, unless a concurrent request wrote first.
         let (id, version) = (stored.id, stored.version);
-        let mut data = stored.fields.data.clone();
-        data.insert(key.to_owned(), value.clone());
-        let renewed = self.0.ctx.renewal(stored.fields.last_activity, now);
         let store = &self.0.ctx.store;
         let span = w.span.clone();
-        if store
-            .update_data(id, version, &data, renewed)
-            .instrument(span.clone())
-            .await?
-        {
-            w.committed_data(key, value, data, renewed);
-            return Ok(new);
+        if crate::store::request_tx::current().is_none() {
+            // Outside a request transaction: with this server's other
+            // updates of the session, applied in turn and written together.
+            let ctx = &self.0.ctx;
+            let renewal = |last| ctx.renewal(last, now);
+            let update = combine::Update {
+                id,
+                stored,
+                key,
+                renewal: &renewal,
+            };
+            let make = |data: &SessionData| {
+                let (new, value) = apply(key, &mut f, data)?;
+                fits(data, key, &value, limit)?;
+                Ok::<_, SessionError>((new, value))
+            };
+            let combined = ctx.combiner.update(store, update, make);
+            if let Some((new, value, record)) = combined.instrument(span.clone()).await? {
+                w.rebase(record.clone());
+                w.committed(key, value, record);
+                return Ok(new);
+            }
+        } else {
+            // In the request's transaction: one statement on it, unless a
+            // concurrent request wrote first.
+            let mut data = stored.fields.data.clone();
+            data.insert(key.to_owned(), value.clone());
+            let renewed = self.0.ctx.renewal(stored.fields.last_activity, now);
+            if store
+                .update_data(id, version, &data, renewed)
+                .instrument(span.clone())
+                .await?
+            {
+                w.committed_data(key, value, data, renewed);
+                return Ok(new);
+            }
         }
+        let Some(stored) = &w.stored else {
+            return Err(self.conflict(w));
+        };
         // Slow path: under the row lock, on the row as it is now.
         let expected = stored.fields.token_hash;
         let mut outcome = None;

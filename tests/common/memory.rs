@@ -102,6 +102,10 @@ impl SessionStore for MemoryStore {
         expected_version: i64,
         fields: &SessionFields,
     ) -> Result<bool, StoreError> {
+        // A database's write waits for its reply; this one lets the other
+        // tasks run once, as a write would (the suite's tests of
+        // concurrent writers need them to meet).
+        tokio::task::yield_now().await;
         let mut state = self.state();
         match state.sessions.get_mut(&id) {
             Some(record) if record.version == expected_version => {

@@ -48,6 +48,80 @@ pub async fn concurrent_updates_of_one_session_lose_nothing(store: TestStore) {
     );
 }
 
+/// 32 increments of one session at once on one server: none is lost, each
+/// request gets a distinct count, and they cost fewer writes than there
+/// are increments (each write moves the row's version by one), because
+/// the server applies them in turn and writes them together.
+pub async fn concurrent_updates_on_one_server_are_combined_into_fewer_writes(store: TestStore) {
+    const UPDATES: usize = 32;
+    let client = client_with_session(&store).await; // counter = 1
+    let id = client.session_id().expect("id");
+    let before = store.row(id).await.expect("row").version;
+    let replies = together(UPDATES, |_| {
+        let mut client = client.clone();
+        async move { client.post("/incr").await }
+    })
+    .await;
+    let mut counts: Vec<u64> = replies
+        .iter()
+        .map(|reply| {
+            assert_eq!(reply.status, StatusCode::OK);
+            let body = reply.body.trim().to_owned();
+            body.parse().unwrap_or_else(|_| panic!("a count: {body:?}"))
+        })
+        .collect();
+    counts.sort_unstable();
+    let expected: Vec<u64> = (2..=1 + UPDATES as u64).collect();
+    assert_eq!(counts, expected, "each increment saw its own count");
+    let row = store.row(id).await.expect("row");
+    assert_eq!(row.fields.data["counter"], 1 + UPDATES as u64);
+    let writes = row.version - before;
+    assert!(
+        writes < UPDATES as i64,
+        "{UPDATES} concurrent increments took {writes} writes"
+    );
+}
+
+/// Concurrent increments of one session, every third request cancelled
+/// while it waits: the others finish, each counted once; a cancelled one
+/// counts once or not at all.
+pub async fn cancelled_updates_do_not_hold_up_or_lose_the_others(store: TestStore) {
+    const UPDATES: usize = 24;
+    let client = client_with_session(&store).await; // counter = 1
+    let id = client.session_id().expect("id");
+    let tasks: Vec<_> = (0..UPDATES)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.post("/incr").await.status })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let mut kept = 0;
+    let mut waiting = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if i % 3 == 0 {
+            task.abort();
+        } else {
+            waiting.push(task);
+        }
+    }
+    for task in waiting {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+            .await
+            .expect("a cancelled update held the others up")
+            .expect("task");
+        assert_eq!(status, StatusCode::OK);
+        kept += 1;
+    }
+    let counter = store.row(id).await.expect("row").fields.data["counter"]
+        .as_u64()
+        .expect("a count");
+    assert!(
+        (1 + kept..=1 + UPDATES as u64).contains(&counter),
+        "{kept} finished of {UPDATES}: counter {counter}"
+    );
+}
+
 pub async fn concurrent_writes_to_different_keys_are_all_kept(store: TestStore) {
     let client = client_with_session(&store).await;
     together(16, |i| {

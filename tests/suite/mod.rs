@@ -408,6 +408,8 @@ macro_rules! behaviour_suite {
             failures::save_failure_is_503_without_cookies,
             failures::handler_sees_the_store_error,
             concurrency::concurrent_updates_of_one_session_lose_nothing,
+            concurrency::concurrent_updates_on_one_server_are_combined_into_fewer_writes,
+            concurrency::cancelled_updates_do_not_hold_up_or_lose_the_others,
             concurrency::concurrent_writes_to_different_keys_are_all_kept,
             concurrency::logout_racing_a_write_leaves_the_session_dead,
             concurrency::rotation_racing_a_write_never_revives_the_old_token,
