@@ -106,19 +106,29 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     if [[ "$wants_base" == 1 ]]; then
         # Built first in the same target dir (the dependencies are shared),
         # then the binary is copied aside before the work tree's build.
+        # keycard's own artifacts are cleaned before each of the two builds:
+        # cargo names them alike wherever the sources are, and judges them
+        # fresh by file times, which `git archive` sets to the commit's, so
+        # without the clean each build can silently reuse the other's
+        # binary (the base then measures the work tree, or the reverse).
         base_src=$(mktemp -d "${TMPDIR:-/tmp}/keycard-base.XXXXXX")
         git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$base_src"
         log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
-        (cd "$base_src" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
+        (cd "$base_src" && CARGO_TARGET_DIR="$BENCH/target/keycard" cargo clean --release -p keycard &&
+            CARGO_TARGET_DIR="$BENCH/target/keycard" \
             cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
         mkdir -p "$(dirname "$BASE_BIN")"
         cp "$BENCH/target/keycard/release/examples/bench_server" "$BASE_BIN"
         rm -rf "$base_src"
+        (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" cargo clean --release -p keycard)
         BUILD_COMMIT="$BUILD_COMMIT; keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
     fi
     log "building (release) keycard at $BUILD_COMMIT"
     (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
         cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
+    if [[ "$wants_base" == 1 ]] && cmp -s "$KEYCARD_BIN" "$BASE_BIN"; then
+        log "warning: keycard and keycard-base are the same binary"
+    fi
     for crate in loadgen bare_axum tower_sessions_server; do
         CARGO_TARGET_DIR="$BENCH/$crate/target" \
             cargo build --release --manifest-path "$BENCH/$crate/Cargo.toml"

@@ -36,11 +36,16 @@ const SQL: SessionSql<&str> = SessionSql {
     delete_all: "DELETE FROM {table}",
     delete_user_except: "DELETE FROM {table} WHERE user_id = ? AND id <> ?",
     delete_user_only: "DELETE FROM {table} WHERE user_id = ? AND id = ?",
-    // Ranked in a derived table, which MySQL requires to delete from the
-    // table it reads; one statement, so concurrent logins agree.
-    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM (\
-        SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
-        FROM {table} WHERE user_id = ? AND is_api = ?) AS ranked WHERE place > ?)",
+    // The user's rows of one kind past the first `keep` by recency, in a
+    // derived table (which MySQL requires to delete from the table it
+    // reads) joined by primary key; one statement, so concurrent logins
+    // agree. `WHERE id IN (derived)` made MariaDB scan, and lock, every row
+    // of the table at every sign-in (`EXPLAIN`: type ALL); the join reads
+    // the user's rows by index and deletes the excess by primary key.
+    // The `LIMIT` is MySQL's way of saying "no limit" with an `OFFSET`.
+    delete_excess_for_user: "DELETE {table} FROM {table} JOIN (SELECT id FROM {table} \
+        WHERE user_id = ? AND is_api = ? ORDER BY last_activity DESC, id DESC \
+        LIMIT 18446744073709551615 OFFSET ?) AS excess ON {table}.id = excess.id",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= ?",
 };
 

