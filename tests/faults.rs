@@ -50,7 +50,7 @@ fn assert_unavailable(reply: &Reply, what: &str) {
 /// Sends, and says how long the answer took.
 async fn timed(client: &mut Client, method: &str, path: &str) -> (Reply, Duration) {
     let started = Instant::now();
-    let reply = client.send(method, path).await;
+    let reply = client.call(method, path).await;
     (reply, started.elapsed())
 }
 
