@@ -314,7 +314,7 @@ impl CuttingProxy {
 /// a 503, and the app recovers by itself.
 async fn connections_cut_under_load(url_through_proxy: String, proxy: CuttingProxy, backend: &str) {
     let table = common::stores::unique_table();
-    let store = match backend {
+    let store: Arc<dyn SessionStore> = match backend {
         #[cfg(feature = "postgres")]
         "postgres" => {
             let s = keycard::store::PostgresStore::connect_with(&url_through_proxy, limits())

@@ -109,7 +109,10 @@ async fn logs_never_contain_a_token_or_its_hash() {
     assert_eq!(csrf.len(), 43);
     client.set_headers(vec![("sec-fetch-site".into(), "same-origin".into())]);
     client
-        .post_form("/guarded/note", &[("note", "x"), ("csrf_token", "wrong-token")])
+        .post_form(
+            "/guarded/note",
+            &[("note", "x"), ("csrf_token", "wrong-token")],
+        )
         .await;
     client
         .post_form("/guarded/note", &[("note", "x"), ("csrf_token", &csrf)])

@@ -25,8 +25,8 @@ use keycard::store::{ApiTokenRecord, NewApiToken, UserRecord, UserStore};
 use keycard::store::{
     ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, UserSessions,
 };
-use keycard::token::TokenHash;
 use keycard::testing::{TestClient, TestResponse};
+use keycard::token::TokenHash;
 use keycard::{Login, Session, SessionId, SessionLayer};
 
 /// Calls made to the store, by method.

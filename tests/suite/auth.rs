@@ -1251,7 +1251,9 @@ pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(
     assert!(page.set_cookies().is_empty(), "refusing changes nothing");
 
     let before = browser.token().expect("token");
-    let wrong = browser.post_form("/confirm", &[("password", "guess")]).await;
+    let wrong = browser
+        .post_form("/confirm", &[("password", "guess")])
+        .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         browser.token().as_ref(),
@@ -1271,7 +1273,9 @@ pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(
     assert_eq!(browser.post("/sudo").await.status, StatusCode::FORBIDDEN);
 
     let mut stale = browser.clone();
-    let confirmed = browser.post_form("/confirm", &[("password", "secret")]).await;
+    let confirmed = browser
+        .post_form("/confirm", &[("password", "secret")])
+        .await;
     assert_eq!(confirmed.body, "confirmed");
     assert_ne!(
         browser.token().as_ref(),
@@ -1311,7 +1315,9 @@ pub async fn requests_signed_in_for_themselves_are_never_recent(store: TestStore
     assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
     client.set_headers(vec![basic("alice", "secret")]);
     assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
-    let confirm = client.post_form("/confirm", &[("password", "secret")]).await;
+    let confirm = client
+        .post_form("/confirm", &[("password", "secret")])
+        .await;
     assert_eq!(confirm.status, StatusCode::BAD_REQUEST, "{}", confirm.body);
     assert!(client.token().is_none(), "no session was stored");
 }

@@ -534,7 +534,13 @@ pub async fn concurrent_loads_each_see_only_their_own_session(store: TestStore) 
         assert_eq!(reply.status, StatusCode::OK);
         clients.push(client);
     }
-    let cookie_name = |suffix: &str| clients[0].jar.names().find(|k| k.ends_with(suffix)).map(str::to_owned);
+    let cookie_name = |suffix: &str| {
+        clients[0]
+            .jar
+            .names()
+            .find(|k| k.ends_with(suffix))
+            .map(str::to_owned)
+    };
     let token_name = cookie_name("-token").expect("token cookie");
     let id_name = cookie_name("-id").expect("id cookie");
     // Every third request: a forged token for a real session; every

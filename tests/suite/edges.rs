@@ -128,10 +128,12 @@ pub async fn same_origin_and_headerless_unsafe_requests_pass(store: TestStore) {
         // A client that is not a browser sends neither header.
         vec![],
     ] {
-        client.set_headers(headers
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect::<Vec<_>>());
+        client.set_headers(
+            headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>(),
+        );
         let reply = client.post("/incr").await;
         assert_eq!(reply.status, StatusCode::OK, "{headers:?}");
     }
@@ -218,7 +220,9 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     assert_eq!(first.body.len(), 43, "a token for the session to be");
     assert!(first.set_cookies().is_empty(), "asking stores nothing");
     assert_eq!(store.calls().writes(), 0);
-    let reply = client.post_form("/guarded/note", &[("note", "first")]).await;
+    let reply = client
+        .post_form("/guarded/note", &[("note", "first")])
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(client.get("/get/note").await.body, "first");
 
@@ -261,7 +265,10 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     }
     assert_eq!(store.row(id).await.expect("row"), before, "nothing changed");
     let reply = client
-        .post_form("/guarded/note", &[("note", "second"), ("csrf_token", &token)])
+        .post_form(
+            "/guarded/note",
+            &[("note", "second"), ("csrf_token", &token)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(client.get("/get/note").await.body, "second");
@@ -287,7 +294,10 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     let after = client.get("/csrf").await.body;
     assert_ne!(after, token);
     let reply = client
-        .post_form("/guarded/note", &[("note", "stale"), ("csrf_token", &token)])
+        .post_form(
+            "/guarded/note",
+            &[("note", "stale"), ("csrf_token", &token)],
+        )
         .await;
     assert_eq!(
         reply.status,
@@ -295,7 +305,10 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
         "a token from before sign-in"
     );
     let reply = client
-        .post_form("/guarded/note", &[("note", "fresh"), ("csrf_token", &after)])
+        .post_form(
+            "/guarded/note",
+            &[("note", "fresh"), ("csrf_token", &after)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     // And so do regenerate and sign-out.

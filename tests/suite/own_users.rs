@@ -200,7 +200,7 @@ async fn member(app: &OwnApp, name: &str, full_name: &str) -> String {
 
 async fn sign_in(client: &mut Client, name: &str) {
     let reply = client
-        .post_form("/form-login", &[("user", &name), ("password", "secret")])
+        .post_form("/form-login", &[("user", name), ("password", "secret")])
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }

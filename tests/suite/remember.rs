@@ -350,7 +350,12 @@ pub async fn concurrent_restores_sign_one_browser_in_once(store: TestStore) {
                     .set_cookies()
                     .iter()
                     .any(|c| c.starts_with(&format!("{cookie}=")));
-                (reply.status, reply.body, rotated, std::mem::take(&mut browser.jar))
+                (
+                    reply.status,
+                    reply.body,
+                    rotated,
+                    std::mem::take(&mut browser.jar),
+                )
             })
         })
         .collect();

@@ -240,20 +240,16 @@ fn code(store: &TestStore, secret: &str, steps: i64) -> String {
 
 async fn login(client: &mut Client, user: &str, password: &str) -> Reply {
     client
-        .post_form("/login", &[("user", &user), ("password", &password)])
+        .post_form("/login", &[("user", user), ("password", password)])
         .await
 }
 
 async fn totp(client: &mut Client, code: &str) -> Reply {
-    client
-        .post_form("/login/totp", &[("code", &code)])
-        .await
+    client.post_form("/login/totp", &[("code", code)]).await
 }
 
 async fn recovery(client: &mut Client, code: &str) -> Reply {
-    client
-        .post_form("/login/recovery", &[("code", &code)])
-        .await
+    client.post_form("/login/recovery", &[("code", code)]).await
 }
 
 /// Creates `user` with `password`, enrols and confirms a TOTP from a
@@ -620,7 +616,9 @@ pub async fn second_factor_recovery_codes_sign_in_once_each(store: TestStore) {
     store.clock.advance(TimeDelta::minutes(11));
     let mut owner = half_open().await;
     assert_eq!(recovery(&mut owner, &codes[2]).await.body, "in");
-    let wrong = owner.post_form("/codes/regenerate", &[("password", "wrong")]).await;
+    let wrong = owner
+        .post_form("/codes/regenerate", &[("password", "wrong")])
+        .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     let reply = owner
         .post_form("/codes/regenerate", &[("password", "secret")])
@@ -760,9 +758,7 @@ pub async fn second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_
         "done"
     );
     for bad in ["000000", "12345", "abcdef"] {
-        let reply = client
-            .post_form("/enrol/confirm", &[("code", &bad)])
-            .await;
+        let reply = client.post_form("/enrol/confirm", &[("code", bad)]).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{bad}");
     }
     assert_eq!(
@@ -817,7 +813,9 @@ pub async fn second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_
         "code due"
     );
     assert_eq!(totp(&mut client, &code(&store, &fresh, 0)).await.body, "in");
-    let wrong = client.post_form("/factor/remove", &[("password", "wrong")]).await;
+    let wrong = client
+        .post_form("/factor/remove", &[("password", "wrong")])
+        .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert_eq!(failures(&app, "alice").await, 1, "counted");
     let removed = client
@@ -830,13 +828,9 @@ pub async fn second_factor_enrolment_takes_effect_when_confirmed_and_is_removed_
         0
     );
     assert_eq!(
-        login(
-            &mut Client::new(app.router.clone()),
-            "alice",
-            "new secret"
-        )
-        .await
-        .body,
+        login(&mut Client::new(app.router.clone()), "alice", "new secret")
+            .await
+            .body,
         "done"
     );
     assert!(!app.factors.remove_for("alice").await.expect("remove"));

@@ -253,7 +253,10 @@ pub async fn ip_binding_behind_trusted_proxies_uses_the_forwarded_client(store: 
         .trusted_proxies(["10.0.0.0/8".parse().expect("net")]);
     let mut client = Client::new(app(layer));
     client.peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
-    client.set_headers(vec![("x-forwarded-for".into(), "6.6.6.6, 203.0.113.9".into())]);
+    client.set_headers(vec![(
+        "x-forwarded-for".into(),
+        "6.6.6.6, 203.0.113.9".into(),
+    )]);
     client.post("/login/alice").await;
     let row = store
         .row(client.session_id().expect("id"))
