@@ -50,7 +50,7 @@ fn assert_unavailable(reply: &Reply, what: &str) {
 /// Sends, and says how long the answer took.
 async fn timed(client: &mut Client, method: &str, path: &str) -> (Reply, Duration) {
     let started = Instant::now();
-    let reply = client.send(method, path).await;
+    let reply = client.call(method, path).await;
     (reply, started.elapsed())
 }
 
@@ -314,7 +314,7 @@ impl CuttingProxy {
 /// a 503, and the app recovers by itself.
 async fn connections_cut_under_load(url_through_proxy: String, proxy: CuttingProxy, backend: &str) {
     let table = common::stores::unique_table();
-    let store = match backend {
+    let store: Arc<dyn SessionStore> = match backend {
         #[cfg(feature = "postgres")]
         "postgres" => {
             let s = keycard::store::PostgresStore::connect_with(&url_through_proxy, limits())

@@ -99,25 +99,28 @@ async fn logs_never_contain_a_token_or_its_hash() {
     let mut forged = client.clone();
     let name = forged
         .jar
-        .keys()
+        .names()
         .find(|k| k.ends_with("-token"))
-        .cloned()
+        .map(str::to_owned)
         .expect("name");
     forged.jar.insert(name, first.clone());
     forged.get("/whoami").await;
     let csrf = client.get("/csrf").await.body;
     assert_eq!(csrf.len(), 43);
-    client.headers = vec![("sec-fetch-site".into(), "same-origin".into())];
+    client.set_headers(vec![("sec-fetch-site".into(), "same-origin".into())]);
     client
-        .post_form("/guarded/note", "note=x&csrf_token=wrong-token")
+        .post_form(
+            "/guarded/note",
+            &[("note", "x"), ("csrf_token", "wrong-token")],
+        )
         .await;
     client
-        .post_form("/guarded/note", &format!("note=x&csrf_token={csrf}"))
+        .post_form("/guarded/note", &[("note", "x"), ("csrf_token", &csrf)])
         .await;
-    client.headers = vec![
+    client.set_headers(vec![
         ("sec-fetch-site".into(), "cross-site".into()),
         ("origin".into(), "https://evil.example".into()),
-    ];
+    ]);
     client.post("/incr").await;
     client.headers.clear();
     store.counting.fail_loads.store(true, Ordering::SeqCst);
@@ -150,31 +153,31 @@ async fn logs_never_contain_a_token_or_its_hash() {
         secrets.push((form, "API token (bare, or its hash)"));
     }
     let mut api = Client::new(auth.clone());
-    api.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    api.set_headers(vec![("authorization".into(), format!("Bearer {secret}"))]);
     assert_eq!(api.get("/maybe").await.body, "carol");
     let forged = format!("kc_{}", SessionToken::generate().expect("rng").expose());
     secrets.push((forged.clone(), "forged API token"));
-    api.headers = vec![("authorization".into(), format!("Bearer {forged}"))];
+    api.set_headers(vec![("authorization".into(), format!("Bearer {forged}"))]);
     assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
     let id = tokens.list("carol").await.expect("list")[0].id;
     assert!(tokens.revoke("carol", id).await.expect("revoke"));
-    api.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    api.set_headers(vec![("authorization".into(), format!("Bearer {secret}"))]);
     assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
 
     // Passwords: a right one, then wrong ones until the account locks, then
     // the right one again (refused while locked).
-    api.headers = vec![basic("carol", PASSWORD)];
+    api.set_headers(vec![basic("carol", PASSWORD)]);
     assert_eq!(api.get("/maybe").await.body, "carol");
     secrets.push((PASSWORD.to_owned(), "password"));
     secrets.push((basic("carol", PASSWORD).1, "Basic credentials"));
     for n in 0..11 {
         let wrong = format!("wrong-password-{n}-zq");
-        api.headers = vec![basic("carol", &wrong)];
+        api.set_headers(vec![basic("carol", &wrong)]);
         assert_eq!(api.get("/maybe").await.status, StatusCode::UNAUTHORIZED);
         secrets.push((basic("carol", &wrong).1, "Basic credentials"));
         secrets.push((wrong, "wrong password"));
     }
-    api.headers = vec![basic("carol", PASSWORD)];
+    api.set_headers(vec![basic("carol", PASSWORD)]);
     assert_eq!(
         api.get("/maybe").await.status,
         StatusCode::UNAUTHORIZED,

@@ -61,8 +61,7 @@ async fn cached_app_servers_see_each_others_logouts_and_writes() {
     let mut on_a = Client::new(app_a);
     on_a.post("/login/alice").await;
     let id = on_a.session_id().expect("id");
-    let mut on_b = on_a.clone();
-    on_b.app = app_b;
+    let mut on_b = on_a.on(app_b);
     assert_eq!(on_b.get("/whoami").await.body, "alice");
     assert!(cache_b.is_cached(id), "B caches the session");
 
@@ -179,10 +178,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
         .expect("user");
 
     // Signs in on A, then is served (and cached) by B.
-    let on_b = |mut client: common::Client| {
-        client.app = app_b.clone();
-        client
-    };
+    let on_b = |client: common::Client| client.on(app_b.clone());
     async fn until_anonymous(client: &mut common::Client, what: &str) {
         for _ in 0..200 {
             if client.get("/maybe").await.body == "anonymous" {
@@ -200,7 +196,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
         .expect("token")
         .secret;
     let mut tablet = common::Client::new(app_a.clone());
-    tablet.headers = vec![("authorization".into(), format!("Bearer {secret}"))];
+    tablet.set_headers(vec![("authorization".into(), format!("Bearer {secret}"))]);
     assert_eq!(tablet.get("/maybe").await.body, "alice");
     tablet.headers.clear();
     let mut tablet = on_b(tablet);
@@ -219,7 +215,7 @@ async fn revocations_on_one_app_server_end_sessions_cached_by_another() {
     assert_eq!(there.get("/maybe").await.body, "alice");
     let basic = base64::engine::general_purpose::STANDARD.encode("alice:old");
     let mut api = common::Client::new(app_b.clone());
-    api.headers = vec![("authorization".into(), format!("Basic {basic}"))];
+    api.set_headers(vec![("authorization".into(), format!("Basic {basic}"))]);
     assert_eq!(api.get("/maybe").await.body, "alice");
     api.headers.clear();
     assert_eq!(api.get("/maybe").await.body, "alice", "B caches it");
@@ -562,11 +558,11 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     assert_eq!(laptop.post("/login/alice").await.body, "in");
     let mut phone = common::Client::new(app_a.clone());
     phone.post("/login/alice").await;
-    let mut phone = restored_on_b(phone.jar[&cookie].clone());
+    let mut phone = restored_on_b(phone.jar.get(&cookie).expect("the cookie").to_owned());
     assert_eq!(phone.get("/who").await.body, "alice");
     assert_eq!(phone.get("/who").await.body, "alice");
     assert!(cache_b.is_cached(phone.session_id().expect("id")));
-    let phone_cookie = phone.jar[&cookie].clone();
+    let phone_cookie = phone.jar.get(&cookie).expect("the cookie").to_owned();
 
     // 1. Revoked from the laptop on A.
     let id = laptop.get("/devices").await.body;
@@ -581,11 +577,11 @@ async fn remembered_browsers_revoked_on_one_app_server_end_on_another() {
     // 2. A password change on A ends a restored session cached on B.
     let mut tablet = common::Client::new(app_a.clone());
     tablet.post("/login/alice").await;
-    let mut tablet = restored_on_b(tablet.jar[&cookie].clone());
+    let mut tablet = restored_on_b(tablet.jar.get(&cookie).expect("the cookie").to_owned());
     assert_eq!(tablet.get("/who").await.body, "alice");
     assert_eq!(tablet.get("/who").await.body, "alice");
     assert!(cache_b.is_cached(tablet.session_id().expect("id")));
-    let tablet_cookie = tablet.jar[&cookie].clone();
+    let tablet_cookie = tablet.jar.get(&cookie).expect("the cookie").to_owned();
     assert!(passwords_a.set_password("alice", "new").await.expect("set"));
     until_anonymous(&mut tablet, "password change").await;
     let mut again = restored_on_b(tablet_cookie.clone());
@@ -663,7 +659,7 @@ async fn an_event_stream_on_one_app_server_ends_when_another_signs_the_session_o
 
     let mut browser = common::Client::new(app_a.clone());
     assert_eq!(browser.post("/login").await.body, "in");
-    let cookies = browser.cookie_header().expect("cookies");
+    let cookies = browser.jar.header().expect("cookies");
     let request = Request::get("/events")
         .header("cookie", cookies)
         .body(Body::empty())
@@ -729,8 +725,7 @@ async fn a_cache_whose_notifications_drop_caches_nothing_until_they_are_back() {
     let mut on_a = common::Client::new(app_a.clone());
     on_a.post("/login/ada").await;
     let id = on_a.session_id().expect("id");
-    let mut on_b = on_a.clone();
-    on_b.app = app_b.clone();
+    let mut on_b = on_a.on(app_b.clone());
     assert_eq!(on_b.get("/whoami").await.body, "ada");
     assert!(cache_b.is_cached(id));
 

@@ -4,8 +4,12 @@
 //! persistent (remember-me) cookie.
 #![cfg(all(feature = "test-client", feature = "sqlite"))]
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::routing::{get, post};
 use keycard::auth::{AuthLayer, CurrentUser, Remember, RememberMe};
 use keycard::csrf::CsrfForm;
@@ -146,4 +150,39 @@ async fn a_test_can_start_signed_in() {
     // A login the session cannot hold is refused, with no row.
     let refused = TestClient::signed_in(router, &admin, Login::new("")).await;
     assert!(refused.is_err());
+}
+
+/// The peer address reaches the application as `ConnectInfo`, unless a
+/// request brings its own; a new browser keeps it, and the headers.
+#[tokio::test]
+async fn the_peer_address_and_headers_go_with_every_request() {
+    let app = Router::new().route(
+        "/",
+        get(
+            |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap| async move {
+                let agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
+                format!("{peer} {}", agent.unwrap_or("-"))
+            },
+        ),
+    );
+    let mut browser = TestClient::new(app).header("user-agent", "tests");
+    browser.peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
+    assert_eq!(browser.get("/").await.text(), "192.0.2.1:5000 tests");
+
+    let mut own = Request::get("/").body(Body::empty()).expect("request");
+    own.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 7], 80))));
+    assert_eq!(browser.send(own).await.text(), "198.51.100.7:80 tests");
+
+    let mut other = browser.new_browser();
+    assert_eq!(other.get("/").await.text(), "192.0.2.1:5000 tests");
+    other.headers.clear();
+    assert_eq!(other.get("/").await.text(), "192.0.2.1:5000 -");
+
+    // Without a peer there is no `ConnectInfo`, as with a bare `oneshot`.
+    browser.peer = None;
+    assert_eq!(
+        browser.get("/").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 }

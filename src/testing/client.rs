@@ -1,8 +1,10 @@
 //! [`TestClient`] and its [`TestResponse`].
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -27,12 +29,63 @@ use crate::{Login, SessionAdmin, SessionError};
 /// Its requests carry no `Origin` or `Sec-Fetch-Site`, like a script's, so
 /// keycard's cross-origin refusal lets them through; add those headers
 /// with [`header`](Self::header) to test the refusal.
+///
+/// Its fields are the browser's state, for a test to look at or change
+/// between requests: the [`jar`](Self::jar) (read, forge or copy a
+/// cookie; `assert_eq!` two jars), the [`headers`](Self::headers) sent
+/// with every request, and the [`peer`](Self::peer) address they come
+/// from.
 #[derive(Clone, Debug)]
 pub struct TestClient<S> {
     service: S,
     /// The browser's cookies.
     pub jar: CookieJar,
-    headers: HeaderMap,
+    /// Sent with every request, after the request's own headers (the
+    /// [`header`](Self::header) builder adds to them). Change them between
+    /// requests to send other credentials:
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, http::header::AUTHORIZATION, routing::get};
+    /// use keycard::testing::TestClient;
+    ///
+    /// let app = Router::new().route("/", get(|headers: axum::http::HeaderMap| async move {
+    ///     headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned()).unwrap_or_default()
+    /// }));
+    /// let mut api = TestClient::new(app).header("authorization", "Bearer one");
+    /// assert_eq!(api.get("/").await.text(), "Bearer one");
+    /// api.headers.insert(AUTHORIZATION, "Bearer two".parse()?);
+    /// assert_eq!(api.get("/").await.text(), "Bearer two");
+    /// api.headers.clear();
+    /// assert_eq!(api.get("/").await.text(), "");
+    /// # Ok(()) }
+    /// ```
+    pub headers: HeaderMap,
+    /// The address requests come from, given to the application as axum's
+    /// `ConnectInfo<SocketAddr>` (what
+    /// `into_make_service_with_connect_info::<SocketAddr>()` gives a real
+    /// server, and what keycard's client-IP handling reads: trusted
+    /// proxies, a sign-in's recorded address). `None`, the default, sends
+    /// none, like a plain `oneshot`; a request given to
+    /// [`send`](Self::send) with a `ConnectInfo` of its own keeps it.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::net::SocketAddr;
+    ///
+    /// use axum::{Router, extract::ConnectInfo, routing::get};
+    /// use keycard::testing::TestClient;
+    ///
+    /// let app = Router::new().route(
+    ///     "/ip",
+    ///     get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+    /// );
+    /// let mut browser = TestClient::new(app);
+    /// browser.peer = Some(SocketAddr::from(([203, 0, 113, 9], 40000)));
+    /// assert_eq!(browser.get("/ip").await.text(), "203.0.113.9");
+    /// # Ok(()) }
+    /// ```
+    pub peer: Option<SocketAddr>,
     names: Vec<(String, String)>,
 }
 
@@ -113,6 +166,7 @@ where
             service,
             jar: CookieJar::new(),
             headers: HeaderMap::new(),
+            peer: None,
             names: default_names(),
         }
     }
@@ -206,14 +260,39 @@ where
         self.send(request).await
     }
 
-    /// Sends `request` with the jar's cookies and the client's headers, and
-    /// keeps the cookies the response sets.
+    /// Sends `request` with the jar's cookies (in place of any `Cookie`
+    /// header of its own, unless the jar is empty), the client's
+    /// [`headers`](Self::headers) and [`peer`](Self::peer), and keeps the
+    /// cookies the response sets: for a request [`get`](Self::get),
+    /// [`post`](Self::post) and [`post_form`](Self::post_form) do not build
+    /// (another method, a JSON body, an extension the application reads).
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, body::Body, http::Request, routing::put};
+    /// use keycard::testing::TestClient;
+    ///
+    /// let app = Router::new().route("/doc", put(|body: String| async move { body.len().to_string() }));
+    /// let mut client = TestClient::new(app);
+    /// let request = Request::put("/doc").body(Body::from("hello"))?;
+    /// let response = client.send(request).await;
+    /// assert_eq!((response.status.as_u16(), response.text().as_str()), (200, "5"));
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&mut self, mut request: Request<Body>) -> TestResponse {
         for (name, value) in &self.headers {
             request.headers_mut().append(name, value.clone());
         }
         if let Some(cookies) = self.jar.header() {
             request.headers_mut().insert(COOKIE, cookies);
+        }
+        if let Some(peer) = self.peer
+            && request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_none()
+        {
+            request.extensions_mut().insert(ConnectInfo(peer));
         }
         // A test's service failing is the test's failure.
         let response = self
@@ -260,12 +339,14 @@ where
         self.jar.restart();
     }
 
-    /// Another browser on the same application, with an empty jar.
+    /// Another browser on the same application, with an empty jar (and
+    /// the same headers and peer address).
     pub fn new_browser(&self) -> Self {
         Self {
             service: self.service.clone(),
             jar: CookieJar::new(),
             headers: self.headers.clone(),
+            peer: self.peer,
             names: self.names.clone(),
         }
     }

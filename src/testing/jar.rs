@@ -11,12 +11,41 @@ use http::HeaderValue;
 /// they were persistent. Domain and path are not looked at (a test talks
 /// to one application), and `Secure` cookies are sent over plain HTTP, so
 /// the same test passes in both of keycard's cookie modes.
-#[derive(Clone, Debug, Default)]
+///
+/// Two jars are equal when they hold the same cookies, with the same values
+/// and persistence: a copy taken before a request tells whether the
+/// response changed any cookie.
+///
+/// ```
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{Router, routing::{get, post}};
+/// use keycard::testing::TestClient;
+/// use keycard::{Session, SessionLayer, SqliteStore};
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.migrate().await?;
+/// let app = Router::new()
+///     .route("/login", post(|session: Session| async move {
+///         session.login("ada").await?;
+///         Ok::<_, keycard::Error>("in")
+///     }))
+///     .route("/", get(|| async { "home" }))
+///     .layer(SessionLayer::new(store));
+/// let mut browser = TestClient::new(app);
+/// browser.post("/login").await;
+/// let before = browser.jar.clone();
+/// browser.get("/").await;
+/// assert_eq!(browser.jar, before, "a page that reads nothing sets no cookie");
+/// browser.post("/login").await;
+/// assert_ne!(browser.jar, before, "a sign-in issues a new token");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CookieJar {
     cookies: BTreeMap<String, Kept>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Kept {
     value: String,
     /// It carried a `Max-Age` or `Expires`: it outlives the browser.

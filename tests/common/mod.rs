@@ -1,35 +1,33 @@
 //! Test support: a store wrapper that counts calls and can be told to fail,
 //! the test application, and a client with a cookie jar that drives the app
-//! through `tower::ServiceExt::oneshot`.
+//! (keycard's own `keycard::testing::TestClient`).
 #![allow(dead_code)]
 
 pub mod cnx;
 pub mod memory;
 pub mod stores;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path};
+use axum::extract::Path;
 use axum::http::{Request, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Router, http};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use keycard::auth::LockoutPolicy;
 use keycard::clock::ManualClock;
 use keycard::store::{ApiTokenRecord, NewApiToken, PasskeyRecord, UserRecord, UserStore};
 use keycard::store::{
     ExpiryCutoffs, Merge, SessionFields, SessionRecord, SessionStore, StoreError, UserSessions,
 };
+use keycard::testing::{TestClient, TestResponse};
 use keycard::token::TokenHash;
 use keycard::{Login, Session, SessionId, SessionLayer};
-use tower::ServiceExt;
 
 /// Calls made to the store, by method.
 #[derive(Debug, Default)]
@@ -675,12 +673,24 @@ pub fn app(layer: SessionLayer) -> Router {
         .layer(layer)
 }
 
-/// A response, read whole.
+/// A response, read whole, its body as text (so a test says
+/// `assert_eq!(reply.body, "1")`): keycard's `TestResponse` as the suites
+/// look at it.
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
     pub body: String,
+}
+
+impl From<TestResponse> for Reply {
+    fn from(response: TestResponse) -> Self {
+        Self {
+            body: response.text(),
+            status: response.status,
+            headers: response.headers,
+        }
+    }
 }
 
 impl Reply {
@@ -693,126 +703,118 @@ impl Reply {
     }
 }
 
-/// A browser: a cookie jar in front of the app.
+/// A browser: keycard's public [`TestClient`] in front of the app, whose
+/// requests answer a [`Reply`]. Everything else is the `TestClient`'s,
+/// through `Deref`: the jar, the headers and peer address sent with every
+/// request, `session_id()`, `csrf_token()`.
 #[derive(Clone)]
-pub struct Client {
-    pub app: Router,
-    pub jar: HashMap<String, String>,
-    pub peer: Option<SocketAddr>,
-    pub headers: Vec<(String, String)>,
+pub struct Client(TestClient<Router>);
+
+impl Deref for Client {
+    type Target = TestClient<Router>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Client {
     pub fn new(app: Router) -> Self {
-        Self {
-            app,
-            jar: HashMap::new(),
-            peer: None,
-            headers: Vec::new(),
-        }
+        Self(TestClient::new(app))
     }
 
-    pub fn cookie_header(&self) -> Option<String> {
-        (!self.jar.is_empty()).then(|| {
-            let mut pairs: Vec<_> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            pairs.sort();
-            pairs.join("; ")
-        })
+    /// Sends `request` as `TestClient::send` does (the jar's cookies, the
+    /// headers, the peer; the cookies set are kept).
+    pub async fn send(&mut self, request: Request<Body>) -> Reply {
+        checked(self.0.send(request).await)
     }
 
-    pub async fn send(&mut self, method: &str, uri: &str) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(cookies) = self.cookie_header() {
-            request = request.header(header::COOKIE, cookies);
-        }
-        for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let mut request = request.body(Body::empty()).expect("valid request");
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(ConnectInfo(peer));
-        }
-        let reply = send_raw(&self.app, request).await;
-        self.absorb(&reply);
-        reply
-    }
-
-    /// Takes the cookies a response sets, as a browser does.
-    pub fn absorb(&mut self, reply: &Reply) {
-        for set_cookie in reply.set_cookies() {
-            let cookie = cookie::Cookie::parse(set_cookie).expect("valid Set-Cookie");
-            let removal = cookie.max_age() == Some(cookie::time::Duration::ZERO);
-            if removal {
-                self.jar.remove(cookie.name());
-            } else {
-                self.jar
-                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
-            }
-        }
+    /// `method uri`, with an empty body.
+    pub async fn call(&mut self, method: &str, uri: &str) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("valid request");
+        self.send(request).await
     }
 
     pub async fn get(&mut self, uri: &str) -> Reply {
-        self.send("GET", uri).await
+        checked(self.0.get(uri).await)
     }
 
     pub async fn post(&mut self, uri: &str) -> Reply {
-        self.send("POST", uri).await
+        checked(self.0.post(uri).await)
     }
 
-    /// Posts an `application/x-www-form-urlencoded` body, as a browser's
-    /// form does, with the jar's cookies and the client's headers.
-    pub async fn post_form(&mut self, uri: &str, body: &str) -> Reply {
-        let mut request =
-            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(cookies) = self.cookie_header() {
-            request = request.header(header::COOKIE, cookies);
-        }
-        for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let mut request = request
-            .body(Body::from(body.to_owned()))
-            .expect("valid request");
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(ConnectInfo(peer));
-        }
-        let reply = send_raw(&self.app, request).await;
-        self.absorb(&reply);
-        reply
+    /// Posts `fields` as an `application/x-www-form-urlencoded` body, as a
+    /// browser's form does.
+    pub async fn post_form(&mut self, uri: &str, fields: &[(&str, &str)]) -> Reply {
+        checked(self.0.post_form(uri, fields).await)
     }
 
-    /// The session id the jar holds.
-    pub fn session_id(&self) -> Option<SessionId> {
-        self.jar
-            .iter()
-            .find(|(k, _)| k.ends_with("-id"))
-            .and_then(|(_, v)| v.parse().ok())
+    /// Another browser on the same app: an empty jar, the same headers and
+    /// peer.
+    pub fn new_browser(&self) -> Self {
+        Self(self.0.new_browser())
     }
 
-    /// The token the jar holds.
+    /// This browser (its cookies, headers and peer) on another app server.
+    pub fn on(&self, app: Router) -> Self {
+        let mut moved = TestClient::new(app);
+        moved.jar = self.jar.clone();
+        moved.headers = self.headers.clone();
+        moved.peer = self.peer;
+        Self(moved)
+    }
+
+    /// Sends `headers` with every request from now on, instead of the ones
+    /// before.
+    pub fn set_headers(&mut self, headers: impl IntoIterator<Item = (String, String)>) {
+        self.headers = header_map(headers);
+    }
+
+    /// The raw session token the jar holds (what only keycard's own tests
+    /// look at: applications see its synchronizer token).
     pub fn token(&self) -> Option<String> {
-        self.jar
-            .iter()
-            .find(|(k, _)| k.ends_with("-token"))
-            .map(|(_, v)| v.clone())
+        let name = self.jar.names().find(|name| name.ends_with("-token"))?;
+        self.jar.get(name).map(str::to_owned)
     }
 }
 
-pub async fn send_raw(app: &Router, request: Request<Body>) -> Reply {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+/// A client's reply: every `Set-Cookie` the app sent must be one a browser
+/// can read.
+fn checked(response: TestResponse) -> Reply {
+    for set_cookie in response.headers.get_all(header::SET_COOKIE) {
+        let text = set_cookie.to_str().expect("ASCII Set-Cookie");
+        cookie::Cookie::parse(text).expect("valid Set-Cookie");
     }
+    Reply::from(response)
+}
+
+/// `headers` as a header map; a name or value that cannot be one is the
+/// test's bug.
+pub fn header_map(headers: impl IntoIterator<Item = (String, String)>) -> http::HeaderMap {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                http::HeaderName::try_from(name).expect("a header name"),
+                http::HeaderValue::try_from(value).expect("a header value"),
+            )
+        })
+        .collect()
+}
+
+/// Sends `request` as it is: no cookies, no headers, no peer of a client's.
+pub async fn send_raw(app: &Router, request: Request<Body>) -> Reply {
+    Reply::from(TestClient::new(app.clone()).send(request).await)
 }
 
 /// Opens another, independent store (own pool) on the same table: a second

@@ -314,23 +314,17 @@ fn basic(user: &str, password: &str) -> (String, String) {
 }
 
 async fn form_login(client: &mut Client, user: &str, password: &str) -> Reply {
+    // The body as written (a password may come percent-encoded).
     let body = format!("user={user}&password={password}");
-    let mut request = Request::post("/form-login")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(cookies) = client.cookie_header() {
-        request = request.header(header::COOKIE, cookies);
-    }
-    let reply = send_raw(
-        &client.app,
-        request.body(Body::from(body)).expect("request"),
-    )
-    .await;
-    client.absorb(&reply);
-    reply
+    let request = Request::post("/form-login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    client.send(request).await
 }
 
 async fn with_headers(client: &mut Client, uri: &str, headers: Vec<(String, String)>) -> Reply {
-    client.headers = headers;
+    client.set_headers(headers);
     let reply = client.get(uri).await;
     client.headers.clear();
     reply
@@ -623,7 +617,7 @@ pub async fn guards_check_method_and_permission(store: TestStore) {
     assert_eq!(alice.post("/password").await.status, StatusCode::OK);
     assert_eq!(alice.get("/admin").await.body, "admin alice");
     let mut bob_api = Client::new(app.router.clone());
-    bob_api.headers = vec![basic("bob", "b-secret")];
+    bob_api.set_headers(vec![basic("bob", "b-secret")]);
     assert_eq!(
         bob_api.post("/password").await.status,
         StatusCode::FORBIDDEN
@@ -927,7 +921,7 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
     let app = auth_app(&store);
     let secret = token_secret(&app, "alice", "ci").await;
     let mut client = Client::new(app.router.clone());
-    client.headers = vec![bearer(&secret)];
+    client.set_headers(vec![bearer(&secret)]);
     let reply = client.post("/set/colour/blue").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     assert!(reply.body.contains("own credentials"), "{}", reply.body);
@@ -953,9 +947,9 @@ pub async fn a_request_only_session_refuses_writes_with_a_clear_error(store: Tes
     let mut browser = Client::new(app.router.clone());
     form_login(&mut browser, "bob", "old").await;
     let mut api = Client::new(app.router.clone());
-    api.headers = vec![basic("bob", "old")];
+    api.set_headers(vec![basic("bob", "old")]);
     let reply = api
-        .post_form("/change-password", "current=old&new=newer")
+        .post_form("/change-password", &[("current", "old"), ("new", "newer")])
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.set_cookies().is_empty());
@@ -1068,12 +1062,12 @@ pub async fn a_password_change_keeps_this_session_and_ends_the_others(store: Tes
     let captured = here.jar.clone();
     // A wrong current password changes nothing.
     let reply = here
-        .post_form("/change-password", "current=nope&new=newer")
+        .post_form("/change-password", &[("current", "nope"), ("new", "newer")])
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(elsewhere.get("/maybe").await.body, "alice");
     let reply = here
-        .post_form("/change-password", "current=old&new=newer")
+        .post_form("/change-password", &[("current", "old"), ("new", "newer")])
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.set_cookies().len(), 2, "a fresh token");
@@ -1097,7 +1091,7 @@ pub async fn a_password_change_keeps_this_session_and_ends_the_others(store: Tes
     // Anonymous sessions cannot change anybody's password.
     let mut anonymous = Client::new(app.router.clone());
     let reply = anonymous
-        .post_form("/change-password", "current=newer&new=x")
+        .post_form("/change-password", &[("current", "newer"), ("new", "x")])
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
@@ -1132,8 +1126,8 @@ pub async fn guarded_forms_exempt_bearer_requests_but_not_basic_ones(store: Test
     create_user(&app, "alice", "secret").await;
     let secret = token_secret(&app, "alice", "ci").await;
     let mut api = Client::new(app.router.clone());
-    api.headers = vec![bearer(&secret)];
-    let reply = api.post_form("/guarded", "x=1").await;
+    api.set_headers(vec![bearer(&secret)]);
+    let reply = api.post_form("/guarded", &[("x", "1")]).await;
     assert_eq!(
         reply.status,
         StatusCode::OK,
@@ -1143,8 +1137,8 @@ pub async fn guarded_forms_exempt_bearer_requests_but_not_basic_ones(store: Test
     // Browsers resend cached Basic credentials on their own: a form forged
     // by an old browser that sends neither Sec-Fetch-Site nor Origin would
     // carry them, so Basic gets no exemption.
-    api.headers = vec![basic("alice", "secret")];
-    let reply = api.post_form("/guarded", "x=1").await;
+    api.set_headers(vec![basic("alice", "secret")]);
+    let reply = api.post_form("/guarded", &[("x", "1")]).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.set_cookies().is_empty());
 }
@@ -1199,7 +1193,7 @@ pub async fn guard_rejections_are_typed_and_replaceable(store: TestStore) {
         )
         .layer(store.layer());
     let mut browser = Client::new(router.clone());
-    browser.headers = vec![("accept".into(), "text/html".into())];
+    browser.set_headers(vec![("accept".into(), "text/html".into())]);
     let reply = browser.get("/json-me?x=1").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.body, "{\"browser\":true,\"next\":\"/json-me?x=1\"}");
@@ -1208,7 +1202,7 @@ pub async fn guard_rejections_are_typed_and_replaceable(store: TestStore) {
     assert_eq!(reply.body, "{\"browser\":false,\"next\":\"/json-me\"}");
     assert_eq!(browser.get("/identity").await.body, "null");
     // Signed in by Basic: the method guard's rejection is matched too.
-    browser.headers = vec![basic("alice", "secret")];
+    browser.set_headers(vec![basic("alice", "secret")]);
     assert_eq!(browser.get("/json-me").await.body, "alice");
     assert_eq!(browser.get("/password-only").await.body, "needs password");
     let identity: serde_json::Value =
@@ -1249,7 +1243,7 @@ pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(
     let api_like = browser.post("/sudo").await;
     assert_eq!(api_like.status, StatusCode::FORBIDDEN);
     assert_eq!(api_like.headers["cache-control"], "no-store");
-    browser.headers = vec![("accept".into(), "text/html".into())];
+    browser.set_headers(vec![("accept".into(), "text/html".into())]);
     let page = browser.post("/sudo?tab=2").await;
     browser.headers.clear();
     assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -1257,7 +1251,9 @@ pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(
     assert!(page.set_cookies().is_empty(), "refusing changes nothing");
 
     let before = browser.token().expect("token");
-    let wrong = browser.post_form("/confirm", "password=guess").await;
+    let wrong = browser
+        .post_form("/confirm", &[("password", "guess")])
+        .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         browser.token().as_ref(),
@@ -1277,7 +1273,9 @@ pub async fn sudo_mode_asks_old_sign_ins_to_confirm_and_rotates_on_confirmation(
     assert_eq!(browser.post("/sudo").await.status, StatusCode::FORBIDDEN);
 
     let mut stale = browser.clone();
-    let confirmed = browser.post_form("/confirm", "password=secret").await;
+    let confirmed = browser
+        .post_form("/confirm", &[("password", "secret")])
+        .await;
     assert_eq!(confirmed.body, "confirmed");
     assert_ne!(
         browser.token().as_ref(),
@@ -1312,12 +1310,14 @@ pub async fn requests_signed_in_for_themselves_are_never_recent(store: TestStore
         .expect("token")
         .secret;
     let mut client = Client::new(app.router.clone());
-    client.headers = vec![bearer(&secret)];
+    client.set_headers(vec![bearer(&secret)]);
     assert_eq!(client.get("/me").await.status, StatusCode::OK);
     assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
-    client.headers = vec![basic("alice", "secret")];
+    client.set_headers(vec![basic("alice", "secret")]);
     assert_eq!(client.post("/sudo").await.status, StatusCode::FORBIDDEN);
-    let confirm = client.post_form("/confirm", "password=secret").await;
+    let confirm = client
+        .post_form("/confirm", &[("password", "secret")])
+        .await;
     assert_eq!(confirm.status, StatusCode::BAD_REQUEST, "{}", confirm.body);
     assert!(client.token().is_none(), "no session was stored");
 }
@@ -1411,7 +1411,7 @@ pub async fn one_time_tokens_work_once_and_die_with_the_password(store: TestStor
         .expect("token")
         .secret;
     let mut api = Client::new(router.clone());
-    api.headers = vec![bearer(&api_secret)];
+    api.set_headers(vec![bearer(&api_secret)]);
     let refused = api.post(&format!("/link/{kept}")).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
     let mut browser = Client::new(router.clone());

@@ -188,7 +188,7 @@ pub async fn rotation_racing_a_write_never_revives_the_old_token(store: TestStor
                 } else {
                     client.post("/set/late/write").await
                 };
-                (reply.status, client.jar)
+                (reply.status, std::mem::take(&mut client.jar))
             }
         })
         .await;
@@ -232,8 +232,7 @@ pub async fn two_app_servers_share_one_store(store: TestStore) {
     let app_b = app(second.layer());
     let mut on_a = Client::new(app_a.clone());
     on_a.post("/login/alice").await;
-    let mut on_b = on_a.clone();
-    on_b.app = app_b.clone();
+    let mut on_b = on_a.on(app_b.clone());
     assert_eq!(
         on_b.get("/whoami").await.body,
         "alice",
@@ -316,8 +315,7 @@ async fn start_gated(
     store: &TestStore,
     path: &str,
 ) -> tokio::task::JoinHandle<crate::common::Reply> {
-    let mut slow = client.clone();
-    slow.app = gated::app(store.layer(), gate.clone());
+    let mut slow = client.on(gated::app(store.layer(), gate.clone()));
     let path = path.to_owned();
     let task = tokio::spawn(async move { slow.post(&path).await });
     gate.loaded.notified().await;
@@ -610,7 +608,13 @@ pub async fn concurrent_loads_each_see_only_their_own_session(store: TestStore) 
         assert_eq!(reply.status, StatusCode::OK);
         clients.push(client);
     }
-    let cookie_name = |suffix: &str| clients[0].jar.keys().find(|k| k.ends_with(suffix)).cloned();
+    let cookie_name = |suffix: &str| {
+        clients[0]
+            .jar
+            .names()
+            .find(|k| k.ends_with(suffix))
+            .map(str::to_owned)
+    };
     let token_name = cookie_name("-token").expect("token cookie");
     let id_name = cookie_name("-id").expect("id cookie");
     // Every third request: a forged token for a real session; every

@@ -97,7 +97,7 @@ pub async fn cross_origin_unsafe_requests_are_refused_before_any_session_work(st
     for headers in forgeries() {
         for route in UNSAFE_ROUTES {
             store.calls().reset();
-            client.headers = headers.clone();
+            client.set_headers(headers.clone());
             let reply = client.post(route).await;
             let what = format!("{route} with {headers:?}");
             assert_refused(&reply, &what);
@@ -112,8 +112,8 @@ pub async fn cross_origin_unsafe_requests_are_refused_before_any_session_work(st
     assert_eq!(other_device.get("/whoami").await.body, "alice");
     // Without any cookie (a cross-site POST under SameSite=Lax): refused
     // too, so a forged form cannot plant a fresh session over the victim's.
-    let mut cookieless = Client::new(client.app.clone());
-    cookieless.headers = forgeries().swap_remove(2);
+    let mut cookieless = client.new_browser();
+    cookieless.set_headers(forgeries().swap_remove(2));
     let reply = cookieless.post("/set/colour/red").await;
     assert_refused(&reply, "cookieless cross-site post");
 }
@@ -128,17 +128,19 @@ pub async fn same_origin_and_headerless_unsafe_requests_pass(store: TestStore) {
         // A client that is not a browser sends neither header.
         vec![],
     ] {
-        client.headers = headers
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
+        client.set_headers(
+            headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>(),
+        );
         let reply = client.post("/incr").await;
         assert_eq!(reply.status, StatusCode::OK, "{headers:?}");
     }
     client.headers.clear();
     assert_eq!(client.get("/read").await.body, "5");
     // Safe methods are never refused, whatever the headers say.
-    client.headers = forgeries().swap_remove(2);
+    client.set_headers(forgeries().swap_remove(2));
     assert_eq!(client.get("/read").await.status, StatusCode::OK);
 }
 
@@ -148,15 +150,15 @@ pub async fn trusted_origins_and_exempt_paths_take_cross_origin_requests(store: 
         .trusted_origin("https://partner.example")
         .allow_cross_origin_under("/set");
     let mut client = Client::new(app(layer));
-    client.headers = vec![
+    client.set_headers(vec![
         ("sec-fetch-site".into(), "cross-site".into()),
         ("origin".into(), "https://partner.example".into()),
-    ];
+    ]);
     assert_eq!(client.post("/incr").await.status, StatusCode::OK);
-    client.headers = vec![
+    client.set_headers(vec![
         ("sec-fetch-site".into(), "cross-site".into()),
         ("origin".into(), "https://evil.example".into()),
-    ];
+    ]);
     assert_eq!(client.post("/incr").await.status, StatusCode::FORBIDDEN);
     assert_eq!(
         client.post("/set/colour/red").await.status,
@@ -209,7 +211,7 @@ fn form_headers() -> Vec<(String, String)> {
 
 pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: TestStore) {
     let mut client = Client::new(app(store.layer()));
-    client.headers = form_headers();
+    client.set_headers(form_headers());
     // No stored session yet: asking stores nothing, and a form without a
     // session to ride on is accepted (cross-origin ones are refused by the
     // origin check).
@@ -218,7 +220,9 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     assert_eq!(first.body.len(), 43, "a token for the session to be");
     assert!(first.set_cookies().is_empty(), "asking stores nothing");
     assert_eq!(store.calls().writes(), 0);
-    let reply = client.post_form("/guarded/note", "note=first").await;
+    let reply = client
+        .post_form("/guarded/note", &[("note", "first")])
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(client.get("/get/note").await.body, "first");
 
@@ -232,44 +236,54 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     let id = client.session_id().expect("id");
     let before = store.row(id).await.expect("row");
     let other_session_token = {
-        let mut other = Client::new(client.app.clone());
+        let mut other = client.new_browser();
+        other.headers.clear();
         other.post("/incr").await;
         other.get("/csrf").await.body
     };
     let long = "a".repeat(100_000);
-    for body in [
-        "note=forged".to_owned(),
-        "note=forged&csrf_token=".to_owned(),
-        format!("note=forged&csrf_token={}", &token[..42]),
-        format!("note=forged&csrf_token={other_session_token}"),
-        format!("note=forged&csrf_token={token}&csrf_token={other_session_token}"),
-        format!("note=forged&csrf_token={long}"),
+    for fields in [
+        vec![("note", "forged")],
+        vec![("note", "forged"), ("csrf_token", "")],
+        vec![("note", "forged"), ("csrf_token", &token[..42])],
+        vec![("note", "forged"), ("csrf_token", &other_session_token)],
+        vec![
+            ("note", "forged"),
+            ("csrf_token", &token),
+            ("csrf_token", &other_session_token),
+        ],
+        vec![("note", "forged"), ("csrf_token", &long)],
     ] {
-        let reply = client.post_form("/guarded/note", &body).await;
+        let reply = client.post_form("/guarded/note", &fields).await;
         assert_eq!(
             reply.status,
             StatusCode::FORBIDDEN,
-            "{}",
-            &body[..body.len().min(60)]
+            "{:.60}",
+            format!("{fields:?}")
         );
         assert!(reply.set_cookies().is_empty());
     }
     assert_eq!(store.row(id).await.expect("row"), before, "nothing changed");
     let reply = client
-        .post_form("/guarded/note", &format!("note=second&csrf_token={token}"))
+        .post_form(
+            "/guarded/note",
+            &[("note", "second"), ("csrf_token", &token)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(client.get("/get/note").await.body, "second");
     // A body that is not a form, and a form missing the handler's field.
     let reply = client
-        .post_form("/guarded/note", &format!("csrf_token={token}"))
+        .post_form("/guarded/note", &[("csrf_token", &token)])
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     // The header form, for scripts.
-    client.headers.push(("x-csrf-token".into(), token.clone()));
+    client
+        .headers
+        .append("x-csrf-token", token.parse().expect("a header value"));
     assert_eq!(client.post("/guarded/incr").await.status, StatusCode::OK);
-    client.headers = form_headers();
+    client.set_headers(form_headers());
     assert_eq!(
         client.post("/guarded/incr").await.status,
         StatusCode::FORBIDDEN
@@ -280,7 +294,10 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
     let after = client.get("/csrf").await.body;
     assert_ne!(after, token);
     let reply = client
-        .post_form("/guarded/note", &format!("note=stale&csrf_token={token}"))
+        .post_form(
+            "/guarded/note",
+            &[("note", "stale"), ("csrf_token", &token)],
+        )
         .await;
     assert_eq!(
         reply.status,
@@ -288,7 +305,10 @@ pub async fn the_synchronizer_token_guards_forms_and_rotates_at_sign_in(store: T
         "a token from before sign-in"
     );
     let reply = client
-        .post_form("/guarded/note", &format!("note=fresh&csrf_token={after}"))
+        .post_form(
+            "/guarded/note",
+            &[("note", "fresh"), ("csrf_token", &after)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     // And so do regenerate and sign-out.

@@ -19,7 +19,7 @@ pub async fn login_rotates_the_token_and_kills_the_old_one(store: TestStore) {
     assert_eq!(row.fields.user_id.as_deref(), Some("alice"));
     assert!(row.fields.authenticated_at.is_some());
     // The pre-login cookies (a fixated session) are dead at once.
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = old_jar;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(replay.get("/read").await.body, "0");
@@ -66,7 +66,7 @@ pub async fn regenerate_keeps_values_and_user(store: TestStore) {
     assert_ne!(client.jar, before);
     assert_eq!(client.get("/whoami").await.body, "alice");
     assert_eq!(client.get("/read").await.body, "1");
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = before;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }
@@ -85,7 +85,7 @@ pub async fn logout_deletes_the_row_and_expires_cookies(store: TestStore) {
         client.jar
     );
     assert!(store.row(id).await.is_none(), "row deleted");
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = captured;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(replay.get("/read").await.body, "0");
@@ -158,7 +158,7 @@ pub async fn logout_keeping_values_signs_out_but_keeps_values(store: TestStore) 
     assert_eq!(row.fields.user_id, None);
     assert_eq!(row.fields.auth_method, None);
     assert_eq!(row.fields.authenticated_at, None);
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = signed_in;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -186,7 +186,7 @@ pub async fn after_logout_the_request_is_anonymous_and_new_values_start_afresh(s
         "0",
         "nothing of the old session"
     );
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = signed_in;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }

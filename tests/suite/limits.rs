@@ -52,7 +52,7 @@ pub async fn oversized_values_are_refused_with_413_before_any_write(store: TestS
         StatusCode::OK
     );
     // A new session too large to start is not started.
-    let mut fresh = Client::new(client.app.clone());
+    let mut fresh = client.new_browser();
     let reply = fresh.post("/fill/20000").await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.set_cookies().is_empty());

@@ -226,15 +226,15 @@ pub async fn wrong_token_for_a_real_id_is_anonymous(store: TestStore) {
     let mut victim = client_with_session(&store).await;
     victim.post("/login/alice").await;
     let id = victim.session_id().expect("id");
-    let mut attacker = Client::new(victim.app.clone());
+    let mut attacker = victim.new_browser();
     attacker.jar = victim.jar.clone();
     let forged = SessionToken::generate().expect("rng").expose();
     let token_name = victim
         .jar
-        .keys()
+        .names()
         .find(|k| k.ends_with("-token"))
         .expect("token cookie")
-        .clone();
+        .to_owned();
     attacker.jar.insert(token_name, forged);
     assert_eq!(
         attacker.get("/whoami").await.status,
@@ -253,11 +253,11 @@ pub async fn unknown_id_is_anonymous_after_one_read(store: TestStore) {
     let mut client = client_with_session(&store).await;
     let token_name = client
         .jar
-        .keys()
+        .names()
         .find(|k| k.ends_with("-id"))
-        .cloned()
+        .map(str::to_owned)
         .expect("id");
-    client.jar.insert(token_name, "987654321".into());
+    client.jar.insert(token_name, "987654321");
     store.calls().reset();
     assert_eq!(client.get("/read").await.body, "0");
     assert_eq!(store.calls().loads(), 1);
@@ -532,7 +532,7 @@ pub async fn a_cached_store_serves_reads_without_queries_and_stays_correct(store
     client.post("/login/alice").await;
     let captured = client.jar.clone();
     client.post("/logout").await;
-    let mut replay = Client::new(client.app.clone());
+    let mut replay = client.new_browser();
     replay.jar = captured;
     assert_eq!(replay.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }

@@ -200,21 +200,21 @@ async fn member(app: &OwnApp, name: &str, full_name: &str) -> String {
 
 async fn sign_in(client: &mut Client, name: &str) {
     let reply = client
-        .post_form("/form-login", &format!("user={name}&password=secret"))
+        .post_form("/form-login", &[("user", name), ("password", "secret")])
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
 /// A browser's GET: it asks for HTML.
 async fn browse(client: &mut Client, uri: &str) -> Reply {
-    client.headers = vec![("accept".to_owned(), "text/html".to_owned())];
+    client.set_headers(vec![("accept".to_owned(), "text/html".to_owned())]);
     let reply = client.get(uri).await;
     client.headers.clear();
     reply
 }
 
 async fn with_header(client: &mut Client, uri: &str, name: &str, value: String) -> Reply {
-    client.headers = vec![(name.to_owned(), value)];
+    client.set_headers(vec![(name.to_owned(), value)]);
     let reply = client.get(uri).await;
     client.headers.clear();
     reply

@@ -253,7 +253,10 @@ pub async fn ip_binding_behind_trusted_proxies_uses_the_forwarded_client(store: 
         .trusted_proxies(["10.0.0.0/8".parse().expect("net")]);
     let mut client = Client::new(app(layer));
     client.peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
-    client.headers = vec![("x-forwarded-for".into(), "6.6.6.6, 203.0.113.9".into())];
+    client.set_headers(vec![(
+        "x-forwarded-for".into(),
+        "6.6.6.6, 203.0.113.9".into(),
+    )]);
     client.post("/login/alice").await;
     let row = store
         .row(client.session_id().expect("id"))
@@ -262,20 +265,20 @@ pub async fn ip_binding_behind_trusted_proxies_uses_the_forwarded_client(store: 
     assert_eq!(row.fields.ip_address.as_deref(), Some("203.0.113.9"));
     // Another proxy of ours, the same client: still bound.
     client.peer = Some(SocketAddr::from(([10, 0, 0, 2], 443)));
-    client.headers = vec![("x-forwarded-for".into(), "203.0.113.9".into())];
+    client.set_headers(vec![("x-forwarded-for".into(), "203.0.113.9".into())]);
     assert_eq!(client.get("/whoami").await.body, "alice");
     // The proxy passes the client's own `Forwarded` through: it is not
     // read (only `X-Forwarded-For`, the header the proxy writes).
-    client.headers = vec![
+    client.set_headers(vec![
         ("forwarded".into(), "for=203.0.113.9".into()),
         ("x-forwarded-for".into(), "203.0.113.10".into()),
-    ];
+    ]);
     assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     // The client moved: refused.
-    client.headers = vec![("x-forwarded-for".into(), "203.0.113.10".into())];
+    client.set_headers(vec![("x-forwarded-for".into(), "203.0.113.10".into())]);
     assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     // A spoofed header straight from an untrusted peer changes nothing.
     client.peer = Some(SocketAddr::from(([198, 51, 100, 1], 443)));
-    client.headers = vec![("x-forwarded-for".into(), "203.0.113.9".into())];
+    client.set_headers(vec![("x-forwarded-for".into(), "203.0.113.9".into())]);
     assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }

@@ -295,15 +295,15 @@ pub async fn a_credential_change_invalidates_older_sessions_even_restored_ones(s
     backup.jar = client.jar.clone();
     let id_name = backup
         .jar
-        .keys()
+        .names()
         .find(|k| k.ends_with("-id"))
-        .cloned()
+        .map(str::to_owned)
         .expect("id");
     let token_name = backup
         .jar
-        .keys()
+        .names()
         .find(|k| k.ends_with("-token"))
-        .cloned()
+        .map(str::to_owned)
         .expect("t");
     backup.jar.insert(id_name.clone(), restored.to_string());
     backup.jar.insert(token_name.clone(), token.expose());
@@ -362,18 +362,19 @@ pub async fn sessions_are_labelled_with_the_device_they_were_created_on(store: T
     let app = app(store.layer());
     let agent = |value: &str| vec![("user-agent".to_owned(), value.to_owned())];
     let mut laptop = Client::new(app.clone());
-    laptop.headers =
-        agent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
+    laptop.set_headers(agent(
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    ));
     laptop.post("/incr").await;
     laptop.post("/login/alice").await;
     let mut phone = Client::new(app.clone());
-    phone.headers = agent(
+    phone.set_headers(agent(
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
          (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-    );
+    ));
     phone.post("/login/alice").await;
     let mut script = Client::new(app.clone());
-    script.headers = agent(&format!("evil\tcaf\u{e9}{}", "x".repeat(5_000)));
+    script.set_headers(agent(&format!("evil\tcaf\u{e9}{}", "x".repeat(5_000))));
     script.post("/login/alice").await;
     let mut bare = Client::new(app.clone());
     bare.post("/login/alice").await;
