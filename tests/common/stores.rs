@@ -93,7 +93,6 @@ pub fn url_from_env(var: &str) -> Option<String> {
     }
 }
 
-/// A table name no other test (or earlier run) uses.
 /// The tables `migrate()` makes for `table`, and the notification
 /// trigger's function: what a test that makes its own drops at the end.
 pub fn drop_tables_sql(table: &str) -> String {
@@ -106,6 +105,7 @@ pub fn drop_tables_sql(table: &str) -> String {
         "_remember",
         "_totp",
         "_recovery_codes",
+        "_passkeys",
     ]
     .iter()
     .map(|suffix| format!("{table}{suffix}"))
@@ -162,6 +162,7 @@ impl SharedPostgresTable {
     }
 }
 
+/// A table name no other test (or earlier run) uses.
 pub fn unique_table() -> keycard::store::TableName {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
