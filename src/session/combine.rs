@@ -4,10 +4,13 @@
 //! batch, instead of each request reading, writing and, when it loses the
 //! race, retrying under the row lock.
 //!
-//! While one batch is being written, the updates that arrive join the next
-//! one, each applied to what the batches before it will have made of the
-//! row. A batch is written by a task of its own, so a cancelled request
-//! neither loses the others' updates nor holds them up. An update returns
+//! An update that finds nothing in flight for its session is written at
+//! once, on its own task, as if there were no combiner. While a write is in
+//! flight, the updates that arrive join the next batch, each applied to
+//! what the writes before it will have made of the row; a batch is written
+//! by a task of its own, so a cancelled request neither loses the others'
+//! updates nor holds them up (should the lone writer itself be cancelled,
+//! the batch behind it goes on alone). An update returns
 //! only once its batch is durable. If the write is refused (another app
 //! server wrote the row since), every update of the batch, and of the
 //! batch built on it, goes the usual way on its own (the row lock,
@@ -82,6 +85,13 @@ enum Outcome {
     Failed,
 }
 
+/// Where an update goes: written alone at once, or queued for the next
+/// batch.
+enum Step<T> {
+    Alone(Box<Batch>, T, Value),
+    Queued(T, Value, oneshot::Receiver<Outcome>),
+}
+
 /// An update as the combiner sees it: the value a request's function
 /// makes of the row's values, and how its session renews.
 pub(crate) struct Update<'a> {
@@ -108,34 +118,15 @@ impl Combiner {
         make: impl FnOnce(&SessionData) -> Result<(T, Value), SessionError>,
     ) -> Result<Option<(T, Value, SessionRecord)>, SessionError> {
         let slot = self.slot(update.id);
-        let (made, value, waiting) = {
+        let step = {
             let mut state = lock(&slot.state);
-            let state = &mut *state;
-            let batch = match &mut state.next {
-                Some(batch) => batch,
-                none => {
-                    let base = newest(update.stored, &state.in_flight, &state.known);
-                    none.insert(Batch {
-                        data: base.fields.data.clone(),
-                        base,
-                        renewed: None,
-                        waiters: Vec::new(),
-                    })
-                }
-            };
-            let (made, value) = make(&batch.data)?;
-            batch.data.insert(update.key.to_owned(), value.clone());
-            if let Some(at) = (update.renewal)(batch.base.fields.last_activity) {
-                batch.renewed = Some(batch.renewed.map_or(at, |r| r.max(at)));
+            Self::place(&mut state, &update, make)?
+        };
+        let (made, value, waiting) = match step {
+            Step::Alone(batch, made, value) => {
+                return Solo::new(slot, store).write(batch, made, value).await;
             }
-            let (tell, waiting) = oneshot::channel();
-            batch.waiters.push(tell);
-            if state.in_flight.is_none() {
-                // Nobody is writing: this request starts the writer.
-                let first = Self::take_next(state);
-                tokio::spawn(write_batches(slot.clone(), store.clone(), first));
-            }
-            (made, value, waiting)
+            Step::Queued(made, value, waiting) => (made, value, waiting),
         };
         match waiting.await {
             Ok(Outcome::Written(record)) => Ok(Some((made, value, SessionRecord::clone(&record)))),
@@ -143,6 +134,51 @@ impl Combiner {
             // `Err`: the writer's task is gone (the runtime shuts down).
             Ok(Outcome::Failed) | Err(_) => Err(SessionError::Unavailable),
         }
+    }
+
+    /// Applies the update to the row as this server will have left it and
+    /// says where it goes.
+    fn place<T>(
+        state: &mut SlotState,
+        update: &Update<'_>,
+        make: impl FnOnce(&SessionData) -> Result<(T, Value), SessionError>,
+    ) -> Result<Step<T>, SessionError> {
+        if state.in_flight.is_none() {
+            // Nobody else is writing this session here: this request writes
+            // alone, on its own task, as if there were no combiner; whoever
+            // comes meanwhile waits for the next batch.
+            let base = newest(update.stored, &None, &state.known);
+            let (made, value) = make(&base.fields.data)?;
+            let mut batch = Batch {
+                data: base.fields.data.clone(),
+                renewed: (update.renewal)(base.fields.last_activity),
+                base,
+                waiters: Vec::new(),
+            };
+            batch.data.insert(update.key.to_owned(), value.clone());
+            state.in_flight = Some(written(&batch));
+            return Ok(Step::Alone(Box::new(batch), made, value));
+        }
+        let batch = match &mut state.next {
+            Some(batch) => batch,
+            none => {
+                let base = newest(update.stored, &state.in_flight, &state.known);
+                none.insert(Batch {
+                    data: base.fields.data.clone(),
+                    base,
+                    renewed: None,
+                    waiters: Vec::new(),
+                })
+            }
+        };
+        let (made, value) = make(&batch.data)?;
+        batch.data.insert(update.key.to_owned(), value.clone());
+        if let Some(at) = (update.renewal)(batch.base.fields.last_activity) {
+            batch.renewed = Some(batch.renewed.map_or(at, |r| r.max(at)));
+        }
+        let (tell, waiting) = oneshot::channel();
+        batch.waiters.push(tell);
+        Ok(Step::Queued(made, value, waiting))
     }
 
     /// The slot of session `id`, made if it has none.
@@ -190,18 +226,96 @@ async fn write_batches(slot: Arc<Slot>, store: Arc<dyn SessionStore>, mut batch:
                 Outcome::Failed
             }
         };
-        let mut waiters = current.waiters;
         if !matches!(outcome, Outcome::Written(_)) {
-            // The row is not what this server thought, and the next batch
-            // was built on this one: it shares the outcome.
-            state.known = None;
-            waiters.extend(state.next.take().into_iter().flat_map(|b| b.waiters));
+            forget(state);
         }
-        for waiter in waiters {
+        for waiter in current.waiters {
             let _ = waiter.send(outcome.clone());
         }
         state.in_flight = None;
         batch = Combiner::take_next(state);
+    }
+}
+
+/// After a write that did not leave the row as this server thought (it
+/// was refused, failed or was cancelled): nothing is known of the row, and
+/// the batch built on that write goes on alone, update by update (none of
+/// it was written).
+fn forget(state: &mut SlotState) {
+    state.known = None;
+    for waiter in state.next.take().into_iter().flat_map(|b| b.waiters) {
+        let _ = waiter.send(Outcome::Refused);
+    }
+}
+
+/// A request writing its update alone, on its own task. Should it be
+/// cancelled mid-write, what queued behind it goes on alone.
+struct Solo {
+    slot: Arc<Slot>,
+    store: Arc<dyn SessionStore>,
+    armed: bool,
+}
+
+impl Solo {
+    fn new(slot: Arc<Slot>, store: &Arc<dyn SessionStore>) -> Self {
+        Self {
+            slot,
+            store: store.clone(),
+            armed: true,
+        }
+    }
+
+    /// Writes `batch` (this request's update alone), then hands what
+    /// gathered meanwhile to a writer task.
+    async fn write<T>(
+        mut self,
+        batch: Box<Batch>,
+        made: T,
+        value: Value,
+    ) -> Result<Option<(T, Value, SessionRecord)>, SessionError> {
+        let result = self
+            .store
+            .update_data(
+                batch.base.id,
+                batch.base.version,
+                &batch.data,
+                batch.renewed,
+            )
+            .await;
+        self.armed = false;
+        let mut state = lock(&self.slot.state);
+        let state = &mut *state;
+        state.in_flight = None;
+        let written = match result {
+            Ok(true) => written(&batch),
+            Ok(false) => {
+                forget(state);
+                return Ok(None);
+            }
+            Err(error) => {
+                forget(state);
+                return Err(error.into());
+            }
+        };
+        state.known = Some(written.clone());
+        if let Some(next) = Combiner::take_next(state) {
+            tokio::spawn(write_batches(
+                self.slot.clone(),
+                self.store.clone(),
+                Some(next),
+            ));
+        }
+        Ok(Some((made, value, written)))
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut state = lock(&self.slot.state);
+            state.in_flight = None;
+            forget(&mut state);
+        }
     }
 }
 

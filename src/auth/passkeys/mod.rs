@@ -251,6 +251,8 @@ impl Passkeys {
         label: &str,
     ) -> Result<PasskeyRegistered, AccountError> {
         let user = session.user_id().await?.ok_or(AccountError::NotSignedIn)?;
+        // The account's name as the registration began it.
+        let user = PasswordAuthenticator::canonical_username(&user).unwrap_or(user);
         let now = self.factors.now();
         let taken =
             ceremony::take::<PasskeyRegistration>(session, Kind::Register, self.ceremony_for, now);
