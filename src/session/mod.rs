@@ -199,7 +199,7 @@ impl Session {
         let (id, version) = (stored.id, stored.version);
         let store = &self.0.ctx.store;
         let span = w.span.clone();
-        if crate::store::request_tx::current().is_none() {
+        if crate::store::request_tx::current().is_none() && store.combines_updates() {
             // Outside a request transaction: with this server's other
             // updates of the session, applied in turn and written together.
             let ctx = &self.0.ctx;
@@ -222,8 +222,9 @@ impl Session {
                 return Ok(new);
             }
         } else {
-            // In the request's transaction: one statement on it, unless a
-            // concurrent request wrote first.
+            // In the request's transaction (or on a store that does not
+            // combine): one statement, unless a concurrent request wrote
+            // first.
             let mut data = stored.fields.data.clone();
             data.insert(key.to_owned(), value.clone());
             let renewed = self.0.ctx.renewal(stored.fields.last_activity, now);

@@ -399,4 +399,8 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         self.inner.count_active_since(since).await
     }
+
+    fn combines_updates(&self) -> bool {
+        self.inner.combines_updates()
+    }
 }

@@ -368,6 +368,18 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// microseconds (every time keycard writes is one); `since`, which may
     /// come from the application, is compared at that precision.
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Whether concurrent [`Session::update`](crate::Session::update)s of
+    /// one session on one app server should meet in memory and be written
+    /// together (one versioned write per batch) rather than race each
+    /// other in the store. Worth it where a write waits for a database's
+    /// round trip, so that updates gather while one is in flight: `true`
+    /// by default. keycard's SQLite store says `false`: its writes are
+    /// in-process and short, updates rarely meet one in flight, and the
+    /// bookkeeping measured a cost (`BENCHMARKS.md`, "Contended writes").
+    fn combines_updates(&self) -> bool {
+        true
+    }
 }
 
 /// A shared store is a store: `Arc<dyn SessionStore>` (or `Arc<S>`) can be
@@ -434,5 +446,8 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         (**self).count_active_since(since).await
+    }
+    fn combines_updates(&self) -> bool {
+        (**self).combines_updates()
     }
 }

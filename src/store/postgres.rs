@@ -227,6 +227,8 @@ impl SqlBackend for Postgres {
     const USERS: UserSql<&'static str> = USERS_SQL;
     const FACTORS: FactorSql<&'static str> = FACTOR_SQL;
     const MIGRATIONS: &'static [super::migrate::Migration] = POSTGRES;
+    // A write waits for the server: updates gather while one is in flight.
+    const COMBINES_UPDATES: bool = true;
     const MIGRATION_BOOK: MigrationSql<&'static str> = MigrationSql {
         create_book: "CREATE TABLE IF NOT EXISTS {book} \
             (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)",

@@ -203,6 +203,10 @@ impl SessionStore for CountingStore {
     async fn count_active_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         self.inner.count_active_since(since).await
     }
+
+    fn combines_updates(&self) -> bool {
+        self.inner.combines_updates()
+    }
 }
 
 /// A [`UserStore`] that can be told to fail.

@@ -214,6 +214,8 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
     const FACTORS: FactorSql<&'static str>;
     /// The migration files, oldest first.
     const MIGRATIONS: &'static [Migration];
+    /// [`SessionStore::combines_updates`](crate::store::SessionStore::combines_updates).
+    const COMBINES_UPDATES: bool;
     /// The statements that record which migrations were applied.
     const MIGRATION_BOOK: MigrationSql<&'static str>;
 

@@ -318,4 +318,8 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         let n = row.map(|row| DB::int(&row, 0)).transpose()?;
         Ok(count(n.unwrap_or(0)))
     }
+
+    fn combines_updates(&self) -> bool {
+        DB::COMBINES_UPDATES
+    }
 }
