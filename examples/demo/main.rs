@@ -1396,18 +1396,7 @@ async fn submit_code(
     };
     match completed {
         Ok(()) => {
-            let ticked = session
-                .remove(CODE_REMEMBER)
-                .await?
-                .and_then(|value| value.as_bool());
-            let next = session
-                .remove(CODE_NEXT)
-                .await?
-                .and_then(|value| value.as_str().map(str::to_owned))
-                .filter(|next| is_local_path(next))
-                .unwrap_or_else(|| "/".to_owned());
-            // Only now is somebody signed in to remember.
-            remember_choice(&remember, &headers, &app, ticked).await?;
+            let next = second_step_done(&app, &session, &remember, &headers).await?;
             Ok(Redirect::to(&next).into_response())
         }
         Err(AccountError::WrongCode) => {
@@ -1429,6 +1418,30 @@ async fn submit_code(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// After a half-open sign-in is completed (a code or a passkey): acts on
+/// the "remember me" box and returns where the password form said to go,
+/// both of which waited in the session.
+async fn second_step_done(
+    app: &App,
+    session: &Session,
+    remember: &Remember,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, keycard::Error> {
+    let ticked = session
+        .remove(CODE_REMEMBER)
+        .await?
+        .and_then(|value| value.as_bool());
+    let next = session
+        .remove(CODE_NEXT)
+        .await?
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .filter(|next| is_local_path(next))
+        .unwrap_or_else(|| "/".to_owned());
+    // Only now is somebody signed in to remember.
+    remember_choice(remember, headers, app, ticked).await?;
+    Ok(next)
 }
 
 /// The session value holding a one-off message for the two-step sign-in

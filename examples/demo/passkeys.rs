@@ -27,9 +27,8 @@ use serde_json::json;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::{
-    App, CODE_NEXT, CODE_REMEMBER, NEW_RECOVERY_CODES, NoFields, ask_first, confirm_first,
-    csrf_field, escape, form_refused, is_local_path, page, recovery_codes_block, relative,
-    remember_choice, take_flash,
+    App, NEW_RECOVERY_CODES, NoFields, ask_first, confirm_first, csrf_field, escape, form_refused,
+    is_local_path, page, recovery_codes_block, relative, remember_choice, take_flash,
 };
 
 /// The page of the signed-in user's passkeys.
@@ -412,17 +411,7 @@ async fn second_factor(
     };
     match app.passkeys.complete_second_factor(&session, &answer).await {
         Ok(()) => {
-            let ticked = session
-                .remove(CODE_REMEMBER)
-                .await?
-                .and_then(|value| value.as_bool());
-            let next = session
-                .remove(CODE_NEXT)
-                .await?
-                .and_then(|value| value.as_str().map(str::to_owned))
-                .filter(|next| is_local_path(next))
-                .unwrap_or_else(|| "/".to_owned());
-            remember_choice(&remember, &headers, &app, ticked).await?;
+            let next = super::second_step_done(&app, &session, &remember, &headers).await?;
             Ok(go_to(&next))
         }
         Err(error) => Ok(ceremony_failure(error)),
