@@ -11,3 +11,6 @@ mod unbatched {
 }
 
 cnx_suite!(sqlx::Sqlite, crate::common::cnx::sqlite);
+
+#[path = "sqlite_only/read_cache.rs"]
+mod read_cache;

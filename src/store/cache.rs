@@ -72,15 +72,29 @@ struct CacheState {
 }
 
 impl Cache {
+    /// An empty cache of up to `capacity` rows.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(CacheState::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.lock().generation
     }
 
-    fn get(&self, id: SessionId) -> Option<SessionRecord> {
+    /// Whether `id` is cached (and caching is not suspended).
+    pub(crate) fn contains(&self, id: SessionId) -> bool {
+        let state = self.lock();
+        !state.suspended && state.rows.contains_key(&id)
+    }
+
+    pub(crate) fn get(&self, id: SessionId) -> Option<SessionRecord> {
         let state = self.lock();
         if state.suspended {
             return None;
@@ -89,7 +103,7 @@ impl Cache {
     }
 
     /// Caches `record` unless something was invalidated since `generation`.
-    fn put(&self, record: SessionRecord, generation: u64) {
+    pub(crate) fn put(&self, record: SessionRecord, generation: u64) {
         let mut state = self.lock();
         if state.generation != generation || state.suspended {
             return;
@@ -159,10 +173,7 @@ impl<S: SessionStore> CachedStore<S> {
     pub fn new(inner: S, capacity: usize) -> Self {
         Self {
             inner,
-            cache: Arc::new(Cache {
-                state: Mutex::new(CacheState::default()),
-                capacity: capacity.max(1),
-            }),
+            cache: Arc::new(Cache::with_capacity(capacity)),
         }
     }
 
@@ -173,7 +184,7 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// Whether the session is in the cache now (for tests and metrics).
     pub fn is_cached(&self, id: SessionId) -> bool {
-        self.cache.get(id).is_some()
+        self.cache.contains(id)
     }
 
     #[cfg(feature = "postgres")]

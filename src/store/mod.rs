@@ -48,6 +48,8 @@ pub(crate) mod request_tx;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_data_version;
 mod table_name;
 mod users;
 

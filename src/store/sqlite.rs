@@ -10,10 +10,12 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection};
 
 use super::migrate::SQLITE;
+use super::sql::read_cache::{ChangeCounter, ReadCache};
 use super::sql::{
     Arg, Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend,
     SqlStore, UserSql, ValueWrite, one_statement, returned_id,
 };
+use super::sqlite_data_version::DataVersion;
 use super::{StoreError, TableName, WaitLimits};
 
 const SQL: SessionSql<&str> = SessionSql {
@@ -189,6 +191,50 @@ impl SqlStore<Sqlite> {
         Ok(Self::new(pool.connect_with(options).await?).wait_limits(limits))
     }
 
+    /// Keeps up to `capacity` loaded sessions in memory (10,000 unless told
+    /// otherwise; `0` turns the cache off).
+    ///
+    /// A request whose session is cached costs no load: before it is
+    /// served, SQLite is asked whether anything was committed to the file
+    /// since the last time (`PRAGMA data_version`, one small statement
+    /// shared by every request that waits for it), and if anything was,
+    /// by this process or any other (`keycard-admin`, a second server on
+    /// the file, the `sqlite3` shell), the whole cache is dropped. A cached
+    /// session is therefore never older than the moment its request
+    /// arrived, and the cache is correct however the file is written.
+    ///
+    /// It pays where reads outnumber commits: since any commit to the file
+    /// empties it, a store on the same file as busy application tables, or
+    /// a load of mostly writes, hits it seldom (and then costs one shared
+    /// statement per wave of concurrent requests). An in-memory database
+    /// (`sqlite::memory:`) is never cached. Reads inside a request's
+    /// transaction (`CnxLayer`) never use the cache. When full, the cache
+    /// starts again empty rather than track recency on every read.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), keycard::store::StoreError> {
+    /// let store = keycard::SqliteStore::connect("sqlite://sessions.db")
+    ///     .await?
+    ///     .cache(50_000);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn cache(mut self, capacity: usize) -> Self {
+        self.read_cache = (capacity > 0)
+            .then(|| <Sqlite as SqlBackend>::change_counter(&self.pool))
+            .flatten()
+            .map(|counter| std::sync::Arc::new(ReadCache::new(counter, capacity)));
+        self
+    }
+
+    /// Whether the session is in the read cache now (for tests and
+    /// metrics): its next load may be served from memory.
+    pub fn is_cached(&self, id: crate::token::SessionId) -> bool {
+        self.read_cache
+            .as_ref()
+            .is_some_and(|cache| cache.contains(id))
+    }
+
     /// Creates the table and indexes if they are missing, by applying the
     /// files of `migrations/sqlite/` not applied yet. Safe to call at every
     /// start and from several processes at once.
@@ -227,6 +273,10 @@ impl SqlBackend for Sqlite {
         find_version: "SELECT version FROM {book} WHERE version = ?",
         record_version: "INSERT INTO {book} (version, applied_at) VALUES (?, ?)",
     };
+
+    fn change_counter(pool: &SqlitePool) -> Option<std::sync::Arc<dyn ChangeCounter>> {
+        Some(std::sync::Arc::new(DataVersion::new(pool)))
+    }
 
     fn batch_statements(table: &TableName) -> (Vec<sqlx::SqlStr>, Option<Vec<sqlx::SqlStr>>) {
         let loads = one_statement(LOAD_BATCH_SQL, table);

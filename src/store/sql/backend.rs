@@ -223,6 +223,15 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
     /// writes where the backend can batch them (`None`: each alone).
     fn batch_statements(table: &crate::store::TableName) -> (Vec<SqlStr>, Option<Vec<SqlStr>>);
 
+    /// What tells a store on `pool` whether anything was committed since it
+    /// last looked, so that it may cache its loads (`read_cache.rs`);
+    /// `None` where the database has nothing that cheap.
+    fn change_counter(
+        _pool: &sqlx::Pool<Self>,
+    ) -> Option<std::sync::Arc<dyn super::read_cache::ChangeCounter>> {
+        None
+    }
+
     /// A transaction whose locked read (`load_for_update`) keeps other
     /// writers of the row out until it ends.
     fn begin_locked(

@@ -12,6 +12,7 @@ use super::request_tx::{self, Lent};
 mod backend;
 mod batch;
 mod migrations;
+pub(crate) mod read_cache;
 mod retry;
 mod rows;
 mod session_store;
@@ -48,6 +49,9 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) batching: bool,
     /// How long to wait for the database ([`SqlStore::wait_limits`]).
     pub(crate) limits: super::WaitLimits,
+    /// Loaded sessions, where the backend can confirm them cheaply
+    /// (SQLite: `SqliteStore::cache`).
+    pub(crate) read_cache: Option<std::sync::Arc<read_cache::ReadCache>>,
 }
 
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
@@ -62,6 +66,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             writes: self.writes.clone(),
             batching: self.batching,
             limits: self.limits,
+            read_cache: self.read_cache.clone(),
         }
     }
 }
@@ -90,6 +95,12 @@ impl<DB: SqlBackend> SqlStore<DB> {
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
             batching: true,
             limits: super::WaitLimits::default(),
+            read_cache: DB::change_counter(&pool).map(|counter| {
+                std::sync::Arc::new(read_cache::ReadCache::new(
+                    counter,
+                    read_cache::DEFAULT_CAPACITY,
+                ))
+            }),
             pool,
             table,
         }

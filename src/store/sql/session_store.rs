@@ -80,6 +80,23 @@ impl<DB: SqlBackend> SqlStore<DB> {
         })
     }
 
+    /// A load from the database: in the next batch, or alone if the store
+    /// does not batch.
+    async fn load_stored(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        match load_row(self, id.get()).await {
+            Loaded::Row(row) => row.as_ref().map(rows::session::<DB>).transpose(),
+            Loaded::Alone(solo) => {
+                let loaded = async {
+                    let mut conn = Lent::Pooled(self.pool.acquire().await?);
+                    fetch::<DB>(&mut *conn, &self.sql.load, id).await
+                }
+                .await;
+                drop(solo);
+                loaded
+            }
+        }
+    }
+
     /// One try of `update_locked`, in one transaction.
     async fn update_locked_once(
         &self,
@@ -166,21 +183,22 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
     async fn load(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         // Inside the request's transaction: on it. Else in the next batch,
         // or alone if the store does not batch.
+        // (Never from the cache: the transaction may hold its own writes.)
         if let Some(mut conn) = request_tx::join_read(&self.pool).await {
             return fetch::<DB>(&mut *conn, &self.sql.load, id).await;
         }
-        match load_row(self, id.get()).await {
-            Loaded::Row(row) => row.as_ref().map(rows::session::<DB>).transpose(),
-            Loaded::Alone(solo) => {
-                let loaded = async {
-                    let mut conn = Lent::Pooled(self.pool.acquire().await?);
-                    fetch::<DB>(&mut *conn, &self.sql.load, id).await
-                }
-                .await;
-                drop(solo);
-                loaded
-            }
+        let Some(cache) = &self.read_cache else {
+            return self.load_stored(id).await;
+        };
+        if let Some(record) = cache.get(id).await {
+            return Ok(Some(record));
         }
+        let stamp = cache.stamp();
+        let record = self.load_stored(id).await?;
+        if let Some(record) = &record {
+            cache.put(record.clone(), stamp);
+        }
+        Ok(record)
     }
 
     async fn insert(&self, fields: &SessionFields) -> Result<SessionId, StoreError> {

@@ -1,0 +1,174 @@
+//! The cache a SQL store keeps of its own loads when the database can say,
+//! cheaply, whether anything was committed since it last looked (SQLite's
+//! `PRAGMA data_version`): every hit is confirmed by such a look, so the
+//! cache is correct whoever writes the database, this process or another.
+//!
+//! The look is shared: one runs at a time, on a task of its own (so a
+//! cancelled request never leaves it half done), and every hit that arrived
+//! before it began waits for it and is confirmed by it. A hit therefore
+//! costs a share of one small statement instead of a load, and a hit is
+//! never older than the moment its request asked. A miss does not wait for
+//! a look: its row is read after whatever the last look saw, and any commit
+//! after that look is seen by the next one, which drops the whole cache
+//! before any hit can use it.
+//!
+//! What a look reports is a value that changes when anything at all was
+//! committed, not which rows changed: any commit (this process's writes
+//! included) empties the cache. That makes the cache worth having where
+//! reads outnumber writes, and costs a write-heavy load one look per wave
+//! of concurrent requests.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::store::SessionRecord;
+use crate::store::StoreError;
+use crate::store::cache::Cache;
+use crate::token::SessionId;
+
+/// How many sessions a store caches unless told otherwise: enough for
+/// every session active at once on a busy server, a few megabytes at most.
+pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
+
+/// A database's change counter: what a look at it reports.
+#[async_trait]
+pub(crate) trait ChangeCounter: Send + Sync + std::fmt::Debug + 'static {
+    /// A value that differs from the one the previous look returned if
+    /// anything was committed in between. `Ok(None)`: this database cannot
+    /// say (an in-memory SQLite database), so nothing may be cached.
+    async fn look(&self) -> Result<Option<i64>, StoreError>;
+}
+
+/// Loaded sessions, confirmed by a look before each hit.
+#[derive(Debug)]
+pub(crate) struct ReadCache {
+    rows: Cache,
+    counter: Arc<dyn ChangeCounter>,
+    looks: Mutex<Looks>,
+    /// A look finished.
+    looked: Notify,
+    /// The counter cannot tell: caching stopped for good.
+    off: AtomicBool,
+}
+
+/// Where the shared looks stand.
+#[derive(Debug, Default)]
+struct Looks {
+    /// Looks begun so far; the number of the one running, if one is.
+    begun: u64,
+    /// The number of the last look that ended.
+    ended: u64,
+    /// Whether one is running now.
+    running: bool,
+    /// What the last successful look returned: the cached rows are as new
+    /// as that. `None` after a failed look or before the first.
+    counter: Option<i64>,
+}
+
+impl ReadCache {
+    /// A cache of up to `capacity` sessions, confirmed by `counter`.
+    pub(crate) fn new(counter: Arc<dyn ChangeCounter>, capacity: usize) -> Self {
+        Self {
+            rows: Cache::with_capacity(capacity),
+            counter,
+            looks: Mutex::new(Looks::default()),
+            looked: Notify::new(),
+            off: AtomicBool::new(false),
+        }
+    }
+
+    /// The cached row of `id` if it is still what the database holds, as
+    /// confirmed by a look begun after this call; `None` to load it.
+    pub(crate) async fn get(self: &Arc<Self>, id: SessionId) -> Option<SessionRecord> {
+        if self.off.load(Ordering::Acquire) || !self.rows.contains(id) {
+            return None;
+        }
+        self.look_after_now().await;
+        self.rows.get(id)
+    }
+
+    /// What to hand [`put`](Self::put) with a row read from now on.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.rows.generation()
+    }
+
+    /// Caches `record`, read after `stamp` was taken, unless a look has
+    /// dropped the cache since (the row may predate what it saw).
+    pub(crate) fn put(&self, record: SessionRecord, stamp: u64) {
+        if !self.off.load(Ordering::Acquire) {
+            self.rows.put(record, stamp);
+        }
+    }
+
+    /// Whether `id` is cached now (for tests and metrics).
+    pub(crate) fn contains(&self, id: SessionId) -> bool {
+        !self.off.load(Ordering::Acquire) && self.rows.contains(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Looks> {
+        self.looks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once a look that began after this call has ended (and
+    /// dropped the cache if it saw a commit).
+    async fn look_after_now(self: &Arc<Self>) {
+        let wanted = {
+            let looks = self.lock();
+            // The running look, if any, began before this call.
+            looks.begun + 1
+        };
+        loop {
+            let ended = self.looked.notified();
+            tokio::pin!(ended);
+            {
+                let mut looks = self.lock();
+                if looks.ended >= wanted {
+                    return;
+                }
+                // Registered before the lock is let go: a look ending
+                // meanwhile still wakes this call.
+                ended.as_mut().enable();
+                if !looks.running {
+                    looks.running = true;
+                    looks.begun += 1;
+                    let number = looks.begun;
+                    let cache = self.clone();
+                    tokio::spawn(async move { cache.run_look(number).await });
+                }
+            }
+            ended.await;
+        }
+    }
+
+    /// Look number `number`: drops the cache when the counter moved (or
+    /// could not be read), then wakes the waiters.
+    async fn run_look(&self, number: u64) {
+        let seen = self.counter.look().await;
+        let mut looks = self.lock();
+        match seen {
+            Ok(Some(counter)) => {
+                if looks.counter != Some(counter) {
+                    self.rows.clear();
+                }
+                looks.counter = Some(counter);
+            }
+            Ok(None) => {
+                self.off.store(true, Ordering::Release);
+                self.rows.clear();
+                looks.counter = None;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "keycard: the change counter could not be read");
+                self.rows.clear();
+                looks.counter = None;
+            }
+        }
+        looks.ended = number;
+        looks.running = false;
+        drop(looks);
+        self.looked.notify_waiters();
+    }
+}
