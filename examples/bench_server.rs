@@ -17,6 +17,7 @@
 //! | `--idle-timeout SECS` | the session idle timeout | 1800 |
 //! | `--insecure-cookies` | plain-http cookies (no `Secure`, no `__Host-`) | off |
 //! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
+//! | `--no-read-cache` | SQLite: the store's own read cache off ([`SqliteStore::cache`](keycard::SqliteStore::cache)`(0)`), to measure what it gains | the store's default (SQLite: on) |
 //! | `--no-batching` | every session load and value write a statement of its own ([`SqlStore::batching`](keycard::store::SqlStore::batching)`(false)`), to measure what batching gains | batching on |
 //! | `--purge-interval SECS` | purge expired rows in the background this often ([`SessionLayer::purge_interval`]; `bench/soak.sh`) | the layer's default, 600 |
 //!
@@ -49,13 +50,14 @@ use keycard::{Session, SessionLayer, SqliteStore};
 
 const USAGE: &str = "\
 usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--insecure-cookies]
-                    [--cache] [--no-batching] [--purge-interval SECS]
+                    [--cache] [--no-read-cache] [--no-batching] [--purge-interval SECS]
 
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
   --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
   --insecure-cookies    cookies without Secure and __Host- (plain-http benchmarks)
   --cache               cache loaded sessions in process (PostgreSQL: invalidated by NOTIFY)
+  --no-read-cache       SQLite: turn the store's own read cache off
   --no-batching         run each session load and value write alone
   --purge-interval SECS purge expired sessions in the background this often
                         (default: the layer's, 600)";
@@ -66,6 +68,7 @@ struct Options {
     idle_timeout: Duration,
     insecure_cookies: bool,
     cache: bool,
+    read_cache: bool,
     batching: bool,
     /// `None`: the layer's default.
     purge_interval: Option<Duration>,
@@ -78,6 +81,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         idle_timeout: Duration::from_secs(1800),
         insecure_cookies: false,
         cache: false,
+        read_cache: true,
         batching: true,
         purge_interval: None,
     };
@@ -107,6 +111,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             }
             "--insecure-cookies" => options.insecure_cookies = true,
             "--cache" => options.cache = true,
+            "--no-read-cache" => options.read_cache = false,
             "--no-batching" => options.batching = false,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -120,12 +125,14 @@ const CACHE_CAPACITY: usize = 1_000_000;
 /// Opens the store the URL names and creates its table; with `cache`, puts
 /// an in-process cache in front of it.
 async fn open_store(
-    url: &str,
-    cache: bool,
-    batching: bool,
+    options: &Options,
 ) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    let (url, cache, batching) = (options.store.as_str(), options.cache, options.batching);
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url).await?.batching(batching);
+        let mut store = SqliteStore::connect(url).await?.batching(batching);
+        if !options.read_cache {
+            store = store.cache(0);
+        }
         store.migrate().await?;
         if cache {
             return Ok(Arc::new(CachedStore::new(store, CACHE_CAPACITY)));
@@ -229,7 +236,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         // Standard output carries the banner that harnesses read.
         .with_writer(std::io::stderr)
         .init();
-    let store = open_store(&options.store, options.cache, options.batching).await?;
+    let store = open_store(&options).await?;
     let mut layer = SessionLayer::with_shared_store(store).idle_timeout(options.idle_timeout);
     if options.insecure_cookies {
         layer = layer.insecure_dev_cookies();

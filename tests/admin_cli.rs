@@ -301,8 +301,11 @@ async fn count_list_end_and_purge() {
     let expired_id = expired.to_string();
     assert_eq!(ok(fx.admin(&["end", "alice", &expired_id])), "ended 0\n");
 
-    // One of alice's: that one ends, at once, and only that one.
+    // One of alice's: that one ends, at once, and only that one, though the
+    // server's store had it cached.
     assert_eq!(fx.whoami(&a1).await, "alice");
+    assert_eq!(fx.whoami(&a1).await, "alice");
+    assert!(fx.store.is_cached(a1.id), "the server has a1 cached");
     let a1_id = a1.id.to_string();
     assert_eq!(ok(fx.admin(&["end", "alice", &a1_id])), "ended 1\n");
     assert_eq!(fx.whoami(&a1).await, "anonymous");

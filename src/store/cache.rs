@@ -5,10 +5,11 @@
 //! through this process updates or evicts the cached row at once. Writes made
 //! by *other* processes reach the cache as invalidations: on PostgreSQL
 //! through `LISTEN/NOTIFY` ([`CachedStore::listen`], after
-//! `PostgresStore::enable_change_notifications`);
-//! with an embedded SQLite file, only this process writes, so the cache is
-//! correct by construction. Do not cache a store that other processes write
-//! without notifications.
+//! `PostgresStore::enable_change_notifications`). Do not cache a store that
+//! other processes write without notifications: `SqliteStore` needs no
+//! `CachedStore`, as it caches by itself, confirming every hit with
+//! SQLite's change counter (`SqliteStore::cache`), which sees every other
+//! process's commits.
 //!
 //! A cached row is never trusted for writes: every write is still a
 //! versioned statement against the database, so a row made stale by a
@@ -33,10 +34,12 @@ use crate::token::SessionId;
 /// still a versioned statement against the database, so a stale cached row
 /// can cost a retry, never a lost update. Writes by *other* processes reach
 /// the cache as invalidations: on PostgreSQL through `LISTEN/NOTIFY`
-/// (`CachedStore::listen` after `PostgresStore::enable_change_notifications`);
-/// an embedded SQLite file written by this process only needs nothing more.
+/// (`CachedStore::listen` after `PostgresStore::enable_change_notifications`).
 /// Do not cache a store that other processes write without notifications
-/// (MySQL has none).
+/// (MySQL has none; SQLite's store caches by itself, correctly, see
+/// `SqliteStore::cache`: over SQLite, `CachedStore` would serve hits
+/// without asking SQLite whether `keycard-admin` or another process
+/// changed them).
 ///
 /// ```
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

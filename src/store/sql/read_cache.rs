@@ -57,11 +57,12 @@ pub(crate) struct ReadCache {
 /// Where the shared looks stand.
 #[derive(Debug, Default)]
 struct Looks {
-    /// Looks begun so far; the number of the one running, if one is.
+    /// Looks begun so far (their statement sent); the number of the one
+    /// running, if one is.
     begun: u64,
     /// The number of the last look that ended.
     ended: u64,
-    /// Whether one is running now.
+    /// Whether one is under way (begun, or about to begin).
     running: bool,
     /// What the last successful look returned: the cached rows are as new
     /// as that. `None` after a failed look or before the first.
@@ -117,7 +118,8 @@ impl ReadCache {
     async fn look_after_now(self: &Arc<Self>) {
         let wanted = {
             let looks = self.lock();
-            // The running look, if any, began before this call.
+            // A look that has begun began before this call; one that has
+            // not, after it.
             looks.begun + 1
         };
         loop {
@@ -133,24 +135,36 @@ impl ReadCache {
                 ended.as_mut().enable();
                 if !looks.running {
                     looks.running = true;
-                    looks.begun += 1;
-                    let number = looks.begun;
                     let cache = self.clone();
-                    tokio::spawn(async move { cache.run_look(number).await });
+                    tokio::spawn(async move { cache.run_look().await });
                 }
             }
             ended.await;
         }
     }
 
-    /// Look number `number`: drops the cache when the counter moved (or
-    /// could not be read), then wakes the waiters.
-    async fn run_look(&self, number: u64) {
+    /// The next look: drops the cache when the counter moved (or could not
+    /// be read), then wakes the waiters.
+    async fn run_look(&self) {
+        // Let the requests that are ready run first (and the runtime take in
+        // what arrived on the sockets), so that one look confirms all their
+        // hits: a look is numbered when it begins, and confirms every hit
+        // that asked before that.
+        tokio::task::yield_now().await;
+        let number = {
+            let mut looks = self.lock();
+            looks.begun += 1;
+            looks.begun
+        };
         let seen = self.counter.look().await;
         let mut looks = self.lock();
         match seen {
             Ok(Some(counter)) => {
                 if looks.counter != Some(counter) {
+                    tracing::trace!(
+                        counter,
+                        "keycard: a commit since the last look: cache dropped"
+                    );
                     self.rows.clear();
                 }
                 looks.counter = Some(counter);
