@@ -8,7 +8,8 @@
 # Builds (release, once; SKIP_BUILD=1 to reuse): keycard's bench_server
 # example with keycard's default features and the three stores (as an
 # application builds it: no `qr`, no `test-client`; KEYCARD_FEATURES to
-# change) into bench/target/keycard, and the three
+# change: a build per store, e.g. KEYCARD_FEATURES=sqlite, is what the
+# peak RSS comparison uses) into bench/target/keycard[-FEATURES], and the three
 # standalone crates bench/loadgen, bench/bare_axum and
 # bench/tower_sessions_server into their own target/ folders.
 #
@@ -75,8 +76,17 @@ if [[ "$BENCH_DB" == "test" ]]; then
     exit 2
 fi
 
-KEYCARD_BIN="$BENCH/target/keycard/release/examples/bench_server"
-BASE_BIN="$BENCH/target/keycard-base/bench_server"
+# One target folder per feature set, so that switching between them (the
+# per-store builds of the peak RSS run) rebuilds nothing twice.
+features_slug=$(tr -cs 'a-z0-9' '-' <<<"$KEYCARD_FEATURES" | sed 's/-$//')
+if [[ "$KEYCARD_FEATURES" == "sqlite postgres mysql" ]]; then
+    KEYCARD_TARGET="$BENCH/target/keycard"
+    BASE_BIN="$BENCH/target/keycard-base/bench_server"
+else
+    KEYCARD_TARGET="$BENCH/target/keycard-$features_slug"
+    BASE_BIN="$BENCH/target/keycard-base-$features_slug/bench_server"
+fi
+KEYCARD_BIN="$KEYCARD_TARGET/release/examples/bench_server"
 BASE_REV=${BASE_REV:-}
 wants_base=0
 [[ " $SERVERS " == *" keycard-base "* ]] && wants_base=1
@@ -114,17 +124,17 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
         base_src=$(mktemp -d "${TMPDIR:-/tmp}/keycard-base.XXXXXX")
         git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$base_src"
         log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
-        (cd "$base_src" && CARGO_TARGET_DIR="$BENCH/target/keycard" cargo clean --release -p keycard &&
-            CARGO_TARGET_DIR="$BENCH/target/keycard" \
+        (cd "$base_src" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard &&
+            CARGO_TARGET_DIR="$KEYCARD_TARGET" \
             cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
         mkdir -p "$(dirname "$BASE_BIN")"
-        cp "$BENCH/target/keycard/release/examples/bench_server" "$BASE_BIN"
+        cp "$KEYCARD_BIN" "$BASE_BIN"
         rm -rf "$base_src"
-        (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" cargo clean --release -p keycard)
+        (cd "$ROOT" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard)
         BUILD_COMMIT="$BUILD_COMMIT; keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
     fi
     log "building (release) keycard at $BUILD_COMMIT"
-    (cd "$ROOT" && CARGO_TARGET_DIR="$BENCH/target/keycard" \
+    (cd "$ROOT" && CARGO_TARGET_DIR="$KEYCARD_TARGET" \
         cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
     if [[ "$wants_base" == 1 ]] && cmp -s "$KEYCARD_BIN" "$BASE_BIN"; then
         log "warning: keycard and keycard-base are the same binary"
