@@ -15,11 +15,14 @@
 //! What a look reports is a value that changes when anything at all was
 //! committed, not which rows changed: any commit (this process's writes
 //! included) empties the cache. That makes the cache worth having where
-//! reads outnumber writes, and costs a write-heavy load one look per wave
-//! of concurrent requests.
+//! reads outnumber writes. Where they do not, a look mostly finds a commit
+//! and its waiters miss anyway; so after a look that saw one, loads stop
+//! waiting for looks (and go to the database, as without a cache) until a
+//! look, run at most every millisecond meanwhile, finds the file quiet.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -67,7 +70,17 @@ struct Looks {
     /// What the last successful look returned: the cached rows are as new
     /// as that. `None` after a failed look or before the first.
     counter: Option<i64>,
+    /// The last look saw a commit (or failed): commits are coming often, so
+    /// hits would mostly wait for a look only to miss. Until a look sees
+    /// none, loads go to the database without waiting, and a look runs now
+    /// and then (every [`CHURN_LOOKS`]) to see whether it is quiet again.
+    churning: bool,
+    /// When the last look ended.
+    last_ended: Option<Instant>,
 }
+
+/// How often to look while commits come often (see `Looks::churning`).
+const CHURN_LOOKS: Duration = Duration::from_millis(1);
 
 impl ReadCache {
     /// A cache of up to `capacity` sessions, confirmed by `counter`.
@@ -87,8 +100,29 @@ impl ReadCache {
         if self.off.load(Ordering::Acquire) || !self.rows.contains(id) {
             return None;
         }
+        if self.look_later() {
+            return None;
+        }
         self.look_after_now().await;
         self.rows.get(id)
+    }
+
+    /// While commits come often: starts a look if none ran lately, and says
+    /// `true` (load without waiting for it).
+    fn look_later(self: &Arc<Self>) -> bool {
+        let mut looks = self.lock();
+        if !looks.churning {
+            return false;
+        }
+        let lately = looks
+            .last_ended
+            .is_some_and(|at| at.elapsed() < CHURN_LOOKS);
+        if !looks.running && !lately {
+            looks.running = true;
+            let cache = self.clone();
+            tokio::spawn(async move { cache.run_look().await });
+        }
+        true
     }
 
     /// What to hand [`put`](Self::put) with a row read from now on.
@@ -102,6 +136,11 @@ impl ReadCache {
         if !self.off.load(Ordering::Acquire) {
             self.rows.put(record, stamp);
         }
+    }
+
+    /// Forgets `id`: the database no longer has it.
+    pub(crate) fn forget(&self, id: SessionId) {
+        self.rows.invalidate(id);
     }
 
     /// Whether `id` is cached now (for tests and metrics).
@@ -160,7 +199,8 @@ impl ReadCache {
         let mut looks = self.lock();
         match seen {
             Ok(Some(counter)) => {
-                if looks.counter != Some(counter) {
+                looks.churning = looks.counter != Some(counter);
+                if looks.churning {
                     tracing::trace!(
                         counter,
                         "keycard: a commit since the last look: cache dropped"
@@ -178,10 +218,12 @@ impl ReadCache {
                 tracing::debug!(%error, "keycard: the change counter could not be read");
                 self.rows.clear();
                 looks.counter = None;
+                looks.churning = true;
             }
         }
         looks.ended = number;
         looks.running = false;
+        looks.last_ended = Some(Instant::now());
         drop(looks);
         self.looked.notify_waiters();
     }

@@ -195,8 +195,9 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         }
         let stamp = cache.stamp();
         let record = self.load_stored(id).await?;
-        if let Some(record) = &record {
-            cache.put(record.clone(), stamp);
+        match &record {
+            Some(record) => cache.put(record.clone(), stamp),
+            None => cache.forget(id),
         }
         Ok(record)
     }
