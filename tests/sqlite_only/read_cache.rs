@@ -40,15 +40,17 @@ fn data(n: i64) -> SessionData {
     data
 }
 
-/// Loads until the row is served from the cache (the first look only sets
-/// the baseline), and says what it read.
+/// Loads until a load finds the row cached and leaves it cached (a hit: the
+/// look it waited for saw no commit); after a commit the cache stays empty
+/// until a look finds the file quiet.
 async fn load_cached(store: &SqliteStore, id: SessionId) -> keycard::store::SessionRecord {
-    for _ in 0..3 {
+    for _ in 0..200 {
+        let before = store.is_cached(id);
         let record = store.load(id).await.expect("load").expect("row");
-        if store.is_cached(id) {
-            return store.load(id).await.expect("load").expect("row");
+        if before && store.is_cached(id) {
+            return record;
         }
-        drop(record);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     panic!("session {id} never cached");
 }

@@ -55,6 +55,12 @@ pub(crate) struct ReadCache {
     looked: Notify,
     /// The counter cannot tell: caching stopped for good.
     off: AtomicBool,
+    /// The last look saw a commit (or failed): commits are coming often, so
+    /// hits would mostly wait for a look only to miss. Until a look sees
+    /// none, loads go to the database without waiting, nothing is cached,
+    /// and a look runs now and then (every [`CHURN_LOOKS`]) to see whether
+    /// the file is quiet again.
+    churning: AtomicBool,
 }
 
 /// Where the shared looks stand.
@@ -70,16 +76,11 @@ struct Looks {
     /// What the last successful look returned: the cached rows are as new
     /// as that. `None` after a failed look or before the first.
     counter: Option<i64>,
-    /// The last look saw a commit (or failed): commits are coming often, so
-    /// hits would mostly wait for a look only to miss. Until a look sees
-    /// none, loads go to the database without waiting, and a look runs now
-    /// and then (every [`CHURN_LOOKS`]) to see whether it is quiet again.
-    churning: bool,
     /// When the last look ended.
     last_ended: Option<Instant>,
 }
 
-/// How often to look while commits come often (see `Looks::churning`).
+/// How often to look while commits come often (see `ReadCache::churning`).
 const CHURN_LOOKS: Duration = Duration::from_millis(1);
 
 impl ReadCache {
@@ -91,16 +92,14 @@ impl ReadCache {
             looks: Mutex::new(Looks::default()),
             looked: Notify::new(),
             off: AtomicBool::new(false),
+            churning: AtomicBool::new(false),
         }
     }
 
     /// The cached row of `id` if it is still what the database holds, as
     /// confirmed by a look begun after this call; `None` to load it.
     pub(crate) async fn get(self: &Arc<Self>, id: SessionId) -> Option<SessionRecord> {
-        if self.off.load(Ordering::Acquire) || !self.rows.contains(id) {
-            return None;
-        }
-        if self.look_later() {
+        if self.off.load(Ordering::Acquire) || self.look_later() || !self.rows.contains(id) {
             return None;
         }
         self.look_after_now().await;
@@ -110,10 +109,10 @@ impl ReadCache {
     /// While commits come often: starts a look if none ran lately, and says
     /// `true` (load without waiting for it).
     fn look_later(self: &Arc<Self>) -> bool {
-        let mut looks = self.lock();
-        if !looks.churning {
+        if !self.churning.load(Ordering::Acquire) {
             return false;
         }
+        let mut looks = self.lock();
         let lately = looks
             .last_ended
             .is_some_and(|at| at.elapsed() < CHURN_LOOKS);
@@ -133,7 +132,7 @@ impl ReadCache {
     /// Caches `record`, read after `stamp` was taken, unless a look has
     /// dropped the cache since (the row may predate what it saw).
     pub(crate) fn put(&self, record: SessionRecord, stamp: u64) {
-        if !self.off.load(Ordering::Acquire) {
+        if !self.off.load(Ordering::Acquire) && !self.churning.load(Ordering::Acquire) {
             self.rows.put(record, stamp);
         }
     }
@@ -199,8 +198,12 @@ impl ReadCache {
         let mut looks = self.lock();
         match seen {
             Ok(Some(counter)) => {
-                looks.churning = looks.counter != Some(counter);
-                if looks.churning {
+                let changed = looks.counter != Some(counter);
+                // The first look (or the first since one failed) only
+                // learns where the counter stands.
+                let churning = changed && looks.counter.is_some();
+                self.churning.store(churning, Ordering::Release);
+                if changed {
                     tracing::trace!(
                         counter,
                         "keycard: a commit since the last look: cache dropped"
@@ -218,7 +221,7 @@ impl ReadCache {
                 tracing::debug!(%error, "keycard: the change counter could not be read");
                 self.rows.clear();
                 looks.counter = None;
-                looks.churning = true;
+                self.churning.store(true, Ordering::Release);
             }
         }
         looks.ended = number;
