@@ -143,6 +143,7 @@ impl ReadCache {
     }
 
     /// Whether `id` is cached now (for tests and metrics).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn contains(&self, id: SessionId) -> bool {
         !self.off.load(Ordering::Acquire) && self.rows.contains(id)
     }
