@@ -23,7 +23,7 @@ pub(crate) use backend::Arg;
 pub(crate) use backend::{Dialect, Io, Query, SqlBackend};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
-pub(crate) use batch::{Batcher, Load, ValueWrite};
+pub(crate) use batch::{Batcher, Job, Load, ValueWrite};
 #[cfg(feature = "mysql")]
 pub(crate) use batch::{padded, padded_sizes};
 pub(crate) use migrations::run as migrate;
@@ -98,8 +98,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
 
 impl<DB: sqlx::Database> SqlStore<DB> {
     /// Whether concurrent loads, and concurrent value writes, of different
-    /// sessions share one statement (on by default; MySQL batches loads
-    /// only, as its `UPDATE` cannot say which rows it wrote).
+    /// sessions share one statement (on by default, on every SQL store).
     ///
     /// A load is what the first session call of a request costs; a value
     /// write is what `Session::insert`, `remove` and `update` cost on a
@@ -107,7 +106,12 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     /// a batch of its kind runs waits for the next one, which reads all
     /// their rows in one `SELECT`, or writes each row in one `UPDATE` only
     /// if it still has the version its writer read, exactly as a write
-    /// alone would. Statements inside a request's transaction
+    /// alone would. On MySQL, whose `UPDATE` cannot say which rows it
+    /// wrote, a batch of writes is one transaction that locks its rows in
+    /// id order (`SELECT … FOR UPDATE`, which reads their versions) and
+    /// then writes the rows whose version matched in one `UPDATE … JOIN`.
+    /// Statements inside a
+    /// request's transaction
     /// (`CnxLayer`) always run on that
     /// transaction. Under many concurrent requests this saves a statement
     /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. A

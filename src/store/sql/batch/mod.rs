@@ -12,14 +12,19 @@
 //! runs waits in a queue, and the next batch does them all in one
 //! statement: `SELECT … WHERE id IN (…)`, or `UPDATE … FROM (rows) …
 //! RETURNING id`, which still writes each row only if it has the version
-//! its writer read and tells each writer about its own row. A statement
+//! its writer read and tells each writer about its own row. MySQL has no
+//! `UPDATE … RETURNING`: there a batch of writes is one transaction, `SELECT id,
+//! version … FOR UPDATE` (the rows locked in id order, so their versions
+//! cannot move) and one `UPDATE … JOIN` of the rows whose version
+//! matched, whose set is the answer. A statement
 //! that finds its kind idle runs alone on its caller's task, as without
 //! batching (holding a [`SoloGuard`] that hands what queued meanwhile to the
 //! batch task), so one request at a time pays for nothing but its own
 //! statement.
 //!
 //! What keeps this exactly as safe as one statement each:
-//! * a batch is one statement in autocommit: all its rows commit, or none;
+//! * a batch is one statement in autocommit (on MySQL one transaction):
+//!   all its rows commit, or none;
 //! * a batch holds a session at most once: a load or write of a session
 //!   that is already running or queued runs alone, as without batching,
 //!   so one session's racing requests never queue behind each other (nor
