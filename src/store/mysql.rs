@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 use super::migrate::MYSQL;
 use super::sql::{
     Arg, Batcher, Dialect, FactorSql, Io, Job, Load, MigrationSql, Query, SessionSql, SqlBackend,
-    SqlStore, UserSql, ValueWrite, padded, padded_sizes, retry_deadlocks,
+    SqlStore, Touch, UserSql, ValueWrite, padded, padded_sizes, retry_deadlocks,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -276,6 +276,22 @@ impl SqlBackend for MySql {
         retrying(store, || write_rows_once(store, batcher, writes)).await
     }
 
+    /// A lock and an `UPDATE … JOIN` of each padded size, as for value
+    /// writes.
+    fn touch_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
+        lock_and_update_statements(table, TOUCH_BATCH_SQL, TOUCH_BATCH_ROW)
+    }
+
+    /// As [`write_rows`](SqlBackend::write_rows): the rows are locked in id
+    /// order first, which says which exist, and only those are renewed.
+    async fn touch_rows<'a>(
+        store: &'a SqlStore<MySql>,
+        batcher: &'a Batcher<Touch>,
+        touches: &'a [&'a Touch],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        retrying(store, || touch_rows_once(store, batcher, touches)).await
+    }
+
     /// MySQL commits DDL at once, so a named lock (`GET_LOCK`) keeps app
     /// servers migrating together from applying a file twice.
     async fn lock_migrations<'a>(
@@ -392,6 +408,36 @@ async fn write_rows_once(
     Ok(matched.iter().map(|w| w.id).collect())
 }
 
+/// One try of [`SqlBackend::touch_rows`].
+async fn touch_rows_once(
+    store: &SqlStore<MySql>,
+    batcher: &Batcher<Touch>,
+    touches: &[&Touch],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = store.pool().acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let ids: Vec<i64> = touches.iter().map(|t| t.id).collect();
+    let locked = lock_rows(&mut tx, batcher, &ids).await?;
+    let found: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| locked.iter().any(|(row, _)| row == id))
+        .collect();
+    if !found.is_empty() {
+        let (statement, rows) = padded(found.len());
+        let mut args = Vec::with_capacity(2 * rows);
+        for t in touches.iter().filter(|t| found.contains(&t.id)) {
+            args.extend([Arg::Int(t.id), Arg::Time(Some(t.at))]);
+        }
+        for _ in found.len()..rows {
+            args.extend([Arg::Int(0), Arg::Time(None)]);
+        }
+        let query = MySql::query(batcher.statement(2 * statement + 1)?, &args);
+        MySql::execute(&mut tx, query).await?;
+    }
+    tx.commit().await?;
+    Ok(found)
+}
+
 /// `op` (one transaction), again if it lost a deadlock, within the store's
 /// lock budget.
 async fn retrying<F, Fut>(store: &SqlStore<MySql>, mut op: F) -> Result<Vec<i64>, sqlx::Error>
@@ -428,6 +474,14 @@ const WRITE_BATCH_SQL: &str = "UPDATE {table} JOIN ({rows}) AS v ON {table}.id =
 /// One row of [`WRITE_BATCH_SQL`]: id, values, `last_activity` or `NULL`.
 const WRITE_BATCH_ROW: &str = "SELECT CAST(? AS SIGNED) AS id, ? AS data, \
     CAST(? AS DATETIME(6)) AS at";
+
+/// Renewals of the locked rows, each moving `last_activity` forward only:
+/// `{rows}` is one [`TOUCH_BATCH_ROW`] per row, joined by `UNION ALL`.
+const TOUCH_BATCH_SQL: &str = "UPDATE {table} JOIN ({rows}) AS v ON {table}.id = v.id \
+    SET {table}.last_activity = GREATEST({table}.last_activity, v.at)";
+
+/// One row of [`TOUCH_BATCH_SQL`]: id, `last_activity`.
+const TOUCH_BATCH_ROW: &str = "SELECT CAST(? AS SIGNED) AS id, CAST(? AS DATETIME(6)) AS at";
 
 /// For each padded size, the lock of [`LOCK_BATCH_SQL`] and the update
 /// `update` with `{rows}` made of `row`: the lock of size `i` is statement

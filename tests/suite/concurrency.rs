@@ -742,3 +742,75 @@ pub async fn refused_batched_writes_retry_and_deleted_sessions_stay_gone(store: 
         }
     }
 }
+
+/// Renewals of many sessions at once (every store combines concurrent
+/// touches into one statement): each is told whether its own row exists,
+/// `last_activity` only moves forward, a deleted session is not brought
+/// back, and an id nobody has is answered `false`.
+pub async fn concurrent_touches_each_renew_their_own_session(store: TestStore) {
+    use keycard::store::SessionStore;
+    const SESSIONS: usize = 40;
+    let inner: std::sync::Arc<dyn SessionStore> = store.store().clone();
+    let mut rows = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = client_with_session(&store).await;
+        let id = client.session_id().expect("id");
+        rows.push(store.row(id).await.expect("row"));
+    }
+    // Session i: i % 4 == 3 is deleted first; even i is renewed an hour
+    // later, odd i an hour earlier (which must not move it back).
+    for (i, row) in rows.iter().enumerate() {
+        if i % 4 == 3 {
+            assert!(inner.delete(row.id).await.expect("store reachable"));
+        }
+    }
+    let hour = chrono::Duration::hours(1);
+    let mut touches: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let at = if i % 2 == 0 {
+                row.fields.last_activity + hour
+            } else {
+                row.fields.last_activity - hour
+            };
+            (i, row.id, at)
+        })
+        .collect();
+    let nobody = keycard::token::SessionId::new(900_000_001).expect("id");
+    touches.push((SESSIONS, nobody, chrono::Utc::now()));
+    let tasks: Vec<_> = touches
+        .iter()
+        .map(|&(i, id, at)| {
+            let inner = inner.clone();
+            tokio::spawn(async move { (i, inner.touch(id, at).await.expect("store reachable")) })
+        })
+        .collect();
+    let mut exists = std::collections::HashMap::new();
+    for task in tasks {
+        let (i, found) = task.await.expect("task");
+        exists.insert(i, found);
+    }
+    assert!(!exists[&SESSIONS], "an id nobody has");
+    for (i, before) in rows.iter().enumerate() {
+        let row = store.row(before.id).await;
+        if i % 4 == 3 {
+            assert!(!exists[&i], "session {i} was deleted");
+            assert!(row.is_none(), "session {i} stays deleted");
+            continue;
+        }
+        assert!(exists[&i], "session {i} exists");
+        let row = row.expect("row");
+        let expected = if i % 2 == 0 {
+            before.fields.last_activity + hour
+        } else {
+            before.fields.last_activity
+        };
+        assert_eq!(row.fields.last_activity, expected, "session {i}");
+        assert_eq!(
+            row.version, before.version,
+            "session {i}: a touch is no write"
+        );
+        assert_eq!(row.fields.data, before.fields.data, "session {i}");
+    }
+}
