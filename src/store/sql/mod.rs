@@ -23,9 +23,9 @@ pub(crate) use backend::Arg;
 pub(crate) use backend::{Dialect, Io, Query, SqlBackend};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
-pub(crate) use batch::{Batcher, Job, Load, Touch, ValueWrite};
+pub(crate) use batch::{Batcher, Load, Touch, ValueWrite};
 #[cfg(feature = "mysql")]
-pub(crate) use batch::{padded, padded_sizes};
+pub(crate) use batch::{Job, padded, padded_sizes};
 pub(crate) use migrations::run as migrate;
 pub(crate) use retry::retry_deadlocks;
 pub(crate) use statements::*;
