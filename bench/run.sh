@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load benchmark: keycard vs bare axum vs tower-sessions, on SQLite,
-# PostgreSQL and MySQL (keycard and bare axum only), over loopback HTTP.
+# PostgreSQL and MySQL, over loopback HTTP.
 #
 #   bench/run.sh                       # everything, 5 s per run after 2 s warm-up
 #   DURATION=3 WARMUP=1 bench/run.sh   # shorter
@@ -303,9 +303,6 @@ for store in $STORES; do
     for scenario in $SCENARIOS; do
         for round in $(seq "$ROUNDS"); do
             for server in $SERVERS; do
-                if [[ "$server" == tower-sessions && "$store" == mysql ]]; then
-                    continue # tower-sessions is compared on SQLite and PostgreSQL only
-                fi
                 if ! fresh_store "$store"; then
                     log "could not make a fresh $store database"
                     continue

@@ -6,8 +6,8 @@ use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 
 use super::migrate::MYSQL;
 use super::sql::{
-    Arg, Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend,
-    SqlStore, UserSql, padded, padded_sizes,
+    Arg, Batcher, Dialect, FactorSql, Io, Job, Load, MigrationSql, Query, SessionSql, SqlBackend,
+    SqlStore, Touch, UserSql, ValueWrite, padded, padded_sizes, retry_deadlocks,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -226,10 +226,13 @@ impl SqlBackend for MySql {
         record_version: "INSERT INTO {book} (version, applied_at) VALUES (?, ?)",
     };
 
-    /// MySQL's `UPDATE` cannot say which rows it wrote, so value writes
-    /// are not batched; loads are, by an `IN` list of each padded size.
+    /// Loads by an `IN` list of each padded size; value writes by a lock
+    /// and an `UPDATE … JOIN` of each padded size (see [`write_rows`]).
+    ///
+    /// [`write_rows`]: SqlBackend::write_rows
     fn batch_statements(table: &TableName) -> (Vec<sqlx::SqlStr>, Option<Vec<sqlx::SqlStr>>) {
-        (in_list_statements(table), None)
+        let writes = lock_and_update_statements(table, WRITE_BATCH_SQL, WRITE_BATCH_ROW);
+        (in_list_statements(table), Some(writes))
     }
 
     /// A transaction whose `SELECT … FOR UPDATE` holds the row until commit:
@@ -254,16 +257,39 @@ impl SqlBackend for MySql {
         batcher: &'a Batcher<Load<MySqlRow>>,
         ids: &'a [i64],
     ) -> Result<Vec<MySqlRow>, sqlx::Error> {
-        let (statement, rows) = padded(ids.len());
-        // Padded with id 0, which no session has.
-        let args: Vec<Arg<'_>> = ids
-            .iter()
-            .copied()
-            .chain(std::iter::repeat_n(0, rows - ids.len()))
-            .map(Arg::Int)
-            .collect();
+        let (statement, args) = padded_ids(ids);
         let query = Self::query(batcher.statement(statement)?, &args);
         Self::fetch_all(&mut *store.pool().acquire().await?, query).await
+    }
+
+    /// MySQL's `UPDATE` cannot say which rows it wrote (no `RETURNING`), so
+    /// a batch is one transaction that first locks its rows and reads their
+    /// versions (`SELECT … FOR UPDATE`, in id order): from then on no other
+    /// writer can move them, so the rows whose version matched are exactly
+    /// those the `UPDATE … JOIN` that follows writes, and each writer is
+    /// told about its own. A batch that lost a deadlock is tried again.
+    async fn write_rows<'a>(
+        store: &'a SqlStore<MySql>,
+        batcher: &'a Batcher<ValueWrite>,
+        writes: &'a [&'a ValueWrite],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        retrying(store, || write_rows_once(store, batcher, writes)).await
+    }
+
+    /// A lock and an `UPDATE … JOIN` of each padded size, as for value
+    /// writes.
+    fn touch_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
+        lock_and_update_statements(table, TOUCH_BATCH_SQL, TOUCH_BATCH_ROW)
+    }
+
+    /// As [`write_rows`](SqlBackend::write_rows): the rows are locked in id
+    /// order first, which says which exist, and only those are renewed.
+    async fn touch_rows<'a>(
+        store: &'a SqlStore<MySql>,
+        batcher: &'a Batcher<Touch>,
+        touches: &'a [&'a Touch],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        retrying(store, || touch_rows_once(store, batcher, touches)).await
     }
 
     /// MySQL commits DDL at once, so a named lock (`GET_LOCK`) keeps app
@@ -310,6 +336,168 @@ fn in_list_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
             let columns = super::sql::COLUMNS;
             AssertSqlSafe(format!("SELECT {columns} FROM {table} WHERE id IN ({ids})"))
                 .into_sql_str()
+        })
+        .collect()
+}
+
+/// The ids of a batch padded to the next statement size with id 0, which
+/// no session has; the statement's index among the padded sizes.
+fn padded_ids(ids: &[i64]) -> (usize, Vec<Arg<'static>>) {
+    let (statement, rows) = padded(ids.len());
+    let args = ids
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, rows - ids.len()))
+        .map(Arg::Int)
+        .collect();
+    (statement, args)
+}
+
+/// Locks the rows of a batch's `ids` in id order, so that batches of
+/// several servers never deadlock each other; the id and version of each
+/// row that exists. The lock lasts until the transaction on `conn` ends.
+async fn lock_rows<J: Job>(
+    conn: &mut MySqlConnection,
+    batcher: &Batcher<J>,
+    ids: &[i64],
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let (statement, args) = padded_ids(ids);
+    let query = MySql::query(batcher.statement(2 * statement)?, &args);
+    let rows = MySql::fetch_all(conn, query).await?;
+    rows.iter()
+        .map(|row| Ok((MySql::int(row, 0)?, MySql::int(row, 1)?)))
+        .collect()
+}
+
+/// One try of [`SqlBackend::write_rows`].
+async fn write_rows_once(
+    store: &SqlStore<MySql>,
+    batcher: &Batcher<ValueWrite>,
+    writes: &[&ValueWrite],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = store.pool().acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
+    let locked = lock_rows(&mut tx, batcher, &ids).await?;
+    let matched: Vec<&ValueWrite> = writes
+        .iter()
+        .copied()
+        .filter(|w| locked.contains(&(w.id, w.version)))
+        .collect();
+    if !matched.is_empty() {
+        let (statement, rows) = padded(matched.len());
+        let mut args = Vec::with_capacity(3 * rows);
+        for w in &matched {
+            args.extend([Arg::Int(w.id), Arg::Text(Some(&w.data)), Arg::Time(w.at)]);
+        }
+        for _ in matched.len()..rows {
+            args.extend([Arg::Int(0), Arg::Text(Some("")), Arg::Time(None)]);
+        }
+        let query = MySql::query(batcher.statement(2 * statement + 1)?, &args);
+        let written = MySql::execute(&mut tx, query).await?;
+        // The rows are locked, so this cannot differ; if it ever did, which
+        // writer's row was written would be unknown: roll back (on drop).
+        if written != matched.len() as u64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "a batched session write changed {written} rows of {}",
+                matched.len()
+            )));
+        }
+    }
+    tx.commit().await?;
+    Ok(matched.iter().map(|w| w.id).collect())
+}
+
+/// One try of [`SqlBackend::touch_rows`].
+async fn touch_rows_once(
+    store: &SqlStore<MySql>,
+    batcher: &Batcher<Touch>,
+    touches: &[&Touch],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = store.pool().acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let ids: Vec<i64> = touches.iter().map(|t| t.id).collect();
+    let locked = lock_rows(&mut tx, batcher, &ids).await?;
+    let found: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| locked.iter().any(|(row, _)| row == id))
+        .collect();
+    if !found.is_empty() {
+        let (statement, rows) = padded(found.len());
+        let mut args = Vec::with_capacity(2 * rows);
+        for t in touches.iter().filter(|t| found.contains(&t.id)) {
+            args.extend([Arg::Int(t.id), Arg::Time(Some(t.at))]);
+        }
+        for _ in found.len()..rows {
+            args.extend([Arg::Int(0), Arg::Time(None)]);
+        }
+        let query = MySql::query(batcher.statement(2 * statement + 1)?, &args);
+        MySql::execute(&mut tx, query).await?;
+    }
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// `op` (one transaction), again if it lost a deadlock, within the store's
+/// lock budget.
+async fn retrying<F, Fut>(store: &SqlStore<MySql>, mut op: F) -> Result<Vec<i64>, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<i64>, sqlx::Error>>,
+{
+    retry_deadlocks(store.limits.lock, || {
+        let attempt = op();
+        async move { Ok(attempt.await?) }
+    })
+    .await
+    .map_err(|error| match error {
+        StoreError::Database(error) => error,
+        // Only database errors come out of `op`.
+        other => sqlx::Error::Protocol(other.to_string()),
+    })
+}
+
+/// Locks the rows of a batch, in id order, and reads their versions
+/// (`{ids}`: one `?` per row).
+const LOCK_BATCH_SQL: &str =
+    "SELECT id, version FROM {table} WHERE id IN ({ids}) ORDER BY id FOR UPDATE";
+
+/// Value writes of the locked rows whose version matched: `{rows}` is one
+/// [`WRITE_BATCH_ROW`] per row, joined by `UNION ALL` (MariaDB 10.6 has no
+/// `VALUES ROW()`). The casts give the derived columns their types
+/// whatever a prepared parameter would be taken for.
+const WRITE_BATCH_SQL: &str = "UPDATE {table} JOIN ({rows}) AS v ON {table}.id = v.id \
+    SET {table}.data = v.data, \
+    {table}.last_activity = COALESCE(v.at, {table}.last_activity), \
+    {table}.version = {table}.version + 1";
+
+/// One row of [`WRITE_BATCH_SQL`]: id, values, `last_activity` or `NULL`.
+const WRITE_BATCH_ROW: &str = "SELECT CAST(? AS SIGNED) AS id, ? AS data, \
+    CAST(? AS DATETIME(6)) AS at";
+
+/// Renewals of the locked rows, each moving `last_activity` forward only:
+/// `{rows}` is one [`TOUCH_BATCH_ROW`] per row, joined by `UNION ALL`.
+const TOUCH_BATCH_SQL: &str = "UPDATE {table} JOIN ({rows}) AS v ON {table}.id = v.id \
+    SET {table}.last_activity = GREATEST({table}.last_activity, v.at)";
+
+/// One row of [`TOUCH_BATCH_SQL`]: id, `last_activity`.
+const TOUCH_BATCH_ROW: &str = "SELECT CAST(? AS SIGNED) AS id, CAST(? AS DATETIME(6)) AS at";
+
+/// For each padded size, the lock of [`LOCK_BATCH_SQL`] and the update
+/// `update` with `{rows}` made of `row`: the lock of size `i` is statement
+/// `2 i`, its update `2 i + 1`.
+fn lock_and_update_statements(table: &TableName, update: &str, row: &str) -> Vec<sqlx::SqlStr> {
+    use sqlx::SqlSafeStr as _;
+    let render =
+        |text: String| AssertSqlSafe(text.replace("{table}", table.as_str())).into_sql_str();
+    padded_sizes()
+        .flat_map(|rows| {
+            let ids = vec!["?"; rows].join(", ");
+            let values = vec![row; rows].join(" UNION ALL ");
+            [
+                render(LOCK_BATCH_SQL.replace("{ids}", &ids)),
+                render(update.replace("{rows}", &values)),
+            ]
         })
         .collect()
 }

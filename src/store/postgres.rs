@@ -9,7 +9,7 @@ use sqlx::{PgConnection, Postgres};
 use super::migrate::{POSTGRES, lock_key};
 use super::sql::{
     Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend, SqlStore,
-    UserSql, ValueWrite, one_statement, returned_id,
+    Touch, UserSql, ValueWrite, one_statement, returned_id,
 };
 use super::{StoreError, TableName, WaitLimits};
 
@@ -289,6 +289,25 @@ impl SqlBackend for Postgres {
             .await
     }
 
+    fn touch_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
+        one_statement(TOUCH_BATCH_SQL, table)
+    }
+
+    /// The columns come as arrays.
+    async fn touch_rows<'a>(
+        store: &'a SqlStore<Postgres>,
+        batcher: &'a Batcher<Touch>,
+        touches: &'a [&'a Touch],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let ids: Vec<i64> = touches.iter().map(|t| t.id).collect();
+        let at: Vec<DateTime<Utc>> = touches.iter().map(|t| t.at).collect();
+        sqlx::query_scalar(batcher.statement(0)?.clone())
+            .bind(ids)
+            .bind(at)
+            .fetch_all(store.pool())
+            .await
+    }
+
     /// One transaction under an advisory lock on the table's name: safe
     /// from several app servers at once.
     async fn lock_migrations<'a>(
@@ -329,3 +348,11 @@ const WRITE_BATCH_SQL: &str = "UPDATE {table} AS t SET data = v.data, \
     last_activity = COALESCE(v.at, t.last_activity), version = t.version + 1 \
     FROM unnest($1::int8[], $2::int8[], $3::text[], $4::timestamptz[]) AS v (id, version, data, at) \
     WHERE t.id = v.id AND t.version = v.version RETURNING t.id";
+
+/// Renewals of several sessions in one statement, each moving
+/// `last_activity` forward only; `RETURNING` names every row that exists,
+/// moved or not.
+const TOUCH_BATCH_SQL: &str = "UPDATE {table} AS t \
+    SET last_activity = GREATEST(t.last_activity, v.at) \
+    FROM unnest($1::int8[], $2::timestamptz[]) AS v (id, at) \
+    WHERE t.id = v.id RETURNING t.id";

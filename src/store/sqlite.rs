@@ -13,7 +13,7 @@ use super::migrate::SQLITE;
 use super::sql::read_cache::{ChangeCounter, ReadCache};
 use super::sql::{
     Arg, Batcher, Dialect, FactorSql, Io, Load, MigrationSql, Query, SessionSql, SqlBackend,
-    SqlStore, UserSql, ValueWrite, one_statement, returned_id,
+    SqlStore, Touch, UserSql, ValueWrite, one_statement, returned_id,
 };
 use super::sqlite_data_version::DataVersion;
 use super::{StoreError, TableName, WaitLimits};
@@ -332,6 +332,25 @@ impl SqlBackend for Sqlite {
         written.iter().map(|row| Self::int(row, 0)).collect()
     }
 
+    fn touch_statements(table: &TableName) -> Vec<sqlx::SqlStr> {
+        one_statement(TOUCH_BATCH_SQL, table)
+    }
+
+    async fn touch_rows<'a>(
+        store: &'a SqlStore<Sqlite>,
+        batcher: &'a Batcher<Touch>,
+        touches: &'a [&'a Touch],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let rows: Vec<(i64, i64)> = touches
+            .iter()
+            .map(|t| (t.id, Self::encode_time(t.at)))
+            .collect();
+        let rows = json_array(&rows)?;
+        let query = Self::query(batcher.statement(0)?, &[Arg::Text(Some(&rows))]);
+        let touched = Self::fetch_all(&mut *store.pool().acquire().await?, query).await?;
+        touched.iter().map(|row| Self::int(row, 0)).collect()
+    }
+
     /// IMMEDIATE takes the write lock at once, so two processes migrating
     /// together apply each file once.
     async fn lock_migrations<'a>(
@@ -367,6 +386,14 @@ const WRITE_BATCH_SQL: &str = "WITH v AS (SELECT value ->> 0 AS id, value ->> 1 
     UPDATE {table} SET data = v.data, last_activity = COALESCE(v.at, {table}.last_activity), \
     version = {table}.version + 1 \
     FROM v WHERE {table}.id = v.id AND {table}.version = v.version RETURNING {table}.id";
+
+/// Renewals of several sessions in one statement, each moving
+/// `last_activity` forward only; the rows come as one JSON array of
+/// `[id, at]`. `RETURNING` names every row that exists, moved or not.
+const TOUCH_BATCH_SQL: &str = "WITH v AS (SELECT value ->> 0 AS id, value ->> 1 AS at \
+    FROM json_each(?)) \
+    UPDATE {table} SET last_activity = MAX({table}.last_activity, v.at) \
+    FROM v WHERE {table}.id = v.id RETURNING {table}.id";
 
 /// `values` as a JSON array, the one parameter of a batch statement.
 fn json_array<T: serde::Serialize>(values: &T) -> Result<String, sqlx::Error> {

@@ -658,3 +658,159 @@ pub async fn concurrent_loads_each_see_only_their_own_session(store: TestStore) 
         }
     }
 }
+
+/// Value writes of many sessions at once, straight to the store: some with
+/// their current version, some stale, some of sessions deleted meanwhile.
+/// Each writer is told about its own row (MySQL batches them as a locked
+/// read of the versions and one `UPDATE … JOIN` of the rows that matched);
+/// a refused writer that reads its row again and retries is written, and
+/// a deleted session stays deleted.
+pub async fn refused_batched_writes_retry_and_deleted_sessions_stay_gone(store: TestStore) {
+    use keycard::store::{SessionData, SessionStore};
+    const SESSIONS: usize = 36;
+    let inner: std::sync::Arc<dyn SessionStore> = store.store().clone();
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut client = client_with_session(&store).await;
+        assert_eq!(client.post("/incr").await.body, "2");
+        let id = client.session_id().expect("id");
+        ids.push((id, store.row(id).await.expect("row").version));
+    }
+    // Session i: i % 3 == 0 writes with its current version, 1 with the
+    // stale version 1, 2 is deleted first.
+    for (i, &(id, _)) in ids.iter().enumerate() {
+        if i % 3 == 2 {
+            assert!(inner.delete(id).await.expect("store reachable"));
+        }
+    }
+    let value = |n: usize| {
+        let mut data = SessionData::new();
+        data.insert("counter".into(), serde_json::json!(n));
+        data
+    };
+    let write_all = |round: Vec<(usize, keycard::token::SessionId, i64)>| {
+        let inner = inner.clone();
+        async move {
+            let tasks: Vec<_> = round
+                .into_iter()
+                .map(|(i, id, version)| {
+                    let inner = inner.clone();
+                    let data = value(2000 + i);
+                    tokio::spawn(async move {
+                        let written = inner
+                            .update_data(id, version, &data, None)
+                            .await
+                            .expect("store reachable");
+                        (i, written)
+                    })
+                })
+                .collect();
+            let mut written = std::collections::HashMap::new();
+            for task in tasks {
+                let (i, ok) = task.await.expect("task");
+                written.insert(i, ok);
+            }
+            written
+        }
+    };
+    let first: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &(id, version))| (i, id, if i % 3 == 1 { 1 } else { version }))
+        .collect();
+    let written = write_all(first).await;
+    for i in 0..SESSIONS {
+        assert_eq!(written[&i], i % 3 == 0, "session {i}, first round");
+    }
+    // The refused live ones read their row again and retry, all at once.
+    let mut retry = Vec::new();
+    for (i, &(id, _)) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 1) {
+        let row = store.row(id).await.expect("row");
+        assert_eq!(row.fields.data["counter"], 2, "session {i} unchanged");
+        retry.push((i, id, row.version));
+    }
+    let written = write_all(retry).await;
+    assert!(written.values().all(|&ok| ok), "every retry is written");
+    for (i, &(id, version)) in ids.iter().enumerate() {
+        let row = store.row(id).await;
+        if i % 3 == 2 {
+            assert!(row.is_none(), "session {i} stays deleted");
+        } else {
+            let row = row.expect("row");
+            assert_eq!(row.fields.data["counter"], 2000 + i as u64, "session {i}");
+            assert_eq!(row.version, version + 1, "session {i}: written once");
+        }
+    }
+}
+
+/// Renewals of many sessions at once (every store combines concurrent
+/// touches into one statement): each is told whether its own row exists,
+/// `last_activity` only moves forward, a deleted session is not brought
+/// back, and an id nobody has is answered `false`.
+pub async fn concurrent_touches_each_renew_their_own_session(store: TestStore) {
+    use keycard::store::SessionStore;
+    const SESSIONS: usize = 40;
+    let inner: std::sync::Arc<dyn SessionStore> = store.store().clone();
+    let mut rows = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = client_with_session(&store).await;
+        let id = client.session_id().expect("id");
+        rows.push(store.row(id).await.expect("row"));
+    }
+    // Session i: i % 4 == 3 is deleted first; even i is renewed an hour
+    // later, odd i an hour earlier (which must not move it back).
+    for (i, row) in rows.iter().enumerate() {
+        if i % 4 == 3 {
+            assert!(inner.delete(row.id).await.expect("store reachable"));
+        }
+    }
+    let hour = chrono::Duration::hours(1);
+    let mut touches: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let at = if i % 2 == 0 {
+                row.fields.last_activity + hour
+            } else {
+                row.fields.last_activity - hour
+            };
+            (i, row.id, at)
+        })
+        .collect();
+    let nobody = keycard::token::SessionId::new(900_000_001).expect("id");
+    touches.push((SESSIONS, nobody, chrono::Utc::now()));
+    let tasks: Vec<_> = touches
+        .iter()
+        .map(|&(i, id, at)| {
+            let inner = inner.clone();
+            tokio::spawn(async move { (i, inner.touch(id, at).await.expect("store reachable")) })
+        })
+        .collect();
+    let mut exists = std::collections::HashMap::new();
+    for task in tasks {
+        let (i, found) = task.await.expect("task");
+        exists.insert(i, found);
+    }
+    assert!(!exists[&SESSIONS], "an id nobody has");
+    for (i, before) in rows.iter().enumerate() {
+        let row = store.row(before.id).await;
+        if i % 4 == 3 {
+            assert!(!exists[&i], "session {i} was deleted");
+            assert!(row.is_none(), "session {i} stays deleted");
+            continue;
+        }
+        assert!(exists[&i], "session {i} exists");
+        let row = row.expect("row");
+        let expected = if i % 2 == 0 {
+            before.fields.last_activity + hour
+        } else {
+            before.fields.last_activity
+        };
+        assert_eq!(row.fields.last_activity, expected, "session {i}");
+        assert_eq!(
+            row.version, before.version,
+            "session {i}: a touch is no write"
+        );
+        assert_eq!(row.fields.data, before.fields.data, "session {i}");
+    }
+}

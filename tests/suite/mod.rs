@@ -424,6 +424,8 @@ macro_rules! behaviour_suite {
             concurrency::concurrent_value_writes_are_judged_by_their_own_versions,
             concurrency::cancelled_writers_do_not_hold_up_the_others,
             concurrency::concurrent_loads_each_see_only_their_own_session,
+            concurrency::refused_batched_writes_retry_and_deleted_sessions_stay_gone,
+            concurrency::concurrent_touches_each_renew_their_own_session,
             edges::cross_origin_unsafe_requests_are_refused_before_any_session_work,
             edges::same_origin_and_headerless_unsafe_requests_pass,
             edges::trusted_origins_and_exempt_paths_take_cross_origin_requests,

@@ -2,7 +2,8 @@
 //! tower-sessions 0.14 with tower-sessions-sqlx-store 0.15 (sqlx 0.8), for
 //! comparison with keycard.
 //!
-//! Flags: the bench server's (`--addr`, `--store sqlite:PATH|postgres://…`,
+//! Flags: the bench server's (`--addr`,
+//! `--store sqlite:PATH|postgres://…|mysql://…`,
 //! `--idle-timeout SECS`, `--insecure-cookies`) plus `--always-save`, which
 //! turns on tower-sessions' `with_always_save(true)`: the record and its
 //! expiry are written back on every request that has a session, which is
@@ -11,8 +12,10 @@
 //! interval).
 //!
 //! The pools use the settings keycard's stores use: SQLite in WAL mode,
-//! `synchronous = NORMAL`, a 5 s busy timeout, 8 connections; PostgreSQL 10
-//! connections. `POST /incr` is a read-modify-write inside the handler:
+//! `synchronous = NORMAL`, a 5 s busy timeout, 8 connections; PostgreSQL and
+//! MySQL 10 connections. On MySQL the session table goes into the URL's
+//! database (tower-sessions' default is a `tower_sessions` schema of its
+//! own, which the bench script would never drop between runs). `POST /incr` is a read-modify-write inside the handler:
 //! tower-sessions has no atomic update, so concurrent increments of one
 //! session can be lost (the `race` scenario counts them).
 
@@ -27,18 +30,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
+use tower_sessions_sqlx_store::sqlx::mysql::MySqlPoolOptions;
 use tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions;
 use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions_sqlx_store::{MySqlStore, PostgresStore, SqliteStore};
 
 const USAGE: &str = "\
 usage: tower_sessions_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS]
                              [--insecure-cookies] [--always-save]
 
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
-  --store URL           sqlite:PATH or postgres://... (default: sqlite:tower-sessions-bench.db)
+  --store URL           sqlite:PATH, postgres://... or mysql://...
+                        (default: sqlite:tower-sessions-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
   --insecure-cookies    cookies without Secure (plain-http benchmarks)
   --always-save         save the session on every request (sliding expiry)";
@@ -189,8 +194,25 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         let store = PostgresStore::new(pool);
         store.migrate().await?;
         app(store, &options)
+    } else if url.starts_with("mysql://") {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await?;
+        let database: Option<String> =
+            tower_sessions_sqlx_store::sqlx::query_scalar("SELECT DATABASE()")
+                .fetch_one(&pool)
+                .await?;
+        let mut store = MySqlStore::new(pool);
+        if let Some(database) = database {
+            store = store.with_schema_name(database)?;
+        }
+        store.migrate().await?;
+        app(store, &options)
     } else {
-        eprintln!("tower_sessions_server: --store: {url:?} is not sqlite:PATH or postgres://…");
+        eprintln!(
+            "tower_sessions_server: --store: {url:?} is not sqlite:PATH, postgres://… or mysql://…"
+        );
         return Ok(ExitCode::from(2));
     };
     serve(router, options.addr).await?;

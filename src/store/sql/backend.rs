@@ -18,7 +18,9 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, SqlStr, Type};
 
-use super::{Batcher, FactorSql, Load, MigrationSql, SessionSql, SqlStore, UserSql, ValueWrite};
+use super::{
+    Batcher, FactorSql, Load, MigrationSql, SessionSql, SqlStore, Touch, UserSql, ValueWrite,
+};
 use crate::store::StoreError;
 use crate::store::migrate::Migration;
 use crate::store::request_tx::JoinableDatabase;
@@ -269,6 +271,18 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
             Ok(written)
         }
     }
+
+    /// The statements of a store's renewal (`touch`) batches on `table`.
+    fn touch_statements(table: &crate::store::TableName) -> Vec<SqlStr>;
+
+    /// Renews `touches` (two or more, distinct sessions) in one statement,
+    /// each moving `last_activity` forward only; the ids of the rows that
+    /// exist.
+    fn touch_rows<'a>(
+        store: &'a SqlStore<Self>,
+        batcher: &'a Batcher<Touch>,
+        touches: &'a [&'a Touch],
+    ) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send + 'a;
 
     /// Keeps other processes from migrating `table` until
     /// [`unlock_migrations`](Self::unlock_migrations).

@@ -24,9 +24,9 @@ pub(crate) use backend::Arg;
 pub(crate) use backend::{Dialect, Io, Query, SqlBackend};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use batch::one_statement;
-pub(crate) use batch::{Batcher, Load, ValueWrite};
+pub(crate) use batch::{Batcher, Load, Touch, ValueWrite};
 #[cfg(feature = "mysql")]
-pub(crate) use batch::{padded, padded_sizes};
+pub(crate) use batch::{Job, padded, padded_sizes};
 pub(crate) use migrations::run as migrate;
 pub(crate) use retry::retry_deadlocks;
 pub(crate) use statements::*;
@@ -45,7 +45,10 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) loads: std::sync::Arc<Batcher<Load<DB::Row>>>,
     /// The queue of value writes, on backends that can batch them.
     pub(crate) writes: Option<std::sync::Arc<Batcher<ValueWrite>>>,
-    /// Whether loads and value writes are batched ([`SqlStore::batching`]).
+    /// The queue of renewals (`touch`).
+    pub(crate) touches: std::sync::Arc<Batcher<Touch>>,
+    /// Whether loads, value writes and renewals are batched
+    /// ([`SqlStore::batching`]).
     pub(crate) batching: bool,
     /// How long to wait for the database ([`SqlStore::wait_limits`]).
     pub(crate) limits: super::WaitLimits,
@@ -64,6 +67,7 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             factor_sql: self.factor_sql.clone(),
             loads: self.loads.clone(),
             writes: self.writes.clone(),
+            touches: self.touches.clone(),
             batching: self.batching,
             limits: self.limits,
             read_cache: self.read_cache.clone(),
@@ -93,6 +97,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             factor_sql: std::sync::Arc::new(DB::FACTORS.render(&table)),
             loads: std::sync::Arc::new(Batcher::new(loads)),
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
+            touches: std::sync::Arc::new(Batcher::new(DB::touch_statements(&table))),
             batching: true,
             limits: super::WaitLimits::default(),
             read_cache: DB::change_counter(&pool).map(|counter| {
@@ -108,17 +113,24 @@ impl<DB: SqlBackend> SqlStore<DB> {
 }
 
 impl<DB: sqlx::Database> SqlStore<DB> {
-    /// Whether concurrent loads, and concurrent value writes, of different
-    /// sessions share one statement (on by default; MySQL batches loads
-    /// only, as its `UPDATE` cannot say which rows it wrote).
+    /// Whether concurrent loads, concurrent value writes and concurrent
+    /// renewals of different sessions share one statement (on by default,
+    /// on every SQL store).
     ///
     /// A load is what the first session call of a request costs; a value
     /// write is what `Session::insert`, `remove` and `update` cost on a
-    /// session that is already stored. A load or write that arrives while
-    /// a batch of its kind runs waits for the next one, which reads all
-    /// their rows in one `SELECT`, or writes each row in one `UPDATE` only
-    /// if it still has the version its writer read, exactly as a write
-    /// alone would. Statements inside a request's transaction
+    /// session that is already stored; a renewal (`touch`) is what sliding
+    /// expiry costs, at most once per touch interval. A statement that
+    /// arrives while a batch of its kind runs waits for the next one, which
+    /// reads all their rows in one `SELECT`, writes each row in one
+    /// `UPDATE` only if it still has the version its writer read, exactly
+    /// as a write alone would, or moves each row's `last_activity` forward
+    /// and tells each caller whether its own row exists. On MySQL, whose
+    /// `UPDATE` cannot say which rows it wrote, a batch of writes or
+    /// renewals is one transaction that locks its rows in id order
+    /// (`SELECT … FOR UPDATE`, which reads their versions) and then writes
+    /// the rows that qualify in one `UPDATE … JOIN`. Statements inside a
+    /// request's transaction
     /// (`CnxLayer`) always run on that
     /// transaction. Under many concurrent requests this saves a statement
     /// (and, for writes, a commit) per request: see `BENCHMARKS.md`. A

@@ -2,15 +2,15 @@
 //!
 //! Statements run on [`SqlStore::read_conn`] and [`SqlStore::write_conn`]:
 //! the request's transaction when a `CnxLayer` on the same pool has one
-//! open, else a pooled connection. Loads and value writes outside a
-//! transaction go through the batch queues (`batch/`).
+//! open, else a pooled connection. Loads, value writes and renewals
+//! outside a transaction go through the batch queues (`batch/`).
 
 use chrono::{DateTime, Utc};
 
 use super::backend::{Arg, Query, SqlBackend};
 use super::batch::{
-    Batched, Batcher, Job as _, Load, Loaded, RunBatch, ValueWrite, Waiting, answer_loads,
-    answer_writes, load_row, write_values,
+    Batched, Batcher, Job as _, Load, Loaded, RunBatch, Touch, Touched, ValueWrite, Waiting,
+    answer_loads, answer_touches, answer_writes, load_row, touch_row, write_values,
 };
 use super::statements::{SessionSql, assigned_id, col, count, encode_data};
 use super::{SqlStore, retry_deadlocks, rows};
@@ -97,6 +97,18 @@ impl<DB: SqlBackend> SqlStore<DB> {
         }
     }
 
+    /// One renewal on a pooled connection; the id of the row if it exists.
+    pub(crate) async fn touch_one(&self, touch: &Touch) -> Result<Vec<i64>, sqlx::Error> {
+        let args = [Arg::Time(Some(touch.at)), Arg::Int(touch.id)];
+        let query = DB::query(&self.sql.touch, &args);
+        let touched = DB::execute(&mut *self.pool.acquire().await?, query).await?;
+        Ok(if touched == 1 {
+            vec![touch.id]
+        } else {
+            Vec::new()
+        })
+    }
+
     /// One try of `update_locked`, in one transaction.
     async fn update_locked_once(
         &self,
@@ -175,6 +187,25 @@ impl<DB: SqlBackend> RunBatch<ValueWrite> for SqlStore<DB> {
             _ => DB::write_rows(self, batcher, &writes).await,
         };
         answer_writes(batch, written);
+    }
+}
+
+impl<DB: SqlBackend> RunBatch<Touch> for SqlStore<DB> {
+    fn batcher(&self) -> Option<&std::sync::Arc<Batcher<Touch>>> {
+        self.batching.then_some(&self.touches)
+    }
+
+    async fn run(&self, batcher: &Batcher<Touch>, mut batch: Vec<Waiting<Touch>>) {
+        // In id order, so that batches of several servers lock rows in the
+        // same order and never deadlock each other.
+        batch.sort_by_key(|w| w.job.id);
+        let touches: Vec<&Touch> = batch.iter().map(|w| &w.job).collect();
+        let touched = match touches.as_slice() {
+            // The statement for one row costs the database less.
+            [one] => self.touch_one(one).await,
+            _ => DB::touch_rows(self, batcher, &touches).await,
+        };
+        answer_touches(batch, touched);
     }
 }
 
@@ -274,7 +305,25 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let args = [Arg::Time(Some(at)), Arg::Int(id.get())];
-        Ok(self.change(&self.sql.touch, &args).await? == 1)
+        // Inside the request's transaction: on it. Else in the next batch,
+        // or alone if the store does not batch.
+        let solo = match request_tx::join_write(&self.pool).await? {
+            Some(mut conn) => {
+                let query = DB::query(&self.sql.touch, &args);
+                return Ok(DB::execute(&mut *conn, query).await? == 1);
+            }
+            None => match touch_row(self, Touch { id: id.get(), at }).await {
+                Touched::Done(exists) => return Ok(exists),
+                Touched::Alone(solo) => solo,
+            },
+        };
+        let touched = retry_deadlocks(self.limits.lock, || async {
+            let query = DB::query(&self.sql.touch, &args);
+            Ok(DB::execute(&mut *self.pool.acquire().await?, query).await? == 1)
+        })
+        .await;
+        drop(solo);
+        touched
     }
 
     async fn delete(&self, id: SessionId) -> Result<bool, StoreError> {

@@ -1,10 +1,12 @@
-//! Statement combining: concurrent loads, and concurrent value writes, of
-//! different sessions share one statement.
+//! Statement combining: concurrent loads, concurrent value writes and
+//! concurrent renewals of different sessions share one statement.
 //!
 //! A session load is one primary-key `SELECT`; a value write
 //! ([`SessionStore::update_data`](crate::store::SessionStore::update_data),
 //! what `Session::update`/`insert` cost on a loaded session) is one
-//! versioned `UPDATE`. Under load most of their price is not the row but
+//! versioned `UPDATE`; a renewal
+//! ([`SessionStore::touch`](crate::store::SessionStore::touch), sliding
+//! expiry) one `UPDATE` of `last_activity`. Under load most of their price is not the row but
 //! the statement around it: a hand-off to the driver and back (on SQLite,
 //! to a connection's own thread), and for a write a commit, on SQLite
 //! with its file locks and a write-ahead-log append of the same pages for
@@ -12,14 +14,20 @@
 //! runs waits in a queue, and the next batch does them all in one
 //! statement: `SELECT … WHERE id IN (…)`, or `UPDATE … FROM (rows) …
 //! RETURNING id`, which still writes each row only if it has the version
-//! its writer read and tells each writer about its own row. A statement
+//! its writer read (a renewal: only moves `last_activity` forward) and
+//! tells each caller about its own row. MySQL has no `UPDATE … RETURNING`:
+//! there a batch of writes or renewals is one transaction, `SELECT id,
+//! version … FOR UPDATE` (the rows locked in id order, so their versions
+//! cannot move) and one `UPDATE … JOIN` of the rows that qualify, whose
+//! set is the answer. A statement
 //! that finds its kind idle runs alone on its caller's task, as without
 //! batching (holding a [`SoloGuard`] that hands what queued meanwhile to the
 //! batch task), so one request at a time pays for nothing but its own
 //! statement.
 //!
 //! What keeps this exactly as safe as one statement each:
-//! * a batch is one statement in autocommit: all its rows commit, or none;
+//! * a batch is one statement in autocommit (on MySQL one transaction):
+//!   all its rows commit, or none;
 //! * a batch holds a session at most once: a load or write of a session
 //!   that is already running or queued runs alone, as without batching,
 //!   so one session's racing requests never queue behind each other (nor
@@ -30,11 +38,13 @@
 //!   database refused the statement, or no connection came), every write
 //!   is run alone as if there had been no batch; if it may have committed
 //!   (the connection broke mid-way), every writer gets the error. A load
-//!   whose batch failed is simply run alone;
+//!   or renewal whose batch failed is simply run alone (running a renewal
+//!   twice moves `last_activity` to the same time);
 //! * statements inside a request's transaction (`CnxLayer`)
 //!   never come here: they run on that transaction.
 
 mod loads;
+mod touches;
 mod writes;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +53,7 @@ use sqlx::SqlStr;
 use tokio::sync::oneshot;
 
 pub(crate) use loads::{Load, Loaded, answer_loads, load_row};
+pub(crate) use touches::{Touch, Touched, answer_touches, touch_row};
 pub(crate) use writes::{Batched, ValueWrite, answer_writes, write_values};
 
 /// The most sessions one batch statement reads or writes.
