@@ -50,7 +50,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 KEYCARD_BIN = os.environ.get(
-    "KEYCARD_BIN", os.path.join(BENCH, "target/keycard/release/examples/bench_server")
+    "KEYCARD_BIN", os.path.join(BENCH, "target/bin/keycard-postgres")
 )
 LOADGEN_BIN = os.path.join(BENCH, "loadgen/target/release/loadgen")
 

@@ -5,13 +5,14 @@
 #   bench/run.sh                       # everything, 5 s per run after 2 s warm-up
 #   DURATION=3 WARMUP=1 bench/run.sh   # shorter
 #
-# Builds (release, once; SKIP_BUILD=1 to reuse): keycard's bench_server
-# example with keycard's default features and the three stores (as an
-# application builds it: no `qr`, no `test-client`; KEYCARD_FEATURES to
-# change: a build per store, e.g. KEYCARD_FEATURES=sqlite, is what the
-# peak RSS comparison uses) into bench/target/keycard[-FEATURES], and the three
-# standalone crates bench/loadgen, bench/bare_axum and
-# bench/tower_sessions_server into their own target/ folders.
+# Builds (release, once; SKIP_BUILD=1 to reuse), as an application builds
+# them: for each store, keycard's bench_server example with keycard's
+# default features plus that store (no `qr`, no `test-client`, no other
+# store's driver) and tower-sessions' server with that store alone, copied
+# to bench/target/bin/{keycard,tower-sessions}-STORE (BUILD_PER_STORE=0:
+# one build of each for all stores, with KEYCARD_FEATURES / TS_FEATURES);
+# and the standalone crates bench/loadgen and bench/bare_axum into their
+# own target/ folders.
 #
 # Each run starts a server on a fresh database, pinned to one core
 # (taskset -c $SERVER_CPU), drives it with the load generator pinned to the
@@ -40,12 +41,14 @@
 #   MYSQL_URL [mysql://root@127.0.0.1:3306/test]       (likewise)
 #   BENCH_DB [keycard_bench]  (dropped and re-created before every run)
 #   TS_ALWAYS_SAVE [1]  (tower-sessions' sliding expiry: save on every request)
+#   BUILD_PER_STORE [1]  (0: one build for every store, with
+#          KEYCARD_FEATURES ["sqlite postgres mysql"] and TS_FEATURES [the same])
 #   SERVER_CPU [0]  LOAD_CPU [1]  SKIP_BUILD [0]  CHART [1]
 set -euo pipefail
 
-# keycard is built as an application builds it: its default features and
-# the stores bench_server serves, none of the optional extras.
+# With BUILD_PER_STORE=0: the features of the one build of each server.
 KEYCARD_FEATURES=${KEYCARD_FEATURES:-"sqlite postgres mysql"}
+TS_FEATURES=${TS_FEATURES:-"sqlite postgres mysql"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -76,17 +79,29 @@ if [[ "$BENCH_DB" == "test" ]]; then
     exit 2
 fi
 
-# One target folder per feature set, so that switching between them (the
-# per-store builds of the peak RSS run) rebuilds nothing twice.
-features_slug=$(tr -cs 'a-z0-9' '-' <<<"$KEYCARD_FEATURES" | sed 's/-$//')
-if [[ "$KEYCARD_FEATURES" == "sqlite postgres mysql" ]]; then
-    KEYCARD_TARGET="$BENCH/target/keycard"
-    BASE_BIN="$BENCH/target/keycard-base/bench_server"
-else
-    KEYCARD_TARGET="$BENCH/target/keycard-$features_slug"
-    BASE_BIN="$BENCH/target/keycard-base-$features_slug/bench_server"
-fi
-KEYCARD_BIN="$KEYCARD_TARGET/release/examples/bench_server"
+# One target folder for every feature set: cargo keeps each set's
+# artifacts apart, so switching between them rebuilds only what differs.
+KEYCARD_TARGET="$BENCH/target/keycard"
+TS_TARGET="$BENCH/tower_sessions_server/target"
+# The servers' binaries, copied here after each build: one per store
+# (BUILD_PER_STORE=1, the default: as an application builds them, with the
+# one store it uses), or one for all stores ("all": KEYCARD_FEATURES and
+# TS_FEATURES for every store).
+BIN_DIR="$BENCH/target/bin"
+BUILD_PER_STORE=${BUILD_PER_STORE:-1}
+built_for() { # store -> the build's name
+    if [[ "$BUILD_PER_STORE" == 1 ]]; then echo "$1"; else echo all; fi
+}
+keycard_bin() { echo "$BIN_DIR/keycard-$(built_for "$1")"; }
+base_bin() { echo "$BIN_DIR/keycard-base-$(built_for "$1")"; }
+ts_bin() { echo "$BIN_DIR/tower-sessions-$(built_for "$1")"; }
+builds() { # the builds STORES needs: "name keycard-features ts-features" lines
+    if [[ "$BUILD_PER_STORE" == 1 ]]; then
+        for store in $STORES; do echo "$store $store $store"; done
+    else
+        echo "all ${KEYCARD_FEATURES// /,} ${TS_FEATURES// /,}"
+    fi
+}
 BASE_REV=${BASE_REV:-}
 wants_base=0
 [[ " $SERVERS " == *" keycard-base "* ]] && wants_base=1
@@ -95,7 +110,6 @@ if [[ "$wants_base" == 1 && -z "$BASE_REV" ]]; then
     exit 2
 fi
 BARE_BIN="$BENCH/bare_axum/target/release/bare_axum"
-TS_BIN="$BENCH/tower_sessions_server/target/release/tower_sessions_server"
 LOADGEN_BIN="$BENCH/loadgen/target/release/loadgen"
 
 log() { echo "run.sh: $*" >&2; }
@@ -113,39 +127,51 @@ commit_now() {
 BUILD_COMMIT="$(commit_now), binaries prebuilt (SKIP_BUILD=1)"
 if [[ "$SKIP_BUILD" != 1 ]]; then
     BUILD_COMMIT=$(commit_now)
+    mkdir -p "$BIN_DIR"
     if [[ "$wants_base" == 1 ]]; then
         # Built first in the same target dir (the dependencies are shared),
-        # then the binary is copied aside before the work tree's build.
-        # keycard's own artifacts are cleaned before each of the two builds:
-        # cargo names them alike wherever the sources are, and judges them
-        # fresh by file times, which `git archive` sets to the commit's, so
-        # without the clean each build can silently reuse the other's
-        # binary (the base then measures the work tree, or the reverse).
+        # then the binaries are copied aside before the work tree's builds.
+        # keycard's own artifacts are cleaned before each build: cargo names
+        # them alike wherever the sources are, and judges them fresh by file
+        # times, which `git archive` sets to the commit's, so without the
+        # clean a build can silently reuse the other tree's binary (the base
+        # then measures the work tree, or the reverse).
         base_src=$(mktemp -d "${TMPDIR:-/tmp}/keycard-base.XXXXXX")
         git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$base_src"
-        log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
-        (cd "$base_src" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard &&
-            CARGO_TARGET_DIR="$KEYCARD_TARGET" \
-            cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
-        mkdir -p "$(dirname "$BASE_BIN")"
-        cp "$KEYCARD_BIN" "$BASE_BIN"
+        while read -r name features _; do
+            log "building (release) keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV") ($features)"
+            (cd "$base_src" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard &&
+                CARGO_TARGET_DIR="$KEYCARD_TARGET" \
+                cargo build --release --features "$features" --example bench_server)
+            cp "$KEYCARD_TARGET/release/examples/bench_server" "$BIN_DIR/keycard-base-$name"
+        done < <(builds)
         rm -rf "$base_src"
-        (cd "$ROOT" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard)
         BUILD_COMMIT="$BUILD_COMMIT; keycard-base at $(git -C "$ROOT" rev-parse --short "$BASE_REV")"
     fi
-    log "building (release) keycard at $BUILD_COMMIT"
-    (cd "$ROOT" && CARGO_TARGET_DIR="$KEYCARD_TARGET" \
-        cargo build --release --features "$KEYCARD_FEATURES" --example bench_server)
-    if [[ "$wants_base" == 1 ]] && cmp -s "$KEYCARD_BIN" "$BASE_BIN"; then
-        log "warning: keycard and keycard-base are the same binary"
-    fi
-    for crate in loadgen bare_axum tower_sessions_server; do
+    while read -r name features ts_features; do
+        log "building (release) keycard at $BUILD_COMMIT ($features)"
+        (cd "$ROOT" && CARGO_TARGET_DIR="$KEYCARD_TARGET" cargo clean --release -p keycard &&
+            CARGO_TARGET_DIR="$KEYCARD_TARGET" \
+            cargo build --release --features "$features" --example bench_server)
+        cp "$KEYCARD_TARGET/release/examples/bench_server" "$BIN_DIR/keycard-$name"
+        if [[ "$wants_base" == 1 ]] && cmp -s "$BIN_DIR/keycard-$name" "$BIN_DIR/keycard-base-$name"; then
+            log "warning: keycard and keycard-base are the same binary ($name)"
+        fi
+        log "building (release) tower-sessions ($ts_features)"
+        CARGO_TARGET_DIR="$TS_TARGET" cargo build --release --no-default-features \
+            --features "$ts_features" --manifest-path "$BENCH/tower_sessions_server/Cargo.toml"
+        cp "$TS_TARGET/release/tower_sessions_server" "$BIN_DIR/tower-sessions-$name"
+    done < <(builds)
+    for crate in loadgen bare_axum; do
         CARGO_TARGET_DIR="$BENCH/$crate/target" \
             cargo build --release --manifest-path "$BENCH/$crate/Cargo.toml"
     done
 fi
-bins=("$KEYCARD_BIN" "$BARE_BIN" "$TS_BIN" "$LOADGEN_BIN")
-[[ "$wants_base" == 1 ]] && bins+=("$BASE_BIN")
+bins=("$BARE_BIN" "$LOADGEN_BIN")
+for store in $STORES; do
+    bins+=("$(keycard_bin "$store")" "$(ts_bin "$store")")
+    [[ "$wants_base" == 1 ]] && bins+=("$(base_bin "$store")")
+done
 for bin in "${bins[@]}"; do
     [[ -x "$bin" ]] || { log "missing $bin (run without SKIP_BUILD=1)"; exit 1; }
 done
@@ -240,21 +266,21 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
     local server=$1 store_url=$2 bin extra=()
     case "$server" in
         keycard)
-            bin=$KEYCARD_BIN
+            bin=$(keycard_bin "$store")
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         keycard-alone)
-            bin=$KEYCARD_BIN
+            bin=$(keycard_bin "$store")
             extra+=(--no-batching)
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         keycard-base)
-            bin=$BASE_BIN
+            bin=$(base_bin "$store")
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         bare) bin=$BARE_BIN ;;
         tower-sessions)
-            bin=$TS_BIN
+            bin=$(ts_bin "$store")
             [[ "$TS_ALWAYS_SAVE" == 1 ]] && extra+=(--always-save)
             ;;
     esac

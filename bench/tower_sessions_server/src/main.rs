@@ -21,6 +21,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+#[cfg(feature = "sqlite")]
 use std::str::FromStr as _;
 
 use axum::Router;
@@ -30,12 +31,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
+#[cfg(feature = "mysql")]
+use tower_sessions_sqlx_store::MySqlStore;
+#[cfg(feature = "postgres")]
+use tower_sessions_sqlx_store::PostgresStore;
+#[cfg(feature = "sqlite")]
+use tower_sessions_sqlx_store::SqliteStore;
+#[cfg(feature = "mysql")]
 use tower_sessions_sqlx_store::sqlx::mysql::MySqlPoolOptions;
+#[cfg(feature = "postgres")]
 use tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions;
+#[cfg(feature = "sqlite")]
 use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use tower_sessions_sqlx_store::{MySqlStore, PostgresStore, SqliteStore};
 
 const USAGE: &str = "\
 usage: tower_sessions_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS]
@@ -173,45 +182,62 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         )
         .init();
     let url = options.store.as_str();
-    let router = if url.starts_with("sqlite:") {
-        let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(connect)
-            .await?;
-        let store = SqliteStore::new(pool);
-        store.migrate().await?;
-        app(store, &options)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect(url)
-            .await?;
-        let store = PostgresStore::new(pool);
-        store.migrate().await?;
-        app(store, &options)
-    } else if url.starts_with("mysql://") {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(10)
-            .connect(url)
-            .await?;
-        let database: Option<String> =
-            tower_sessions_sqlx_store::sqlx::query_scalar("SELECT DATABASE()")
-                .fetch_one(&pool)
+    let router: Option<Router> = None;
+    #[cfg(feature = "sqlite")]
+    let router = match router {
+        None if url.starts_with("sqlite:") => {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(connect)
                 .await?;
-        let mut store = MySqlStore::new(pool);
-        if let Some(database) = database {
-            store = store.with_schema_name(database)?;
+            let store = SqliteStore::new(pool);
+            store.migrate().await?;
+            Some(app(store, &options))
         }
-        store.migrate().await?;
-        app(store, &options)
-    } else {
+        other => other,
+    };
+    #[cfg(feature = "postgres")]
+    let router = match router {
+        None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .connect(url)
+                .await?;
+            let store = PostgresStore::new(pool);
+            store.migrate().await?;
+            Some(app(store, &options))
+        }
+        other => other,
+    };
+    #[cfg(feature = "mysql")]
+    let router = match router {
+        None if url.starts_with("mysql://") => {
+            let pool = MySqlPoolOptions::new()
+                .max_connections(10)
+                .connect(url)
+                .await?;
+            let database: Option<String> =
+                tower_sessions_sqlx_store::sqlx::query_scalar("SELECT DATABASE()")
+                    .fetch_one(&pool)
+                    .await?;
+            let mut store = MySqlStore::new(pool);
+            if let Some(database) = database {
+                store = store.with_schema_name(database)?;
+            }
+            store.migrate().await?;
+            Some(app(store, &options))
+        }
+        other => other,
+    };
+    let Some(router) = router else {
         eprintln!(
-            "tower_sessions_server: --store: {url:?} is not sqlite:PATH, postgres://… or mysql://…"
+            "tower_sessions_server: --store: {url:?} is not sqlite:PATH, postgres://… or mysql://… \
+             (or this build lacks that store's feature)"
         );
         return Ok(ExitCode::from(2));
     };
