@@ -31,7 +31,7 @@
 #   STORES ["sqlite postgres mysql"]
 #   SCENARIOS ["anon read write mixed login relogin race"]
 #   SERVERS ["keycard bare tower-sessions"]  (also: keycard-alone, keycard
-#          with --no-batching; keycard-base, keycard's bench_server built
+#          with --no-batching; keycard-nocache, with --no-read-cache; keycard-base, keycard's bench_server built
 #          from the commit BASE_REV; each reported in a table of its own
 #          against keycard from the same rounds)
 #   BASE_REV  (the commit keycard-base is built from, e.g. 58577c4: a
@@ -268,6 +268,10 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
         keycard)
             bin=$(keycard_bin "$store")
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
+            ;;
+        keycard-nocache)
+            bin=$(keycard_bin "$store")
+            extra+=(--no-read-cache)
             ;;
         keycard-alone)
             bin=$(keycard_bin "$store")

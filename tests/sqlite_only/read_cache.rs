@@ -200,3 +200,38 @@ async fn the_cache_is_bounded_off_on_request_and_off_in_memory() {
         "an in-memory database is never cached"
     );
 }
+
+/// A store that outlives the runtime a look was started on (a static store
+/// shared by tests, each with its own runtime): the look that runtime
+/// dropped unrun must not leave the next runtime's loads waiting for it.
+#[test]
+fn a_look_dropped_with_its_runtime_holds_nobody_up() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let first = runtime();
+    let (file, store, id) = first.block_on(async {
+        let (file, store) = file().await;
+        let id = insert(&store).await;
+        load_cached(&store, id).await;
+        (file, store, id)
+    });
+    // The load starts a look (a task on this runtime) and is given up
+    // before the task runs; then the runtime, and the task with it, goes.
+    first.block_on(async {
+        let load = tokio::time::timeout(std::time::Duration::ZERO, store.load(id)).await;
+        assert!(load.is_err(), "given up before the look ran");
+    });
+    drop(first);
+    let row = runtime().block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.load(id))
+            .await
+            .expect("a load on a new runtime does not hang")
+            .expect("load")
+    });
+    assert_eq!(row.map(|r| r.id), Some(id));
+    drop(file);
+}

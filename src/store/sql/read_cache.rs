@@ -117,11 +117,21 @@ impl ReadCache {
             .last_ended
             .is_some_and(|at| at.elapsed() < CHURN_LOOKS);
         if !looks.running && !lately {
-            looks.running = true;
-            let cache = self.clone();
-            tokio::spawn(async move { cache.run_look().await });
+            self.spawn_look(&mut looks);
         }
         true
+    }
+
+    /// Starts the next look on a task of its own.
+    fn spawn_look(self: &Arc<Self>, looks: &mut Looks) {
+        looks.running = true;
+        let cache = self.clone();
+        // Dropped with the task, run or not, if it never ends.
+        let mut unfinished = Unfinished(Some(self.clone()));
+        tokio::spawn(async move {
+            cache.run_look().await;
+            unfinished.0 = None;
+        });
     }
 
     /// What to hand [`put`](Self::put) with a row read from now on.
@@ -173,9 +183,7 @@ impl ReadCache {
                 // meanwhile still wakes this call.
                 ended.as_mut().enable();
                 if !looks.running {
-                    looks.running = true;
-                    let cache = self.clone();
-                    tokio::spawn(async move { cache.run_look().await });
+                    self.spawn_look(&mut looks);
                 }
             }
             ended.await;
@@ -230,5 +238,26 @@ impl ReadCache {
         looks.last_ended = Some(Instant::now());
         drop(looks);
         self.looked.notify_waiters();
+    }
+}
+
+/// A look dropped before it ended (its runtime shut down, say, when a
+/// store outlives the runtime of a test): forget what the counter said and
+/// let the next caller start another, rather than leave waiters for a look
+/// that will never end.
+struct Unfinished(Option<Arc<ReadCache>>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(cache) = self.0.take() else {
+            return;
+        };
+        let mut looks = cache.lock();
+        looks.running = false;
+        looks.counter = None;
+        cache.rows.clear();
+        cache.churning.store(true, Ordering::Release);
+        drop(looks);
+        cache.looked.notify_waiters();
     }
 }
