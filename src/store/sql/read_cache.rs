@@ -127,10 +127,10 @@ impl ReadCache {
         looks.running = true;
         let cache = self.clone();
         // Dropped with the task, run or not, if it never ends.
-        let mut unfinished = Unfinished(Some(self.clone()));
+        let unfinished = Unfinished(Some(self.clone()));
         tokio::spawn(async move {
             cache.run_look().await;
-            unfinished.0 = None;
+            unfinished.finished();
         });
     }
 
@@ -246,6 +246,13 @@ impl ReadCache {
 /// let the next caller start another, rather than leave waiters for a look
 /// that will never end.
 struct Unfinished(Option<Arc<ReadCache>>);
+
+impl Unfinished {
+    /// The look ended: nothing to undo.
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
