@@ -19,7 +19,10 @@
 # Knobs (environment): BIG (1000000), SMALL (1000), SAMPLE (100000),
 # LOOKUP_IDLE (86400),
 # DURATION (10), WARMUP (2), PURGE_SECS (30), PURGE_AFTER (5), CLIENTS (32),
-# SERVER_CPU (0), LOAD_CPU (1). Traffic stays on 127.0.0.1.
+# SERVER_CPU (0), LOAD_CPU (1), SERVER_FLAGS (more bench_server flags, e.g.
+# --no-read-cache: the database's lookups alone, which SQLite's read cache
+# would otherwise hide for a store small enough to fit in it), PURGE_PART
+# (1; 0 skips part 2). Traffic stays on 127.0.0.1.
 set -euo pipefail
 
 # keycard is built as an application builds it: its default features and
@@ -39,6 +42,8 @@ CLIENTS=${CLIENTS:-32}
 LOOKUP_IDLE=${LOOKUP_IDLE:-86400}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+read -r -a SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
+PURGE_PART=${PURGE_PART:-1}
 
 log() { echo "scale.sh: $*" >&2; }
 
@@ -70,7 +75,7 @@ start_server() { # db [bench_server flags…] -> SERVER_URL
     : >"$WORK/server.out"
     local db=$1; shift
     taskset -c "$SERVER_CPU" "$SERVER" --addr 127.0.0.1:0 --store "sqlite:$db" \
-        --insecure-cookies "$@" >"$WORK/server.out" 2>"$WORK/server.err" &
+        --insecure-cookies "${SERVER_FLAGS[@]}" "$@" >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
         if grep -q "listening on" "$WORK/server.out"; then
@@ -119,25 +124,8 @@ for size in "$SMALL" "$BIG"; do
     rm -f "$db" "$db-wal" "$db-shm"
 done
 
-# ---- 2. reads while BIG expired sessions are purged
-db="$WORK/purge.db"
-log "seeding $BIG expired + $SAMPLE live sessions"
-"$SEED" --store "sqlite:$db" --live "$SAMPLE" --expired "$BIG" --sample "$SAMPLE" \
-    --out "$WORK/sessions.txt" >&2
-start_server "$db"
-quiet=$(seeded "$PURGE_SECS")
-seeded "$PURGE_SECS" >"$WORK/purging.json" &
-LOAD_PID=$!
-sleep "$(( WARMUP + PURGE_AFTER ))"
-purge_started=$(date +%s.%N)
-purged=$("$ADMIN" --store "sqlite:$db" purge)
-purge_seconds=$(python3 -c "import sys,time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$purge_started")
-wait "$LOAD_PID"
-purging=$(cat "$WORK/purging.json")
-stop_server
-
 cat <<REPORT
-Command: \`BIG=$BIG SMALL=$SMALL SAMPLE=$SAMPLE DURATION=$DURATION PURGE_SECS=$PURGE_SECS bench/scale.sh\` (keycard $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ))
+Command: \`BIG=$BIG SMALL=$SMALL SAMPLE=$SAMPLE DURATION=$DURATION PURGE_SECS=$PURGE_SECS SERVER_FLAGS="${SERVER_FLAGS[*]}" PURGE_PART=$PURGE_PART bench/scale.sh\` (keycard $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ))
 
 | sessions in the store | server | req/s | p50 µs | p99 µs |
 |---|---|---|---|---|
@@ -148,8 +136,30 @@ Command: \`BIG=$BIG SMALL=$SMALL SAMPLE=$SAMPLE DURATION=$DURATION PURGE_SECS=$P
 
 $BIG / $SMALL throughput ratio: lookups only $(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "${LRPS[$BIG]}" "${LRPS[$SMALL]}")×, defaults $(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "${RPS[$BIG]}" "${RPS[$SMALL]}")×
 
+REPORT
+
+if [[ "$PURGE_PART" == 1 ]]; then
+    # ---- 2. reads while BIG expired sessions are purged
+    db="$WORK/purge.db"
+    log "seeding $BIG expired + $SAMPLE live sessions"
+    "$SEED" --store "sqlite:$db" --live "$SAMPLE" --expired "$BIG" --sample "$SAMPLE" \
+        --out "$WORK/sessions.txt" >&2
+    start_server "$db"
+    quiet=$(seeded "$PURGE_SECS")
+    seeded "$PURGE_SECS" >"$WORK/purging.json" &
+    LOAD_PID=$!
+    sleep "$(( WARMUP + PURGE_AFTER ))"
+    purge_started=$(date +%s.%N)
+    purged=$("$ADMIN" --store "sqlite:$db" purge)
+    purge_seconds=$(python3 -c "import sys,time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$purge_started")
+    wait "$LOAD_PID"
+    purging=$(cat "$WORK/purging.json")
+    stop_server
+    cat <<REPORT
+
 | $BIG expired + $SAMPLE live, ${PURGE_SECS} s of reads | req/s | p50 µs | p99 µs | worst µs | errors |
 |---|---|---|---|---|---|
 | no purge | $(field "$quiet" rps) | $(field "$quiet" p50_us) | $(field "$quiet" p99_us) | $(field "$quiet" max_us) | $(field "$quiet" errors) |
 | purge running (\`admin purge\`: $purged in ${purge_seconds} s) | $(field "$purging" rps) | $(field "$purging" p50_us) | $(field "$purging" p99_us) | $(field "$purging" max_us) | $(field "$purging" errors) |
 REPORT
+fi

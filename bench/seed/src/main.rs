@@ -121,19 +121,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let token = SessionToken::generate().map_err(|e| e.to_string())?;
                         let at = if n < live { now } else { old };
                         let user = format!("s{n}");
-                        let fields = SessionFields {
-                            token_hash: token.hash(),
-                            user_id: Some(user.clone()),
-                            ip_address: None,
-                            is_api: false,
-                            auth_method: None,
-                            authenticated_at: Some(at),
-                            persistent: false,
-                            created_at: at,
-                            last_activity: at,
-                            data: Default::default(),
-                            auth_version: None,
-                        };
+                        let mut fields = SessionFields::new(token.hash(), at);
+                        fields.user_id = Some(user.clone());
+                        fields.authenticated_at = Some(at);
                         let id = store.insert(&fields).await.map_err(|e| e.to_string())?;
                         if n < live && n % every == 0 {
                             sample.push(format!("{id} {} {user}", token.expose()));
