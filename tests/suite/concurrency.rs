@@ -463,6 +463,38 @@ pub async fn concurrent_writes_of_many_sessions_are_each_written_once(store: Tes
     }
 }
 
+/// Runs every `(i, id, version, data)` value write at once, straight on
+/// the store; whether each was written, by `i`.
+async fn write_all_at_once(
+    inner: &std::sync::Arc<dyn keycard::store::SessionStore>,
+    writes: Vec<(
+        usize,
+        keycard::token::SessionId,
+        i64,
+        keycard::store::SessionData,
+    )>,
+) -> std::collections::HashMap<usize, bool> {
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|(i, id, version, data)| {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let written = inner
+                    .update_data(id, version, &data, None)
+                    .await
+                    .expect("store reachable");
+                (i, written)
+            })
+        })
+        .collect();
+    let mut written = std::collections::HashMap::new();
+    for task in tasks {
+        let (i, ok) = task.await.expect("task");
+        written.insert(i, ok);
+    }
+    written
+}
+
 /// Value writes of many sessions at once, straight to the store, some with
 /// a version that is out of date and two of one session with the same
 /// version: each writer is told about its own row only, a stale write
@@ -493,24 +525,7 @@ pub async fn concurrent_value_writes_are_judged_by_their_own_versions(store: Tes
         writes.push((i, id, expected, value(i)));
     }
     writes.push((SESSIONS, ids[0].0, ids[0].1, value(SESSIONS)));
-    let tasks: Vec<_> = writes
-        .into_iter()
-        .map(|(i, id, expected, data)| {
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                let written = inner
-                    .update_data(id, expected, &data, None)
-                    .await
-                    .expect("store reachable");
-                (i, written)
-            })
-        })
-        .collect();
-    let mut written = std::collections::HashMap::new();
-    for task in tasks {
-        let (i, ok) = task.await.expect("task");
-        written.insert(i, ok);
-    }
+    let written = write_all_at_once(&inner, writes).await;
     for (i, &(id, version)) in ids.iter().enumerate().skip(1) {
         let row = store.row(id).await.expect("row");
         if i % 2 == 0 {
@@ -689,29 +704,11 @@ pub async fn refused_batched_writes_retry_and_deleted_sessions_stay_gone(store: 
         data
     };
     let write_all = |round: Vec<(usize, keycard::token::SessionId, i64)>| {
-        let inner = inner.clone();
-        async move {
-            let tasks: Vec<_> = round
-                .into_iter()
-                .map(|(i, id, version)| {
-                    let inner = inner.clone();
-                    let data = value(2000 + i);
-                    tokio::spawn(async move {
-                        let written = inner
-                            .update_data(id, version, &data, None)
-                            .await
-                            .expect("store reachable");
-                        (i, written)
-                    })
-                })
-                .collect();
-            let mut written = std::collections::HashMap::new();
-            for task in tasks {
-                let (i, ok) = task.await.expect("task");
-                written.insert(i, ok);
-            }
-            written
-        }
+        let writes = round
+            .into_iter()
+            .map(|(i, id, version)| (i, id, version, value(2000 + i)))
+            .collect();
+        write_all_at_once(&inner, writes)
     };
     let first: Vec<_> = ids
         .iter()

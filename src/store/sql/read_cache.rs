@@ -139,11 +139,13 @@ impl ReadCache {
         self.rows.generation()
     }
 
-    /// Caches `record`, read after `stamp` was taken, unless a look has
-    /// dropped the cache since (the row may predate what it saw).
-    pub(crate) fn put(&self, record: SessionRecord, stamp: u64) {
+    /// Caches the record `read` gives, read after `stamp` was taken, unless
+    /// a look has dropped the cache since (the row may predate what it saw).
+    /// `read` (a clone, on the load's path) runs only if the cache takes
+    /// rows now: not while commits come often.
+    pub(crate) fn put(&self, read: impl FnOnce() -> SessionRecord, stamp: u64) {
         if !self.off.load(Ordering::Acquire) && !self.churning.load(Ordering::Acquire) {
-            self.rows.put(record, stamp);
+            self.rows.put(read(), stamp);
         }
     }
 

@@ -227,7 +227,7 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         let stamp = cache.stamp();
         let record = self.load_stored(id).await?;
         match &record {
-            Some(record) => cache.put(record.clone(), stamp),
+            Some(record) => cache.put(|| record.clone(), stamp),
             None => cache.forget(id),
         }
         Ok(record)
