@@ -250,6 +250,8 @@ def main():
     parser.add_argument("--clients", type=int)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--ts-always-save", default="1")
+    parser.add_argument("--race-incr", type=int, default=100,
+                        help="race: increments per connection (8 connections)")
     parser.add_argument("--elapsed", type=int)
     parser.add_argument("--commit", help="what keycard was built from (default: HEAD now)")
     args = parser.parse_args()
@@ -283,6 +285,7 @@ def main():
         "clients": args.clients,
         "rounds": args.rounds,
         "tower_sessions_always_save": args.ts_always_save == "1",
+        "race_incr": args.race_incr,
         "elapsed_s": args.elapsed,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
@@ -296,7 +299,7 @@ def main():
           f"{meta['elapsed_s']} s of runs)")
     print()
     print(f"{meta['duration_s']:g} s measured after {meta['warmup_s']:g} s warm-up per run, "
-          f"{meta['clients']} clients, {meta['rounds']} round(s) (medians), race = 8 × 100 increments; "
+          f"{meta['clients']} clients, {meta['rounds']} round(s) (medians), race = 8 × {meta.get('race_incr', 100)} increments; "
           f"tower-sessions with always_save = {str(meta['tower_sessions_always_save']).lower()}.")
     print()
     print(table(rows))

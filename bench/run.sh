@@ -44,6 +44,8 @@
 #   BUILD_PER_STORE [1]  (0: one build for every store, with
 #          KEYCARD_FEATURES ["sqlite postgres mysql"] and TS_FEATURES [the same])
 #   SERVER_CPU [0]  LOAD_CPU [1]  SKIP_BUILD [0]  CHART [1]
+#   RACE_INCR [100]  (race: increments per connection, 8 connections; the
+#          default race lasts well under a second, 1000 gives steadier rates)
 set -euo pipefail
 
 # With BUILD_PER_STORE=0: the features of the one build of each server.
@@ -60,6 +62,7 @@ CLIENTS=${CLIENTS:-32}
 ROUNDS=${ROUNDS:-1}
 STORES=${STORES:-"sqlite postgres mysql"}
 SCENARIOS=${SCENARIOS:-"anon read write mixed login relogin race"}
+RACE_INCR=${RACE_INCR:-100}
 SERVERS=${SERVERS:-"keycard bare tower-sessions"}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
@@ -347,7 +350,8 @@ for store in $STORES; do
                 wall0=$(date +%s.%N)
                 line=$(timeout "$limit" taskset -c "$LOAD_CPU" "$LOADGEN_BIN" \
                     --url "$SERVER_URL" --scenario "$scenario" --clients "$CLIENTS" \
-                    --duration "$DURATION" --warmup "$WARMUP" 2>"$WORK/loadgen.err") || {
+                    --duration "$DURATION" --warmup "$WARMUP" --race-incr "$RACE_INCR" \
+                    2>"$WORK/loadgen.err") || {
                     log "loadgen failed: $(tail -n 3 "$WORK/loadgen.err")"
                     line=""
                 }
@@ -379,9 +383,10 @@ log "runs took ${elapsed}s"
 
 # ---------------------------------------------------------------- report
 python3 "$BENCH/report.py" --runs "$RUNS" --out "$RESULTS/latest.json" \
-    --command "${BENCH_COMMAND:-DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS ROUNDS=$ROUNDS bench/run.sh}" \
+    --command "${BENCH_COMMAND:-DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS ROUNDS=$ROUNDS RACE_INCR=$RACE_INCR bench/run.sh}" \
     --duration "$DURATION" --warmup "$WARMUP" --clients "$CLIENTS" --rounds "$ROUNDS" \
-    --ts-always-save "$TS_ALWAYS_SAVE" --elapsed "$elapsed" --commit "$BUILD_COMMIT" | tee "$RESULTS/latest.md"
+    --ts-always-save "$TS_ALWAYS_SAVE" --race-incr "$RACE_INCR" \
+    --elapsed "$elapsed" --commit "$BUILD_COMMIT" | tee "$RESULTS/latest.md"
 
 if [[ "$CHART" == 1 ]]; then
     python3 "$BENCH/chart.py" "$RESULTS/latest.json" "$RESULTS/ratios.png" ||

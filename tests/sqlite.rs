@@ -14,3 +14,5 @@ cnx_suite!(sqlx::Sqlite, crate::common::cnx::sqlite);
 
 #[path = "sqlite_only/read_cache.rs"]
 mod read_cache;
+#[path = "sqlite_only/wal_size.rs"]
+mod wal_size;

@@ -63,7 +63,7 @@ pub use postgres::PostgresStore;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use sql::SqlStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WAL_SIZE_LIMIT};
 pub use table_name::TableName;
 pub use users::{
     ApiTokenRecord, NewApiToken, OneTimeToken, PasskeyRecord, RememberedDevice, TotpRecord,
