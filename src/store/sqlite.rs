@@ -162,6 +162,12 @@ pub type SqliteStore = SqlStore<Sqlite>;
 
 impl SqlStore<Sqlite> {
     /// Wraps an existing pool, using the table `keycard_sessions`.
+    ///
+    /// The pool keeps the settings it was built with: unlike
+    /// [`connect`](Self::connect), nothing here bounds the write-ahead log
+    /// file after a load (see [`WAL_SIZE_LIMIT`]); to have that, add
+    /// `.pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())` to the
+    /// pool's connect options.
     pub fn new(pool: SqlitePool) -> Self {
         Self::with_table_name(pool, TableName::default())
     }
