@@ -32,8 +32,11 @@
 #   SCENARIOS ["anon read write mixed login relogin race"]
 #   SERVERS ["keycard bare tower-sessions"]  (also: keycard-alone, keycard
 #          with --no-batching; keycard-nocache, with --no-read-cache; keycard-base, keycard's bench_server built
-#          from the commit BASE_REV; each reported in a table of its own
-#          against keycard from the same rounds)
+#          from the commit BASE_REV; keycard-poolN / tower-sessions-poolN,
+#          SQLite with a pool of N connections (--sqlite-pool N);
+#          keycard-arenaN, keycard with MALLOC_ARENA_MAX=N; keycard-noedge,
+#          with KC_NOEDGE=1 for bench/experiments/edge-checks-off.diff; each
+#          reported in a table of its own against keycard from the same rounds)
 #   BASE_REV  (the commit keycard-base is built from, e.g. 58577c4: a
 #          before/after comparison inside one interleaved run)
 #   PG_URL [postgres://postgres@127.0.0.1:5432/test]   (an existing database to
@@ -266,8 +269,27 @@ trap 'exit 130' INT TERM
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keycard-bench-logs.XXXXXX")
 
 start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
-    local server=$1 store_url=$2 bin extra=()
+    local server=$1 store_url=$2 bin extra=() envs=()
     case "$server" in
+        keycard-pool*)
+            bin=$(keycard_bin "$store")
+            extra+=(--sqlite-pool "${server#keycard-pool}")
+            ;;
+        keycard-arena*)
+            # glibc's limit on malloc arenas (one a thread by default).
+            bin=$(keycard_bin "$store")
+            envs+=("MALLOC_ARENA_MAX=${server#keycard-arena}")
+            ;;
+        keycard-noedge)
+            # Only with bench/experiments/edge-checks-off.diff applied.
+            bin=$(keycard_bin "$store")
+            envs+=("KC_NOEDGE=1")
+            ;;
+        tower-sessions-pool*)
+            bin=$(ts_bin "$store")
+            extra+=(--sqlite-pool "${server#tower-sessions-pool}")
+            [[ "$TS_ALWAYS_SAVE" == 1 ]] && extra+=(--always-save)
+            ;;
         keycard)
             bin=$(keycard_bin "$store")
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
@@ -292,7 +314,7 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
             ;;
     esac
     : >"$WORK/server.out"
-    taskset -c "$SERVER_CPU" "$bin" --addr 127.0.0.1:0 --store "$store_url" \
+    env "${envs[@]}" taskset -c "$SERVER_CPU" "$bin" --addr 127.0.0.1:0 --store "$store_url" \
         --insecure-cookies "${extra[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     SERVER_URL=""

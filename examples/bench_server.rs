@@ -19,6 +19,7 @@
 //! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
 //! | `--no-read-cache` | SQLite: the store's own read cache off ([`SqliteStore::cache`](keycard::SqliteStore::cache)`(0)`), to measure what it gains | the store's default (SQLite: on) |
 //! | `--no-batching` | every session load and value write a statement of its own ([`SqlStore::batching`](keycard::store::SqlStore::batching)`(false)`), to measure what batching gains | batching on |
+//! | `--sqlite-pool N` | SQLite: a pool of `N` connections, built from [`SqliteStore::connect_options`](keycard::SqliteStore::connect_options), to measure what the pool's size costs and gains | [`SqliteStore::POOL_SIZE`](keycard::SqliteStore::POOL_SIZE) (8) |
 //! | `--purge-interval SECS` | purge expired rows in the background this often ([`SessionLayer::purge_interval`]; `bench/soak.sh`) | the layer's default, 600 |
 //!
 //! Routes:
@@ -51,6 +52,7 @@ use keycard::{Session, SessionLayer, SqliteStore};
 const USAGE: &str = "\
 usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--insecure-cookies]
                     [--cache] [--no-read-cache] [--no-batching] [--purge-interval SECS]
+                    [--sqlite-pool N]
 
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
   --store URL           sqlite:PATH, postgres://... or mysql://... (default: sqlite:keycard-bench.db)
@@ -60,7 +62,8 @@ usage: bench_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS] [--in
   --no-read-cache       SQLite: turn the store's own read cache off
   --no-batching         run each session load and value write alone
   --purge-interval SECS purge expired sessions in the background this often
-                        (default: the layer's, 600)";
+                        (default: the layer's, 600)
+  --sqlite-pool N       SQLite: a pool of N connections (default: 8)";
 
 struct Options {
     addr: SocketAddr,
@@ -72,6 +75,8 @@ struct Options {
     batching: bool,
     /// `None`: the layer's default.
     purge_interval: Option<Duration>,
+    /// `None`: `SqliteStore::connect`'s pool.
+    sqlite_pool: Option<u32>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -84,6 +89,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         read_cache: true,
         batching: true,
         purge_interval: None,
+        sqlite_pool: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -109,6 +115,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 ))?;
                 options.purge_interval = Some(Duration::from_secs(secs));
             }
+            "--sqlite-pool" => {
+                let text = value()?;
+                let size: u32 = text
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("--sqlite-pool: {text:?} is not a positive integer"))?;
+                options.sqlite_pool = Some(size);
+            }
             "--insecure-cookies" => options.insecure_cookies = true,
             "--cache" => options.cache = true,
             "--no-read-cache" => options.read_cache = false,
@@ -129,7 +144,19 @@ async fn open_store(
 ) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
     let (url, cache, batching) = (options.store.as_str(), options.cache, options.batching);
     if url.starts_with("sqlite:") {
-        let mut store = SqliteStore::connect(url).await?.batching(batching);
+        let mut store = match options.sqlite_pool {
+            None => SqliteStore::connect(url).await?,
+            Some(size) => {
+                let limits = keycard::store::WaitLimits::default();
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(size)
+                    .acquire_timeout(limits.acquire)
+                    .connect_with(SqliteStore::connect_options(url, limits)?)
+                    .await?;
+                SqliteStore::new(pool).wait_limits(limits)
+            }
+        }
+        .batching(batching);
         if !options.read_cache {
             store = store.cache(0);
         }

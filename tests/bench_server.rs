@@ -253,6 +253,13 @@ async fn bench_server_contract_on_sqlite_with_cache() {
     contract(start(None, &["--cache"])).await;
 }
 
+/// One connection: no request may need a second one while it holds the
+/// first, or it would wait for itself until its acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_server_contract_on_sqlite_with_a_pool_of_one() {
+    contract(start(None, &["--sqlite-pool", "1"])).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     keycard_no_postgres_url,
@@ -278,6 +285,9 @@ fn bench_server_refuses_bad_flags() {
         &["--purge-interval", "-1"],
         &["--purge-interval", "0"],
         &["--purge-interval"],
+        &["--sqlite-pool", "0"],
+        &["--sqlite-pool", "many"],
+        &["--sqlite-pool"],
     ] {
         let output = Command::new(binary()).args(args).output().expect("run");
         assert!(!output.status.success(), "{args:?}");

@@ -12,6 +12,8 @@ mod unbatched {
 
 cnx_suite!(sqlx::Sqlite, crate::common::cnx::sqlite);
 
+#[path = "sqlite_only/connect_options.rs"]
+mod connect_options;
 #[path = "sqlite_only/read_cache.rs"]
 mod read_cache;
 #[path = "sqlite_only/wal_size.rs"]

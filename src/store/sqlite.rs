@@ -163,11 +163,11 @@ pub type SqliteStore = SqlStore<Sqlite>;
 impl SqlStore<Sqlite> {
     /// Wraps an existing pool, using the table `keycard_sessions`.
     ///
-    /// The pool keeps the settings it was built with: unlike
-    /// [`connect`](Self::connect), nothing here bounds the write-ahead log
-    /// file after a load (see [`WAL_SIZE_LIMIT`]); to have that, add
-    /// `.pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())` to the
-    /// pool's connect options.
+    /// The pool keeps the settings it was built with. To have the ones
+    /// [`connect`](Self::connect) chooses (the write-ahead log, its size
+    /// bounded after a load by [`WAL_SIZE_LIMIT`], the busy timeout) with a
+    /// pool sized your way, build it from
+    /// [`connect_options`](Self::connect_options).
     pub fn new(pool: SqlitePool) -> Self {
         Self::with_table_name(pool, TableName::default())
     }
@@ -178,28 +178,56 @@ impl SqlStore<Sqlite> {
     }
 
     /// Opens (creating if missing) the database at `url`, e.g.
-    /// `sqlite://sessions.db` or `sqlite::memory:`, with the settings a
-    /// session store wants: WAL journal, `synchronous = NORMAL`, the
-    /// write-ahead log cut back to [`WAL_SIZE_LIMIT`] whenever it starts
-    /// over, a pool of 8, and the default [`WaitLimits`] (a 5 second busy
-    /// timeout, which is also the whole retry budget, and 5 seconds at most
-    /// for a pooled connection). An in-memory database is shared by the
-    /// pool's connections and kept for the life of the pool.
+    /// `sqlite://sessions.db` or `sqlite::memory:`, with the settings of
+    /// [`connect_options`](Self::connect_options), a pool of
+    /// [`POOL_SIZE`](Self::POOL_SIZE) connections, and the default
+    /// [`WaitLimits`] (a 5 second busy timeout, which is also the whole
+    /// retry budget, and 5 seconds at most for a pooled connection). An
+    /// in-memory database is shared by the pool's connections and kept for
+    /// the life of the pool.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, WaitLimits::default()).await
     }
 
+    /// How many connections [`connect`](Self::connect) opens at most: 8.
+    ///
+    /// SQLite lets one connection write at a time and any number read, so
+    /// connections beyond the cores there are to run them add readers that
+    /// can go on while a write holds one, not throughput. Each costs
+    /// memory: its own page cache and prepared statements, and often a
+    /// malloc arena of its own (glibc gives each thread one, and each
+    /// connection runs on a thread). Measured on a sign-in load, a pool of
+    /// 2 held 3 MiB less than a pool of 8 at its peak, and served sign-ins
+    /// of returning users 15 % slower while reads, writes and new
+    /// sign-ins went 5–30 % faster (`BENCHMARKS.md`, "Pool size and
+    /// memory"). Where memory is tight, or the application shares the pool
+    /// for its own tables (then more than a few connections may be worth
+    /// it), size the pool yourself:
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), keycard::store::StoreError> {
+    /// use keycard::SqliteStore;
+    /// use keycard::store::WaitLimits;
+    /// use sqlx::sqlite::SqlitePoolOptions;
+    ///
+    /// let limits = WaitLimits::default();
+    /// let options = SqliteStore::connect_options("sqlite://sessions.db", limits)?;
+    /// let pool = SqlitePoolOptions::new()
+    ///     .max_connections(2)
+    ///     .acquire_timeout(limits.acquire)
+    ///     .connect_with(options)
+    ///     .await?;
+    /// let store = SqliteStore::new(pool).wait_limits(limits);
+    /// # Ok(()) }
+    /// ```
+    pub const POOL_SIZE: u32 = 8;
+
     /// [`connect`](Self::connect) with other [`WaitLimits`]: SQLite's busy
     /// timeout is `limits.lock`.
     pub async fn connect_with(url: &str, limits: WaitLimits) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(limits.lock)
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
+        let options = Self::connect_options(url, limits)?;
         let mut pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(Self::POOL_SIZE)
             .acquire_timeout(limits.acquire);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives as long as one connection to it:
@@ -211,6 +239,40 @@ impl SqlStore<Sqlite> {
                 .max_lifetime(None);
         }
         Ok(Self::new(pool.connect_with(options).await?).wait_limits(limits))
+    }
+
+    /// The options [`connect_with`](Self::connect_with) opens each
+    /// connection to `url` with, for a pool of your own (see
+    /// [`POOL_SIZE`](Self::POOL_SIZE)): the database created if missing,
+    /// the write-ahead log (`journal_mode = WAL`), `synchronous = NORMAL`
+    /// (a commit is durable once the log is, with no flush to disk per
+    /// commit), the log file cut back to [`WAL_SIZE_LIMIT`] whenever it
+    /// starts over, and `limits.lock` as the busy timeout.
+    ///
+    /// A URL of another database (`postgres://…`, `mysql://…`) is refused
+    /// with [`sqlx::Error::Configuration`] (sqlx alone would take it for a
+    /// file name and fail later, or create a file of that name); a plain
+    /// path without `sqlite:` is still taken as a file.
+    pub fn connect_options(
+        url: &str,
+        limits: WaitLimits,
+    ) -> Result<SqliteConnectOptions, StoreError> {
+        if let Some((scheme, _)) = url.split_once("://")
+            && scheme != "sqlite"
+        {
+            // The scheme only: the rest may hold a password.
+            let scheme: String = scheme.chars().take(16).collect();
+            return Err(sqlx::Error::Configuration(
+                format!("SqliteStore opens sqlite: URLs, not {scheme:?} ones").into(),
+            )
+            .into());
+        }
+        Ok(SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(limits.lock)
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string()))
     }
 
     /// Keeps up to `capacity` loaded sessions in memory (10,000 unless told

@@ -4,7 +4,8 @@
 //!
 //! Flags: the bench server's (`--addr`,
 //! `--store sqlite:PATH|postgres://…|mysql://…`,
-//! `--idle-timeout SECS`, `--insecure-cookies`) plus `--always-save`, which
+//! `--idle-timeout SECS`, `--insecure-cookies`, `--sqlite-pool N`) plus
+//! `--always-save`, which
 //! turns on tower-sessions' `with_always_save(true)`: the record and its
 //! expiry are written back on every request that has a session, which is
 //! how tower-sessions gives a sliding idle expiry (keycard slides its own
@@ -48,14 +49,15 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 
 const USAGE: &str = "\
 usage: tower_sessions_server [--addr HOST:PORT] [--store URL] [--idle-timeout SECS]
-                             [--insecure-cookies] [--always-save]
+                             [--insecure-cookies] [--always-save] [--sqlite-pool N]
 
   --addr HOST:PORT      address to listen on (default: 127.0.0.1:3001)
   --store URL           sqlite:PATH, postgres://... or mysql://...
                         (default: sqlite:tower-sessions-bench.db)
   --idle-timeout SECS   session idle timeout in seconds (default: 1800)
   --insecure-cookies    cookies without Secure (plain-http benchmarks)
-  --always-save         save the session on every request (sliding expiry)";
+  --always-save         save the session on every request (sliding expiry)
+  --sqlite-pool N       SQLite: a pool of N connections (default: 8)";
 
 struct Options {
     addr: SocketAddr,
@@ -63,6 +65,7 @@ struct Options {
     idle_timeout: i64,
     insecure_cookies: bool,
     always_save: bool,
+    sqlite_pool: u32,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -72,6 +75,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         idle_timeout: 1800,
         insecure_cookies: false,
         always_save: false,
+        sqlite_pool: 8,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -91,6 +95,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             }
             "--insecure-cookies" => options.insecure_cookies = true,
             "--always-save" => options.always_save = true,
+            "--sqlite-pool" => {
+                let text = value()?;
+                options.sqlite_pool = text.parse().ok().filter(|n| *n > 0).ok_or(format!(
+                    "--sqlite-pool: {text:?} is not a positive integer"
+                ))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -192,7 +202,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(std::time::Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(options.sqlite_pool)
                 .connect_with(connect)
                 .await?;
             let store = SqliteStore::new(pool);

@@ -1,0 +1,85 @@
+//! `SqliteStore::connect_options`: a pool of the application's own size
+//! gets the settings `connect` would have given it, and a URL of another
+//! database is refused with an error that says so (sqlx would take it for
+//! a file name).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use keycard::SqliteStore;
+use keycard::store::{SessionFields, SessionStore, WAL_SIZE_LIMIT, WaitLimits};
+use keycard::token::SessionToken;
+use sqlx::sqlite::SqlitePoolOptions;
+
+#[tokio::test]
+async fn a_pool_of_your_own_size_gets_the_settings_connect_chooses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.db");
+    let limits = WaitLimits::default().lock(Duration::from_millis(1500));
+    let options = SqliteStore::connect_options(&format!("sqlite://{}", path.display()), limits)
+        .expect("options");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    assert!(path.exists(), "the file is created when missing");
+
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .expect("journal_mode");
+    assert_eq!(journal_mode, "wal");
+    let number = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+                .fetch_one(&pool)
+                .await
+                .expect(name)
+        }
+    };
+    assert_eq!(number("synchronous").await, 1, "NORMAL");
+    assert_eq!(number("journal_size_limit").await, WAL_SIZE_LIMIT as i64);
+    assert_eq!(number("busy_timeout").await, 1500);
+
+    let store = SqliteStore::new(pool.clone()).wait_limits(limits);
+    store.migrate().await.expect("migrate");
+    let token = SessionToken::generate().expect("rng");
+    let id = store
+        .insert(&SessionFields::new(token.hash(), Utc::now()))
+        .await
+        .expect("insert");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keycard_sessions WHERE id = ?")
+        .bind(id.get())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn a_url_of_another_database_is_refused_before_anything_is_opened() {
+    for url in [
+        "postgres://app:secret@db.example/sessions",
+        "mysql://root@127.0.0.1:3306/test",
+    ] {
+        let refused = SqliteStore::connect_options(url, WaitLimits::default())
+            .expect_err("another database's URL");
+        assert!(
+            matches!(
+                refused,
+                keycard::store::StoreError::Database(sqlx::Error::Configuration(_))
+            ),
+            "a configuration error: {refused:?}"
+        );
+        let message = refused.to_string();
+        assert!(message.contains("sqlite:"), "says what it wants: {message}");
+        assert!(
+            !message.contains("secret"),
+            "keeps the password out: {message}"
+        );
+        let refused = SqliteStore::connect(url).await.expect_err("connect too");
+        assert!(refused.to_string().contains("sqlite:"), "{refused}");
+    }
+}
