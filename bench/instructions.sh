@@ -21,6 +21,8 @@
 # meets fewer concurrent requests than at full speed: compare variants
 # with each other under this script, not with run.sh's figures.
 #
+# Needs Valgrind (Debian: apt-get install valgrind).
+#
 # Environment: DURATION [5]  WARMUP [3]  CLIENTS [8]  TOP [0]  ENV [none]  PORT [3991]
 #   SERVER_FLAGS [--insecure-cookies]  LOAD_CPU [1]
 set -euo pipefail
@@ -35,6 +37,9 @@ PORT=${PORT:-3991}
 LOAD_CPU=${LOAD_CPU:-1}
 SERVER_FLAGS=${SERVER_FLAGS:---insecure-cookies}
 BENCH="$(cd "$(dirname "$0")" && pwd)"
+for tool in valgrind callgrind_control callgrind_annotate; do
+    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found (apt-get install valgrind)" >&2; exit 1; }
+done
 LOADGEN="$BENCH/loadgen/target/release/loadgen"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/instructions.XXXXXX")
 # shellcheck disable=SC2086

@@ -146,7 +146,9 @@ pub struct AuthUser {
 /// The signed-in user. As `CurrentUser` it refuses anonymous requests
 /// (browsers get a `303` to the login page with `?next=` the page they
 /// asked for, always a path on this site so it cannot become an open
-/// redirect; API clients a `401` with a `WWW-Authenticate` challenge); as
+/// redirect; API clients a `401` with a `WWW-Authenticate` challenge for
+/// each retriever's scheme, or `Cookie realm="keycard"` when there is none,
+/// a scheme no browser opens a password dialog for); as
 /// `Option<CurrentUser>` it is `None` for them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentUser(pub AuthUser);

@@ -36,12 +36,18 @@ impl Default for AuthSettings {
     }
 }
 
-/// `401` with a `WWW-Authenticate` challenge per scheme on offer (Basic
-/// when none is configured).
+/// `401` with a `WWW-Authenticate` challenge per scheme on offer.
+///
+/// HTTP wants at least one. With no retriever of credentials configured the
+/// application signs in through its own pages, and the challenge says so
+/// with `Cookie`, a scheme no browser answers: offering `Basic` there would
+/// make a browser that met the `401` through a script open its own password
+/// dialog and then send that password with every request to a server that
+/// never reads it.
 pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Response<B> {
     let mut response = plain_response(StatusCode::UNAUTHORIZED, "Authentication required.\n");
     let schemes = if schemes.is_empty() {
-        &["Basic"][..]
+        &["Cookie"][..]
     } else {
         schemes
     };
@@ -49,6 +55,7 @@ pub(crate) fn challenge<B: From<&'static str>>(schemes: &[&'static str]) -> Resp
         let value = match *scheme {
             "Basic" => "Basic realm=\"keycard\", charset=\"UTF-8\"",
             "Bearer" => "Bearer realm=\"keycard\"",
+            "Cookie" => "Cookie realm=\"keycard\"",
             other => other,
         };
         if let Ok(value) = HeaderValue::from_str(value) {

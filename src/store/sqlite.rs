@@ -196,13 +196,15 @@ impl SqlStore<Sqlite> {
     /// can go on while a write holds one, not throughput. Each costs
     /// memory: its own page cache and prepared statements, and often a
     /// malloc arena of its own (glibc gives each thread one, and each
-    /// connection runs on a thread). Measured on a sign-in load, a pool of
-    /// 2 held 3 MiB less than a pool of 8 at its peak, and served sign-ins
-    /// of returning users 15 % slower while reads, writes and new
-    /// sign-ins went 5–30 % faster (`BENCHMARKS.md`, "Pool size and
-    /// memory"). Where memory is tight, or the application shares the pool
-    /// for its own tables (then more than a few connections may be worth
-    /// it), size the pool yourself:
+    /// connection runs on a thread). Measured on one core under 32
+    /// clients, a pool of 2 peaked 2–3.5 MiB lower than a pool of 8 on
+    /// sign-ins; it served writes and new sign-ins about 10–30 % faster,
+    /// returning users' sign-ins 5–20 % slower and contended increments of
+    /// one session up to 12 % slower (`BENCHMARKS.md`, "SQLite's pool size
+    /// and memory").
+    /// Where memory is tight, or where the application shares the pool
+    /// for its own tables and holds connections longer (then a larger
+    /// pool), size it yourself:
     ///
     /// ```
     /// # async fn run() -> Result<(), keycard::store::StoreError> {

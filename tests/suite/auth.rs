@@ -608,6 +608,56 @@ pub async fn require_user_redirects_browsers_and_challenges_api_clients(store: T
     assert!(api.headers.contains_key(header::WWW_AUTHENTICATE));
 }
 
+/// An application that signs in through its own forms only (no Basic, no
+/// bearer retriever) still answers a script's `fetch` with a `401` and a
+/// challenge, as HTTP asks, but not one for a scheme it does not take:
+/// `Basic` would make the browser open its own password dialog and send
+/// the password, in every later request, to a server that ignores it.
+pub async fn a_401_offers_no_scheme_the_application_does_not_take(store: TestStore) {
+    let layer = store.layer();
+    let form_login = |session: Session| async move {
+        session.login("alice").await?;
+        Ok::<_, keycard::Error>("signed in")
+    };
+    let router: Router = Router::new()
+        .route(
+            "/me",
+            get(|CurrentUser(user): CurrentUser| async move { user.id }),
+        )
+        .route("/form-login", post(form_login))
+        .layer(AuthLayer::new())
+        .layer(layer);
+    let fetch = Request::get("/me")
+        .header(header::ACCEPT, "*/*")
+        .header("sec-fetch-mode", "cors")
+        .header("sec-fetch-dest", "empty")
+        .body(Body::empty())
+        .expect("request");
+    let reply = send_raw(&router, fetch).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let challenges: Vec<_> = reply
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect();
+    assert_eq!(
+        challenges,
+        ["Cookie realm=\"keycard\""],
+        "one challenge, no prompt"
+    );
+    let plain = send_raw(&router, Request::get("/me").body(Body::empty()).expect("r")).await;
+    assert_eq!(plain.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        plain.headers.get(header::WWW_AUTHENTICATE),
+        reply.headers.get(header::WWW_AUTHENTICATE)
+    );
+    // Signed in through the form, the same request is served.
+    let mut client = Client::new(router.clone());
+    assert_eq!(client.post("/form-login").await.status, StatusCode::OK);
+    assert_eq!(client.get("/me").await.body, "alice");
+}
+
 pub async fn guards_check_method_and_permission(store: TestStore) {
     let app = auth_app(&store);
     create_user(&app, "alice", "a-secret").await;

@@ -391,6 +391,7 @@ macro_rules! behaviour_suite {
             auth::bearer_tokens_are_created_used_listed_and_revoked,
             auth::a_trusted_proxy_header_signs_in_only_from_the_proxy,
             auth::require_user_redirects_browsers_and_challenges_api_clients,
+            auth::a_401_offers_no_scheme_the_application_does_not_take,
             auth::guards_check_method_and_permission,
             auth::lockout_applies_on_every_pathway_and_escalates,
             auth::concurrent_wrong_passwords_are_all_counted,
