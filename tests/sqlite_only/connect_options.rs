@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use keycard::SqliteStore;
-use keycard::store::{SessionFields, SessionStore, WAL_SIZE_LIMIT, WaitLimits};
-use keycard::token::SessionToken;
+use keycard::store::{WAL_SIZE_LIMIT, WaitLimits};
 use sqlx::sqlite::SqlitePoolOptions;
 
 #[tokio::test]
@@ -45,11 +43,7 @@ async fn a_pool_of_your_own_size_gets_the_settings_connect_chooses() {
 
     let store = SqliteStore::new(pool.clone()).wait_limits(limits);
     store.migrate().await.expect("migrate");
-    let token = SessionToken::generate().expect("rng");
-    let id = store
-        .insert(&SessionFields::new(token.hash(), Utc::now()))
-        .await
-        .expect("insert");
+    let id = super::wal_size::new_session(&store).await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keycard_sessions WHERE id = ?")
         .bind(id.get())
         .fetch_one(&pool)

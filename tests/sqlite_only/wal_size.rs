@@ -28,6 +28,16 @@ async fn write_big(store: &SqliteStore, id: keycard::token::SessionId, version: 
     *version += 1;
 }
 
+/// A fresh anonymous session row, for the tests of this file and its
+/// neighbours that need one to write.
+pub(super) async fn new_session(store: &SqliteStore) -> keycard::token::SessionId {
+    let token = SessionToken::generate().expect("rng");
+    store
+        .insert(&SessionFields::new(token.hash(), Utc::now()))
+        .await
+        .expect("insert")
+}
+
 #[tokio::test]
 async fn the_log_is_cut_back_once_no_reader_holds_it() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -35,11 +45,7 @@ async fn the_log_is_cut_back_once_no_reader_holds_it() {
     let url = format!("sqlite://{}", path.display());
     let store = SqliteStore::connect(&url).await.expect("open");
     store.migrate().await.expect("migrate");
-    let token = SessionToken::generate().expect("rng");
-    let id = store
-        .insert(&SessionFields::new(token.hash(), Utc::now()))
-        .await
-        .expect("insert");
+    let id = new_session(&store).await;
 
     // A reader that keeps its snapshot (a long report, a backup, a shell
     // left in a transaction): no checkpoint may pass it, so the log grows.

@@ -323,6 +323,16 @@ async fn form_login(client: &mut Client, user: &str, password: &str) -> Reply {
     client.send(request).await
 }
 
+/// The `WWW-Authenticate` challenges of a reply, in order.
+fn challenges(reply: &Reply) -> Vec<String> {
+    reply
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect()
+}
+
 async fn with_headers(client: &mut Client, uri: &str, headers: Vec<(String, String)>) -> Reply {
     client.set_headers(headers);
     let reply = client.get(uri).await;
@@ -360,12 +370,7 @@ pub async fn wrong_credentials_get_the_same_401_and_end_the_api_session(store: T
     let id = client.session_id().expect("id");
     let wrong = with_headers(&mut client, "/me", vec![basic("alice", "nope")]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let challenges: Vec<_> = wrong
-        .headers
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect();
+    let challenges = challenges(&wrong);
     assert!(
         challenges.iter().any(|c| c.starts_with("Basic realm=")),
         "{challenges:?}"
@@ -635,14 +640,8 @@ pub async fn a_401_offers_no_scheme_the_application_does_not_take(store: TestSto
         .expect("request");
     let reply = send_raw(&router, fetch).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let challenges: Vec<_> = reply
-        .headers
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect();
     assert_eq!(
-        challenges,
+        challenges(&reply),
         ["Cookie realm=\"keycard\""],
         "one challenge, no prompt"
     );
