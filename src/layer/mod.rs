@@ -219,7 +219,11 @@ impl SessionLayer {
     /// Binds each session to the client address it was created from: a
     /// request from another address gets a fresh anonymous session. Default:
     /// off (addresses change on mobile networks). Needs the peer address, e.g.
-    /// axum's `into_make_service_with_connect_info::<SocketAddr>()`.
+    /// axum's `into_make_service_with_connect_info::<SocketAddr>()`: a
+    /// request without a client address (no connect info, or a trusted
+    /// proxy that could not name the client) cannot show it is the same
+    /// client, so its session is refused like one from another address, and
+    /// a warning is logged once.
     pub fn bind_ip(self, bind: bool) -> Self {
         self.configure(|c| c.config.bind_ip = bind)
     }

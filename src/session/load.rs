@@ -85,8 +85,17 @@ impl Session {
         if now - f.created_at > absolute {
             return Err("absolute timeout");
         }
-        if config.bind_ip && f.ip_address != self.client_ip_text() {
-            return Err("client address changed");
+        if config.bind_ip {
+            // Without the client's address nothing shows it is the same
+            // client: refused like another address, never waved through
+            // (every row would match every request, all addresses unknown).
+            let Some(client) = self.client_ip_text() else {
+                warn_unknown_client();
+                return Err("client address unknown, so IP binding cannot hold");
+            };
+            if f.ip_address.as_deref() != Some(client.as_str()) {
+                return Err("client address changed");
+            }
         }
         Ok(())
     }
@@ -131,4 +140,18 @@ impl Session {
                 .and_then(|ua| super::device::label(ua.as_bytes())),
         }
     }
+}
+
+/// Once a process: IP binding is on and a request came without the
+/// client's address, most likely a server without connect info, which
+/// would refuse every session.
+fn warn_unknown_client() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "keycard: bind_ip is on but a request came without the client's address, so its \
+             session was refused: serve with into_make_service_with_connect_info::<SocketAddr>() \
+             (behind a proxy, list it in trusted_proxies)"
+        );
+    });
 }

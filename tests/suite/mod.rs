@@ -403,6 +403,7 @@ macro_rules! behaviour_suite {
             timeouts::future_activity_from_a_stepped_back_clock_is_refused,
             timeouts::ip_binding_refuses_another_address,
             timeouts::ip_binding_off_by_default,
+            timeouts::ip_binding_without_the_client_address_refuses_the_session,
             timeouts::purge_deletes_only_expired_rows,
             timeouts::count_active_since_counts_recent_rows,
             failures::load_failure_is_503_whatever_the_handler_says,

@@ -69,6 +69,31 @@ pub async fn ip_binding_refuses_another_address(store: TestStore) {
     assert_eq!(client.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// IP binding that cannot see the client's address fails closed: the
+/// session is refused (and kept for the client that can show its
+/// address), not served to whoever holds the cookie.
+pub async fn ip_binding_without_the_client_address_refuses_the_session(store: TestStore) {
+    let mut client = Client::new(app(store.layer().bind_ip(true)));
+    client.peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
+    client.post("/login/alice").await;
+    let id = client.session_id().expect("id");
+    client.peer = None;
+    let reply = client.get("/whoami").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert!(reply.set_cookies().is_empty(), "nothing written for it");
+    assert!(store.row(id).await.is_some(), "the session itself stays");
+    client.peer = Some(SocketAddr::from(([192, 0, 2, 1], 5001)));
+    assert_eq!(client.get("/whoami").await.body, "alice");
+
+    // Signed in without an address, a session is never usable: loud, not
+    // silently unbound.
+    let mut blind = Client::new(app(store.layer().bind_ip(true)));
+    blind.post("/login/bob").await;
+    assert_eq!(blind.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    blind.peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
+    assert_eq!(blind.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+}
+
 pub async fn ip_binding_off_by_default(store: TestStore) {
     let mut client = Client::new(app(store.layer()));
     client.peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
