@@ -145,6 +145,20 @@ const FACTOR_SQL: FactorSql<&str> = FactorSql {
 /// quiet moment's checkpoint cuts it back.
 pub const WAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
+/// The scheme of `url` when it names another database (`postgres://…`):
+/// only the scheme, since the rest may hold a password. A path, even one
+/// with a drive letter or `://` further on, has none.
+fn other_scheme(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once(':')?;
+    let is_scheme = scheme.len() > 1
+        && scheme.len() <= 32
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (is_scheme && rest.starts_with("//") && scheme != "sqlite").then_some(scheme)
+}
+
 /// Sessions in SQLite, through an [`sqlx::SqlitePool`].
 ///
 /// ```
@@ -201,10 +215,9 @@ impl SqlStore<Sqlite> {
     /// sign-ins; it served writes and new sign-ins about 10–30 % faster,
     /// returning users' sign-ins 5–20 % slower and contended increments of
     /// one session up to 12 % slower (`BENCHMARKS.md`, "SQLite's pool size
-    /// and memory").
-    /// Where memory is tight, or where the application shares the pool
-    /// for its own tables and holds connections longer (then a larger
-    /// pool), size it yourself:
+    /// and memory"). Where memory is tight, or where the application
+    /// shares the pool for its own tables and holds connections longer
+    /// (then a larger pool), size it yourself:
     ///
     /// ```
     /// # async fn run() -> Result<(), keycard::store::StoreError> {
@@ -254,18 +267,17 @@ impl SqlStore<Sqlite> {
     /// A URL of another database (`postgres://…`, `mysql://…`) is refused
     /// with [`sqlx::Error::Configuration`] (sqlx alone would take it for a
     /// file name and fail later, or create a file of that name); a plain
-    /// path without `sqlite:` is still taken as a file.
+    /// path without `sqlite:` is still taken as a file. An in-memory
+    /// database lives as long as one of its connections: a pool of your own
+    /// over one needs `min_connections(1)` and no idle timeout, as
+    /// [`connect`](Self::connect) gives its pool.
     pub fn connect_options(
         url: &str,
         limits: WaitLimits,
     ) -> Result<SqliteConnectOptions, StoreError> {
-        if let Some((scheme, _)) = url.split_once("://")
-            && scheme != "sqlite"
-        {
-            // The scheme only: the rest may hold a password.
-            let scheme: String = scheme.chars().take(16).collect();
+        if let Some(scheme) = other_scheme(url) {
             return Err(sqlx::Error::Configuration(
-                format!("SqliteStore opens sqlite: URLs, not {scheme:?} ones").into(),
+                format!("SqliteStore opens sqlite: URLs, not {scheme}: ones").into(),
             )
             .into());
         }

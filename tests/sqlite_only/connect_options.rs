@@ -76,4 +76,20 @@ async fn a_url_of_another_database_is_refused_before_anything_is_opened() {
         let refused = SqliteStore::connect(url).await.expect_err("connect too");
         assert!(refused.to_string().contains("sqlite:"), "{refused}");
     }
+    // Paths and SQLite URLs are not mistaken for another database's, even
+    // with a drive letter or `://` further on.
+    for url in [
+        "sqlite::memory:",
+        "sqlite://sessions.db",
+        "sqlite:sessions.db?mode=rwc",
+        "sqlite://backups/a://b.db",
+        "sessions.db",
+        "C:/data/sessions.db",
+        "/var/lib/app/sessions.db",
+    ] {
+        assert!(
+            SqliteStore::connect_options(url, WaitLimits::default()).is_ok(),
+            "{url}"
+        );
+    }
 }
