@@ -67,17 +67,19 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-python3 - "$LABEL" "$SCENARIO" "$line" "$total" <<'PY'
+{ read -r requests; read -r summary; } < <(python3 - "$LABEL" "$SCENARIO" "$line" "$total" <<'PY'
 import json, sys
 label, scenario, line, total = sys.argv[1:]
 run = json.loads(line)
 # Every request the load generator sent, answered or not, cost the server.
 requests = run["requests"] + run["errors"]
+print(requests)
 print(f"{label} {scenario}: {requests} requests, errors {run['errors']}, "
       f"{int(total) / requests:,.0f} instructions a request")
 PY
+)
+echo "$summary"
 if [[ "$TOP" -gt 0 ]]; then
-    requests=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["requests"] + r["errors"])' "$line")
     callgrind_annotate --inclusive=yes "$dump" 2>/dev/null |
         awk -v n="$TOP" -v r="$requests" '
             /file:function/ { on = 1; next }

@@ -285,11 +285,6 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
             bin=$(keycard_bin "$store")
             envs+=("KC_NOEDGE=1")
             ;;
-        tower-sessions-pool*)
-            bin=$(ts_bin "$store")
-            extra+=(--sqlite-pool "${server#tower-sessions-pool}")
-            [[ "$TS_ALWAYS_SAVE" == 1 ]] && extra+=(--always-save)
-            ;;
         keycard)
             bin=$(keycard_bin "$store")
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
@@ -308,9 +303,11 @@ start_server() { # server store_url -> sets SERVER_PID, SERVER_URL
             [[ "${KEYCARD_CACHE:-0}" == 1 ]] && extra+=(--cache)
             ;;
         bare) bin=$BARE_BIN ;;
-        tower-sessions)
+        tower-sessions | tower-sessions-pool*)
             bin=$(ts_bin "$store")
             [[ "$TS_ALWAYS_SAVE" == 1 ]] && extra+=(--always-save)
+            [[ "$server" == tower-sessions-pool* ]] &&
+                extra+=(--sqlite-pool "${server#tower-sessions-pool}")
             ;;
     esac
     : >"$WORK/server.out"

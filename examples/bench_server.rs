@@ -19,7 +19,7 @@
 //! | `--cache` | an in-process [`CachedStore`](keycard::store::CachedStore) in front of the store (on PostgreSQL with change notifications between servers) | off |
 //! | `--no-read-cache` | SQLite: the store's own read cache off ([`SqliteStore::cache`](keycard::SqliteStore::cache)`(0)`), to measure what it gains | the store's default (SQLite: on) |
 //! | `--no-batching` | every session load and value write a statement of its own ([`SqlStore::batching`](keycard::store::SqlStore::batching)`(false)`), to measure what batching gains | batching on |
-//! | `--sqlite-pool N` | SQLite: a pool of `N` connections, built from [`SqliteStore::connect_options`](keycard::SqliteStore::connect_options), to measure what the pool's size costs and gains | [`SqliteStore::POOL_SIZE`](keycard::SqliteStore::POOL_SIZE) (8) |
+//! | `--sqlite-pool N` | SQLite: a pool of `N` connections, built from [`SqliteStore::pool_options`](keycard::SqliteStore::pool_options), to measure what the pool's size costs and gains | [`SqliteStore::POOL_SIZE`](keycard::SqliteStore::POOL_SIZE) (8) |
 //! | `--purge-interval SECS` | purge expired rows in the background this often ([`SessionLayer::purge_interval`]; `bench/soak.sh`) | the layer's default, 600 |
 //!
 //! Routes:
@@ -148,9 +148,8 @@ async fn open_store(
             None => SqliteStore::connect(url).await?,
             Some(size) => {
                 let limits = keycard::store::WaitLimits::default();
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                let pool = SqliteStore::pool_options(url, limits)
                     .max_connections(size)
-                    .acquire_timeout(limits.acquire)
                     .connect_with(SqliteStore::connect_options(url, limits)?)
                     .await?;
                 SqliteStore::new(pool).wait_limits(limits)

@@ -223,14 +223,11 @@ impl SqlStore<Sqlite> {
     /// # async fn run() -> Result<(), keycard::store::StoreError> {
     /// use keycard::SqliteStore;
     /// use keycard::store::WaitLimits;
-    /// use sqlx::sqlite::SqlitePoolOptions;
     ///
-    /// let limits = WaitLimits::default();
-    /// let options = SqliteStore::connect_options("sqlite://sessions.db", limits)?;
-    /// let pool = SqlitePoolOptions::new()
+    /// let (url, limits) = ("sqlite://sessions.db", WaitLimits::default());
+    /// let pool = SqliteStore::pool_options(url, limits)
     ///     .max_connections(2)
-    ///     .acquire_timeout(limits.acquire)
-    ///     .connect_with(options)
+    ///     .connect_with(SqliteStore::connect_options(url, limits)?)
     ///     .await?;
     /// let store = SqliteStore::new(pool).wait_limits(limits);
     /// # Ok(()) }
@@ -241,24 +238,35 @@ impl SqlStore<Sqlite> {
     /// timeout is `limits.lock`.
     pub async fn connect_with(url: &str, limits: WaitLimits) -> Result<Self, StoreError> {
         let options = Self::connect_options(url, limits)?;
-        let mut pool = SqlitePoolOptions::new()
+        let pool = Self::pool_options(url, limits)
+            .connect_with(options)
+            .await?;
+        Ok(Self::new(pool).wait_limits(limits))
+    }
+
+    /// The pool [`connect_with`](Self::connect_with) builds for `url`, to
+    /// change before connecting (its size, say: see
+    /// [`POOL_SIZE`](Self::POOL_SIZE)): [`POOL_SIZE`](Self::POOL_SIZE)
+    /// connections, `limits.acquire` at most to wait for one, and, for an
+    /// in-memory database, one connection kept open for good.
+    pub fn pool_options(url: &str, limits: WaitLimits) -> SqlitePoolOptions {
+        let pool = SqlitePoolOptions::new()
             .max_connections(Self::POOL_SIZE)
             .acquire_timeout(limits.acquire);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives as long as one connection to it:
             // keep one open for good, or every session would vanish the
             // first time the pool closed its idle connections.
-            pool = pool
+            return pool
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        Ok(Self::new(pool.connect_with(options).await?).wait_limits(limits))
+        pool
     }
 
     /// The options [`connect_with`](Self::connect_with) opens each
-    /// connection to `url` with, for a pool of your own (see
-    /// [`POOL_SIZE`](Self::POOL_SIZE)): the database created if missing,
+    /// connection to `url` with, for a pool of your own: the database created if missing,
     /// the write-ahead log (`journal_mode = WAL`), `synchronous = NORMAL`
     /// (a commit is durable once the log is, with no flush to disk per
     /// commit), the log file cut back to [`WAL_SIZE_LIMIT`] whenever it
@@ -267,10 +275,8 @@ impl SqlStore<Sqlite> {
     /// A URL of another database (`postgres://…`, `mysql://…`) is refused
     /// with [`sqlx::Error::Configuration`] (sqlx alone would take it for a
     /// file name and fail later, or create a file of that name); a plain
-    /// path without `sqlite:` is still taken as a file. An in-memory
-    /// database lives as long as one of its connections: a pool of your own
-    /// over one needs `min_connections(1)` and no idle timeout, as
-    /// [`connect`](Self::connect) gives its pool.
+    /// path without `sqlite:` is still taken as a file. The pool to open
+    /// them with: [`pool_options`](Self::pool_options).
     pub fn connect_options(
         url: &str,
         limits: WaitLimits,

@@ -7,20 +7,21 @@ use std::time::Duration;
 
 use keycard::SqliteStore;
 use keycard::store::{WAL_SIZE_LIMIT, WaitLimits};
-use sqlx::sqlite::SqlitePoolOptions;
 
 #[tokio::test]
 async fn a_pool_of_your_own_size_gets_the_settings_connect_chooses() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("sessions.db");
     let limits = WaitLimits::default().lock(Duration::from_millis(1500));
-    let options = SqliteStore::connect_options(&format!("sqlite://{}", path.display()), limits)
-        .expect("options");
-    let pool = SqlitePoolOptions::new()
+    let url = format!("sqlite://{}", path.display());
+    let options = SqliteStore::connect_options(&url, limits).expect("options");
+    let pool = SqliteStore::pool_options(&url, limits)
         .max_connections(2)
         .connect_with(options)
         .await
         .expect("pool");
+    assert_eq!(pool.options().get_max_connections(), 2);
+    assert_eq!(pool.options().get_acquire_timeout(), limits.acquire);
     assert!(path.exists(), "the file is created when missing");
 
     let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -52,8 +53,25 @@ async fn a_pool_of_your_own_size_gets_the_settings_connect_chooses() {
     assert_eq!(rows, 1);
 }
 
+/// `connect`'s pool: its size, and an in-memory database kept for the life
+/// of the pool (a file's pool may close idle connections).
+#[test]
+fn the_pool_options_are_connects() {
+    let limits = WaitLimits::default().acquire(Duration::from_millis(700));
+    let file = SqliteStore::pool_options("sqlite://sessions.db", limits);
+    assert_eq!(file.get_max_connections(), SqliteStore::POOL_SIZE);
+    assert_eq!(file.get_acquire_timeout(), Duration::from_millis(700));
+    assert_eq!(file.get_min_connections(), 0);
+    assert!(file.get_idle_timeout().is_some());
+    let memory = SqliteStore::pool_options("sqlite::memory:", limits);
+    assert_eq!(memory.get_max_connections(), SqliteStore::POOL_SIZE);
+    assert_eq!(memory.get_min_connections(), 1);
+    assert_eq!(memory.get_idle_timeout(), None);
+    assert_eq!(memory.get_max_lifetime(), None);
+}
+
 #[tokio::test]
-async fn a_url_of_another_database_is_refused_before_anything_is_opened() {
+async fn a_url_of_another_database_is_refused_and_a_path_is_not() {
     for url in [
         "postgres://app:secret@db.example/sessions",
         "mysql://root@127.0.0.1:3306/test",
