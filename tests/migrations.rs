@@ -1,6 +1,7 @@
 //! The one migration runner on every backend: app servers starting together
 //! migrate one table at once, each file is applied and recorded once, a
-//! second run changes nothing, and the migrated table stores sessions.
+//! second run changes nothing, the migrated table stores sessions, and its
+//! index of a user's sessions is the one the per-user limit ranks by.
 
 mod common;
 
@@ -16,12 +17,25 @@ const SERVERS: usize = 4;
 async fn assert_migrated_once(versions: Vec<i64>, store: &dyn SessionStore) {
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "each file recorded once, in order"
     );
     let fields = SessionFields::new(SessionToken::generate().expect("rng").hash(), Utc::now());
     let id = store.insert(&fields).await.expect("insert after migrating");
     assert!(store.load(id).await.expect("load").is_some());
+}
+
+/// `indexes` (the migrated table's) hold the user's sessions in the order
+/// the per-user limit ranks them (migration 10), and no longer the index
+/// of `user_id` alone it replaced.
+fn assert_user_index(indexes: &[String], table: &str) {
+    let has = |suffix: &str| {
+        indexes
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(&format!("{table}_{suffix}")))
+    };
+    assert!(has("user_recency"), "{indexes:?}");
+    assert!(!has("user_id"), "the index it replaces is gone: {indexes:?}");
 }
 
 /// Migrates `table` from [`SERVERS`] stores at once (each on its own pool,
@@ -65,12 +79,46 @@ async fn sqlite_processes_migrating_together_apply_each_file_once() {
             .await
             .expect("book");
     assert_migrated_once(versions, &stores[0]).await;
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?")
+            .bind("migrated")
+            .fetch_all(stores[0].pool())
+            .await
+            .expect("indexes");
+    assert_user_index(&indexes, "migrated");
+    // The ranking reads the index alone, in its order: no table rows, no
+    // sort.
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM migrated WHERE user_id = ? AND is_api = ? \
+         ORDER BY last_activity DESC, id DESC LIMIT -1 OFFSET ?",
+    )
+    .bind("u")
+    .bind(false)
+    .bind(2)
+    .fetch_all(stores[0].pool())
+    .await
+    .expect("plan");
+    let plan: Vec<&str> = plan.iter().map(|step| step.3.as_str()).collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("COVERING INDEX migrated_user_recency")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
 }
 
 /// The same check on a database server: a fresh table in the database of
 /// the URL variable, dropped at the end.
 macro_rules! server_migrates_once {
-    ($name:ident, $feature:literal, $no_url:ident, $var:literal, $store:ty, $pool:ty) => {
+    (
+        $name:ident,
+        $feature:literal,
+        $no_url:ident,
+        $var:literal,
+        $store:ty,
+        $pool:ty,
+        $indexes_sql:literal $(,)?
+    ) => {
         #[cfg(feature = $feature)]
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[cfg_attr($no_url, ignore = concat!($var, " is not set"))]
@@ -89,6 +137,12 @@ macro_rules! server_migrates_once {
                 .await
                 .expect("book");
             assert_migrated_once(versions, &stores[0]).await;
+            let indexes: Vec<String> = sqlx::query_scalar($indexes_sql)
+                .bind(table.as_str().to_lowercase())
+                .fetch_all(stores[0].pool())
+                .await
+                .expect("indexes");
+            assert_user_index(&indexes, table.as_str());
             drop_tables(stores[0].pool(), &table).await;
         }
     };
@@ -100,7 +154,8 @@ server_migrates_once!(
     keycard_no_postgres_url,
     "KEYCARD_TEST_POSTGRES_URL",
     keycard::store::PostgresStore,
-    sqlx::PgPool
+    sqlx::PgPool,
+    "SELECT indexname::text FROM pg_indexes WHERE tablename = $1",
 );
 server_migrates_once!(
     mysql_servers_migrating_together_apply_each_file_once,
@@ -108,7 +163,9 @@ server_migrates_once!(
     keycard_no_mysql_url,
     "KEYCARD_TEST_MYSQL_URL",
     keycard::store::MySqlStore,
-    sqlx::MySqlPool
+    sqlx::MySqlPool,
+    "SELECT DISTINCT CAST(index_name AS CHAR) FROM information_schema.statistics \
+     WHERE table_schema = DATABASE() AND LOWER(table_name) = ?",
 );
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]

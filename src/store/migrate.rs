@@ -92,6 +92,14 @@ macro_rules! migrations {
                 version: 9,
                 sql: include_str!(concat!("../../migrations/", $backend, "/0009_passkeys.sql")),
             },
+            Migration {
+                version: 10,
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $backend,
+                    "/0010_user_recency.sql"
+                )),
+            },
         ]
     };
 }
