@@ -35,7 +35,10 @@ fn assert_user_index(indexes: &[String], table: &str) {
             .any(|name| name.eq_ignore_ascii_case(&format!("{table}_{suffix}")))
     };
     assert!(has("user_recency"), "{indexes:?}");
-    assert!(!has("user_id"), "the index it replaces is gone: {indexes:?}");
+    assert!(
+        !has("user_id"),
+        "the index it replaces is gone: {indexes:?}"
+    );
 }
 
 /// Migrates `table` from [`SERVERS`] stores at once (each on its own pool,
@@ -104,7 +107,10 @@ async fn sqlite_processes_migrating_together_apply_each_file_once() {
             .any(|step| step.contains("COVERING INDEX migrated_user_recency")),
         "{plan:?}"
     );
-    assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
+    assert!(
+        !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+        "{plan:?}"
+    );
 }
 
 /// The same check on a database server: a fresh table in the database of
