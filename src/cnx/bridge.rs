@@ -57,6 +57,10 @@ impl<DB: CnxDatabase> SessionHooks for CnxInner<DB> {
         let events = events.into_iter().map(HookEvent::from).collect();
         Box::pin(async move { Cnx(self).run_hooks(events).await.map_err(hook_failed) })
     }
+
+    fn session_saved(self: Arc<Self>) {
+        Cnx(self).set_saved();
+    }
 }
 
 /// A hook's error as the session save's: a session error as it is, any

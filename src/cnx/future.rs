@@ -97,9 +97,12 @@ where
     }
 }
 
-/// Commits for a success or a redirection (or when the transaction holds
-/// only the session's own changes of a response that is not a server
-/// error), rolls back otherwise.
+/// Commits for a success or a redirection, or when the transaction holds
+/// only the session's own changes of a response that is not a success
+/// (begun after the handler's was rolled back) and either the response is
+/// not a server error or the session saved without one (a server error's
+/// save stores nothing, but tells the hooks of a replayed remember-me
+/// token's alarm); rolls back otherwise.
 async fn resolve<DB: CnxDatabase, B: From<&'static str>>(
     cnx: Cnx<DB>,
     response: Response<B>,
@@ -107,7 +110,7 @@ async fn resolve<DB: CnxDatabase, B: From<&'static str>>(
     let status = response.status();
     let commit = status.is_success()
         || status.is_redirection()
-        || (cnx.forced() && !status.is_server_error());
+        || (cnx.forced() && (!status.is_server_error() || cnx.saved()));
     let outcome = if commit {
         cnx.commit_now().await
     } else {

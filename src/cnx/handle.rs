@@ -103,6 +103,8 @@ struct TxLedger<DB: CnxDatabase> {
     phase: Phase,
     /// The user a transaction begun while the session saves runs as.
     save_user: Option<String>,
+    /// The session's save and its hooks succeeded.
+    saved: bool,
     veto: Option<Veto>,
     precommit: Vec<Precommit<Cnx<DB>>>,
     postcommit: Vec<Deferred>,
@@ -131,6 +133,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
                 open: false,
                 phase: Phase::Handler,
                 save_user: None,
+                saved: false,
                 veto: None,
                 precommit: Vec::new(),
                 postcommit: Vec::new(),
@@ -600,6 +603,17 @@ impl<DB: CnxDatabase> Cnx<DB> {
 
     pub(crate) fn phase(&self) -> Phase {
         self.ledger().phase
+    }
+
+    /// Whether the session's save and its hooks succeeded
+    /// ([`set_saved`](Self::set_saved)).
+    pub(crate) fn saved(&self) -> bool {
+        self.ledger().saved
+    }
+
+    /// Records that the session's save and its hooks succeeded.
+    pub(crate) fn set_saved(&self) {
+        self.ledger().saved = true;
     }
 
     pub(crate) fn set_saving(&self, forced: bool, user: Option<String>) {

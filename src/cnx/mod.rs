@@ -31,7 +31,10 @@
 //! discards the session's changes as always. A session store on another
 //! pool, or a third-party store, never joins; the accounts' lockout counts
 //! never do either, since a counted failure must stand whatever the
-//! response.
+//! response. Nor does a remember-me restore in the end: what it wrote in
+//! the transaction (the token's rotation, a copied cookie's alarm ending
+//! the user's sessions) is written again after a rollback, and the alarm's
+//! [`EndReason::Theft`] reaches the hooks even for a server error.
 //!
 //! On SQLite a transaction begins with `BEGIN IMMEDIATE`: it takes the
 //! database's write lock at once, so writing requests queue instead of

@@ -24,6 +24,12 @@ pub enum EndReason {
     /// [`AuthLayer`](crate::auth::AuthLayer) signed a client in whose
     /// cookie belonged to another user.
     Replaced,
+    /// A remember-me token came back after it had been replaced: two
+    /// browsers hold copies of one remembered browser's cookie, so every
+    /// session and remembered browser of its user was ended
+    /// ([`RememberMe`](crate::auth::RememberMe); the request that brought
+    /// it stays anonymous).
+    Theft,
 }
 
 /// What happened to sessions: what a save or an administrator's call

@@ -26,6 +26,8 @@ pub(crate) trait SessionHooks: Send + Sync + 'static {
     fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()>;
     /// These events happened.
     fn fire(self: Arc<Self>, events: Vec<SessionEvent>) -> BoxFuture<Result<(), SessionError>>;
+    /// The session was saved and its hooks ran without an error.
+    fn session_saved(self: Arc<Self>);
 }
 
 /// The hooks, kept in the request's extensions for the session layer.

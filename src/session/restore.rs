@@ -12,10 +12,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::events::{EndReason, SessionEvent};
 use super::state::{RequestFacts, State, Working};
 use super::{Login, Session};
 use crate::SessionError;
-use crate::store::UserSessions;
+use crate::store::{UserSessions, request_tx};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -40,6 +41,12 @@ pub(crate) enum Restored {
 pub(crate) trait Restorer: Send + Sync + 'static {
     /// Looks at the request's credential (and uses it up when it signs in).
     fn restore(self: Arc<Self>) -> BoxFuture<Result<Restored, SessionError>>;
+
+    /// The restore wrote inside the request's transaction, which has just
+    /// been rolled back (the response is not a success): writes again what
+    /// must stand whatever the handler's outcome (the credential's rotation,
+    /// the forgetting of a stolen one).
+    fn rewrite(self: Arc<Self>) -> BoxFuture<Result<(), SessionError>>;
 }
 
 impl Session {
@@ -59,7 +66,17 @@ impl Session {
             return Ok(());
         }
         let now = self.0.ctx.now();
-        match restorer.restore().await? {
+        // Its writes then join the transaction, and roll back with it.
+        let in_transaction = request_tx::transaction_open();
+        let restored = restorer.restore().await?;
+        if in_transaction {
+            let theft_of = match &restored {
+                Restored::Stolen { user_id } => Some(user_id.clone()),
+                _ => None,
+            };
+            let _ = self.0.restored_in_transaction.set(theft_of);
+        }
+        match restored {
             Restored::Nothing => {}
             Restored::SignIn(login) => {
                 login.validate()?;
@@ -88,9 +105,49 @@ impl Session {
                     ended,
                     "keycard: a used remember-me token came back; every session of the user ended"
                 );
+                if ended > 0 {
+                    // Told when the response leaves, whatever it is: the
+                    // sessions are gone already.
+                    working.events.push(SessionEvent::SessionsEnded {
+                        user_id: Some(user_id),
+                        count: ended,
+                        reason: EndReason::Theft,
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// After the request's transaction rolled back: writes again what a
+    /// restore inside it wrote, which is about the credential, not the
+    /// handler's work. Without it a rotated remember-me token would reach
+    /// the browser while the store kept the old one (its next restore would
+    /// look like a copied cookie), and a replayed token's alarm would be
+    /// undone by whatever the thief's request answered.
+    pub(super) async fn rewrite_restore(&self) -> Result<(), SessionError> {
+        let (Some(theft_of), Some(restorer)) = (
+            self.0.restored_in_transaction.get(),
+            self.0.restorer.get().cloned(),
+        ) else {
+            return Ok(());
+        };
+        // On pooled connections, committed at once: the request holds no
+        // lock any more, and a transaction the hooks begin now may yet roll
+        // back.
+        request_tx::outside(async {
+            restorer.rewrite().await?;
+            if let Some(user_id) = theft_of {
+                self.0
+                    .ctx
+                    .store
+                    .delete_for_user(user_id, UserSessions::All)
+                    .await?;
+                self.0.ctx.live.poke();
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Gives the signed-in session a credential name

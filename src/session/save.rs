@@ -78,44 +78,59 @@ impl Session {
             // Asked without holding the session's lock: the rollback this
             // may run calls the application's operations, which may use the
             // session.
+            let theft = matches!(self.0.restored_in_transaction.get(), Some(Some(_)));
             let user = match &*self.0.state.lock().await {
                 State::Ready(w) if !status.is_server_error() => Some(w.view.user_id.clone()),
+                // A server error stores nothing, but a replayed token's
+                // alarm stands: rolled back now to be written again below,
+                // and told in a transaction of the hooks' own.
+                State::Ready(w) if theft || !w.events.is_empty() => Some(None),
                 _ => None,
             };
             if let Some(user) = user {
                 let success = status.is_success() || status.is_redirection();
                 link.session_saving(success, user).await;
+                if !success {
+                    self.rewrite_restore().await?;
+                }
             }
         }
         let (saved, events) = {
             let mut state = self.0.state.lock().await;
-            let w = match &mut *state {
+            match &mut *state {
                 State::Unloaded => return Ok(Saved::untouched()),
                 State::Failed => return Err(SessionError::Unavailable),
                 State::Ready(w) if status.is_server_error() || self.is_request_only() => {
                     // A server error means the handler's work did not
                     // complete: keep the session as it was rather than store
                     // half a change. A request-only session is never stored.
+                    // What the load itself ended (a replayed remember-me
+                    // token's alarm) is told all the same: it stands.
                     let stored_user = w.stored.as_ref().and_then(|r| r.fields.user_id.as_ref());
-                    return Ok(Saved {
+                    let saved = Saved {
                         signed_in: w.view.user_id.is_some() || stored_user.is_some(),
                         ..Saved::untouched()
-                    });
+                    };
+                    (saved, std::mem::take(&mut w.events))
                 }
-                State::Ready(w) => w,
-            };
-            let span = w.span.clone();
-            let cookies = self.save_working(w).instrument(span).await?;
-            let saved = Saved {
-                cookies,
-                signed_in: w.view.user_id.is_some(),
-                signed_out: w.signed_out,
-            };
-            (saved, std::mem::take(&mut w.events))
+                State::Ready(w) => {
+                    let span = w.span.clone();
+                    let cookies = self.save_working(w).instrument(span).await?;
+                    let saved = Saved {
+                        cookies,
+                        signed_in: w.view.user_id.is_some(),
+                        signed_out: w.signed_out,
+                    };
+                    (saved, std::mem::take(&mut w.events))
+                }
+            }
         };
         // After the writes, without the session's lock (a hook may read the
         // session).
         lifecycle::fire(events).await?;
+        if let Some(link) = lifecycle::current() {
+            link.session_saved();
+        }
         Ok(saved)
     }
 

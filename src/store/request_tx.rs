@@ -148,6 +148,30 @@ pub(crate) fn scope<F: Future>(
     CURRENT.scope(tx, work)
 }
 
+/// Runs `work` as if the request had no transaction: stores' statements in
+/// it take pooled connections and commit on their own. For writes that
+/// must stand whatever the request's transaction does, once the request
+/// holds no lock in it (after its rollback): before that, a pooled write
+/// could wait for the request's own transaction.
+pub(crate) fn outside<F: Future>(
+    work: F,
+) -> tokio::task::futures::TaskLocalFuture<Arc<dyn RequestTransaction>, F> {
+    CURRENT.scope(Arc::new(NoTransaction), work)
+}
+
+/// What [`outside`] runs under: nothing open, nothing lent.
+struct NoTransaction;
+
+impl RequestTransaction for NoTransaction {
+    fn transaction_open(&self) -> bool {
+        false
+    }
+
+    fn after_transaction(&self, f: Box<dyn FnOnce() + Send>) {
+        f();
+    }
+}
+
 /// The request's transaction, if it has one.
 pub(crate) fn current() -> Option<Arc<dyn RequestTransaction>> {
     CURRENT.try_with(Arc::clone).ok()

@@ -116,6 +116,11 @@ macro_rules! cnx_suite {
                                 reason: EndReason::Policy,
                                 ..
                             } => format!("policy {count}"),
+                            HookEvent::SessionsEnded {
+                                user_id: Some(user),
+                                count,
+                                reason: EndReason::Theft,
+                            } => format!("theft {user} {count}"),
                             HookEvent::Commit if on_commit => "commit".to_owned(),
                             _ => return Ok(()),
                         };
@@ -711,6 +716,115 @@ macro_rules! cnx_suite {
                 assert!(f.pool.size() <= 2);
                 let after = app.clone().oneshot(request("/ok")).await.expect("ok");
                 assert_eq!(after.status(), 200, "the pool still serves");
+            }
+
+            /// A remember-me restore inside a request whose transaction
+            /// rolls back (the handler wrote, then answered `422`): what the
+            /// restore wrote is about the credential, not the handler's
+            /// work, so it stands. The rotated token the response carries
+            /// is the stored one (the browser's next restore is not taken
+            /// for a copied cookie), and a replayed token's alarm ends the
+            /// user's sessions for good, whatever the thief's request
+            /// answered.
+            #[tokio::test]
+            async fn a_remember_me_restore_stands_when_the_handlers_transaction_rolls_back() {
+                use keycard::auth::{AuthLayer, Remember, RememberMe};
+                use keycard::store::UserStore;
+
+                let Some(f) = fixture(4).await else { return };
+                let clock = ManualClock::starting_at(chrono::Utc::now());
+                let sessions = SessionLayer::new(f.store.clone()).clock(clock.clone());
+                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
+                let remember =
+                    RememberMe::with_shared_store(users.clone(), sessions.admin()).clock(clock.clone());
+                let cookie = sessions.config().remember_cookie_name().to_owned();
+                let router = Router::new()
+                    .route(
+                        "/login/{user}",
+                        post(
+                            |session: Session, remember: Remember, Path(user): Path<String>| async move {
+                                session.login(user).await?;
+                                remember.this_device().await?;
+                                Reply::Ok((StatusCode::OK, "in".into()))
+                            },
+                        ),
+                    )
+                    .route(
+                        "/note-then-who/{code}",
+                        post({
+                            let f = f.clone();
+                            move |session: Session, cnx: Cnx<Db>, Path(code): Path<u16>| async move {
+                                add_note(&f, &cnx, "anon", "before the session").await?;
+                                let who = session.user_id().await?.unwrap_or_else(|| "nobody".into());
+                                Reply::Ok((status(code), who))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/whoami",
+                        get(|session: Session| async move {
+                            let user = session.user_id().await?.unwrap_or_else(|| "nobody".into());
+                            Reply::Ok((StatusCode::OK, user))
+                        }),
+                    )
+                    .layer(sessions.with_auth(AuthLayer::new().remember(remember)))
+                    .layer(audited(&f, CnxLayer::new(f.pool.clone()), false));
+                let restarted = |browser: &Client| {
+                    let mut fresh = Client::new(router.clone());
+                    let value = browser.jar.get(&cookie).expect("remember-me cookie").to_owned();
+                    fresh.jar.insert(cookie.clone(), value);
+                    fresh
+                };
+                let sessions_of = |user: &str| {
+                    let user = user.to_owned();
+                    let store = f.store.clone();
+                    async move { store.list_for_user(&user).await.expect("list").len() }
+                };
+
+                // The rotation at a restore stands with the rollback.
+                let mut ada = Client::new(router.clone());
+                assert_eq!(ada.post("/login/ada").await.status, 200);
+                let mut ada = restarted(&ada);
+                let reply = ada.post("/note-then-who/422").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "ada"));
+                assert_eq!(count(&f, "_notes").await, 0, "the handler's write rolled back");
+                clock.advance(TimeDelta::minutes(5));
+                assert_eq!(
+                    restarted(&ada).get("/whoami").await.body,
+                    "ada",
+                    "the rotated cookie restores: it is the stored token"
+                );
+                assert!(sessions_of("ada").await >= 2, "no alarm ended ada's sessions");
+
+                // A replayed token's alarm stands with the rollback, and the
+                // hooks hear of it, whether the thief's request answered a
+                // client error or a server error.
+                for (user, code) in [("grace", 422), ("hana", 500)] {
+                    let mut owner = Client::new(router.clone());
+                    assert_eq!(owner.post(&format!("/login/{user}")).await.status, 200);
+                    let copy = owner.jar.get(&cookie).expect("cookie").to_owned();
+                    assert_eq!(restarted(&owner).get("/whoami").await.body, user);
+                    assert_eq!(sessions_of(user).await, 2);
+                    clock.advance(TimeDelta::minutes(5));
+                    let mut thief = Client::new(router.clone());
+                    thief.jar.insert(cookie.clone(), copy);
+                    let reply = thief.post(&format!("/note-then-who/{code}")).await;
+                    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (code, "nobody"));
+                    assert_eq!(sessions_of(user).await, 0, "every session of {user} ended");
+                    assert!(
+                        users.list_remembered(user).await.expect("list").is_empty(),
+                        "and every remembered browser of {user}"
+                    );
+                    assert_eq!(owner.get("/whoami").await.body, "nobody");
+                }
+                assert_eq!(count(&f, "_notes").await, 0, "the handlers' writes rolled back");
+                let audited: Vec<String> = sqlx::query_scalar(f.sql(
+                    "SELECT what FROM {t}_audit WHERE what LIKE 'theft%' ORDER BY what",
+                ))
+                .fetch_all(&f.pool)
+                .await
+                .expect("audit");
+                assert_eq!(audited, ["theft grace 2", "theft hana 2"]);
             }
         ); }
     };

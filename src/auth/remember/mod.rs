@@ -18,8 +18,10 @@
 //!   and set no cookie, so the browser ends up with one session.
 //! * A token that was already rotated away, used after the grace window,
 //!   means two browsers hold one series: the cookie was copied. The whole
-//!   series and every session and remembered device of the user end, and a
-//!   warning is logged (with no token in it).
+//!   series and every session and remembered device of the user end, a
+//!   warning is logged (with no token in it), and `CnxLayer` hooks hear
+//!   [`EndReason::Theft`](crate::EndReason::Theft). It stands whatever the
+//!   request answers, inside a request's transaction too.
 //! * It ends with sign-out on that device, with
 //!   [`Session::end_other_sessions`](crate::Session::end_other_sessions)
 //!   ("sign out everywhere else" ends the other devices' series), with

@@ -78,6 +78,8 @@ struct Outcome {
     /// A device this request remembered: (user, id), forgotten again if the
     /// response is a server error.
     issued: Option<(String, i64)>,
+    /// The user whose remembered browsers a replayed token ended.
+    theft_of: Option<String>,
 }
 
 impl PerRequest {
@@ -101,6 +103,7 @@ impl PerRequest {
                 device: None,
                 rotated: None,
                 issued: None,
+                theft_of: None,
             }),
         })
     }
@@ -264,27 +267,61 @@ impl PerRequest {
             "keycard: a remember-me token was used after it was replaced (a copied cookie?); \
              the user's remembered browsers and sessions are ended"
         );
-        self.outcome().cookie = Action::Expire;
+        {
+            let mut outcome = self.outcome();
+            outcome.cookie = Action::Expire;
+            outcome.theft_of = Some(device.user_id.clone());
+        }
         Ok(Restored::Stolen {
             user_id: device.user_id,
         })
     }
 }
 
+impl PerRequest {
+    /// What the restore wrote, written again after the request's
+    /// transaction it joined rolled back: the rotation (the browser is
+    /// about to get the new token) unless a server error undid it already,
+    /// and the forgetting of a stolen series' user.
+    async fn rewrite_now(&self) -> Result<(), AccountError> {
+        let (rotated, theft_of) = {
+            let outcome = self.outcome();
+            (outcome.rotated, outcome.theft_of.clone())
+        };
+        let store = &*self.config.store;
+        if let Some((device, old, new)) = rotated {
+            store
+                .rotate_remembered(device, &old, &new, self.config.now())
+                .await?;
+        }
+        if let Some(user) = theft_of {
+            store.delete_remembered_of(&user, None).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Restorer for PerRequest {
+    fn rewrite(
+        self: Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>> {
+        Box::pin(async move { self.rewrite_now().await.map_err(as_session_error) })
+    }
+
     fn restore(
         self: Arc<Self>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Restored, SessionError>> + Send>> {
-        Box::pin(async move {
-            self.restore_now().await.map_err(|error| match error {
-                AccountError::Sessions(error) => error,
-                AccountError::Store(error) => SessionError::Store(error),
-                AccountError::Randomness => SessionError::Randomness,
-                other => {
-                    SessionError::Store(crate::store::StoreError::Backend(other.to_string().into()))
-                }
-            })
-        })
+        Box::pin(async move { self.restore_now().await.map_err(as_session_error) })
+    }
+}
+
+/// A restore's account error as the session load's.
+fn as_session_error(error: AccountError) -> SessionError {
+    match error {
+        AccountError::Sessions(error) => error,
+        AccountError::Store(error) => SessionError::Store(error),
+        AccountError::Randomness => SessionError::Randomness,
+        other => SessionError::Store(crate::store::StoreError::Backend(other.to_string().into())),
     }
 }
 
