@@ -66,7 +66,8 @@ impl Session {
             return Ok(());
         }
         let now = self.0.ctx.now();
-        // Its writes then join the transaction, and roll back with it.
+        // With the request's transaction open, the restore's writes join it
+        // and would roll back with it: `rewrite_restore` writes them again.
         let in_transaction = request_tx::transaction_open();
         let restored = restorer.restore().await?;
         if in_transaction {
