@@ -725,9 +725,10 @@ macro_rules! cnx_suite {
             /// is the stored one (the browser's next restore is not taken
             /// for a copied cookie), and a replayed token's alarm ends the
             /// user's sessions for good, whatever the thief's request
-            /// answered.
+            /// answered. A new series issued in such a transaction goes
+            /// with it, cookie and all.
             #[tokio::test]
-            async fn a_remember_me_restore_stands_when_the_handlers_transaction_rolls_back() {
+            async fn remember_me_keeps_store_and_cookie_in_step_when_the_transaction_rolls_back() {
                 use keycard::auth::{AuthLayer, Remember, RememberMe};
                 use keycard::store::UserStore;
 
@@ -748,6 +749,21 @@ macro_rules! cnx_suite {
                                 Reply::Ok((StatusCode::OK, "in".into()))
                             },
                         ),
+                    )
+                    .route(
+                        "/note-login-remember/{user}/{code}",
+                        post({
+                            let f = f.clone();
+                            move |session: Session,
+                                  remember: Remember,
+                                  cnx: Cnx<Db>,
+                                  Path((user, code)): Path<(String, u16)>| async move {
+                                add_note(&f, &cnx, &user, "remember me").await?;
+                                session.login(user).await?;
+                                remember.this_device().await?;
+                                Reply::Ok((status(code), "in".into()))
+                            }
+                        }),
                     )
                     .route(
                         "/note-then-who/{code}",
@@ -817,6 +833,22 @@ macro_rules! cnx_suite {
                     );
                     assert_eq!(owner.get("/whoami").await.body, "nobody");
                 }
+                // A series issued in a transaction that rolls back goes
+                // with it, and so does its cookie: the response sets none
+                // for a row that does not exist.
+                let mut ivy = Client::new(router.clone());
+                let reply = ivy.post("/note-login-remember/ivy/422").await;
+                assert_eq!(reply.status.as_u16(), 422);
+                assert!(
+                    !reply
+                        .set_cookies()
+                        .iter()
+                        .any(|c| c.starts_with(&format!("{cookie}="))),
+                    "no remember-me cookie: {:?}",
+                    reply.set_cookies()
+                );
+                assert!(users.list_remembered("ivy").await.expect("list").is_empty());
+                assert!(ivy.jar.get(&cookie).is_none());
                 assert_eq!(count(&f, "_notes").await, 0, "the handlers' writes rolled back");
                 let audited: Vec<String> = sqlx::query_scalar(f.sql(
                     "SELECT what FROM {t}_audit WHERE what LIKE 'theft%' ORDER BY what",

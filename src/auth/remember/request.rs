@@ -10,7 +10,7 @@ use super::cookie::{self, Action, Presented, Read};
 use super::{Inner, NO_ACCOUNT, RememberMe, credential_of, device_of, still_valid};
 use crate::auth::{AccountError, method};
 use crate::session::restore::{Restored, Restorer};
-use crate::store::RememberedDevice;
+use crate::store::{RememberedDevice, request_tx};
 use crate::token::{SessionToken, TokenHash};
 use crate::{Login, Session, SessionError};
 
@@ -80,6 +80,10 @@ struct Outcome {
     issued: Option<(String, i64)>,
     /// The user whose remembered browsers a replayed token ended.
     theft_of: Option<String>,
+    /// The cookie and device as they were before [`Remember::this_device`]
+    /// issued a series inside the request's transaction: what the response
+    /// keeps instead if that transaction rolls back, and the series with it.
+    before_issue: Option<(Action, Option<i64>)>,
 }
 
 impl PerRequest {
@@ -104,6 +108,7 @@ impl PerRequest {
                 rotated: None,
                 issued: None,
                 theft_of: None,
+                before_issue: None,
             }),
         })
     }
@@ -169,6 +174,18 @@ impl PerRequest {
                 store.delete_remembered(&user, device).await?;
             }
             return Ok(());
+        }
+        let succeeded = status.is_success() || status.is_redirection();
+        if !succeeded && request_tx::transaction_open() {
+            // The request's transaction rolls back before the session
+            // saves, and a series issued in it goes with it: no cookie for
+            // a row that will not exist.
+            let mut outcome = self.outcome();
+            if let Some((cookie, device)) = outcome.before_issue.take() {
+                outcome.cookie = cookie;
+                outcome.device = device;
+                outcome.issued = None;
+            }
         }
         let facts = self.session.request_facts().await;
         if let Some(user) = &facts.signed_out {
@@ -331,7 +348,9 @@ impl Remember {
     /// the cookie on this response. Asking again replaces this browser's
     /// series. Refused for a request signed in for itself only
     /// ([`SessionError::RequestOnly`]) and for API sessions
-    /// ([`AccountError::NotSignedIn`] while anonymous).
+    /// ([`AccountError::NotSignedIn`] while anonymous). Inside a
+    /// `CnxLayer` transaction the series is written in it: a response
+    /// that is not a success rolls it back, and then sets no cookie.
     pub async fn this_device(&self) -> Result<(), AccountError> {
         let this = &self.0;
         let session = &this.session;
@@ -372,6 +391,10 @@ impl Remember {
         let id = config.store.insert_remembered(&device).await?;
         session.bind_credential(credential_of(id)).await?;
         let mut outcome = this.outcome();
+        if request_tx::transaction_open() && outcome.before_issue.is_none() {
+            let before = (std::mem::take(&mut outcome.cookie), outcome.device);
+            outcome.before_issue = Some(before);
+        }
         outcome.cookie = Action::Set {
             value: cookie::value(&series, &token),
             max_age: expires_at - now,

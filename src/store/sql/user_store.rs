@@ -327,9 +327,14 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     }
 
     async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // On the request's transaction when there is one, as the series
+        // `Remember::this_device` inserts next: a pooled write would wait
+        // for that transaction's lock on SQLite. Housekeeping: rolled back
+        // with it, it is done again by the next new series.
         let args = [Arg::Time(Some(now))];
-        retry_deadlocks(self.limits.lock, || {
-            self.change_users(&self.users_sql.delete_expired_remembered, &args)
+        retry_deadlocks(self.limits.lock, || async {
+            let query = DB::query(&self.users_sql.delete_expired_remembered, &args);
+            Ok(DB::execute(&mut *self.write_conn().await?, query).await?)
         })
         .await
     }
