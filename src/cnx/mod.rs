@@ -38,7 +38,15 @@
 //!
 //! On SQLite a transaction begins with `BEGIN IMMEDIATE`: it takes the
 //! database's write lock at once, so writing requests queue instead of
-//! failing with `SQLITE_BUSY` halfway.
+//! failing with `SQLITE_BUSY` halfway. It follows that on SQLite the
+//! account writes keycard runs on a connection of their own (those that
+//! must stand whatever the response: a counted failed sign-in, a one-time
+//! token or a second-factor code used up; and creating an account or
+//! setting its password) wait for the request's own lock once the handler
+//! has written through its `Cnx`, and give up after
+//! [`WaitLimits::lock`](crate::store::WaitLimits::lock) with a `503`: in a
+//! handler, call those before its first write through `Cnx`. PostgreSQL
+//! and MySQL lock rows, not the database, and are not affected.
 //!
 //! Once a transaction is open, the session's reads and writes run on its
 //! connection too, so a request never holds one connection while waiting for
