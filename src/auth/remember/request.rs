@@ -293,9 +293,7 @@ impl PerRequest {
             user_id: device.user_id,
         })
     }
-}
 
-impl PerRequest {
     /// What the restore wrote, written again after the request's
     /// transaction it joined rolled back: the rotation (the browser is
     /// about to get the new token) unless a server error undid it already,

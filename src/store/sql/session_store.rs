@@ -60,7 +60,11 @@ async fn fetch<DB: SqlBackend>(
 impl<DB: SqlBackend> SqlStore<DB> {
     /// Runs a statement that changes rows on the write connection, again
     /// if it lost a deadlock; the rows it changed.
-    async fn change(&self, sql: &sqlx::SqlStr, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    pub(super) async fn change(
+        &self,
+        sql: &sqlx::SqlStr,
+        args: &[Arg<'_>],
+    ) -> Result<u64, StoreError> {
         retry_deadlocks(self.limits.lock, || async {
             let query = DB::query(sql, args);
             Ok(DB::execute(&mut *self.write_conn().await?, query).await?)

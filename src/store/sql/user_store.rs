@@ -332,11 +332,8 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         // for that transaction's lock on SQLite. Housekeeping: rolled back
         // with it, it is done again by the next new series.
         let args = [Arg::Time(Some(now))];
-        retry_deadlocks(self.limits.lock, || async {
-            let query = DB::query(&self.users_sql.delete_expired_remembered, &args);
-            Ok(DB::execute(&mut *self.write_conn().await?, query).await?)
-        })
-        .await
+        self.change(&self.users_sql.delete_expired_remembered, &args)
+            .await
     }
 
     async fn find_totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
