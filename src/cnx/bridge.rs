@@ -43,13 +43,25 @@ impl<DB: CnxDatabase> SessionHooks for CnxInner<DB> {
 
     /// For a response that is not a success the handler's work is rolled
     /// back first, and what the session writes then commits on its own.
-    fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()> {
+    /// A write that had to stand whatever the response and could not be
+    /// made again after the rollback (another request used the code
+    /// meanwhile) fails the save: the session stores nothing of a request
+    /// whose proof no longer stands.
+    fn session_saving(
+        self: Arc<Self>,
+        success: bool,
+        user: Option<String>,
+    ) -> BoxFuture<Result<(), SessionError>> {
         Box::pin(async move {
             let cnx = Cnx(self);
             if !success {
                 cnx.rollback_now().await;
             }
+            if let Some(error) = cnx.take_lost() {
+                return Err(SessionError::Store(error));
+            }
             cnx.set_saving(!success, user);
+            Ok(())
         })
     }
 
@@ -108,6 +120,10 @@ impl<DB: CnxDatabase> RequestTransaction for Cnx<DB> {
 
     fn after_transaction(&self, f: Box<dyn FnOnce() + Send>) {
         Cnx::after_transaction(self, f);
+    }
+
+    fn redo_after_rollback(&self, redo: request_tx::Redo) {
+        Cnx::redo_after_rollback(self, redo);
     }
 
     #[cfg(feature = "sqlite")]
@@ -189,7 +205,7 @@ impl<DB: CnxDatabase> ConnectionLender<DB> for Cnx<DB> {
             if self.held_here() {
                 return Err(StoreError::Backend(
                     "the request's transaction connection is held by this task: drop the \
-                     `CnxConn` before writing the session"
+                     `CnxConn` before keycard writes (the session, an account)"
                         .into(),
                 ));
             }

@@ -102,7 +102,9 @@ where
 /// (begun after the handler's was rolled back) and either the response is
 /// not a server error or the session saved without one (a server error's
 /// save stores nothing, but tells the hooks of a replayed remember-me
-/// token's alarm); rolls back otherwise.
+/// token's alarm); rolls back otherwise. A write that had to stand and
+/// could not be made again after a rollback turns the response into its
+/// error.
 async fn resolve<DB: CnxDatabase, B: From<&'static str>>(
     cnx: Cnx<DB>,
     response: Response<B>,
@@ -116,6 +118,12 @@ async fn resolve<DB: CnxDatabase, B: From<&'static str>>(
     } else {
         cnx.rollback_now().await;
         Ok(())
+    };
+    // A write that had to stand whatever the response, and that another
+    // request used up after the rollback, fails the response.
+    let outcome = match (outcome, cnx.take_lost()) {
+        (Ok(()), Some(lost)) => Err(crate::Error::from(lost)),
+        (outcome, _) => outcome,
     };
     cnx.finish();
     match outcome {

@@ -15,6 +15,8 @@ use super::conn::{CnxConn, HeldBy, TxGuard};
 use super::hooks::{Hook, HookEvent};
 use super::ops::{self, CommitState, Deferred, Precommit, Veto};
 use super::security::{RowSecurity, Security};
+use crate::store::StoreError;
+use crate::store::request_tx::{self, Redo};
 use crate::{Error, Session};
 
 /// The slot of the request's transaction.
@@ -111,6 +113,12 @@ struct TxLedger<DB: CnxDatabase> {
     rollback: Vec<Deferred>,
     /// keycard's own work at the end of the transaction (cache evictions).
     after: Vec<AfterTransaction>,
+    /// Writes made in the transaction that must stand whatever becomes of
+    /// it: made again if it rolls back.
+    redo: Vec<Redo>,
+    /// A write of `redo` that could not be made again: the response
+    /// becomes this error, and the session saves nothing.
+    lost: Option<StoreError>,
     connection_data: Extensions,
     transaction_data: Extensions,
     disabled_hooks: BTreeSet<String>,
@@ -139,6 +147,8 @@ impl<DB: CnxDatabase> Cnx<DB> {
                 postcommit: Vec::new(),
                 rollback: Vec::new(),
                 after: Vec::new(),
+                redo: Vec::new(),
+                lost: None,
                 connection_data: Extensions::new(),
                 transaction_data: Extensions::new(),
                 disabled_hooks: BTreeSet::new(),
@@ -282,7 +292,10 @@ impl<DB: CnxDatabase> Cnx<DB> {
         self.commit_now().await
     }
 
-    /// Rolls the transaction back now and runs the rollback operations.
+    /// Rolls the transaction back now, makes again what keycard wrote in it
+    /// that must stand whatever the response (a counted failed sign-in, a
+    /// one-time code used up: see the [module documentation](super)), then
+    /// runs the rollback operations.
     pub async fn rollback(&self) {
         self.touch();
         self.rollback_now().await;
@@ -496,6 +509,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
             ledger.state = CommitState::Postcommit;
             ledger.transaction_data.clear();
             ledger.rollback.clear();
+            ledger.redo.clear();
             (
                 std::mem::take(&mut ledger.postcommit),
                 std::mem::take(&mut ledger.after),
@@ -539,15 +553,26 @@ impl<DB: CnxDatabase> Cnx<DB> {
             // The connection is closed rather than reused; nothing was committed.
             tracing::warn!(%error, "keycard: rolling back the request transaction failed");
         }
-        let (rollback, after) = self.end_transaction(had_tx);
+        let (rollback, after, redo) = self.end_transaction(had_tx);
         after.into_iter().for_each(|f| f());
+        // Before the application's operations: what must stand is written
+        // before anything else runs.
+        for redo in redo {
+            if let Err(error) = request_tx::outside(redo()).await {
+                tracing::error!(
+                    %error,
+                    "keycard: a write that must stand could not be made again after the rollback"
+                );
+                self.ledger().lost.get_or_insert(error);
+            }
+        }
         for op in rollback {
             op().await;
         }
     }
 
     /// Forgets the transaction's bookkeeping after a rollback.
-    fn end_transaction(&self, had_tx: bool) -> (Vec<Deferred>, Vec<AfterTransaction>) {
+    fn end_transaction(&self, had_tx: bool) -> (Vec<Deferred>, Vec<AfterTransaction>, Vec<Redo>) {
         let mut ledger = self.ledger();
         let pending = had_tx || !ledger.rollback.is_empty() || ledger.veto.is_some();
         ledger.open = false;
@@ -561,6 +586,7 @@ impl<DB: CnxDatabase> Cnx<DB> {
         (
             std::mem::take(&mut ledger.rollback),
             std::mem::take(&mut ledger.after),
+            std::mem::take(&mut ledger.redo),
         )
     }
 
@@ -572,13 +598,22 @@ impl<DB: CnxDatabase> Cnx<DB> {
             Ok(mut slot) => slot.take().is_some(),
             Err(_) => false,
         };
-        let (rollback, after) = self.end_transaction(had_tx);
+        let (rollback, after, redo) = self.end_transaction(had_tx);
         self.ledger().phase = Phase::Finished;
         after.into_iter().for_each(|f| f());
-        if !rollback.is_empty()
+        if !(rollback.is_empty() && redo.is_empty())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
+                for redo in redo {
+                    if let Err(error) = request_tx::outside(redo()).await {
+                        tracing::error!(
+                            %error,
+                            "keycard: a write that must stand could not be made again after \
+                             the cancelled request's rollback"
+                        );
+                    }
+                }
                 for op in rollback {
                     op().await;
                 }
@@ -620,6 +655,21 @@ impl<DB: CnxDatabase> Cnx<DB> {
         let mut ledger = self.ledger();
         ledger.phase = Phase::Saving { forced };
         ledger.save_user = user;
+    }
+
+    /// Keeps a write made in the open transaction to make again if it rolls
+    /// back ([`Redo`]); with none open, the write committed on its own.
+    pub(crate) fn redo_after_rollback(&self, redo: Redo) {
+        let mut ledger = self.ledger();
+        if ledger.open {
+            ledger.redo.push(redo);
+        }
+    }
+
+    /// The error of a write that had to stand and could not be made again
+    /// after a rollback, once.
+    pub(crate) fn take_lost(&self) -> Option<StoreError> {
+        self.ledger().lost.take()
     }
 
     /// Whether the current task holds a [`CnxConn`] on the transaction.

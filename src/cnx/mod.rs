@@ -29,24 +29,31 @@
 //! session layer itself saves for it (a sign-out after refused credentials,
 //! say) still commits, as it would without a `Cnx`, and a server error
 //! discards the session's changes as always. A session store on another
-//! pool, or a third-party store, never joins; the accounts' lockout counts
-//! never do either, since a counted failure must stand whatever the
-//! response. Nor does a remember-me restore in the end: what it wrote in
-//! the transaction (the token's rotation, a copied cookie's alarm ending
-//! the user's sessions) is written again after a rollback, and the alarm's
-//! [`EndReason::Theft`] reaches the hooks even for a server error.
+//! pool, or a third-party store, never joins.
+//!
+//! keycard's account writes on the same pool join too: an account created,
+//! a password set, a second factor enrolled or an API token issued commits
+//! or rolls back with the handler's work (each in a savepoint, so that a
+//! refused row, a name already taken, leaves the transaction usable), and
+//! the accounts' reads see the transaction's own writes. Some writes must
+//! stand whatever the response: a counted failed sign-in; a one-time token,
+//! second-factor code or passkey counter used up; a remember-me token's
+//! rotation (the browser gets the new one) and a copied cookie's alarm
+//! (every session and remembered browser of the user ended); a remembered
+//! browser forgotten. Those are made again, on pooled connections, as soon
+//! as a rollback is done. Should another request have used the same
+//! one-time code in between, the request that rolled back answers `409`
+//! and its session stores nothing ([`StoreError::UsedMeanwhile`]): a code
+//! never works twice. The alarm's [`EndReason::Theft`] reaches the hooks
+//! even for a server error.
 //!
 //! On SQLite a transaction begins with `BEGIN IMMEDIATE`: it takes the
 //! database's write lock at once, so writing requests queue instead of
-//! failing with `SQLITE_BUSY` halfway. It follows that on SQLite the
-//! account writes keycard runs on a connection of their own (those that
-//! must stand whatever the response: a counted failed sign-in, a one-time
-//! token or a second-factor code used up; and creating an account or
-//! setting its password) wait for the request's own lock once the handler
-//! has written through its `Cnx`, and give up after
-//! [`WaitLimits::lock`](crate::store::WaitLimits::lock) with a `503`: in a
-//! handler, call those before its first write through `Cnx`. PostgreSQL
-//! and MySQL lock rows, not the database, and are not affected.
+//! failing with `SQLITE_BUSY` halfway. That is why nothing keycard writes
+//! for a request runs beside its transaction on a connection of its own:
+//! there, it would wait for the request's own lock.
+//!
+//! [`StoreError::UsedMeanwhile`]: crate::store::StoreError::UsedMeanwhile
 //!
 //! Once a transaction is open, the session's reads and writes run on its
 //! connection too, so a request never holds one connection while waiting for

@@ -125,6 +125,10 @@ impl SessionError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error.\n",
             ),
+            SessionError::Store(StoreError::UsedMeanwhile) => (
+                StatusCode::CONFLICT,
+                "This was used by another request meanwhile. Please try again.\n",
+            ),
             SessionError::Store(_)
             | SessionError::AuthVersions(_)
             | SessionError::Unavailable

@@ -22,8 +22,13 @@ pub(crate) trait SessionHooks: Send + Sync + 'static {
     /// The request's session, for whoever needs it later (row security).
     fn attach_session(&self, session: &Session);
     /// The session is about to be saved for a response that is (`success`)
-    /// or is not a success.
-    fn session_saving(self: Arc<Self>, success: bool, user: Option<String>) -> BoxFuture<()>;
+    /// or is not a success; an error when the request's work can no longer
+    /// stand, and the session must store nothing.
+    fn session_saving(
+        self: Arc<Self>,
+        success: bool,
+        user: Option<String>,
+    ) -> BoxFuture<Result<(), SessionError>>;
     /// These events happened.
     fn fire(self: Arc<Self>, events: Vec<SessionEvent>) -> BoxFuture<Result<(), SessionError>>;
     /// The session was saved and its hooks ran without an error.

@@ -87,10 +87,6 @@ struct SessionInner {
     ambient_credentials: AtomicBool,
     /// Signs the session back in when it loads anonymous (remember-me).
     restorer: std::sync::OnceLock<Arc<dyn restore::Restorer>>,
-    /// Set when the restore wrote inside the request's open transaction, to
-    /// be written again if it rolls back: the user a replayed token's alarm
-    /// ended, if that is what it wrote.
-    restored_in_transaction: std::sync::OnceLock<Option<String>>,
     state: Mutex<State>,
 }
 
@@ -112,7 +108,6 @@ impl Session {
             request_only: AtomicBool::new(false),
             ambient_credentials: AtomicBool::new(false),
             restorer: std::sync::OnceLock::new(),
-            restored_in_transaction: std::sync::OnceLock::new(),
             state: Mutex::new(State::Unloaded),
         }))
     }

@@ -40,13 +40,10 @@ pub(crate) enum Restored {
 /// Whoever can sign an anonymous session back in.
 pub(crate) trait Restorer: Send + Sync + 'static {
     /// Looks at the request's credential (and uses it up when it signs in).
+    /// What it writes about the credential stands whatever the response,
+    /// also inside the request's transaction (the store makes those writes
+    /// again if it rolls back).
     fn restore(self: Arc<Self>) -> BoxFuture<Result<Restored, SessionError>>;
-
-    /// The restore wrote inside the request's transaction, which has just
-    /// been rolled back (the response is not a success): writes again what
-    /// must stand whatever the handler's outcome (the credential's rotation,
-    /// the forgetting of a stolen one).
-    fn rewrite(self: Arc<Self>) -> BoxFuture<Result<(), SessionError>>;
 }
 
 impl Session {
@@ -66,18 +63,7 @@ impl Session {
             return Ok(());
         }
         let now = self.0.ctx.now();
-        // With the request's transaction open, the restore's writes join it
-        // and would roll back with it: `rewrite_restore` writes them again.
-        let in_transaction = request_tx::transaction_open();
-        let restored = restorer.restore().await?;
-        if in_transaction {
-            let theft_of = match &restored {
-                Restored::Stolen { user_id } => Some(user_id.clone()),
-                _ => None,
-            };
-            let _ = self.0.restored_in_transaction.set(theft_of);
-        }
-        match restored {
+        match restorer.restore().await? {
             Restored::Nothing => {}
             Restored::SignIn(login) => {
                 login.validate()?;
@@ -101,6 +87,16 @@ impl Session {
                     .delete_for_user(&user_id, UserSessions::All)
                     .await?;
                 self.0.ctx.live.poke();
+                // The alarm stands whatever the thief's request answers:
+                // ended again if the request's transaction rolls back.
+                let (ctx, user) = (self.0.ctx.clone(), user_id.clone());
+                request_tx::redo_after_rollback(Box::new(move || {
+                    Box::pin(async move {
+                        ctx.store.delete_for_user(&user, UserSessions::All).await?;
+                        ctx.live.poke();
+                        Ok(())
+                    })
+                }));
                 tracing::warn!(
                     user = %user_id,
                     ended,
@@ -118,37 +114,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// After the request's transaction rolled back: writes again what a
-    /// restore inside it wrote, which is about the credential, not the
-    /// handler's work. Without it a rotated remember-me token would reach
-    /// the browser while the store kept the old one (its next restore would
-    /// look like a copied cookie), and a replayed token's alarm would be
-    /// undone by whatever the thief's request answered.
-    pub(super) async fn rewrite_restore(&self) -> Result<(), SessionError> {
-        let (Some(theft_of), Some(restorer)) = (
-            self.0.restored_in_transaction.get(),
-            self.0.restorer.get().cloned(),
-        ) else {
-            return Ok(());
-        };
-        // On pooled connections, committed at once: the request holds no
-        // lock any more, and a transaction the hooks begin now may yet roll
-        // back.
-        request_tx::outside(async {
-            restorer.rewrite().await?;
-            if let Some(user_id) = theft_of {
-                self.0
-                    .ctx
-                    .store
-                    .delete_for_user(user_id, UserSessions::All)
-                    .await?;
-                self.0.ctx.live.poke();
-            }
-            Ok(())
-        })
-        .await
     }
 
     /// Gives the signed-in session a credential name

@@ -78,21 +78,18 @@ impl Session {
             // Asked without holding the session's lock: the rollback this
             // may run calls the application's operations, which may use the
             // session.
-            let theft = matches!(self.0.restored_in_transaction.get(), Some(Some(_)));
             let user = match &*self.0.state.lock().await {
                 State::Ready(w) if !status.is_server_error() => Some(w.view.user_id.clone()),
-                // A server error stores nothing, but a replayed token's
-                // alarm stands: rolled back now to be written again below,
+                // A server error stores nothing, but what the request did
+                // to other sessions stands (a replayed token's alarm):
+                // rolled back now, those writes made again by the store,
                 // and told in a transaction of the hooks' own.
-                State::Ready(w) if theft || !w.events.is_empty() => Some(None),
+                State::Ready(w) if !w.events.is_empty() => Some(None),
                 _ => None,
             };
             if let Some(user) = user {
                 let success = status.is_success() || status.is_redirection();
-                link.session_saving(success, user).await;
-                if !success {
-                    self.rewrite_restore().await?;
-                }
+                link.session_saving(success, user).await?;
             }
         }
         let (saved, events) = {

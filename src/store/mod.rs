@@ -233,6 +233,13 @@ pub enum StoreError {
     /// say): the caller may try again with another key.
     #[error("a row with this unique key exists already")]
     AlreadyExists,
+    /// A one-time use made in a request's transaction that rolled back (a
+    /// code or token used up, which must stand whatever the response)
+    /// could not be made again, because another request used the same code
+    /// or token meanwhile: the request that rolled back answers `409` and
+    /// its session stores nothing.
+    #[error("a one-time code or token was used by another request after this one rolled back")]
+    UsedMeanwhile,
     /// A store that is not one of keycard's SQL stores failed: its own
     /// error, for a store written against this trait without sqlx.
     #[error("session store error: {0}")]

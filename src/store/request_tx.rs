@@ -13,11 +13,19 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use super::StoreError;
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A write that joined the request's transaction but must stand whatever
+/// becomes of it (a counted failed sign-in, a one-time code used up): run
+/// again, on a pooled connection, once that transaction has rolled back.
+/// An error means the write could not be made again (the database failed,
+/// or another request used the code meanwhile).
+pub(crate) type Redo = Box<
+    dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send,
+>;
 
 /// The request's open (or openable) transaction, as a store sees it.
 pub(crate) trait RequestTransaction: Send + Sync + 'static {
@@ -28,6 +36,10 @@ pub(crate) trait RequestTransaction: Send + Sync + 'static {
 
     /// Runs `f` when the open transaction ends (now, if none is open).
     fn after_transaction(&self, f: Box<dyn FnOnce() + Send>);
+
+    /// Keeps `redo`, a write made in the open transaction, to run again if
+    /// that transaction rolls back; forgotten when it commits.
+    fn redo_after_rollback(&self, redo: Redo);
 
     /// What the transaction lends a SQLite store on its pool.
     #[cfg(feature = "sqlite")]
@@ -170,6 +182,11 @@ impl RequestTransaction for NoTransaction {
     fn after_transaction(&self, f: Box<dyn FnOnce() + Send>) {
         f();
     }
+
+    fn redo_after_rollback(&self, _redo: Redo) {
+        // Nothing is open, so no write joined it: a write made here
+        // committed on its own and stands already.
+    }
 }
 
 /// The request's transaction, if it has one.
@@ -180,6 +197,14 @@ pub(crate) fn current() -> Option<Arc<dyn RequestTransaction>> {
 /// Whether the current request holds an open transaction.
 pub(crate) fn transaction_open() -> bool {
     current().is_some_and(|tx| tx.transaction_open())
+}
+
+/// Has `redo` run again if the request's open transaction rolls back (see
+/// [`Redo`]); nothing without a request transaction.
+pub(crate) fn redo_after_rollback(redo: Redo) {
+    if let Some(tx) = current() {
+        tx.redo_after_rollback(redo);
+    }
 }
 
 /// The request transaction's connection for a read on `pool`, if it lends

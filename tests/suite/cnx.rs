@@ -858,6 +858,194 @@ macro_rules! cnx_suite {
                 .expect("audit");
                 assert_eq!(audited, ["theft grace 2", "theft hana 2"]);
             }
+
+            /// The accounts' writes in a request that wrote through its
+            /// `Cnx` first: they join its transaction, so they commit or
+            /// roll back with the handler's work (and on SQLite they no
+            /// longer wait for the request's own write lock, a 503 after
+            /// the lock budget). Those that must stand whatever the
+            /// response (a counted failed sign-in, a one-time token used
+            /// up) are made again after a rollback.
+            #[tokio::test]
+            async fn account_writes_join_the_request_transaction_and_failures_stand() {
+                use keycard::auth::{AccountError, OneTimeTokens, PasswordAuthenticator};
+                use keycard::store::UserStore;
+
+                let Some(f) = fixture(4).await else { return };
+                let sessions = SessionLayer::new(f.store.clone());
+                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
+                let passwords = PasswordAuthenticator::with_shared_store(users.clone(), sessions.admin())
+                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
+                let links = OneTimeTokens::with_shared_store(users.clone(), passwords.clone());
+                let router = Router::new()
+                    .route(
+                        "/register/{user}/{code}",
+                        post({
+                            let (f, passwords) = (f.clone(), passwords.clone());
+                            move |cnx: Cnx<Db>, Path((user, code)): Path<(String, u16)>| async move {
+                                add_note(&f, &cnx, &user, "profile").await?;
+                                let made = match passwords.create_user(&user, "a long secret").await {
+                                    Ok(_) => "made",
+                                    // The taken name's refused insert leaves
+                                    // the transaction usable.
+                                    Err(AccountError::Exists) => "taken",
+                                    Err(error) => return Err(error.into()),
+                                };
+                                add_note(&f, &cnx, &user, made).await?;
+                                Reply::Ok((status(code), made.into()))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/wrong-password/{user}/{code}",
+                        post({
+                            let (f, passwords) = (f.clone(), passwords.clone());
+                            move |cnx: Cnx<Db>, Path((user, code)): Path<(String, u16)>| async move {
+                                add_note(&f, &cnx, &user, "attempt").await?;
+                                let refused = passwords.verify(&user, "not the secret").await.is_err();
+                                Reply::Ok((status(code), format!("refused {refused}")))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/redeem/{secret}/{code}",
+                        post({
+                            let (f, links) = (f.clone(), links.clone());
+                            move |cnx: Cnx<Db>, Path((secret, code)): Path<(String, u16)>| async move {
+                                add_note(&f, &cnx, "link", "redeem").await?;
+                                let user = links.redeem(&secret, "reset").await?;
+                                Reply::Ok((status(code), user.unwrap_or_else(|| "none".into())))
+                            }
+                        }),
+                    )
+                    .layer(sessions)
+                    .layer(CnxLayer::new(f.pool.clone()));
+                let mut client = Client::new(router);
+                let failures = |user: &'static str| {
+                    let passwords = passwords.clone();
+                    async move {
+                        passwords.account(user).await.expect("account").map(|a| a.failures)
+                    }
+                };
+
+                // An account created in a request that answers an error
+                // goes with the handler's work; one that succeeds stays.
+                let reply = client.post("/register/ada/422").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "made"));
+                assert_eq!(failures("ada").await, None, "no account: it rolled back");
+                assert_eq!(count(&f, "_notes").await, 0);
+                let reply = client.post("/register/ada/200").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "made"));
+                assert_eq!(failures("ada").await, Some(0));
+                assert_eq!(count(&f, "_notes").await, 2);
+                let reply = client.post("/register/ada/200").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "taken"));
+                assert_eq!(count(&f, "_notes").await, 4, "the transaction went on");
+
+                // A failed sign-in is counted whatever the response.
+                for (code, counted) in [(401, 1), (422, 2), (500, 3), (200, 4)] {
+                    let reply = client.post(&format!("/wrong-password/ada/{code}")).await;
+                    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (code, "refused true"));
+                    assert_eq!(failures("ada").await, Some(counted), "after a {code}");
+                }
+                assert_eq!(count(&f, "_notes").await, 5, "only the success's note");
+
+                // A one-time token used in a request that rolls back stays
+                // used.
+                let secret = links
+                    .mint("ada", "reset", Duration::from_secs(600))
+                    .await
+                    .expect("mint")
+                    .expect("a secret");
+                let reply = client.post(&format!("/redeem/{secret}/422")).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "ada"));
+                let reply = client.post(&format!("/redeem/{secret}/200")).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "none"));
+                assert_eq!(links.peek(&secret, "reset").await.expect("peek"), None);
+                assert_eq!(count(&f, "_notes").await, 6);
+            }
+
+            /// A one-time token used in a transaction that rolls back, while
+            /// another request waits to use the same token: whichever makes
+            /// the use that stands, the token works once. If the other
+            /// request gets it, the first one's session keeps nothing it
+            /// gained (its answer becomes `409`).
+            #[tokio::test]
+            async fn a_token_used_in_a_rolled_back_transaction_is_never_used_twice() {
+                use keycard::auth::{OneTimeTokens, PasswordAuthenticator};
+                use keycard::store::UserStore;
+
+                let Some(f) = fixture(4).await else { return };
+                let sessions = SessionLayer::new(f.store.clone());
+                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
+                let passwords = PasswordAuthenticator::with_shared_store(users.clone(), sessions.admin())
+                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
+                let links = OneTimeTokens::with_shared_store(users.clone(), passwords.clone());
+                passwords.create_user("ada", "a long secret").await.expect("ada");
+                let other = Arc::new(Mutex::new(None));
+                let router = Router::new()
+                    .route(
+                        "/start",
+                        post(|session: Session| async move {
+                            session.insert("gained", false).await?;
+                            Reply::Ok((StatusCode::OK, "started".into()))
+                        }),
+                    )
+                    .route(
+                        "/gained",
+                        get(|session: Session| async move {
+                            let gained: Option<bool> = session.get("gained").await?;
+                            Reply::Ok((StatusCode::OK, format!("{gained:?}")))
+                        }),
+                    )
+                    .route(
+                        "/redeem/{secret}",
+                        post({
+                            let (f, links, other) = (f.clone(), links.clone(), other.clone());
+                            move |session: Session, cnx: Cnx<Db>, Path(secret): Path<String>| async move {
+                                add_note(&f, &cnx, "link", "redeem").await?;
+                                let user = links.redeem(&secret, "reset").await?;
+                                // Another request, on a connection of its
+                                // own, tries the same token and waits for
+                                // this transaction.
+                                let (links, secret_again) = (links.clone(), secret.clone());
+                                let task = tokio::spawn(async move {
+                                    links.redeem(&secret_again, "reset").await.expect("redeem")
+                                });
+                                *other.lock().expect("other") = Some(task);
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                session.insert("gained", user.is_some()).await?;
+                                Reply::Ok((status(422), user.unwrap_or_else(|| "none".into())))
+                            }
+                        }),
+                    )
+                    .layer(sessions)
+                    .layer(CnxLayer::new(f.pool.clone()));
+                let mut client = Client::new(router);
+                assert_eq!(client.post("/start").await.status, 200);
+                let secret = links
+                    .mint("ada", "reset", Duration::from_secs(600))
+                    .await
+                    .expect("mint")
+                    .expect("a secret");
+                let reply = client.post(&format!("/redeem/{secret}")).await;
+                let task = other.lock().expect("other").take().expect("the other request");
+                let other_got = task.await.expect("the other request ran");
+                let gained = client.get("/gained").await.body;
+                match other_got {
+                    Some(user) => {
+                        assert_eq!(user, "ada");
+                        assert_eq!(reply.status.as_u16(), 409, "{}", reply.body);
+                        assert_eq!(gained, "Some(false)", "the session kept nothing");
+                    }
+                    None => {
+                        assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "ada"));
+                        assert_eq!(gained, "Some(true)");
+                    }
+                }
+                assert_eq!(links.peek(&secret, "reset").await.expect("peek"), None);
+                assert_eq!(count(&f, "_notes").await, 0);
+            }
         ); }
     };
 }

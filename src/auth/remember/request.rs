@@ -78,8 +78,6 @@ struct Outcome {
     /// A device this request remembered: (user, id), forgotten again if the
     /// response is a server error.
     issued: Option<(String, i64)>,
-    /// The user whose remembered browsers a replayed token ended.
-    theft_of: Option<String>,
     /// The cookie and device as they were before [`Remember::this_device`]
     /// issued a series inside the request's transaction: what the response
     /// keeps instead if that transaction rolls back, and the series with it.
@@ -107,7 +105,6 @@ impl PerRequest {
                 device: None,
                 rotated: None,
                 issued: None,
-                theft_of: None,
                 before_issue: None,
             }),
         })
@@ -284,45 +281,14 @@ impl PerRequest {
             "keycard: a remember-me token was used after it was replaced (a copied cookie?); \
              the user's remembered browsers and sessions are ended"
         );
-        {
-            let mut outcome = self.outcome();
-            outcome.cookie = Action::Expire;
-            outcome.theft_of = Some(device.user_id.clone());
-        }
+        self.outcome().cookie = Action::Expire;
         Ok(Restored::Stolen {
             user_id: device.user_id,
         })
     }
-
-    /// What the restore wrote, written again after the request's
-    /// transaction it joined rolled back: the rotation (the browser is
-    /// about to get the new token) unless a server error undid it already,
-    /// and the forgetting of a stolen series' user.
-    async fn rewrite_now(&self) -> Result<(), AccountError> {
-        let (rotated, theft_of) = {
-            let outcome = self.outcome();
-            (outcome.rotated, outcome.theft_of.clone())
-        };
-        let store = &*self.config.store;
-        if let Some((device, old, new)) = rotated {
-            store
-                .rotate_remembered(device, &old, &new, self.config.now())
-                .await?;
-        }
-        if let Some(user) = theft_of {
-            store.delete_remembered_of(&user, None).await?;
-        }
-        Ok(())
-    }
 }
 
 impl Restorer for PerRequest {
-    fn rewrite(
-        self: Arc<Self>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>> {
-        Box::pin(async move { self.rewrite_now().await.map_err(as_session_error) })
-    }
-
     fn restore(
         self: Arc<Self>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Restored, SessionError>> + Send>> {

@@ -1,45 +1,141 @@
-//! [`UserStore`] for every SQL backend, written once. Account statements
-//! run on pooled connections, never the request's transaction: a counted
-//! failure must stand whatever the response. A new API token's insert joins
-//! the request's transaction, so a token is created only if the request
-//! that shows it commits.
+//! [`UserStore`] for every SQL backend, written once.
+//!
+//! Account statements run in the request's transaction when a `CnxLayer`
+//! on the same pool has one open, and on a pooled connection otherwise.
+//! In the transaction, a change commits or rolls back with the request's
+//! work (an account created, a password set, a factor enrolled, an API
+//! token issued); on SQLite a pooled write would also wait for that
+//! transaction's own write lock, and on PostgreSQL and MySQL for the row
+//! locks it holds. Each runs in a savepoint there, so that a refused row
+//! (a name already taken) leaves the rest of the transaction usable.
+//!
+//! Some writes must stand whatever the response: a counted failed sign-in,
+//! a one-time token, second-factor code or passkey counter used up, a
+//! remember-me token's rotation (the browser gets the new one), a
+//! remembered browser forgotten. In the
+//! transaction they are also kept to be made again, on a pooled connection,
+//! if it rolls back ([`request_tx::Redo`]); a use that another request
+//! made meanwhile fails the rolled-back request instead
+//! ([`StoreError::UsedMeanwhile`]).
+
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 use super::backend::{Arg, SqlBackend};
 use super::statements::is_unique_violation;
 use super::{SqlStore, retry_deadlocks, rows};
+use crate::store::request_tx::{self, Lent};
 use crate::store::{
     ApiTokenRecord, LockoutPolicy, NewApiToken, OneTimeToken, PasskeyRecord, RememberedDevice,
     StoreError, TotpRecord, UserRecord, UserStore,
 };
 use crate::token::TokenHash;
 
+/// What an account write changed, and where.
+struct Changed {
+    /// The rows the (first) statement changed.
+    rows: u64,
+    /// Whether it ran in the request's transaction.
+    joined: bool,
+}
+
 // Crate-private methods only: the backend trait is sealed by being
 // crate-private, which this lint cannot tell from a leak.
 #[allow(private_bounds)]
 impl<DB: SqlBackend> SqlStore<DB> {
-    /// Runs a statement that changes rows on a pooled connection; the rows
-    /// it changed.
-    async fn change_users(&self, sql: &sqlx::SqlStr, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let query = DB::query(sql, args);
-        Ok(DB::execute(&mut *self.pool.acquire().await?, query).await?)
+    /// Begins a transaction of the account write's own on `conn`: a
+    /// savepoint in the request's transaction, or a locking transaction on
+    /// a pooled connection.
+    async fn begin_on(conn: &mut Lent<DB>) -> Result<sqlx::Transaction<'_, DB>, StoreError> {
+        Ok(match conn {
+            Lent::Joined(conn) => sqlx::Connection::begin(&mut ***conn).await?,
+            Lent::Pooled(conn) => DB::begin_locked(&mut **conn).await?,
+        })
     }
 
-    /// One try of `record_failure`, in one transaction.
+    /// Runs a statement that changes account rows (see the module docs for
+    /// where); the rows it changed.
+    async fn change_users(
+        &self,
+        sql: &sqlx::SqlStr,
+        args: &[Arg<'_>],
+    ) -> Result<Changed, StoreError> {
+        let mut conn = self.write_conn().await?;
+        if let Lent::Pooled(conn) = &mut conn {
+            // One statement commits on its own: no transaction to begin.
+            let rows = DB::execute(&mut **conn, DB::query(sql, args)).await?;
+            return Ok(Changed {
+                rows,
+                joined: false,
+            });
+        }
+        let mut tx = Self::begin_on(&mut conn).await?;
+        let rows = DB::execute(&mut *tx, DB::query(sql, args)).await?;
+        tx.commit().await?;
+        Ok(Changed { rows, joined: true })
+    }
+
+    /// Runs `statements` together (see the module docs for where); the rows
+    /// the first one changed.
+    async fn change_together(
+        &self,
+        statements: &[(&sqlx::SqlStr, &[Arg<'_>])],
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = Self::begin_on(&mut conn).await?;
+        let mut first = None;
+        for (sql, args) in statements {
+            let changed = DB::execute(&mut *tx, DB::query(sql, args)).await?;
+            first.get_or_insert(changed);
+        }
+        tx.commit().await?;
+        Ok(first.unwrap_or(0))
+    }
+
+    /// Runs an `INSERT` of an account row (see the module docs for where);
+    /// the new row's id.
+    async fn insert_users(&self, sql: &sqlx::SqlStr, args: &[Arg<'_>]) -> Result<i64, StoreError> {
+        let mut conn = self.write_conn().await?;
+        if let Lent::Pooled(conn) = &mut conn {
+            return DB::insert_returning_id(&mut **conn, DB::query(sql, args)).await;
+        }
+        let mut tx = Self::begin_on(&mut conn).await?;
+        let id = DB::insert_returning_id(&mut *tx, DB::query(sql, args)).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A write that must stand, made by `changed`: if it ran in the
+    /// request's transaction, `again` makes it again should that roll back.
+    fn stand<F, Fut>(&self, changed: &Changed, again: F)
+    where
+        F: FnOnce(Self) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
+        if changed.joined {
+            let store = self.clone();
+            request_tx::redo_after_rollback(Box::new(move || Box::pin(again(store))));
+        }
+    }
+
+    /// One try of `record_failure`, in one transaction (a savepoint of the
+    /// request's); the account after it, and whether it joined the
+    /// request's transaction.
     async fn record_failure_once(
         &self,
         username: &str,
         now: DateTime<Utc>,
         policy: LockoutPolicy,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<(Option<UserRecord>, bool), StoreError> {
         let sql = &self.users_sql;
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = DB::begin_locked(&mut *conn).await?;
+        let mut conn = self.write_conn().await?;
+        let joined = matches!(conn, Lent::Joined(_));
+        let mut tx = Self::begin_on(&mut conn).await?;
         let query = DB::query(&sql.find_user_for_update, &[Arg::Text(Some(username))]);
         let row = DB::fetch_optional(&mut *tx, query).await?;
         let Some(mut user) = row.as_ref().map(rows::user::<DB>).transpose()? else {
-            return Ok(None);
+            return Ok((None, joined));
         };
         let (failures, locked_until) = policy.after_failure(user.failures, user.locked_until, now);
         let args = [
@@ -51,24 +147,16 @@ impl<DB: SqlBackend> SqlStore<DB> {
         tx.commit().await?;
         user.failures = failures;
         user.locked_until = locked_until;
-        Ok(Some(user))
+        Ok((Some(user), joined))
     }
+}
 
-    /// Runs `statements` in one transaction on a pooled connection; the
-    /// rows the first one changed.
-    async fn change_together(
-        &self,
-        statements: &[(&sqlx::SqlStr, &[Arg<'_>])],
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = DB::begin_locked(&mut *conn).await?;
-        let mut first = None;
-        for (sql, args) in statements {
-            let changed = DB::execute(&mut *tx, DB::query(sql, args)).await?;
-            first.get_or_insert(changed);
-        }
-        tx.commit().await?;
-        Ok(first.unwrap_or(0))
+/// A use that must stand could not be made again: another request made it.
+fn used_meanwhile(made: bool) -> Result<(), StoreError> {
+    if made {
+        Ok(())
+    } else {
+        Err(StoreError::UsedMeanwhile)
     }
 }
 
@@ -91,7 +179,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
 
     async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let query = DB::query(&self.users_sql.find_user, &[Arg::Text(Some(username))]);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref().map(rows::user::<DB>).transpose()
     }
 
@@ -100,6 +188,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         Ok(self
             .change_users(&self.users_sql.set_password_hash, &args)
             .await?
+            .rows
             == 1)
     }
 
@@ -108,6 +197,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         Ok(self
             .change_users(&self.users_sql.set_disabled, &args)
             .await?
+            .rows
             == 1)
     }
 
@@ -117,10 +207,19 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         now: DateTime<Utc>,
         policy: LockoutPolicy,
     ) -> Result<Option<UserRecord>, StoreError> {
-        retry_deadlocks(self.limits.lock, || {
+        let (user, joined) = retry_deadlocks(self.limits.lock, || {
             self.record_failure_once(username, now, policy)
         })
-        .await
+        .await?;
+        if user.is_some() {
+            let username = username.to_owned();
+            let counted = Changed { rows: 1, joined };
+            self.stand(&counted, move |store| async move {
+                // Counted again from the row as it is after the rollback.
+                store.record_failure(&username, now, policy).await.map(drop)
+            });
+        }
+        Ok(user)
     }
 
     async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
@@ -139,8 +238,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             Arg::Text(Some(&token.name)),
             Arg::Time(Some(token.created_at)),
         ];
-        let query = DB::query(&self.users_sql.insert_api_token, &args);
-        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+        match self
+            .insert_users(&self.users_sql.insert_api_token, &args)
+            .await
+        {
             Err(StoreError::Database(error)) if is_unique_violation(&error) => {
                 Err(StoreError::AlreadyExists)
             }
@@ -151,7 +252,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     async fn find_api_token(&self, hash: &TokenHash) -> Result<Option<ApiTokenRecord>, StoreError> {
         let args = [Arg::Bytes(hash.as_bytes().as_slice())];
         let query = DB::query(&self.users_sql.find_api_token, &args);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref().map(rows::token::<DB>).transpose()
     }
 
@@ -164,7 +265,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
 
     async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRecord>, StoreError> {
         let query = DB::query(&self.users_sql.list_api_tokens, &[Arg::Text(Some(user_id))]);
-        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        let rows = DB::fetch_all(&mut *self.read_conn().await?, query).await?;
         rows.iter().map(rows::token::<DB>).collect()
     }
 
@@ -173,6 +274,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         Ok(self
             .change_users(&self.users_sql.delete_api_token, &args)
             .await?
+            .rows
             == 1)
     }
 
@@ -208,7 +310,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             Arg::Time(Some(now)),
         ];
         let query = DB::query(&self.users_sql.find_one_time_token, &args);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref()
             .map(|row| rows::one_time::<DB>(row, hash))
             .transpose()
@@ -220,6 +322,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.users_sql.delete_expired_one_time_tokens, &args)
         })
         .await
+        .map(|changed| changed.rows)
     }
 
     async fn take_one_time_token(
@@ -240,11 +343,18 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.users_sql.use_one_time_token, &args)
         })
         .await?;
-        if taken != 1 {
+        if taken.rows != 1 {
             return Ok(None);
         }
+        let (hash_again, purpose) = (*hash, purpose.to_owned());
+        self.stand(&taken, move |store| async move {
+            let taken = store
+                .take_one_time_token(&hash_again, &purpose, now)
+                .await?;
+            used_meanwhile(taken.is_some())
+        });
         let query = DB::query(&self.users_sql.read_one_time_token, &[bytes]);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref()
             .map(|row| rows::one_time::<DB>(row, hash))
             .transpose()
@@ -263,8 +373,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         ];
         // On the request's transaction when there is one, like a new API
         // token: the device is remembered only if the sign-in commits.
-        let query = DB::query(&self.users_sql.insert_remembered, &args);
-        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+        match self
+            .insert_users(&self.users_sql.insert_remembered, &args)
+            .await
+        {
             Err(StoreError::Database(error)) if is_unique_violation(&error) => {
                 Err(StoreError::AlreadyExists)
             }
@@ -298,9 +410,19 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             Arg::Bytes(current.as_bytes().as_slice()),
         ];
         // The update decides: of two concurrent rotations, one changes the
-        // row.
-        let query = DB::query(&self.users_sql.rotate_remembered, &args);
-        Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
+        // row. It stands whatever the response: the browser gets the new
+        // token.
+        let changed = self
+            .change_users(&self.users_sql.rotate_remembered, &args)
+            .await?;
+        let made = changed.rows == 1;
+        if made {
+            let (current, next) = (*current, *next);
+            self.stand(&changed, move |store| async move {
+                used_meanwhile(store.rotate_remembered(id, &current, &next, now).await?)
+            });
+        }
+        Ok(made)
     }
 
     async fn list_remembered(&self, user_id: &str) -> Result<Vec<RememberedDevice>, StoreError> {
@@ -311,8 +433,15 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
 
     async fn delete_remembered(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
         let args = [Arg::Text(Some(user_id)), Arg::Int(id)];
-        let query = DB::query(&self.users_sql.delete_remembered, &args);
-        Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
+        // A browser forgotten stays forgotten, whatever the response.
+        let changed = self
+            .change_users(&self.users_sql.delete_remembered, &args)
+            .await?;
+        let user_id = user_id.to_owned();
+        self.stand(&changed, move |store| async move {
+            store.delete_remembered(&user_id, id).await.map(drop)
+        });
+        Ok(changed.rows == 1)
     }
 
     async fn delete_remembered_of(
@@ -322,8 +451,16 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     ) -> Result<u64, StoreError> {
         // Ids are positive: 0 keeps none.
         let args = [Arg::Text(Some(user_id)), Arg::Int(except.unwrap_or(0))];
-        let query = DB::query(&self.users_sql.delete_remembered_of, &args);
-        Ok(DB::execute(&mut *self.write_conn().await?, query).await?)
+        // Forgotten for good, whatever the response (a copied cookie's
+        // alarm among the callers).
+        let changed = self
+            .change_users(&self.users_sql.delete_remembered_of, &args)
+            .await?;
+        let user_id = user_id.to_owned();
+        self.stand(&changed, move |store| async move {
+            store.delete_remembered_of(&user_id, except).await.map(drop)
+        });
+        Ok(changed.rows)
     }
 
     async fn delete_expired_remembered(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -338,7 +475,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
 
     async fn find_totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
         let query = DB::query(&self.factor_sql.find_totp, &[Arg::Text(Some(user_id))]);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref().map(rows::totp::<DB>).transpose()
     }
 
@@ -380,7 +517,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.confirm_totp, &args)
         })
         .await?;
-        Ok(changed == 1)
+        Ok(changed.rows == 1)
     }
 
     async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
@@ -391,7 +528,14 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_totp_step, &args)
         })
         .await?;
-        Ok(changed == 1)
+        let made = changed.rows == 1;
+        if made {
+            let user_id = user_id.to_owned();
+            self.stand(&changed, move |store| async move {
+                used_meanwhile(store.use_totp_step(&user_id, step).await?)
+            });
+        }
+        Ok(made)
     }
 
     async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
@@ -436,7 +580,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<TokenHash>, StoreError> {
         let args = [Arg::Text(Some(user_id))];
         let query = DB::query(&self.factor_sql.unused_recovery_codes, &args);
-        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        let rows = DB::fetch_all(&mut *self.read_conn().await?, query).await?;
         rows.iter().map(rows::code_hash::<DB>).collect()
     }
 
@@ -456,7 +600,14 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_recovery_code, &args)
         })
         .await?;
-        Ok(changed == 1)
+        let made = changed.rows == 1;
+        if made {
+            let (user_id, hash) = (user_id.to_owned(), *hash);
+            self.stand(&changed, move |store| async move {
+                used_meanwhile(store.use_recovery_code(&user_id, &hash, at).await?)
+            });
+        }
+        Ok(made)
     }
 
     async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
@@ -471,8 +622,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             Arg::Text(Some(&passkey.label)),
             Arg::Time(Some(passkey.created_at)),
         ];
-        let query = DB::query(&self.factor_sql.insert_passkey, &args);
-        match DB::insert_returning_id(&mut *self.write_conn().await?, query).await {
+        match self
+            .insert_users(&self.factor_sql.insert_passkey, &args)
+            .await
+        {
             Ok(id) => Ok(Some(id)),
             // Credential ids are unique across accounts: a second
             // registration of one authenticator's credential is refused.
@@ -486,13 +639,13 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         credential_id: &[u8],
     ) -> Result<Option<PasskeyRecord>, StoreError> {
         let query = DB::query(&self.factor_sql.find_passkey, &[Arg::Bytes(credential_id)]);
-        let row = DB::fetch_optional(&mut *self.pool.acquire().await?, query).await?;
+        let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref().map(rows::passkey::<DB>).transpose()
     }
 
     async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
         let query = DB::query(&self.factor_sql.list_passkeys, &[Arg::Text(Some(user_id))]);
-        let rows = DB::fetch_all(&mut *self.pool.acquire().await?, query).await?;
+        let rows = DB::fetch_all(&mut *self.read_conn().await?, query).await?;
         rows.iter().map(rows::passkey::<DB>).collect()
     }
 
@@ -513,7 +666,14 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_passkey, &args)
         })
         .await?;
-        Ok(changed == 1)
+        let made = changed.rows == 1;
+        if made {
+            let used = used.clone();
+            self.stand(&changed, move |store| async move {
+                used_meanwhile(store.use_passkey(&used).await?)
+            });
+        }
+        Ok(made)
     }
 
     async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
@@ -522,6 +682,6 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.delete_passkey, &args)
         })
         .await?;
-        Ok(deleted > 0)
+        Ok(deleted.rows > 0)
     }
 }
