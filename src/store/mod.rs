@@ -258,9 +258,8 @@ pub enum StoreError {
 /// PostgreSQL and MySQL stores); a wrapper can implement it to add caching,
 /// metrics or fault injection.
 ///
-/// Every method is one statement, except [`update_locked`](Self::update_locked)
-/// and [`update_with_limit`](Self::update_with_limit), which are one short
-/// transaction each.
+/// Every method is one statement, except [`update_locked`](Self::update_locked),
+/// which is one short transaction.
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Reads the row with this id, if there is one. Expired rows are
@@ -374,34 +373,6 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         Ok(ended)
     }
 
-    /// A sign-in's write: [`update`](Self::update), then, if it wrote and
-    /// `keep` is given, [`delete_excess_for_user`](Self::delete_excess_for_user)
-    /// of the signed-in user (`fields.user_id`) and kind (`fields.is_api`)
-    /// beyond `keep`. `None` when the update did not write (the row is gone
-    /// or has a newer version: nothing was deleted either); else how many
-    /// sessions the limit ended.
-    ///
-    /// The SQL stores run both in one transaction, so that a sign-in costs
-    /// one commit rather than two; the default runs one after the other.
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        if !self.update(id, expected_version, fields).await? {
-            return Ok(None);
-        }
-        match (keep, &fields.user_id) {
-            (Some(keep), Some(user)) => self
-                .delete_excess_for_user(user, fields.is_api, keep)
-                .await
-                .map(Some),
-            _ => Ok(Some(0)),
-        }
-    }
-
     /// Counts rows active at or after `since`. Stores keep times at whole
     /// microseconds (every time keycard writes is one); `since`, which may
     /// come from the application, is compared at that precision.
@@ -437,17 +408,6 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
         fields: &SessionFields,
     ) -> Result<bool, StoreError> {
         (**self).update(id, expected_version, fields).await
-    }
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        (**self)
-            .update_with_limit(id, expected_version, fields, keep)
-            .await
     }
     async fn update_data(
         &self,

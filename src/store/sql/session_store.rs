@@ -72,30 +72,6 @@ impl<DB: SqlBackend> SqlStore<DB> {
         .await
     }
 
-    /// The statements of `update_with_limit` on `conn`: the versioned
-    /// write, then, if it wrote, the per-user limit's ranked delete.
-    async fn write_and_limit(
-        &self,
-        conn: &mut DB::Connection,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        user: &str,
-        keep: u32,
-    ) -> Result<Option<u64>, StoreError> {
-        let query = write_query::<DB>(&self.sql, id, expected_version, fields);
-        if DB::execute(&mut *conn, query).await? != 1 {
-            return Ok(None);
-        }
-        let args = [
-            Arg::Text(Some(user)),
-            Arg::Bool(fields.is_api),
-            Arg::Int(i64::from(keep)),
-        ];
-        let query = DB::query(&self.sql.delete_excess_for_user, &args);
-        Ok(Some(DB::execute(conn, query).await?))
-    }
-
     /// One value write on a pooled connection; the id of the row if it was
     /// written.
     pub(crate) async fn write_one(&self, write: &ValueWrite) -> Result<Vec<i64>, sqlx::Error> {
@@ -280,43 +256,6 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
         retry_deadlocks(self.limits.lock, || async {
             let query = write_query::<DB>(&self.sql, id, expected_version, fields);
             Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
-        })
-        .await
-    }
-
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        let (Some(keep), Some(user)) = (keep, fields.user_id.as_deref()) else {
-            let written = self.update(id, expected_version, fields).await?;
-            return Ok(written.then_some(0));
-        };
-        // One transaction, one commit (on SQLite, one turn of the write
-        // lock) where a sign-in used to make two.
-        retry_deadlocks(self.limits.lock, || async {
-            let mut conn = self.write_conn().await?;
-            match &mut conn {
-                Lent::Joined(conn) => {
-                    self.write_and_limit(conn, id, expected_version, fields, user, keep)
-                        .await
-                }
-                Lent::Pooled(conn) => {
-                    let mut tx = DB::begin_locked(conn).await?;
-                    let result = self
-                        .write_and_limit(&mut tx, id, expected_version, fields, user, keep)
-                        .await?;
-                    // Nothing written: nothing to commit, and the
-                    // transaction rolls back as it drops.
-                    if result.is_some() {
-                        tx.commit().await?;
-                    }
-                    Ok(result)
-                }
-            }
         })
         .await
     }
