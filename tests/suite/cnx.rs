@@ -965,6 +965,111 @@ macro_rules! cnx_suite {
                 assert_eq!(count(&f, "_notes").await, 6);
             }
 
+            /// A TOTP code used to complete a sign-in inside a transaction
+            /// that rolls back stays used: the same code does not complete
+            /// another browser's sign-in, and a wrong code counts toward the
+            /// lockout whatever the response.
+            #[tokio::test]
+            async fn a_totp_code_used_in_a_rolled_back_transaction_stays_used() {
+                use keycard::auth::{AccountError, PasswordAuthenticator, SecondFactor, SignInStep, method};
+                use keycard::store::UserStore;
+
+                let Some(f) = fixture(4).await else { return };
+                let clock = ManualClock::starting_at(chrono::Utc::now());
+                let sessions = SessionLayer::new(f.store.clone()).clock(clock.clone());
+                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
+                let passwords = PasswordAuthenticator::with_shared_store(users, sessions.admin())
+                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"))
+                    .clock(clock.clone());
+                let factors = SecondFactor::new(passwords.clone()).clock(clock.clone());
+                passwords.create_user("ada", "a long secret").await.expect("ada");
+                let code_now = {
+                    let clock = clock.clone();
+                    move |secret: &str| {
+                        use keycard::clock::Clock as _;
+                        let secret = totp_rs::Secret::try_from_base32(secret).expect("base32");
+                        let totp = totp_rs::Builder::new().with_secret(secret).build().expect("totp");
+                        let at = u64::try_from(clock.now().timestamp()).expect("after 1970");
+                        totp.generate(at).to_string()
+                    }
+                };
+                let router = Router::new()
+                    .route(
+                        "/in",
+                        post(|session: Session| async move {
+                            session.login("ada").await?;
+                            Reply::Ok((StatusCode::OK, "in".into()))
+                        }),
+                    )
+                    .route(
+                        "/enrol",
+                        post({
+                            let factors = factors.clone();
+                            move |session: Session| async move {
+                                let enrolment = factors.enrol_totp(&session).await?;
+                                Reply::Ok((StatusCode::OK, enrolment.secret_base32().to_owned()))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/confirm/{code}",
+                        post({
+                            let factors = factors.clone();
+                            move |session: Session, Path(code): Path<String>| async move {
+                                factors.confirm_totp(&session, &code).await?;
+                                Reply::Ok((StatusCode::OK, "confirmed".into()))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/complete/{code}/{code_status}",
+                        post({
+                            let (f, factors) = (f.clone(), factors.clone());
+                            move |session: Session,
+                                  cnx: Cnx<Db>,
+                                  Path((code, code_status)): Path<(String, u16)>| async move {
+                                add_note(&f, &cnx, "ada", "second factor").await?;
+                                let step = factors.sign_in(&session, "ada", method::PASSWORD).await?;
+                                assert!(matches!(step, SignInStep::SecondFactorDue(_)));
+                                let done = match factors.complete_with_totp(&session, &code).await {
+                                    Ok(()) => "in",
+                                    Err(AccountError::WrongCode) => "wrong",
+                                    Err(error) => return Err(error.into()),
+                                };
+                                Reply::Ok((status(code_status), done.into()))
+                            }
+                        }),
+                    )
+                    .layer(sessions)
+                    .layer(CnxLayer::new(f.pool.clone()));
+                let mut owner = Client::new(router.clone());
+                assert_eq!(owner.post("/in").await.status, 200);
+                let secret = owner.post("/enrol").await.body;
+                let reply = owner.post(&format!("/confirm/{}", code_now(&secret))).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                clock.advance(TimeDelta::seconds(30));
+                let failures = || async {
+                    passwords.account("ada").await.expect("account").expect("ada").failures
+                };
+
+                let code = code_now(&secret);
+                let mut first = Client::new(router.clone());
+                let reply = first.post(&format!("/complete/{code}/422")).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "in"));
+                let mut second = Client::new(router.clone());
+                let reply = second.post(&format!("/complete/{code}/200")).await;
+                assert_eq!(
+                    (reply.status.as_u16(), reply.body.as_str()),
+                    (200, "wrong"),
+                    "the code was used up by the request that rolled back"
+                );
+                let before = failures().await;
+                let reply = second.post("/complete/000000/422").await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (422, "wrong"));
+                assert_eq!(failures().await, before + 1, "the wrong code counted");
+                assert_eq!(count(&f, "_notes").await, 1, "only the success's note");
+            }
+
             /// A one-time token used in a transaction that rolls back, while
             /// another request waits to use the same token: whichever makes
             /// the use that stands, the token works once. If the other
