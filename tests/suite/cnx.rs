@@ -89,6 +89,20 @@ macro_rules! cnx_suite {
                     .expect("count")
             }
 
+            /// Accounts and one-time tokens on the fixture's store, with
+            /// password hashing cheap enough for a test.
+            fn accounts(
+                f: &F,
+                sessions: &SessionLayer,
+            ) -> (keycard::auth::PasswordAuthenticator, keycard::auth::OneTimeTokens) {
+                use keycard::auth::{OneTimeTokens, PasswordAuthenticator};
+                let users: Arc<dyn keycard::store::UserStore> = Arc::new(f.store.clone());
+                let passwords = PasswordAuthenticator::with_shared_store(users.clone(), sessions.admin())
+                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
+                let links = OneTimeTokens::with_shared_store(users, passwords.clone());
+                (passwords, links)
+            }
+
             fn record(probe: &Probe, what: String) {
                 probe.lock().expect("probe").push(what);
             }
@@ -868,15 +882,11 @@ macro_rules! cnx_suite {
             /// up) are made again after a rollback.
             #[tokio::test]
             async fn account_writes_join_the_request_transaction_and_failures_stand() {
-                use keycard::auth::{AccountError, OneTimeTokens, PasswordAuthenticator};
-                use keycard::store::UserStore;
+                use keycard::auth::AccountError;
 
                 let Some(f) = fixture(4).await else { return };
                 let sessions = SessionLayer::new(f.store.clone());
-                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
-                let passwords = PasswordAuthenticator::with_shared_store(users.clone(), sessions.admin())
-                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
-                let links = OneTimeTokens::with_shared_store(users.clone(), passwords.clone());
+                let (passwords, links) = accounts(&f, &sessions);
                 let router = Router::new()
                     .route(
                         "/register/{user}/{code}",
@@ -971,16 +981,12 @@ macro_rules! cnx_suite {
             /// lockout whatever the response.
             #[tokio::test]
             async fn a_totp_code_used_in_a_rolled_back_transaction_stays_used() {
-                use keycard::auth::{AccountError, PasswordAuthenticator, SecondFactor, SignInStep, method};
-                use keycard::store::UserStore;
+                use keycard::auth::{AccountError, SecondFactor, SignInStep, method};
 
                 let Some(f) = fixture(4).await else { return };
                 let clock = ManualClock::starting_at(chrono::Utc::now());
                 let sessions = SessionLayer::new(f.store.clone()).clock(clock.clone());
-                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
-                let passwords = PasswordAuthenticator::with_shared_store(users, sessions.admin())
-                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"))
-                    .clock(clock.clone());
+                let passwords = accounts(&f, &sessions).0.clock(clock.clone());
                 let factors = SecondFactor::new(passwords.clone()).clock(clock.clone());
                 passwords.create_user("ada", "a long secret").await.expect("ada");
                 let code_now = {
@@ -1077,15 +1083,9 @@ macro_rules! cnx_suite {
             /// gained (its answer becomes `409`).
             #[tokio::test]
             async fn a_token_used_in_a_rolled_back_transaction_is_never_used_twice() {
-                use keycard::auth::{OneTimeTokens, PasswordAuthenticator};
-                use keycard::store::UserStore;
-
                 let Some(f) = fixture(4).await else { return };
                 let sessions = SessionLayer::new(f.store.clone());
-                let users: Arc<dyn UserStore> = Arc::new(f.store.clone());
-                let passwords = PasswordAuthenticator::with_shared_store(users.clone(), sessions.admin())
-                    .argon2_params(argon2::Params::new(8, 1, 1, None).expect("params"));
-                let links = OneTimeTokens::with_shared_store(users.clone(), passwords.clone());
+                let (passwords, links) = accounts(&f, &sessions);
                 passwords.create_user("ada", "a long secret").await.expect("ada");
                 let other = Arc::new(Mutex::new(None));
                 let router = Router::new()
