@@ -165,8 +165,6 @@ impl Session {
         }
         let id = stored.id;
         let user_before = stored.fields.user_id.clone();
-        // How many sessions the limit ended, when the write applied it.
-        let mut limited = None;
         let written = if w.only_data_changed() {
             let renewed = ctx.renewal(stored.fields.last_activity, now);
             if let Some(at) = renewed {
@@ -177,19 +175,7 @@ impl Session {
                 .await?
         } else {
             w.view.last_activity = w.view.last_activity.max(now);
-            // A sign-in's write and its per-user limit in one transaction.
-            let keep = self.session_limit(w);
-            match ctx
-                .store
-                .update_with_limit(id, stored.version, &w.view, keep)
-                .await?
-            {
-                Some(ended) => {
-                    limited = keep.map(|_| ended);
-                    true
-                }
-                None => false,
-            }
+            ctx.store.update(id, stored.version, &w.view).await?
         };
         if !written {
             // A concurrent request wrote first: replay this request's changes
@@ -217,53 +203,32 @@ impl Session {
         if w.identity_changed {
             w.push_identity_events(id, user_before);
         }
-        match limited {
-            Some(ended) => self.limit_ended(w, ended),
-            None => self.apply_session_limit(w).await?,
-        }
+        self.apply_session_limit(w).await?;
         Ok(self.cookies_for(id, w))
     }
 
-    /// How many sessions of the user's kind (human, or API client) a
-    /// sign-in keeps, under that kind's
-    /// [`ConcurrentSessions`](crate::ConcurrentSessions) policy: `None`
-    /// when nothing signed in or the policy has no limit.
-    fn session_limit(&self, w: &Working) -> Option<u32> {
-        let config = &self.0.ctx.config;
-        let policy = if w.view.is_api {
-            config.api_sessions
-        } else {
-            config.concurrent_sessions
-        };
-        (w.identity_changed && w.view.user_id.is_some())
-            .then(|| policy.keep())
-            .flatten()
-    }
-
     /// After a sign-in is saved: ends the user's sessions of the same kind
-    /// beyond the [limit](Self::session_limit). This session was just
-    /// written with the latest `last_activity`, so it is the one the
-    /// ranking keeps first.
+    /// (human, or API client) beyond what that kind's
+    /// [`ConcurrentSessions`](crate::ConcurrentSessions) policy allows.
+    /// This session was just written with the latest `last_activity`, so it
+    /// is the one the ranking keeps first.
     async fn apply_session_limit(&self, w: &mut Working) -> Result<(), SessionError> {
-        let (Some(keep), Some(user)) = (self.session_limit(w), &w.view.user_id) else {
+        let ctx = &self.0.ctx;
+        let api = w.view.is_api;
+        let policy = if api {
+            ctx.config.api_sessions
+        } else {
+            ctx.config.concurrent_sessions
+        };
+        let (true, Some(user), Some(keep)) = (w.identity_changed, &w.view.user_id, policy.keep())
+        else {
             return Ok(());
         };
-        let ctx = &self.0.ctx;
-        let ended = ctx
-            .store
-            .delete_excess_for_user(user, w.view.is_api, keep)
-            .await?;
-        self.limit_ended(w, ended);
-        Ok(())
-    }
-
-    /// The per-user limit ended `ended` sessions of the signed-in user.
-    fn limit_ended(&self, w: &mut Working, ended: u64) {
-        let Some(user) = &w.view.user_id else {
-            return;
-        };
+        let ended = ctx.store.delete_excess_for_user(user, api, keep).await?;
         if ended > 0 {
-            self.0.ctx.live.poke();
+            ctx.live.poke();
+        }
+        if ended > 0 {
             tracing::info!(ended, "keycard: sessions ended by the per-user limit");
             let event = SessionEvent::SessionsEnded {
                 user_id: Some(user.clone()),
@@ -272,6 +237,7 @@ impl Session {
             };
             w.events.push(event);
         }
+        Ok(())
     }
 
     async fn insert_new(

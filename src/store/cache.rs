@@ -255,13 +255,9 @@ impl<S> CachedStore<S> {
     /// sign-in under the per-user limit deletes nothing, and must not cost
     /// every other user their cached row).
     fn after_user_delete(&self, user_id: &str, deleted: &Result<u64, StoreError>) {
-        if !matches!(deleted, Ok(0)) {
-            self.forget_user(user_id);
+        if matches!(deleted, Ok(0)) {
+            return;
         }
-    }
-
-    /// Forgets the user's rows now and when the request's transaction ends.
-    fn forget_user(&self, user_id: &str) {
         self.cache.invalidate_user(user_id);
         self.evict_at_transaction_end(Evict::User(user_id.to_owned()));
     }
@@ -316,34 +312,6 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         });
         self.after_write(id, record, generation);
         Ok(written)
-    }
-
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        let generation = self.cache.generation();
-        let result = self
-            .inner
-            .update_with_limit(id, expected_version, fields, keep)
-            .await;
-        let record = matches!(result, Ok(Some(_))).then(|| SessionRecord {
-            id,
-            version: expected_version + 1,
-            fields: fields.clone(),
-        });
-        self.after_write(id, record, generation);
-        if let Some(user) = &fields.user_id
-            && !matches!(result, Ok(None | Some(0)))
-        {
-            // As after `delete_excess_for_user`: which of the user's rows
-            // went, this process cannot tell.
-            self.forget_user(user);
-        }
-        result
     }
 
     async fn update_data(

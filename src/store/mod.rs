@@ -259,8 +259,7 @@ pub enum StoreError {
 /// metrics or fault injection.
 ///
 /// Every method is one statement, except [`update_locked`](Self::update_locked),
-/// which is one short transaction, and
-/// [`update_with_limit`](Self::update_with_limit), which is one or two.
+/// which is one short transaction.
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Reads the row with this id, if there is one. Expired rows are
@@ -374,30 +373,6 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         Ok(ended)
     }
 
-    /// A sign-in's write: [`update`](Self::update), then, if it wrote and
-    /// `keep` is given, [`delete_excess_for_user`](Self::delete_excess_for_user)
-    /// of the signed-in user (`fields.user_id`) and kind (`fields.is_api`)
-    /// beyond `keep`. `None` when the update did not write (the row is gone
-    /// or has a newer version: nothing was deleted either); else how many
-    /// sessions the limit ended.
-    ///
-    /// The default runs one after the other. The SQLite store's update
-    /// also counts the user's other sessions of that kind, and runs the
-    /// delete only when they are `keep` or more: a sign-in under the limit,
-    /// the common case, costs one statement. (SQLite runs one writer at a
-    /// time, so that count is current; on PostgreSQL and MySQL two
-    /// concurrent sign-ins could each count without the other, and they
-    /// always run the delete.)
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        update_then_limit(self, id, expected_version, fields, keep).await
-    }
-
     /// Counts rows active at or after `since`. Stores keep times at whole
     /// microseconds (every time keycard writes is one); `since`, which may
     /// come from the application, is compared at that precision.
@@ -413,27 +388,6 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// bookkeeping measured a cost (`BENCHMARKS.md`, "Contended writes").
     fn combines_updates(&self) -> bool {
         true
-    }
-}
-
-/// [`SessionStore::update_with_limit`] as two calls: the update, then, if
-/// it wrote, the per-user limit's delete.
-pub(crate) async fn update_then_limit<S: SessionStore + ?Sized>(
-    store: &S,
-    id: SessionId,
-    expected_version: i64,
-    fields: &SessionFields,
-    keep: Option<u32>,
-) -> Result<Option<u64>, StoreError> {
-    if !store.update(id, expected_version, fields).await? {
-        return Ok(None);
-    }
-    match (keep, &fields.user_id) {
-        (Some(keep), Some(user)) => store
-            .delete_excess_for_user(user, fields.is_api, keep)
-            .await
-            .map(Some),
-        _ => Ok(Some(0)),
     }
 }
 
@@ -454,17 +408,6 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
         fields: &SessionFields,
     ) -> Result<bool, StoreError> {
         (**self).update(id, expected_version, fields).await
-    }
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        (**self)
-            .update_with_limit(id, expected_version, fields, keep)
-            .await
     }
     async fn update_data(
         &self,

@@ -440,10 +440,6 @@ impl SqlBackend for Sqlite {
         one_statement(TOUCH_BATCH_SQL, table)
     }
 
-    fn counting_update(table: &TableName) -> Option<sqlx::SqlStr> {
-        one_statement(COUNTING_UPDATE_SQL, table).pop()
-    }
-
     async fn touch_rows<'a>(
         store: &'a SqlStore<Sqlite>,
         batcher: &'a Batcher<Touch>,
@@ -494,16 +490,6 @@ const WRITE_BATCH_SQL: &str = "WITH v AS (SELECT value ->> 0 AS id, value ->> 1 
     UPDATE {table} SET data = v.data, last_activity = COALESCE(v.at, {table}.last_activity), \
     version = {table}.version + 1 \
     FROM v WHERE {table}.id = v.id AND {table}.version = v.version RETURNING {table}.id";
-
-/// A sign-in's update (`SQL.update`), returning how many other sessions
-/// the user has of the row's kind: the per-user limit's delete is needed
-/// only when they fill the limit. The user's rows are found by
-/// `{table}_user_recency`.
-const COUNTING_UPDATE_SQL: &str = "UPDATE {table} SET token_hash = ?, user_id = ?, \
-    ip_address = ?, is_api = ?, auth_method = ?, authenticated_at = ?, persistent = ?, \
-    created_at = ?, last_activity = ?, data = ?, auth_version = ?, credential_id = ?, \
-    device = ?, version = version + 1 WHERE id = ? AND version = ? \
-    RETURNING (SELECT COUNT(*) FROM {table} WHERE user_id = ? AND is_api = ? AND id <> ?)";
 
 /// Renewals of several sessions in one statement, each moving
 /// `last_activity` forward only; the rows come as one JSON array of

@@ -225,16 +225,6 @@ pub(crate) trait SqlBackend: Io + JoinableDatabase {
     /// writes where the backend can batch them (`None`: each alone).
     fn batch_statements(table: &crate::store::TableName) -> (Vec<SqlStr>, Option<Vec<SqlStr>>);
 
-    /// A sign-in's full-row update (`update`'s text and arguments) that
-    /// also returns how many other sessions the signed-in user has of the
-    /// row's kind (three more arguments: the user, the kind, the row's id),
-    /// so that the per-user limit's delete runs only when it has something
-    /// to delete. Only where writers take turns, so that the count is
-    /// current when the row is written (SQLite); `None` elsewhere.
-    fn counting_update(_table: &crate::store::TableName) -> Option<SqlStr> {
-        None
-    }
-
     /// What tells a store on `pool` whether anything was committed since it
     /// last looked, so that it may cache its loads (`read_cache.rs`);
     /// `None` where the database has nothing that cheap.

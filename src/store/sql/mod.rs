@@ -47,9 +47,6 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) writes: Option<std::sync::Arc<Batcher<ValueWrite>>>,
     /// The queue of renewals (`touch`).
     pub(crate) touches: std::sync::Arc<Batcher<Touch>>,
-    /// A sign-in's update that counts the user's other sessions, where the
-    /// backend has one (`SqlBackend::counting_update`).
-    pub(crate) counting_update: Option<std::sync::Arc<sqlx::SqlStr>>,
     /// Whether loads, value writes and renewals are batched
     /// ([`SqlStore::batching`]).
     pub(crate) batching: bool,
@@ -71,7 +68,6 @@ impl<DB: sqlx::Database> Clone for SqlStore<DB> {
             loads: self.loads.clone(),
             writes: self.writes.clone(),
             touches: self.touches.clone(),
-            counting_update: self.counting_update.clone(),
             batching: self.batching,
             limits: self.limits,
             read_cache: self.read_cache.clone(),
@@ -102,7 +98,6 @@ impl<DB: SqlBackend> SqlStore<DB> {
             loads: std::sync::Arc::new(Batcher::new(loads)),
             writes: writes.map(|w| std::sync::Arc::new(Batcher::new(w))),
             touches: std::sync::Arc::new(Batcher::new(DB::touch_statements(&table))),
-            counting_update: DB::counting_update(&table).map(std::sync::Arc::new),
             batching: true,
             limits: super::WaitLimits::default(),
             read_cache: DB::change_counter(&pool).map(|counter| {

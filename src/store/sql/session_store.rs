@@ -17,7 +17,7 @@ use super::{SqlStore, retry_deadlocks, rows};
 use crate::store::request_tx::{self, Lent};
 use crate::store::{
     ExpiryCutoffs, Merge, SessionData, SessionFields, SessionRecord, SessionStore, StoreError,
-    UserSessions, update_then_limit,
+    UserSessions,
 };
 use crate::token::SessionId;
 
@@ -258,48 +258,6 @@ impl<DB: SqlBackend> SessionStore for SqlStore<DB> {
             Ok(DB::execute(&mut *self.write_conn().await?, query).await? == 1)
         })
         .await
-    }
-
-    async fn update_with_limit(
-        &self,
-        id: SessionId,
-        expected_version: i64,
-        fields: &SessionFields,
-        keep: Option<u32>,
-    ) -> Result<Option<u64>, StoreError> {
-        let (Some(keep), Some(user), Some(sql)) =
-            (keep, fields.user_id.as_deref(), &self.counting_update)
-        else {
-            return update_then_limit(self, id, expected_version, fields, keep).await;
-        };
-        let others = retry_deadlocks(self.limits.lock, || async {
-            let data = encode_data(&fields.data);
-            let query = DB::query(sql, &rows::field_args(fields, &data));
-            let query = DB::bind(
-                query,
-                &[
-                    Arg::Int(id.get()),
-                    Arg::Int(expected_version),
-                    Arg::Text(Some(user)),
-                    Arg::Bool(fields.is_api),
-                    Arg::Int(id.get()),
-                ],
-            );
-            // Run to its end, as every `RETURNING` statement.
-            let rows = DB::fetch_all(&mut *self.write_conn().await?, query).await?;
-            let others = rows.first().map(|row| DB::int(row, 0)).transpose()?;
-            Ok::<_, StoreError>(others)
-        })
-        .await?;
-        match others {
-            None => Ok(None),
-            // Room for this one under the limit: nothing to delete.
-            Some(others) if others < i64::from(keep) => Ok(Some(0)),
-            Some(_) => self
-                .delete_excess_for_user(user, fields.is_api, keep)
-                .await
-                .map(Some),
-        }
     }
 
     async fn update_data(
