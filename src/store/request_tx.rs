@@ -5,6 +5,11 @@
 //! it and runs the request inside [`scope`]. So the dependency points one
 //! way: connections know the store, the store knows only this trait. A store
 //! on another pool, or a third party's store, never joins.
+//!
+//! A write that joins but must stand whatever becomes of the transaction (a
+//! counted failed sign-in, a one-time code used up) hands the transaction a
+//! [`Redo`]: the same write, made again on a pooled connection ([`outside`])
+//! once a rollback is done.
 
 use std::future::Future;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
