@@ -1076,6 +1076,49 @@ macro_rules! cnx_suite {
                 assert_eq!(count(&f, "_notes").await, 1, "only the success's note");
             }
 
+            /// A request cancelled after a wrong password (its future
+            /// dropped while it holds the transaction, as a timeout does):
+            /// the handler's write goes, the counted failure stands.
+            #[tokio::test]
+            async fn a_failure_counted_in_a_cancelled_request_stands() {
+                let Some(f) = fixture(4).await else { return };
+                let sessions = SessionLayer::new(f.store.clone());
+                let (passwords, _) = accounts(&f, &sessions);
+                passwords.create_user("ada", "a long secret").await.expect("ada");
+                let app = Router::new()
+                    .route(
+                        "/wrong-then-hang",
+                        post({
+                            let (f, passwords) = (f.clone(), passwords.clone());
+                            move |cnx: Cnx<Db>| async move {
+                                add_note(&f, &cnx, "ada", "attempt").await?;
+                                assert!(passwords.verify("ada", "not the secret").await.is_err());
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                Reply::Ok((StatusCode::OK, "never".into()))
+                            }
+                        }),
+                    )
+                    .layer(sessions)
+                    .layer(CnxLayer::new(f.pool.clone()));
+                let request = Request::post("/wrong-then-hang")
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let cancelled =
+                    tokio::time::timeout(Duration::from_millis(500), app.oneshot(request)).await;
+                assert!(cancelled.is_err(), "the request was cancelled");
+                // Made again on a task of its own once the request is gone.
+                let mut failures = None;
+                for _ in 0..100 {
+                    failures = passwords.account("ada").await.expect("account").map(|a| a.failures);
+                    if failures == Some(1) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert_eq!(failures, Some(1), "the failure stands");
+                assert_eq!(count(&f, "_notes").await, 0, "the handler's write went");
+            }
+
             /// A one-time token used in a transaction that rolls back, while
             /// another request waits to use the same token: whichever makes
             /// the use that stands, the token works once. If the other
