@@ -557,14 +557,8 @@ impl<DB: CnxDatabase> Cnx<DB> {
         after.into_iter().for_each(|f| f());
         // Before the application's operations: what must stand is written
         // before anything else runs.
-        for redo in redo {
-            if let Err(error) = request_tx::outside(redo()).await {
-                tracing::error!(
-                    %error,
-                    "keycard: a write that must stand could not be made again after the rollback"
-                );
-                self.ledger().lost.get_or_insert(error);
-            }
+        if let Some(error) = make_again(redo).await {
+            self.ledger().lost.get_or_insert(error);
         }
         for op in rollback {
             op().await;
@@ -605,15 +599,8 @@ impl<DB: CnxDatabase> Cnx<DB> {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
-                for redo in redo {
-                    if let Err(error) = request_tx::outside(redo()).await {
-                        tracing::error!(
-                            %error,
-                            "keycard: a write that must stand could not be made again after \
-                             the cancelled request's rollback"
-                        );
-                    }
-                }
+                // No response left to fail: the error is in the log.
+                make_again(redo).await;
                 for op in rollback {
                     op().await;
                 }
@@ -702,6 +689,22 @@ impl<DB: CnxDatabase> Cnx<DB> {
     pub(crate) fn has_hooks(&self) -> bool {
         !self.0.settings.hooks.is_empty()
     }
+}
+
+/// Makes again, on pooled connections and in order, the writes that had
+/// to stand after a rollback; the first error, each one logged.
+async fn make_again(redo: Vec<Redo>) -> Option<StoreError> {
+    let mut lost = None;
+    for redo in redo {
+        if let Err(error) = request_tx::outside(redo()).await {
+            tracing::error!(
+                %error,
+                "keycard: a write that must stand could not be made again after the rollback"
+            );
+            lost.get_or_insert(error);
+        }
+    }
+    lost
 }
 
 impl<DB: CnxDatabase> TxLedger<DB> {

@@ -34,7 +34,7 @@ use crate::token::TokenHash;
 
 /// What an account write changed, and where.
 struct Changed {
-    /// The rows the (first) statement changed.
+    /// The rows the statement changed.
     rows: u64,
     /// Whether it ran in the request's transaction.
     joined: bool,
@@ -106,17 +106,39 @@ impl<DB: SqlBackend> SqlStore<DB> {
         Ok(id)
     }
 
-    /// A write that must stand, made by `changed`: if it ran in the
-    /// request's transaction, `again` makes it again should that roll back.
-    fn stand<F, Fut>(&self, changed: &Changed, again: F)
+    /// A write that must stand: if it ran in the request's transaction
+    /// (`joined`), `again` makes it again should that roll back.
+    fn stand<F, Fut>(&self, joined: bool, again: F)
     where
         F: FnOnce(Self) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
     {
-        if changed.joined {
+        if joined {
             let store = self.clone();
             request_tx::redo_after_rollback(Box::new(move || Box::pin(again(store))));
         }
+    }
+
+    /// A one-time use that `changed` made if it changed one row: it stands
+    /// (see [`stand`](Self::stand)), and `again`, which says whether it
+    /// made the use again, fails with [`StoreError::UsedMeanwhile`] when
+    /// another request made it first. Whether the use was made.
+    fn stand_use<F, Fut>(&self, changed: &Changed, again: F) -> bool
+    where
+        F: FnOnce(Self) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<bool, StoreError>> + Send + 'static,
+    {
+        let made = changed.rows == 1;
+        if made {
+            self.stand(changed.joined, move |store| async move {
+                if again(store).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::UsedMeanwhile)
+                }
+            });
+        }
+        made
     }
 
     /// One try of `record_failure`, in one transaction (a savepoint of the
@@ -148,15 +170,6 @@ impl<DB: SqlBackend> SqlStore<DB> {
         user.failures = failures;
         user.locked_until = locked_until;
         Ok((Some(user), joined))
-    }
-}
-
-/// A use that must stand could not be made again: another request made it.
-fn used_meanwhile(made: bool) -> Result<(), StoreError> {
-    if made {
-        Ok(())
-    } else {
-        Err(StoreError::UsedMeanwhile)
     }
 }
 
@@ -213,8 +226,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         .await?;
         if user.is_some() {
             let username = username.to_owned();
-            let counted = Changed { rows: 1, joined };
-            self.stand(&counted, move |store| async move {
+            self.stand(joined, move |store| async move {
                 // Counted again from the row as it is after the rollback.
                 store.record_failure(&username, now, policy).await.map(drop)
             });
@@ -343,16 +355,16 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.users_sql.use_one_time_token, &args)
         })
         .await?;
-        if taken.rows != 1 {
-            return Ok(None);
-        }
         let (hash_again, purpose) = (*hash, purpose.to_owned());
-        self.stand(&taken, move |store| async move {
+        let made = self.stand_use(&taken, move |store| async move {
             let taken = store
                 .take_one_time_token(&hash_again, &purpose, now)
                 .await?;
-            used_meanwhile(taken.is_some())
+            Ok(taken.is_some())
         });
+        if !made {
+            return Ok(None);
+        }
         let query = DB::query(&self.users_sql.read_one_time_token, &[bytes]);
         let row = DB::fetch_optional(&mut *self.read_conn().await?, query).await?;
         row.as_ref()
@@ -415,14 +427,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         let changed = self
             .change_users(&self.users_sql.rotate_remembered, &args)
             .await?;
-        let made = changed.rows == 1;
-        if made {
-            let (current, next) = (*current, *next);
-            self.stand(&changed, move |store| async move {
-                used_meanwhile(store.rotate_remembered(id, &current, &next, now).await?)
-            });
-        }
-        Ok(made)
+        let (current, next) = (*current, *next);
+        Ok(self.stand_use(&changed, move |store| async move {
+            store.rotate_remembered(id, &current, &next, now).await
+        }))
     }
 
     async fn list_remembered(&self, user_id: &str) -> Result<Vec<RememberedDevice>, StoreError> {
@@ -438,7 +446,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             .change_users(&self.users_sql.delete_remembered, &args)
             .await?;
         let user_id = user_id.to_owned();
-        self.stand(&changed, move |store| async move {
+        self.stand(changed.joined, move |store| async move {
             store.delete_remembered(&user_id, id).await.map(drop)
         });
         Ok(changed.rows == 1)
@@ -457,7 +465,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             .change_users(&self.users_sql.delete_remembered_of, &args)
             .await?;
         let user_id = user_id.to_owned();
-        self.stand(&changed, move |store| async move {
+        self.stand(changed.joined, move |store| async move {
             store.delete_remembered_of(&user_id, except).await.map(drop)
         });
         Ok(changed.rows)
@@ -528,14 +536,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_totp_step, &args)
         })
         .await?;
-        let made = changed.rows == 1;
-        if made {
-            let user_id = user_id.to_owned();
-            self.stand(&changed, move |store| async move {
-                used_meanwhile(store.use_totp_step(&user_id, step).await?)
-            });
-        }
-        Ok(made)
+        let user_id = user_id.to_owned();
+        Ok(self.stand_use(&changed, move |store| async move {
+            store.use_totp_step(&user_id, step).await
+        }))
     }
 
     async fn delete_second_factor(&self, user_id: &str) -> Result<bool, StoreError> {
@@ -600,14 +604,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_recovery_code, &args)
         })
         .await?;
-        let made = changed.rows == 1;
-        if made {
-            let (user_id, hash) = (user_id.to_owned(), *hash);
-            self.stand(&changed, move |store| async move {
-                used_meanwhile(store.use_recovery_code(&user_id, &hash, at).await?)
-            });
-        }
-        Ok(made)
+        let (user_id, hash) = (user_id.to_owned(), *hash);
+        Ok(self.stand_use(&changed, move |store| async move {
+            store.use_recovery_code(&user_id, &hash, at).await
+        }))
     }
 
     async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<Option<i64>, StoreError> {
@@ -666,14 +666,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             self.change_users(&self.factor_sql.use_passkey, &args)
         })
         .await?;
-        let made = changed.rows == 1;
-        if made {
-            let used = used.clone();
-            self.stand(&changed, move |store| async move {
-                used_meanwhile(store.use_passkey(&used).await?)
-            });
-        }
-        Ok(made)
+        let used = used.clone();
+        Ok(self.stand_use(&changed, move |store| async move {
+            store.use_passkey(&used).await
+        }))
     }
 
     async fn delete_passkey(&self, user_id: &str, id: i64) -> Result<bool, StoreError> {
